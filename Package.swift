@@ -1,0 +1,55 @@
+// swift-tools-version: 6.0
+//
+// Tenure: a cluster-wide lease manager on shared storage, on-disk compatible
+// with sanlock 3.x. See docs/architecture.md for the module map.
+import PackageDescription
+
+let package = Package(
+    name: "Tenure",
+    products: [
+        .executable(name: "tenure", targets: ["tenure"]),
+        .library(name: "TenureCore", targets: ["TenureCore"]),
+        .library(name: "TenureFormat", targets: ["TenureFormat"]),
+        .library(name: "TenureIO", targets: ["TenureIO"]),
+    ],
+    dependencies: [
+        // Command-line parsing with generated --help: the `tenure` command.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C shims only: libaio, O_DIRECT flags, block-device ioctls, statfs. No logic.
+        .target(
+            name: "CTenureSys",
+            path: "Sources/CTenureSys",
+            linkerSettings: [.linkedLibrary("aio")]
+        ),
+        // Value types, timeouts, the error type and the seams (BlockDevice, MonotonicClock).
+        .target(name: "TenureCore"),
+        // Pure bytes: sanlock 3.x's on-disk structures, checksum, layout math, strings.
+        .target(name: "TenureFormat", dependencies: ["TenureCore"]),
+        // The algorithms: lease areas, delta leases, Disk Paxos. Talks to the world only through the seams.
+        .target(name: "TenureEngine", dependencies: ["TenureCore", "TenureFormat"]),
+        // Linux implementations of the seams: O_DIRECT + libaio device, sync fallback, clock.
+        .target(name: "TenureIO", dependencies: ["TenureCore", "CTenureSys"]),
+        // In-memory device and manual clock for unit tests and the simulator.
+        .target(name: "TenureTestKit", dependencies: ["TenureCore"]),
+        // The `tenure` subcommands, as a library so tests can drive them in-process too.
+        .target(
+            name: "TenureCLI",
+            dependencies: [
+                "TenureCore", "TenureFormat", "TenureEngine", "TenureIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "tenure", dependencies: ["TenureCLI"], path: "Tools/tenure"),
+
+        .testTarget(name: "TenureFormatTests", dependencies: ["TenureFormat", "TenureCore"]),
+        .testTarget(name: "TenureTestKitTests", dependencies: ["TenureTestKit", "TenureCore"]),
+        .testTarget(name: "TenureEngineTests", dependencies: ["TenureEngine", "TenureTestKit", "TenureFormat", "TenureCore"]),
+        .testTarget(name: "TenureIOTests", dependencies: ["TenureIO", "TenureCore", "TenureTestKit"]),
+        .testTarget(
+            name: "TenureCLITests",
+            dependencies: ["TenureCLI", "TenureEngine", "TenureFormat", "TenureIO", "TenureCore", "tenure"]
+        ),
+    ]
+)

@@ -1,0 +1,39 @@
+#ifndef CTENURESYS_H
+#define CTENURESYS_H
+// This header deliberately does NOT define _GNU_SOURCE. Swift's Glibc module is
+// built without it; if this module parsed the same glibc headers with it
+// (libaio.h pulls in <sys/types.h> and <sys/select.h>), every Swift file that
+// imports both Glibc (or Foundation) and CTenureSys fails with "'fd_set' ...
+// is not present in definition ... in module 'SwiftGlibc'". The GNU-only
+// names Tenure needs (O_DIRECT, pthread_setname_np) come through shim.c,
+// which is compiled with _GNU_SOURCE.
+#include <stdint.h>
+#include <libaio.h>
+#include <linux/magic.h>
+
+// C shims for what Swift cannot reach directly: GNU-only flags, variadic
+// ioctl(2) with function-like request macros, statfs(2)'s f_type. No logic
+// here: each function is one system call and keeps its -1/errno (or returned
+// errno) convention, so the Swift side (TenureIO's Syscall) applies its EINTR
+// and errno policy.
+
+/// open(2)'s O_DIRECT, whose value differs between architectures.
+extern const int tenure_O_DIRECT;
+
+/// ioctl(fd, BLKSSZGET): the block device's logical sector size.
+/// Returns 0, or -1 with errno set.
+int tenure_blk_logical_sector_size(int fd, int *sector_size);
+
+/// ioctl(fd, BLKGETSIZE64): the block device's size in bytes.
+/// Returns 0, or -1 with errno set.
+int tenure_blk_size_bytes(int fd, uint64_t *size_bytes);
+
+/// statfs(path).f_type: the magic number of the filesystem holding `path`
+/// (compare with TMPFS_MAGIC from <linux/magic.h>). Returns 0, or -1 with errno set.
+int tenure_statfs_type(const char *path, int64_t *fs_type);
+
+/// pthread_setname_np(pthread_self(), name): names the calling thread for
+/// ps/top/gdb (at most 15 bytes). Returns 0 or an errno value.
+int tenure_name_current_thread(const char *name);
+
+#endif

@@ -1,0 +1,68 @@
+/// Every timeout Tenure uses, as pure functions of two inputs: the
+/// io_timeout N of the host being reasoned about and the watchdog fire time W.
+///
+/// The timeline after a host's last successful renewal at T (defaults
+/// N = 10 s, W = 60 s; docs/timeouts.md walks it in full):
+///
+/// ```
+/// T            last good renewal
+/// T + 2N  20s  next renewal due (renewalInterval)
+/// T + 6N  60s  renewal warning logged (renewalWarning)
+/// T + 8N  80s  lockspace lost: holders are killed (renewalFailure)
+/// T + 8N + W   other hosts may take its leases (hostDead): by then its
+///      140s    watchdog, unpetted since T + 8N at the latest, has reset it
+/// ```
+///
+/// A host never compares its clock with another host's: it measures how
+/// long it has seen another host's timestamp *not change*, on its own
+/// monotonic clock, and compares that with the other host's N (stored in
+/// its delta lease) and W.
+public struct Timeouts: Hashable, Sendable, CustomStringConvertible {
+    /// io_timeout: the longest a single I/O may take.
+    public let ioTimeout: Duration
+    /// Watchdog fire time: after its last pet, the watchdog resets the host within this.
+    public let watchdogFire: Duration
+
+    /// sanlock's default watchdog fire time.
+    public static let defaultWatchdogFireSeconds = 60
+
+    public init(ioTimeout: Duration, watchdogFire: Duration = .seconds(Timeouts.defaultWatchdogFireSeconds)) {
+        precondition(ioTimeout > .zero, "io_timeout must be positive")
+        precondition(watchdogFire >= .zero, "watchdog fire time must not be negative")
+        self.ioTimeout = ioTimeout
+        self.watchdogFire = watchdogFire
+    }
+
+    public init(_ ioTimeout: IOTimeout, watchdogFireSeconds: Int = Timeouts.defaultWatchdogFireSeconds) {
+        self.init(ioTimeout: .seconds(ioTimeout.seconds), watchdogFire: .seconds(watchdogFireSeconds))
+    }
+
+    /// 2N: how often a host renews its delta lease.
+    public var renewalInterval: Duration { ioTimeout * 2 }
+    /// 6N: a renewal this late is logged as a warning.
+    public var renewalWarning: Duration { ioTimeout * 6 }
+    /// 8N: renewals failing this long mean the lockspace is lost; every
+    /// holder of a lease in it must die.
+    public var renewalFailure: Duration { ioTimeout * 8 }
+    /// 8N + W: a host seen unchanged this long is dead; its leases may be taken.
+    public var hostDead: Duration { renewalFailure + watchdogFire }
+    /// 2N: after writing a delta lease to join, wait this long and re-read;
+    /// a host that wrote the same slot meanwhile shows up as a difference.
+    public var joinSettle: Duration { ioTimeout * 2 }
+    /// 8N + W: a slot that is not free must stay unchanged this long before
+    /// a joining host may take it (its owner is then dead).
+    public var joinWaitForHeldSlot: Duration { hostDead }
+    /// Grace between asking a holder to stop (killpath or SIGTERM) and SIGKILL:
+    /// 40 s, 15 s if 30 s ≤ W < 60 s, none if W < 30 s.
+    public var killGrace: Duration {
+        if watchdogFire >= .seconds(60) { return .seconds(40) }
+        if watchdogFire >= .seconds(30) { return .seconds(15) }
+        return .zero
+    }
+    /// Upper bound of the random back-off after an aborted ballot.
+    public var ballotBackoffMax: Duration { .seconds(1) < ioTimeout ? .seconds(1) : ioTimeout }
+
+    public var description: String {
+        "io_timeout \(ioTimeout), watchdog \(watchdogFire): renew every \(renewalInterval), lost at \(renewalFailure), dead at \(hostDead)"
+    }
+}

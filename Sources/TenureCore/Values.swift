@@ -1,0 +1,110 @@
+/// Small typed wrappers for the numbers that mean different things on disk.
+///
+/// A host id is not a generation is not a lease version; the compiler keeps
+/// them apart. Each wraps the on-disk width exactly.
+
+/// A host's id in a lockspace: 1...maxHosts. Host N owns sector N-1 of the
+/// lockspace area and dblock sector N+1 of every resource area.
+public struct HostID: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    public init(_ value: UInt64) { self.rawValue = value }
+    /// Host id 0 means "no host" on disk (a free lease has owner 0).
+    public static let none = HostID(0)
+    public var isNone: Bool { rawValue == 0 }
+    public static func < (a: HostID, b: HostID) -> Bool { a.rawValue < b.rawValue }
+    public var description: String { String(rawValue) }
+}
+
+/// How many times a host id has been acquired: +1 on every join. A lease
+/// owner's generation tells a later incarnation of the same host id apart.
+public struct Generation: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    public init(_ value: UInt64) { self.rawValue = value }
+    public static let zero = Generation(0)
+    public var next: Generation { Generation(rawValue &+ 1) }
+    public static func < (a: Generation, b: Generation) -> Bool { a.rawValue < b.rawValue }
+    public var description: String { String(rawValue) }
+}
+
+/// A resource lease's version (sanlock's lver): +1 on every committed
+/// acquisition. Handed to the holder as its fencing token.
+public struct LeaseVersion: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    public init(_ value: UInt64) { self.rawValue = value }
+    public static let zero = LeaseVersion(0)
+    public var next: LeaseVersion { LeaseVersion(rawValue &+ 1) }
+    public static func < (a: LeaseVersion, b: LeaseVersion) -> Bool { a.rawValue < b.rawValue }
+    public var description: String { String(rawValue) }
+}
+
+/// Seconds of a writer's CLOCK_MONOTONIC as stored in lease timestamps.
+/// 0 on disk means "free". Only changes of another host's timestamp mean
+/// anything; values are never compared across hosts.
+public struct DiskTimestamp: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    public init(_ value: UInt64) { self.rawValue = value }
+    public static let free = DiskTimestamp(0)
+    public var isFree: Bool { rawValue == 0 }
+    public static func < (a: DiskTimestamp, b: DiskTimestamp) -> Bool { a.rawValue < b.rawValue }
+    public var description: String { String(rawValue) }
+}
+
+/// The logical sector size of a lease area. Only the two sanlock supports.
+public enum SectorSize: Int, Sendable, CaseIterable, CustomStringConvertible {
+    case bytes512 = 512
+    case bytes4096 = 4096
+
+    public var bytes: Int { rawValue }
+    public var description: String { String(rawValue) }
+
+    /// Parses "512" or "4096" (also "4k"/"4K").
+    public init?(parsing text: String) {
+        switch text.lowercased() {
+        case "512": self = .bytes512
+        case "4096", "4k": self = .bytes4096
+        default: return nil
+        }
+    }
+}
+
+/// The size of one lease area (sanlock's align): every lockspace and every
+/// resource lease takes exactly one, at an offset that is a multiple of it.
+public enum Alignment: Int, Sendable, CaseIterable, CustomStringConvertible {
+    case oneMiB = 1_048_576
+    case twoMiB = 2_097_152
+    case fourMiB = 4_194_304
+    case eightMiB = 8_388_608
+
+    public var bytes: Int { rawValue }
+    public var description: String { "\(rawValue >> 20)M" }
+
+    /// Parses "1M", "2M", "4M", "8M" (case-insensitive, "MiB" accepted) or a byte count.
+    public init?(parsing text: String) {
+        let t = text.uppercased()
+        let stripped = t.hasSuffix("MIB") ? String(t.dropLast(3)) : (t.hasSuffix("M") ? String(t.dropLast()) : nil)
+        if let stripped, let mib = Int(stripped), let a = Alignment(rawValue: mib << 20) {
+            self = a
+        } else if let bytes = Int(t), let a = Alignment(rawValue: bytes) {
+            self = a
+        } else {
+            return nil
+        }
+    }
+}
+
+/// Seconds a single I/O may take before it counts as failed, as stored in
+/// a delta lease (u16). Every other timeout derives from it (see ``Timeouts``).
+public struct IOTimeout: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+    public init(seconds: UInt16) { self.rawValue = seconds }
+    /// sanlock's default.
+    public static let standard = IOTimeout(seconds: 10)
+    public var seconds: Int { Int(rawValue) }
+    public static func < (a: IOTimeout, b: IOTimeout) -> Bool { a.rawValue < b.rawValue }
+    public var description: String { "\(rawValue)s" }
+}

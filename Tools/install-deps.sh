@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the system packages Tenure builds and tests with, on Debian:
+#   libaio-dev  - libaio, the asynchronous I/O the lease I/O goes through
+#   sanlock     - the reference implementation, the compatibility oracle in tests
+# Idempotent and quiet when everything is there. Needs root (or sudo).
+set -euo pipefail
+packages=(libaio-dev sanlock)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root to install ${missing[*]}" >&2; exit 1; }
+  sudo=sudo
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 || {
+  $sudo apt-get update -qq >/dev/null
+  $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
