@@ -1,0 +1,581 @@
+import CTenureSys
+import Glibc
+import Synchronization
+import TenureCore
+
+/// A lease device opened O_DIRECT | O_SYNC, with its I/O through libaio and a
+/// deadline on every I/O.
+///
+/// One io_context (``maxInFlight`` slots) and one reaper thread per device.
+/// A read or write is validated, copied into an ``AlignedBuffer``, submitted
+/// with io_submit, and awaited; the reaper thread collects completions with
+/// io_getevents and resumes the caller. When an I/O's deadline (`ioTimeout`
+/// after the call, on CLOCK_MONOTONIC) passes first, the caller gets
+/// `.ioTimeout` at once and the I/O is *abandoned*: the reaper tries
+/// io_cancel, and keeps the iocb and buffer alive until the kernel's
+/// completion is reaped, because until then the kernel may still read or
+/// write that memory.
+///
+/// When every slot is taken, an I/O waits in a queue (at most ``maxQueued``)
+/// under the same deadline. Each I/O is submitted with its own io_submit;
+/// batching would go in ``AIOCore/submitReady()``, which could take every
+/// ready request from the queue and pass them to one io_submit.
+///
+/// Cancelling the calling task does not interrupt an I/O; the deadline bounds it.
+public final class DirectDevice: MeasuredBlockDevice {
+    /// Slots in the io_context: the most I/Os the kernel may own at once,
+    /// counting abandoned ones.
+    public static let maxInFlight = 128
+    /// The most I/Os that may wait for a slot before new ones are refused.
+    public static let maxQueued = 1024
+    /// The longest the reaper sleeps in io_getevents; bounds how late a
+    /// deadline or a close is noticed.
+    public static let reaperTickMilliseconds = 50
+    /// close() waits for in-flight I/O up to this many times `ioTimeout`.
+    public static let closeWaitTimeoutMultiplier = 2
+    /// The largest single I/O.
+    public static let maxIOBytes = AlignedBuffer.maxByteCount
+
+    public let path: String
+    public let sectorSize: SectorSize
+    public let sizeBytes: UInt64
+    /// How long one I/O may take before it fails with `.ioTimeout`.
+    public let ioTimeout: Duration
+
+    private let core: AIOCore
+
+    /// Opens `path` (see ``DeviceOpener/open(path:)``) with an io_context and a reaper thread.
+    public init(path: String, ioTimeout: Duration) throws {
+        precondition(ioTimeout > .zero, "ioTimeout must be positive")
+        let opened = try DeviceOpener.open(path: path)
+        do {
+            core = try AIOCore(opened: opened, ioTimeout: ioTimeout)
+        } catch {
+            // The descriptor was never used; its close error has nothing to add.
+            try? Syscall.close(opened.fd, path: path)
+            throw error
+        }
+        self.path = path
+        self.sectorSize = opened.sectorSize
+        self.sizeBytes = opened.sizeBytes
+        self.ioTimeout = ioTimeout
+    }
+
+    deinit {
+        // Without a close(), the reaper drains and tears down on its own.
+        core.beginClose(waiter: nil)
+    }
+
+    public func read(at offset: UInt64, length: Int) async throws -> [UInt8] {
+        try checkRequest(offset: offset, length: length, limit: Self.maxIOBytes)
+        let request = IORequest(.read, offset: offset, buffer: AlignedBuffer(count: length), fd: core.fd)
+        return try await core.perform(request)
+    }
+
+    public func write(_ bytes: [UInt8], at offset: UInt64) async throws {
+        try checkRequest(offset: offset, length: bytes.count, limit: Self.maxIOBytes)
+        let request = IORequest(.write, offset: offset, buffer: AlignedBuffer(copying: bytes), fd: core.fd)
+        _ = try await core.perform(request)
+    }
+
+    /// Refuses new I/O, fails I/O still waiting for a slot with
+    /// `.deviceClosed`, and waits until the kernel has returned every
+    /// submitted I/O, then destroys the io_context and closes the descriptor.
+    ///
+    /// If abandoned I/O is still in the kernel after ``closeWaitTimeoutMultiplier``
+    /// × `ioTimeout`, close gives up waiting and deliberately leaks the
+    /// io_context and those I/Os' iocbs and buffers: the kernel still owns
+    /// them and may write into the buffers whenever the storage answers, and
+    /// io_destroy would block until it does. The descriptor is closed (each
+    /// kernel I/O holds its own reference to the file). See
+    /// `statistics.abandonedInFlight`.
+    public func close() async {
+        await withCheckedContinuation { continuation in
+            core.beginClose(waiter: continuation)
+        }
+    }
+
+    public var statistics: IOStatistics { core.statistics }
+}
+
+extension BlockDevice {
+    /// The contract's checks (``BlockDevice/validate(offset:length:)``) plus the
+    /// implementation's size limit, before anything is allocated or submitted.
+    func checkRequest(offset: UInt64, length: Int, limit: Int) throws {
+        try validate(offset: offset, length: length)
+        guard length <= limit else {
+            throw TenureError(
+                .invalidArgument,
+                "I/O of \(length) bytes at offset \(offset) on \(path) is larger than the \(limit)-byte limit of one I/O.",
+                remedy: "Split it into I/Os of at most \(limit) bytes.")
+        }
+    }
+}
+
+/// "10s", "0.25s": a timeout for messages.
+func secondsText(_ duration: Duration) -> String {
+    let milliseconds = duration.nanosecondsClamped / 1_000_000
+    if milliseconds % 1000 == 0 { return "\(milliseconds / 1000)s" }
+    return "\(Double(milliseconds) / 1000)s"
+}
+
+// MARK: - Requests
+
+/// One read or write: its iocb and its buffer, memory the kernel owns while
+/// the I/O is in flight.
+///
+/// `@unchecked Sendable`: the fields never change after init; the iocb is
+/// written by the submitting thread before io_submit and only by the kernel
+/// after, and the buffer is read by the reaper only after the completion is
+/// reaped. The ``DeadlineTable`` keeps the request alive until then.
+final class IORequest: @unchecked Sendable {
+    enum Kind: String, Sendable { case read, write }
+
+    let kind: Kind
+    let offset: UInt64
+    let buffer: AlignedBuffer
+    let iocb: UnsafeMutablePointer<iocb>
+
+    init(_ kind: Kind, offset: UInt64, buffer: AlignedBuffer, fd: FileDescriptor) {
+        self.kind = kind
+        self.offset = offset
+        self.buffer = buffer
+        iocb = .allocate(capacity: 1)
+        iocb.initialize(to: CTenureSys.iocb())
+        switch kind {
+        case .read: io_prep_pread(iocb, fd.rawValue, buffer.pointer, buffer.count, Int64(offset))
+        case .write: io_prep_pwrite(iocb, fd.rawValue, buffer.pointer, buffer.count, Int64(offset))
+        }
+    }
+
+    var length: Int { buffer.count }
+
+    /// Marks the iocb with `token`, which io_getevents hands back in `data`.
+    func tag(_ token: IOToken) {
+        iocb.pointee.data = UnsafeMutableRawPointer(bitPattern: UInt(token.rawValue))
+    }
+
+    func context(path: String) -> SyscallContext {
+        SyscallContext(kind == .read ? "read" : "write", path: path, offset: offset, length: length)
+    }
+
+    deinit {
+        iocb.deinitialize(count: 1)
+        iocb.deallocate()
+    }
+}
+
+/// The kernel's io_context handle.
+///
+/// `@unchecked Sendable`: the handle is an opaque kernel id that libaio calls
+/// accept from any thread; only ``AIOCore`` destroys it, once, after the
+/// reaper has stopped using it.
+struct AIOContext: @unchecked Sendable {
+    let raw: io_context_t
+}
+
+// MARK: - The shared core
+
+/// What the device and its reaper thread share. The reaper holds a strong
+/// reference, so the core outlives the `DirectDevice` until it is torn down.
+final class AIOCore: Sendable {
+    typealias Waiter = CheckedContinuation<[UInt8], any Error>
+    typealias Table = DeadlineTable<Waiter, IORequest>
+
+    enum Lifecycle {
+        case open
+        /// close() began; the reaper gives up on abandoned I/O at `giveUpAt`.
+        case closing(giveUpAt: MonotonicInstant)
+        case closed
+    }
+
+    struct State {
+        var table = Table(capacity: DirectDevice.maxInFlight, queueLimit: DirectDevice.maxQueued)
+        var lifecycle = Lifecycle.open
+        var closeWaiters: [CheckedContinuation<Void, Never>] = []
+        var statistics = IOStatistics()
+        /// Requests taken for submission whose io_submit has not returned:
+        /// the descriptor must stay open (and its number unused) while any is.
+        var submitsInProgress = 0
+    }
+
+    let fd: FileDescriptor
+    let path: String
+    let ioTimeout: Duration
+    private let context: AIOContext
+    private let clock = SystemMonotonicClock.shared
+    private let state = Mutex(State())
+
+    init(opened: OpenedDevice, ioTimeout: Duration) throws(TenureError) {
+        fd = opened.fd
+        path = opened.path
+        self.ioTimeout = ioTimeout
+        var raw: io_context_t?
+        try Syscall.runAIO(SyscallContext("io_setup", path: opened.path), {
+            io_setup(Int32(DirectDevice.maxInFlight), &raw)
+        })
+        context = AIOContext(raw: raw!)
+        do {
+            try startReaper()
+        } catch {
+            // No I/O was ever submitted, so io_destroy cannot block.
+            _ = try? Syscall.runAIO(SyscallContext("io_destroy", path: path), { io_destroy(context.raw) })
+            throw error
+        }
+    }
+
+    var statistics: IOStatistics {
+        state.withLock { state in
+            var statistics = state.statistics
+            statistics.abandonedInFlight = UInt64(state.table.abandonedCount)
+            return statistics
+        }
+    }
+
+    // MARK: Submission
+
+    /// Queues `request`, submits what slots allow, and waits for the answer.
+    func perform(_ request: IORequest) async throws -> [UInt8] {
+        try await withCheckedThrowingContinuation { (waiter: Waiter) in
+            let deadline = clock.now() + ioTimeout
+            let refusal: TenureError? = state.withLock { state in
+                guard case .open = state.lifecycle else { return closedError(request) }
+                guard state.table.canEnqueue else { return queueFullError(request) }
+                _ = state.table.enqueue(waiter: waiter, resource: request, deadline: deadline)
+                return nil
+            }
+            if let refusal {
+                waiter.resume(throwing: refusal)
+                return
+            }
+            submitReady()
+        }
+    }
+
+    /// Submits queued requests while slots are free. Called by callers after
+    /// enqueueing and by the reaper after freeing slots.
+    ///
+    /// Batching would go here: take every request `nextToSubmit()` allows
+    /// and pass them all to one io_submit.
+    func submitReady() {
+        while let (token, request) = takeNextToSubmit() {
+            request.tag(token)
+            var list: UnsafeMutablePointer<iocb>? = request.iocb
+            do {
+                let accepted = try Syscall.runAIO(request.context(path: path).with(call: "io_submit"), {
+                    io_submit(context.raw, 1, &list)
+                })
+                if accepted != 1 {
+                    throw Syscall.error(Errno(rawValue: EAGAIN), request.context(path: path).with(call: "io_submit"))
+                }
+                state.withLock { $0.submitsInProgress -= 1 }
+            } catch {
+                let finished = state.withLock { state in
+                    state.submitsInProgress -= 1
+                    state.statistics.failures += 1
+                    return state.table.failSubmission(token)
+                }
+                finished?.waiter?.resume(throwing: error)
+            }
+        }
+    }
+
+    private func takeNextToSubmit() -> (IOToken, IORequest)? {
+        state.withLock { state in
+            guard let next = state.table.nextToSubmit() else { return nil }
+            state.submitsInProgress += 1
+            state.statistics.submitted += 1
+            return next
+        }
+    }
+
+    // MARK: Closing
+
+    /// Starts closing (once) and registers `waiter` to be resumed when done.
+    func beginClose(waiter: CheckedContinuation<Void, Never>?) {
+        let giveUpAt = clock.now() + ioTimeout * DirectDevice.closeWaitTimeoutMultiplier
+        let (alreadyClosed, neverSubmitted): (Bool, [Waiter]) = state.withLock { state in
+            switch state.lifecycle {
+            case .closed:
+                return (true, [])
+            case .closing:
+                if let waiter { state.closeWaiters.append(waiter) }
+                return (false, [])
+            case .open:
+                state.lifecycle = .closing(giveUpAt: giveUpAt)
+                if let waiter { state.closeWaiters.append(waiter) }
+                return (false, state.table.drainQueue())
+            }
+        }
+        for queued in neverSubmitted {
+            queued.resume(throwing: TenureError(
+                .deviceClosed, "\(path) was closed before a queued I/O could be submitted.",
+                remedy: "Open the device again to retry."))
+        }
+        if alreadyClosed { waiter?.resume() }
+    }
+
+    // MARK: The reaper
+
+    /// The reaper's name in ps, top and gdb (at most 15 bytes).
+    static let reaperThreadName = "tenure-aio-reap"
+
+    private func startReaper() throws(TenureError) {
+        let retained = Unmanaged.passRetained(self)
+        var thread = pthread_t()
+        do {
+            try Syscall.runReturningErrno(SyscallContext("pthread_create", path: path), {
+                pthread_create(&thread, nil, { argument in
+                    let core = Unmanaged<AIOCore>.fromOpaque(argument!).takeRetainedValue()
+                    core.runReaper()
+                    return nil
+                }, retained.toOpaque())
+            })
+        } catch {
+            retained.release()
+            throw error
+        }
+        // Fails only for a thread id that is not ours: a bug, and a harmless one.
+        _ = pthread_detach(thread)
+    }
+
+    /// The reaper's loop: answer expired I/O, wait for completions (at most
+    /// until the nearest deadline, and no longer than a tick), answer them,
+    /// submit what the freed slots allow; until a close has finished.
+    private func runReaper() {
+        // Fails only for a name over 15 bytes; the name is for ps and gdb only.
+        _ = tenure_name_current_thread(Self.reaperThreadName)
+        let events = UnsafeMutablePointer<io_event>.allocate(capacity: DirectDevice.maxInFlight)
+        defer { events.deallocate() }
+        while true {
+            let now = clock.now()
+            let tick = expireAndPlan(now: now)
+            answerExpired(tick.expired)
+            if let ending = tick.ending {
+                finishClose(ending)
+                return
+            }
+            let count = waitForCompletions(events, timeout: tick.wait)
+            for index in 0 ..< count {
+                reap(events[index])
+            }
+            submitReady()
+        }
+    }
+
+    private struct Tick {
+        var expired: [(IOToken, Table.Expired)] = []
+        var ending: Ending?
+        var wait: Duration = .zero
+    }
+
+    /// How a close ends: cleanly, or leaking what the kernel never returned.
+    private enum Ending {
+        case drained(waiters: [CheckedContinuation<Void, Never>])
+        case leaking(waiters: [CheckedContinuation<Void, Never>], resources: [IORequest], closeDescriptor: Bool)
+    }
+
+    private func expireAndPlan(now: MonotonicInstant) -> Tick {
+        state.withLock { state in
+            var tick = Tick()
+            for token in state.table.expired(at: now) {
+                if let expired = state.table.expire(token) {
+                    tick.expired.append((token, expired))
+                    state.statistics.timeouts += 1
+                }
+            }
+            var closeGiveUpAt: MonotonicInstant?
+            if case .closing(let giveUpAt) = state.lifecycle {
+                closeGiveUpAt = giveUpAt
+                if state.table.isEmpty {
+                    tick.ending = .drained(waiters: state.closeWaiters)
+                } else if now >= giveUpAt {
+                    tick.ending = .leaking(waiters: state.closeWaiters, resources: state.table.abandonedResources,
+                                           closeDescriptor: state.submitsInProgress == 0)
+                }
+                if tick.ending != nil {
+                    state.lifecycle = .closed
+                    state.closeWaiters = []
+                }
+            }
+            let deadlines = [state.table.nearestDeadline, closeGiveUpAt].compactMap { $0 }
+            tick.wait = reaperWait(now: now, nearestDeadline: deadlines.min())
+            return tick
+        }
+    }
+
+    private func answerExpired(_ expired: [(IOToken, Table.Expired)]) {
+        for (token, entry) in expired {
+            let request = entry.resource
+            entry.waiter.resume(throwing: timeoutError(request, submitted: entry.phase == .submitted))
+            if entry.phase == .submitted { tryCancel(token, request) }
+        }
+    }
+
+    /// Asks the kernel to cancel an abandoned I/O. Block devices and most
+    /// filesystems do not support it (EINVAL); current kernels answer
+    /// EINPROGRESS and deliver the completion through io_getevents; only old
+    /// kernels answer 0, having returned the I/O right here.
+    private func tryCancel(_ token: IOToken, _ request: IORequest) {
+        var result = io_event()
+        let cancelled = (try? Syscall.runAIO(request.context(path: path).with(call: "io_cancel"), {
+            io_cancel(context.raw, request.iocb, &result)
+        })) == 0
+        if cancelled {
+            state.withLock { state in _ = state.table.complete(token) }
+        }
+    }
+
+    private func waitForCompletions(_ events: UnsafeMutablePointer<io_event>, timeout: Duration) -> Int {
+        let nanoseconds = Int(timeout.nanosecondsClamped)
+        var wait = timespec(tv_sec: nanoseconds / 1_000_000_000, tv_nsec: nanoseconds % 1_000_000_000)
+        do {
+            let count = try Syscall.runAIO(SyscallContext("io_getevents", path: path), {
+                io_getevents(context.raw, 1, DirectDevice.maxInFlight, events, &wait)
+            })
+            return Int(count)
+        } catch {
+            // The context is ours and alive, the buffer and timeout valid: any
+            // failure here is a bug, and the reaper cannot go on without it.
+            preconditionFailure("io_getevents on \(path) failed: \(error)")
+        }
+    }
+
+    /// Answers one completion, or frees an abandoned I/O the kernel has returned.
+    private func reap(_ event: io_event) {
+        let token = IOToken(rawValue: UInt64(UInt(bitPattern: event.data)))
+        let result = Int(bitPattern: event.res)
+        let (finished, outcome): (Table.Finished?, Outcome) = state.withLock { state in
+            guard let finished = state.table.complete(token) else {
+                preconditionFailure("io_getevents on \(path) returned \(token), which no request holds")
+            }
+            let outcome = Outcome(result: result, length: finished.resource.length)
+            if finished.waiter != nil { state.statistics.record(outcome, finished.resource.kind, length: finished.resource.length) }
+            return (finished, outcome)
+        }
+        guard let finished, let waiter = finished.waiter else { return }
+        let request = finished.resource
+        switch outcome {
+        case .complete:
+            waiter.resume(returning: request.kind == .read ? request.buffer.bytes : [])
+        case .failed(let errno):
+            waiter.resume(throwing: Syscall.error(errno, request.context(path: path)))
+        case .short(let transferred):
+            waiter.resume(throwing: shortError(request, transferred: transferred))
+        }
+    }
+
+    private func finishClose(_ ending: Ending) {
+        switch ending {
+        case .drained(let waiters):
+            // Nothing is in flight, so io_destroy returns at once; neither
+            // failure would leave anything to clean up.
+            _ = try? Syscall.runAIO(SyscallContext("io_destroy", path: path), { io_destroy(context.raw) })
+            try? Syscall.close(fd, path: path)
+            waiters.forEach { $0.resume() }
+        case .leaking(let waiters, let resources, let closeDescriptor):
+            // The kernel still owns these I/Os and may write into their
+            // buffers when the storage answers: keep them, and the io_context
+            // (io_destroy would block until the storage answers), forever
+            // rather than hand their memory back.
+            for resource in resources { _ = Unmanaged.passRetained(resource) }
+            // Each submitted I/O holds its own reference to the open file, so
+            // the descriptor can go, unless a thread is still between taking a
+            // request and io_submit: it must not find the number reused.
+            if closeDescriptor { try? Syscall.close(fd, path: path) }
+            waiters.forEach { $0.resume() }
+        }
+    }
+
+    // MARK: Errors
+
+    private func closedError(_ request: IORequest) -> TenureError {
+        TenureError(.deviceClosed, "\(request.context(path: path)) refused: the device is closed.",
+                    remedy: "Open the device again.")
+    }
+
+    private func queueFullError(_ request: IORequest) -> TenureError {
+        TenureError(
+            .ioFailed,
+            "\(request.context(path: path)) refused: \(DirectDevice.maxQueued) I/Os already wait for one of the device's \(DirectDevice.maxInFlight) slots.",
+            remedy: "The storage is not keeping up; check it, or issue fewer I/Os at once.")
+    }
+
+    private func timeoutError(_ request: IORequest, submitted: Bool) -> TenureError {
+        let context = request.context(path: path)
+        if submitted {
+            return TenureError(
+                .ioTimeout,
+                "\(context) did not complete within \(secondsText(ioTimeout)); it is abandoned to the kernel, which keeps its buffer until it returns.",
+                remedy: "Check the storage and its path (multipath, SAN, network) and the kernel log; the I/O may be retried.")
+        }
+        return TenureError(
+            .ioTimeout,
+            "\(context) did not complete within \(secondsText(ioTimeout)): it waited for a slot, all \(DirectDevice.maxInFlight) being held by I/O the kernel has not returned.",
+            remedy: "Check the storage and its path (multipath, SAN, network) and the kernel log.")
+    }
+
+    private func shortError(_ request: IORequest, transferred: Int) -> TenureError {
+        TenureError(
+            .shortIO,
+            "\(request.context(path: path)) transferred only \(transferred) bytes.",
+            remedy: "The file or device may have shrunk; check its size.")
+    }
+}
+
+/// How a reaped I/O ended.
+enum Outcome: Equatable {
+    case complete
+    case failed(Errno)
+    case short(transferred: Int)
+
+    /// From io_event's `res`: bytes transferred, or a negated errno.
+    init(result: Int, length: Int) {
+        if result < 0 {
+            self = .failed(Errno(rawValue: Int32(clamping: -result)))
+        } else if result != length {
+            self = .short(transferred: result)
+        } else {
+            self = .complete
+        }
+    }
+}
+
+extension IOStatistics {
+    /// Counts a reaped I/O whose caller was still waiting.
+    mutating func record(_ outcome: Outcome, _ kind: IORequest.Kind, length: Int) {
+        if outcome == .complete {
+            recordCompleted(kind, bytes: length)
+        } else {
+            failures += 1
+        }
+    }
+
+    mutating func recordCompleted(_ kind: IORequest.Kind, bytes: Int) {
+        switch kind {
+        case .read:
+            reads += 1
+            bytesRead += UInt64(bytes)
+        case .write:
+            writes += 1
+            bytesWritten += UInt64(bytes)
+        }
+    }
+}
+
+/// How long the reaper may sleep in io_getevents: until the nearest deadline,
+/// but never longer than ``DirectDevice/reaperTickMilliseconds``.
+func reaperWait(now: MonotonicInstant, nearestDeadline: MonotonicInstant?) -> Duration {
+    let tick = Duration.milliseconds(DirectDevice.reaperTickMilliseconds)
+    guard let nearestDeadline else { return tick }
+    return min(tick, nearestDeadline - now)
+}
+
+extension SyscallContext {
+    /// The same I/O, named as the call that failed.
+    func with(call: String) -> SyscallContext {
+        var copy = self
+        copy.call = call
+        return copy
+    }
+}
