@@ -1,0 +1,104 @@
+import TenureCore
+import TenureFormat
+
+/// Why a ballot stopped before committing. The acquirer retries with a
+/// higher ballot number after a random back-off.
+struct BallotAbort: Error, CustomStringConvertible {
+    enum Reason {
+        /// Another host started a higher ballot (Disk Paxos: "disk[d][q].mbal > dblock[p].mbal").
+        case higherBallot(host: HostID, mbal: UInt64)
+        /// Another host already works on a later lease version.
+        case laterVersion(host: HostID, lver: LeaseVersion)
+    }
+    var phase: Int
+    var reason: Reason
+    var description: String {
+        switch reason {
+        case .higherBallot(let h, let m): return "phase \(phase): host \(h) has ballot \(m)"
+        case .laterVersion(let h, let l): return "phase \(phase): host \(h) works on lver \(l)"
+        }
+    }
+}
+
+/// One Disk Paxos ballot (Gafni & Lamport) for lease version `lver`, run by
+/// `host` with ballot number `mbal` over the lease's disks.
+struct Ballot {
+    let resource: PaxosResource
+    let host: LocalHost
+    let lver: LeaseVersion
+    let mbal: UInt64
+    /// The mode block to keep in our dblock sector while balloting (a shared
+    /// holder converting to exclusive keeps its shared mark until it wins).
+    let mode: ModeBlock
+    let context: EngineContext
+
+    /// What a completed ballot decided, and the dblocks its last read saw.
+    struct Outcome {
+        var decided: PaxosDblock
+        var lastRead: [[DblockSlot]]
+    }
+
+    /// Phase 1, choose the value, phase 2. Returns the committed value
+    /// (which may name another host, if one had already voted).
+    func run() async throws -> Outcome {
+        var dblock = PaxosDblock(mbal: mbal, lver: lver)
+        let seen1 = try await phase(1, dblock)
+        dblock = choose(dblock, seen: seen1)
+        let seen2 = try await phase(2, dblock)
+        return Outcome(decided: dblock.sealed, lastRead: seen2)
+    }
+
+    /// Write our dblock to a majority of disks, then read every dblock from a
+    /// majority; abort on a higher ballot or a later version.
+    func phase(_ n: Int, _ dblock: PaxosDblock) async throws -> [[DblockSlot]] {
+        try await resource.writeDblock(dblock, mode: mode, of: host.id)
+        let seen = try await resource.readDblocks()
+        try checkForAbort(seen, ours: dblock, phase: n)
+        return seen
+    }
+
+    func checkForAbort(_ seen: [[DblockSlot]], ours: PaxosDblock, phase: Int) throws {
+        for disk in seen {
+            for slot in disk where slot.dblock.isValid && slot.dblock.lver >= ours.lver {
+                if slot.dblock.lver > ours.lver {
+                    throw BallotAbort(phase: phase, reason: .laterVersion(host: slot.hostID, lver: slot.dblock.lver))
+                }
+                if slot.dblock.mbal > ours.mbal {
+                    throw BallotAbort(phase: phase, reason: .higherBallot(host: slot.hostID, mbal: slot.dblock.mbal))
+                }
+            }
+        }
+    }
+
+    /// Disk Paxos's choice of input: the value of the highest ballot any
+    /// host has voted in for this version, else our own (us, our
+    /// generation, now).
+    func choose(_ dblock: PaxosDblock, seen: [[DblockSlot]]) -> PaxosDblock {
+        var chosen = dblock
+        var best: PaxosDblock?
+        for disk in seen {
+            for slot in disk where slot.dblock.isValid && slot.dblock.lver == lver && !slot.dblock.inp.isNone && slot.dblock.bal > 0 {
+                if slot.dblock.bal > (best?.bal ?? 0) { best = slot.dblock }
+            }
+        }
+        if let best {
+            chosen.inp = best.inp
+            chosen.inp2 = best.inp2
+            chosen.inp3 = best.inp3
+        } else {
+            chosen.inp = host.id
+            chosen.inp2 = host.generation
+            chosen.inp3 = context.diskTimestamp()
+        }
+        chosen.bal = mbal
+        return chosen
+    }
+
+    /// The first ballot number of `host` after seeing `maxSeen`: the next
+    /// multiple of the stride above it, plus the host id. Matches sanlock,
+    /// so mixed clusters never share a ballot number.
+    static func firstBallot(host: HostID, maxSeen: UInt64, stride: UInt64) -> UInt64 {
+        guard maxSeen > 0 else { return host.rawValue }
+        return maxSeen - maxSeen % stride + stride + host.rawValue
+    }
+}

@@ -1,0 +1,67 @@
+import TenureCore
+import TenureFormat
+
+/// Everything the engine needs from the world besides devices: time,
+/// randomness and a place to report what it did. The daemon passes the
+/// real clock and a system random source; the simulator passes its virtual
+/// clock and a seeded generator, so a run replays exactly.
+public struct EngineContext: Sendable {
+    public var clock: any MonotonicClock
+    /// Returns a uniformly distributed value in 0..<upperBound (upperBound > 0).
+    public var random: @Sendable (_ upperBound: UInt64) -> UInt64
+    /// Receives one line per notable step (ballot aborts, late renewals, …).
+    public var log: @Sendable (EngineEvent) -> Void
+    /// The watchdog fire time W every host in the cluster is configured with.
+    public var watchdogFire: Duration
+
+    public init(clock: any MonotonicClock,
+                random: @escaping @Sendable (UInt64) -> UInt64 = { UInt64.random(in: 0..<$0) },
+                log: @escaping @Sendable (EngineEvent) -> Void = { _ in },
+                watchdogFire: Duration = .seconds(Timeouts.defaultWatchdogFireSeconds)) {
+        self.clock = clock
+        self.random = random
+        self.log = log
+        self.watchdogFire = watchdogFire
+    }
+
+    /// Timeouts for a host whose io_timeout is `ioTimeout`.
+    public func timeouts(_ ioTimeout: IOTimeout) -> Timeouts {
+        Timeouts(ioTimeout: .seconds(max(ioTimeout.seconds, 1)), watchdogFire: watchdogFire)
+    }
+
+    /// The current time as a delta-lease timestamp (never 0, which means free).
+    public func diskTimestamp() -> DiskTimestamp {
+        DiskTimestamp(max(1, clock.now().wholeSeconds))
+    }
+}
+
+/// Something the engine reports; `message` is for people, `kind` for counters and tests.
+public struct EngineEvent: Sendable, CustomStringConvertible {
+    public enum Kind: String, Sendable {
+        case joined, joinWaiting, renewed, renewalLate, renewalFailed, lockspaceLost, released
+        case ballotAborted, ballotCommitted, ownerJudged, leaseAcquired, leaseReleased, sharedCleared, requestWritten
+    }
+    public var kind: Kind
+    public var message: String
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+    public var description: String { "\(kind.rawValue): \(message)" }
+}
+
+/// This host as it takes part in one lockspace: its id, the generation of
+/// its current join, and its name.
+public struct LocalHost: Hashable, Sendable, CustomStringConvertible {
+    public var id: HostID
+    public var generation: Generation
+    public var name: LeaseName
+
+    public init(id: HostID, generation: Generation, name: LeaseName = .empty) {
+        self.id = id
+        self.generation = generation
+        self.name = name
+    }
+
+    public var description: String { "host \(id) generation \(generation)" }
+}

@@ -1,0 +1,170 @@
+import TenureCore
+import TenureFormat
+
+/// A lockspace this host has joined: its delta lease, renewed on its own
+/// schedule through its own device handle (client I/O never delays it), and
+/// the moment from which its holders must be dead.
+///
+/// The lost deadline is a value, `lastRenewalStart + 8N`, not an event: it
+/// holds even while a renewal I/O hangs, so fencing can act on time.
+public actor Lockspace {
+    public nonisolated let spec: LockspaceSpec
+    public let slot: DeltaLeaseSlot
+    public let ioTimeout: IOTimeout
+    public let timeouts: Timeouts
+    /// Watches other hosts (through the observer's device).
+    public let observer: LockspaceObserver
+    let context: EngineContext
+
+    public private(set) var hold: DeltaLeaseHold?
+    /// Set once the lockspace is lost; it never comes back (rejoin instead).
+    public private(set) var lostReason: TenureError?
+    /// Longest gap between starts of successful renewals, for status.
+    public private(set) var worstRenewalGap: Duration = .zero
+    public private(set) var renewals = 0
+    public private(set) var failedRenewals = 0
+
+    /// - Parameters:
+    ///   - renewalDevice: a handle used only for this lockspace's renewals.
+    ///   - observer: reads other hosts' slots (may use a shared handle).
+    public init(spec: LockspaceSpec, renewalDevice: any BlockDevice, observer: LockspaceObserver, ioTimeout: IOTimeout,
+                context: EngineContext) throws {
+        self.spec = spec
+        self.slot = try DeltaLeaseSlot(device: renewalDevice, areaOffset: observer.areaOffset, geometry: observer.geometry,
+                                       lockspace: spec.name, hostID: spec.hostID)
+        self.ioTimeout = ioTimeout
+        self.timeouts = context.timeouts(ioTimeout)
+        self.observer = observer
+        self.context = context
+    }
+
+    /// This host as it takes part, once joined.
+    public var localHost: LocalHost? { hold?.host }
+
+    /// Joins: acquires the host id by the delta-lease algorithm.
+    public func join(name: LeaseName) async throws -> LocalHost {
+        precondition(hold == nil, "join called twice")
+        let joined = try await DeltaLease.acquire(slot, name: name, ioTimeout: ioTimeout, context: context)
+        hold = joined
+        return joined.host
+    }
+
+    /// The instant from which this host must behave as if the lockspace were
+    /// lost: every holder of a lease in it must be dead. nil before joining.
+    public var expiry: MonotonicInstant? {
+        guard let hold else { return nil }
+        return hold.lastRenewalStart + timeouts.renewalFailure
+    }
+
+    /// When the next renewal is due.
+    public var nextRenewalDue: MonotonicInstant? {
+        hold.map { $0.lastRenewalStart + timeouts.renewalInterval }
+    }
+
+    /// Whether leases in this lockspace may still be used at `now`.
+    public func isValid(at now: MonotonicInstant) -> Bool {
+        guard lostReason == nil, let expiry else { return false }
+        return now < expiry
+    }
+
+    /// One renewal. On a failed I/O the hold is unchanged (the next try
+    /// comes soon); once the expiry passes, or the slot was taken over, the
+    /// lockspace is lost for good.
+    public func renew() async throws {
+        guard let hold, lostReason == nil else {
+            throw lostReason ?? TenureError(.invalidArgument, "Lockspace \(spec.name) is not joined.")
+        }
+        do {
+            let renewed = try await DeltaLease.renew(slot, hold: hold, context: context)
+            // Holders were due to die at the expiry: a renewal that completes
+            // after it does not revive the lockspace.
+            if let expiry, context.clock.now() >= expiry {
+                throw markLost(TenureError(.lockspaceLost, "Lockspace \(spec.name) expired before its renewal completed.",
+                                           remedy: "The storage is too slow for io_timeout \(ioTimeout.seconds)s; rejoin the lockspace."))
+            }
+            let gap = renewed.lastRenewalStart - hold.lastRenewalStart
+            worstRenewalGap = max(worstRenewalGap, gap)
+            if gap > timeouts.renewalWarning {
+                context.log(EngineEvent(.renewalLate, "lockspace \(spec.name) renewed \(gap) after the previous renewal (warning at \(timeouts.renewalWarning))"))
+            }
+            renewals += 1
+            self.hold = renewed
+        } catch let error as TenureError where error.code == .lockspaceLost {
+            throw markLost(error)
+        } catch {
+            failedRenewals += 1
+            context.log(EngineEvent(.renewalFailed, "lockspace \(spec.name) renewal failed: \(error)"))
+            if let expiry, context.clock.now() >= expiry {
+                throw markLost(TenureError(.lockspaceLost, "Lockspace \(spec.name) could not be renewed for \(timeouts.renewalFailure): \(error)",
+                                           remedy: "Check the storage path; the holders of its leases were killed."))
+            }
+            throw error
+        }
+    }
+
+    @discardableResult
+    func markLost(_ error: TenureError) -> TenureError {
+        if lostReason == nil {
+            lostReason = error
+            context.log(EngineEvent(.lockspaceLost, error.message))
+        }
+        return lostReason!
+    }
+
+    /// Marks the lockspace lost if its expiry has passed; call from a timer
+    /// that does not wait on renewal I/O.
+    public func checkExpiry() -> TenureError? {
+        if lostReason == nil, let expiry, context.clock.now() >= expiry {
+            markLost(TenureError(.lockspaceLost, "Lockspace \(spec.name) was not renewed for \(timeouts.renewalFailure).",
+                                 remedy: "Check the storage path; the holders of its leases were killed."))
+        }
+        return lostReason
+    }
+
+    /// Renews on schedule until cancelled or lost: every 2N after the last
+    /// successful renewal started, retrying failures every `livenessPoll`.
+    public func runRenewals() async {
+        while !Task.isCancelled, lostReason == nil, let due = nextRenewalDue {
+            do {
+                try await context.clock.sleep(until: due)
+                try await renew()
+            } catch is CancellationError {
+                return
+            } catch {
+                if lostReason != nil { return }
+                try? await context.clock.sleep(for: timeouts.livenessPoll)
+                if Task.isCancelled { return }
+                while lostReason == nil, !Task.isCancelled {
+                    do {
+                        try await renew()
+                        break
+                    } catch {
+                        if lostReason != nil { return }
+                        try? await context.clock.sleep(for: timeouts.livenessPoll)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sets host `other`'s bit in our bitmap (asking it to look at its
+    /// leases' request records) and writes it at once.
+    public func signal(_ other: HostID) async throws {
+        guard let hold, lostReason == nil else { throw lostReason ?? TenureError(.invalidArgument, "Lockspace \(spec.name) is not joined.") }
+        var bitmap = hold.bitmap
+        bitmap.insert(other)
+        self.hold = try await DeltaLease.updateBitmap(slot, hold: hold, bitmap: bitmap)
+    }
+
+    /// Clears every bit we set (the next renewal writes the cleared bitmap).
+    public func clearSignals() {
+        hold?.bitmap = HostBitmap()
+    }
+
+    /// Leaves: releases the host id (timestamp 0).
+    public func leave() async throws {
+        guard let hold else { return }
+        self.hold = nil
+        if lostReason == nil { try await DeltaLease.release(slot, hold: hold, context: context) }
+    }
+}

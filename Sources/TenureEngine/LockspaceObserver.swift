@@ -1,0 +1,79 @@
+import TenureCore
+import TenureFormat
+
+/// How the paxos engine learns whether a lease's owner may still use it.
+public protocol HostLivenessOracle: Sendable {
+    /// Reads host `id`'s delta lease now and returns it with the state the
+    /// observer concludes from it and from everything it has seen before.
+    func observe(_ id: HostID) async throws -> (record: LeaderRecord, state: HostState)
+}
+
+/// Watches host slots of one lockspace and keeps what it saw. Used by the
+/// daemonless commands on their own, and by a joined ``Lockspace`` whose
+/// monitoring keeps it warm.
+public actor LockspaceObserver: HostLivenessOracle {
+    public let device: any BlockDevice
+    public let areaOffset: UInt64
+    public let geometry: LeaseGeometry
+    public let name: LeaseName
+    /// The io_timeout to assume for a host whose record carries none.
+    public let fallbackIOTimeout: IOTimeout
+    let context: EngineContext
+    public private(set) var table = HostTable()
+
+    public init(device: any BlockDevice, areaOffset: UInt64, geometry: LeaseGeometry, name: LeaseName,
+                fallbackIOTimeout: IOTimeout, context: EngineContext) {
+        self.device = device
+        self.areaOffset = areaOffset
+        self.geometry = geometry
+        self.name = name
+        self.fallbackIOTimeout = fallbackIOTimeout
+        self.context = context
+    }
+
+    /// Opens the lockspace at `disk`: reads its first sector for the layout.
+    public static func open(_ spec: LockspaceSpec, device: any BlockDevice, context: EngineContext) async throws -> LockspaceObserver {
+        let leader = try await LeaseAreas.readLeader(on: device, at: spec.disk.offset)
+            .verified(as: .delta, lockspace: spec.name, at: "\(spec.disk)")
+        let geometry = try LeaseGeometry.declared(by: leader, at: "\(spec.disk)")
+        try geometry.validate(areaOffset: spec.disk.offset, deviceSize: device.sizeBytes, path: device.path)
+        return LockspaceObserver(device: device, areaOffset: spec.disk.offset, geometry: geometry, name: spec.name,
+                                 fallbackIOTimeout: leader.ioTimeout.rawValue > 0 ? leader.ioTimeout : .standard, context: context)
+    }
+
+    public func slot(_ id: HostID) throws -> DeltaLeaseSlot {
+        try DeltaLeaseSlot(device: device, areaOffset: areaOffset, geometry: geometry, lockspace: name, hostID: id)
+    }
+
+    public func observe(_ id: HostID) async throws -> (record: LeaderRecord, state: HostState) {
+        let (record, _) = try await DeltaLease.read(try slot(id))
+        let now = context.clock.now()
+        table.record(record, for: id, at: now)
+        return (record, table[id]!.state(at: now, context: context, fallback: fallbackIOTimeout))
+    }
+
+    /// Reads the slots of hosts 1...upTo in one I/O and records each.
+    /// Returns the slots and their bitmaps (for requests aimed at us).
+    public func observeRange(upTo last: HostID) async throws -> [(HostID, LeaderRecord, HostBitmap)] {
+        let count = Int(min(last.rawValue, UInt64(geometry.maxHosts)))
+        guard count > 0 else { return [] }
+        let s = geometry.sectorSize.bytes
+        let bytes = try await device.read(at: areaOffset, length: count * s)
+        let now = context.clock.now()
+        var out: [(HostID, LeaderRecord, HostBitmap)] = []
+        for i in 0..<count {
+            let sector = bytes[(i * s)..<((i + 1) * s)]
+            let record = LeaderRecord(decoding: sector)
+            guard record.validKind == .delta, record.spaceName == name else { continue }
+            let id = HostID(UInt64(i + 1))
+            table.record(record, for: id, at: now)
+            out.append((id, record, HostBitmap(decoding: sector)))
+        }
+        return out
+    }
+
+    /// The state of host `id` from what has been seen, without reading.
+    public func state(of id: HostID) -> HostState? {
+        table[id]?.state(at: context.clock.now(), context: context, fallback: fallbackIOTimeout)
+    }
+}

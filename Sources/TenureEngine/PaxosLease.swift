@@ -1,0 +1,393 @@
+import TenureCore
+import TenureFormat
+
+/// A resource lease this host holds.
+public struct HeldLease: Sendable, CustomStringConvertible {
+    public var resource: ResourceSpec
+    /// The fencing token: the lease version this host committed.
+    public var lver: LeaseVersion
+    /// The leader as committed (exclusive) or as freed after the short
+    /// exclusive hold (shared).
+    public var leader: LeaderRecord
+    public var shared: Bool
+    public var host: LocalHost
+
+    public init(resource: ResourceSpec, lver: LeaseVersion, leader: LeaderRecord, shared: Bool, host: LocalHost) {
+        self.resource = resource
+        self.lver = lver
+        self.leader = leader
+        self.shared = shared
+        self.host = host
+    }
+
+    /// The resource string with the lver (or SH), as `inquire` reports it.
+    public var stateString: String {
+        var r = resource
+        r.shared = shared
+        r.lver = shared ? nil : lver
+        return r.description
+    }
+
+    public var description: String { "\(resource.lockspace):\(resource.name) lver \(lver)\(shared ? " shared" : "")" }
+}
+
+/// How to acquire.
+public struct AcquireOptions: Sendable {
+    public var shared: Bool
+    /// Fail unless the lease's current version is exactly this (a handover:
+    /// the previous holder released it at this lver and nobody took it since).
+    public var requiredLver: LeaseVersion?
+    /// Fail at once instead of waiting while the owner's liveness is not yet known.
+    public var noWait: Bool
+
+    public init(shared: Bool = false, requiredLver: LeaseVersion? = nil, noWait: Bool = false) {
+        self.shared = shared
+        self.requiredLver = requiredLver
+        self.noWait = noWait
+    }
+}
+
+/// Resource leases by Disk Paxos on sanlock's format: acquire (exclusive or
+/// shared), release, convert, and requests to a holder.
+public enum PaxosLease {
+    /// Acquires `resource` for `host`.
+    ///
+    /// 1. Read the leader and dblocks (one read per disk).
+    /// 2. If the lease is owned by another host, judge the owner through
+    ///    `oracle` (its delta lease): take over when it released its host id,
+    ///    rejoined with a newer generation, or is dead; fail with
+    ///    `.heldByLiveHost` when it is alive; otherwise watch until one is known.
+    /// 3. Run ballots for lver + 1 until one completes (aborts back off at random).
+    /// 4. Commit the leader with the decided value; fail if it names another host.
+    /// 5. Exclusive: clear dead shared holders, fail while a live one remains.
+    ///    Shared: mark our mode block shared and free the leader.
+    public static func acquire(_ resource: PaxosResource, host: LocalHost, oracle: (any HostLivenessOracle)?,
+                               options: AcquireOptions = AcquireOptions(), context: EngineContext) async throws -> HeldLease {
+        try resource.validate(host: host.id)
+        restart: while true {
+            try Task.checkCancellation()
+            let areas = try await resource.readAreas()
+            let leader = PaxosResource.newest(areas.map(\.leader))
+            if let required = options.requiredLver, leader.lver != required {
+                throw TenureError(.lverMismatch,
+                                  "\(resource.spec.name) is at lver \(leader.lver), not the lver \(required) the handover requires.",
+                                  remedy: "Another host took the lease since it was handed over; re-read the lease state.")
+            }
+            if needsOwnerJudgement(leader, host: host) {
+                let verdict = try await judgeOwner(resource, leader: leader, areas: areas, host: host, oracle: oracle,
+                                                   options: options, context: context)
+                if verdict == .restart { continue restart }
+            }
+            let maxSeen = areas.flatMap(\.dblocks).filter { $0.dblock.isValid }.map(\.dblock.mbal).max() ?? 0
+            switch try await ballotUntilDecided(resource, host: host, leader: leader, maxSeen: maxSeen,
+                                                keepMode: .exclusive, shortHold: options.shared, context: context) {
+            case .restart:
+                continue restart
+            case .won(let committed, let lastRead):
+                var held = HeldLease(resource: resource.spec, lver: committed.lver, leader: committed, shared: false, host: host)
+                if options.shared {
+                    held = try await downgradeToShared(resource, held: held, context: context)
+                } else {
+                    try await clearSharedHolders(resource, held: held, seen: lastRead, oracle: oracle, context: context)
+                }
+                context.log(EngineEvent(.leaseAcquired, "\(host) acquired \(held)"))
+                return held
+            }
+        }
+    }
+
+    /// A lease that is free, or ours (this generation or an older one), can go
+    /// straight to a ballot; any other owner must be judged first.
+    static func needsOwnerJudgement(_ leader: LeaderRecord, host: LocalHost) -> Bool {
+        if leader.timestamp.isFree { return false }
+        if leader.ownerID == host.id && leader.ownerGeneration <= host.generation { return false }
+        return true
+    }
+
+    enum Judgement { case takeOver, restart }
+
+    /// Step 2: decides whether the owner named by `leader` may still be
+    /// using the lease.
+    static func judgeOwner(_ resource: PaxosResource, leader: LeaderRecord, areas: [DiskArea], host: LocalHost,
+                           oracle: (any HostLivenessOracle)?, options: AcquireOptions, context: EngineContext) async throws -> Judgement {
+        let owner = leader.ownerID
+        guard let oracle else {
+            throw TenureError(.heldByLiveHost,
+                              "\(resource.spec.name) is held by host \(owner) (generation \(owner.isNone ? 0 : leader.ownerGeneration.rawValue), lver \(leader.lver)) and no lockspace was given to judge whether that host is alive.",
+                              remedy: "Name the lockspace (-s LOCKSPACE) so Tenure can watch the owner's delta lease.")
+        }
+        while true {
+            let (record, state) = try await oracle.observe(owner)
+            if record.timestamp.isFree || record.ownerID != owner || record.ownerGeneration > leader.ownerGeneration {
+                context.log(EngineEvent(.ownerJudged, "owner host \(owner) of \(resource.spec.name) is gone (its host id is free or rejoined)"))
+                return .takeOver
+            }
+            switch state {
+            case .dead, .free:
+                context.log(EngineEvent(.ownerJudged, "owner host \(owner) of \(resource.spec.name) is dead"))
+                return .takeOver
+            case .live:
+                if ownerReleasedBehindCommit(leader, areas: areas) { return .takeOver }
+                throw TenureError(.heldByLiveHost,
+                                  "\(resource.spec.name) is held by live host \(owner) (\"\(record.resourceName)\", generation \(leader.ownerGeneration), lver \(leader.lver)).",
+                                  remedy: "Wait for it to release the lease, or ask it to with `request`.")
+            case .unknown, .failing:
+                if options.noWait {
+                    throw TenureError(.heldByLiveHost,
+                                      "\(resource.spec.name) is held by host \(owner), whose liveness is not yet known (\(state)).",
+                                      remedy: "Retry later, or acquire without no-wait to watch the owner until it is known.")
+                }
+                try await context.clock.sleep(for: context.timeouts(DeltaLease.effectiveIOTimeout(record, ours: .standard)).livenessPoll)
+                if try await resource.readLeader() != leader { return .restart }
+            }
+        }
+    }
+
+    /// A live owner that released the lease, where another host's commit of
+    /// the same ballot (naming that owner) landed after the release: the
+    /// leader was written by a host other than its owner, and the owner's
+    /// dblock is marked released.
+    static func ownerReleasedBehindCommit(_ leader: LeaderRecord, areas: [DiskArea]) -> Bool {
+        guard leader.writeID != leader.ownerID else { return false }
+        let owner = areas.compactMap { area in area.dblocks.first { $0.hostID == leader.ownerID } }
+        return !owner.isEmpty && owner.allSatisfy { $0.dblock.isReleased && $0.dblock.lver == leader.lver }
+    }
+
+    /// Consecutive aborts for a later version, with the leader unchanged, before giving up.
+    static let maxLaterVersionAborts = 3
+
+    enum BallotResult {
+        case won(committed: LeaderRecord, lastRead: [[DblockSlot]])
+        case restart
+    }
+
+    /// Step 3 and 4: ballots for `leader.lver + 1` until one decides, then
+    /// the commit. Each retry first re-reads the leader: another host may
+    /// have committed this version (possibly naming us) or moved past it.
+    static func ballotUntilDecided(_ resource: PaxosResource, host: LocalHost, leader: LeaderRecord, maxSeen: UInt64,
+                                   keepMode: ModeBlock, shortHold: Bool, context: EngineContext) async throws -> BallotResult {
+        let next = leader.lver.next
+        var mbal = Ballot.firstBallot(host: host.id, maxSeen: maxSeen, stride: resource.ballotStride)
+        var current = leader
+        var first = true
+        var laterVersionAborts = 0
+        while true {
+            try Task.checkCancellation()
+            if !first { current = try await resource.readLeader() }
+            first = false
+            if current.lver == next {
+                if current.ownerID == host.id && current.ownerGeneration == host.generation && !current.timestamp.isFree {
+                    return .won(committed: current, lastRead: [])
+                }
+                throw acquiredByOther(resource, current)
+            }
+            if current.lver > next || !sameLeaderState(current, leader) { return .restart }
+            do {
+                let outcome = try await Ballot(resource: resource, host: host, lver: next, mbal: mbal, mode: keepMode, context: context).run()
+                let committed = try await commit(resource, over: leader, decided: outcome.decided, host: host, shortHold: shortHold, context: context)
+                guard committed.ownerID == host.id, committed.ownerGeneration == host.generation else {
+                    throw acquiredByOther(resource, committed)
+                }
+                return .won(committed: committed, lastRead: outcome.lastRead)
+            } catch let abort as BallotAbort {
+                context.log(EngineEvent(.ballotAborted, "\(host) ballot \(mbal) for \(resource.spec.name) lver \(next) aborted in \(abort)"))
+                if case .laterVersion(let other, let lver) = abort.reason {
+                    // A later version only exists once the leader has moved on, which the
+                    // re-read at the top of the loop sees. A dblock that keeps claiming one
+                    // while the leader stays put is damaged or was written by a broken host.
+                    laterVersionAborts += 1
+                    if laterVersionAborts >= maxLaterVersionAborts {
+                        throw TenureError(.badRecord,
+                                          "The dblock of host \(other) in \(resource.spec.name) claims lver \(lver), but the leader is at lver \(leader.lver).",
+                                          remedy: "The lease area is damaged or was written by a broken host; re-initialise it once no host uses it.")
+                    }
+                }
+                let backoff = context.timeouts(.standard).ballotBackoffMax.nanosecondsClamped
+                try await context.clock.sleep(for: .nanoseconds(Int64(context.random(max(backoff, 1)))))
+                mbal += resource.ballotStride
+            }
+        }
+    }
+
+    /// Leaders are the same lease state, ignoring who last wrote them.
+    static func sameLeaderState(_ a: LeaderRecord, _ b: LeaderRecord) -> Bool {
+        a.lver == b.lver && a.ownerID == b.ownerID && a.ownerGeneration == b.ownerGeneration && a.timestamp == b.timestamp
+    }
+
+    static func acquiredByOther(_ resource: PaxosResource, _ leader: LeaderRecord) -> TenureError {
+        TenureError(.heldByLiveHost,
+                    "\(resource.spec.name) was acquired by host \(leader.ownerID) (generation \(leader.ownerGeneration), lver \(leader.lver)) while this host tried.",
+                    remedy: "Retry later, or ask the holder to release it with `request`.")
+    }
+
+    /// Step 4: write the leader for the decided version.
+    static func commit(_ resource: PaxosResource, over previous: LeaderRecord, decided: PaxosDblock, host: LocalHost,
+                       shortHold: Bool, context: EngineContext) async throws -> LeaderRecord {
+        var leader = previous
+        leader.lver = decided.lver
+        leader.ownerID = decided.inp
+        leader.ownerGeneration = decided.inp2
+        leader.timestamp = decided.inp3
+        leader.writeID = host.id
+        leader.writeGeneration = host.generation
+        leader.writeTimestamp = context.diskTimestamp()
+        leader.flags = shortHold && decided.inp == host.id ? leader.flags | LeaderFlags.shortHold : leader.flags & ~LeaderFlags.shortHold
+        try await resource.writeLeader(leader)
+        context.log(EngineEvent(.ballotCommitted, "\(host) committed \(resource.spec.name) lver \(leader.lver) owner \(leader.ownerID)"))
+        return leader.sealed
+    }
+
+    /// Step 5, exclusive: every other host whose mode block says shared must
+    /// be gone (its host id free, rejoined, or dead); its mark is cleared.
+    /// A live sharer makes the acquire fail, and the lease is freed again.
+    static func clearSharedHolders(_ resource: PaxosResource, held: HeldLease, seen: [[DblockSlot]],
+                                   oracle: (any HostLivenessOracle)?, context: EngineContext) async throws {
+        var sharers: [HostID: DblockSlot] = [:]
+        for disk in seen { for slot in disk where slot.mode.isShared && slot.hostID != held.host.id { sharers[slot.hostID] = slot } }
+        for (id, slot) in sharers.sorted(by: { $0.key < $1.key }) {
+            if let oracle {
+                let (record, state) = try await oracle.observe(id)
+                let gone = record.timestamp.isFree || record.ownerGeneration != slot.mode.generation || state.canBeTakenOver
+                if gone {
+                    try await resource.writeDblock(slot.dblock, mode: .exclusive, of: id)
+                    context.log(EngineEvent(.sharedCleared, "cleared the shared mark of gone host \(id) on \(resource.spec.name)"))
+                    continue
+                }
+            }
+            try? await release(resource, held: held, context: context)
+            throw TenureError(.leaseInUse, "\(resource.spec.name) is held shared by host \(id) (generation \(slot.mode.generation)).",
+                              remedy: "Wait until every shared holder releases it.")
+        }
+    }
+
+    /// Shared acquire, after the short exclusive hold: our dblock is marked
+    /// released with a shared mode block, then the leader is freed.
+    static func downgradeToShared(_ resource: PaxosResource, held: HeldLease, context: EngineContext) async throws -> HeldLease {
+        try await markReleased(resource, held: held, mode: .shared(held.host.generation))
+        var freed = held.leader
+        freed.timestamp = .free
+        freed.flags &= ~LeaderFlags.shortHold
+        freed.writeID = held.host.id
+        freed.writeGeneration = held.host.generation
+        freed.writeTimestamp = context.diskTimestamp()
+        try await resource.writeLeader(freed)
+        var shared = held
+        shared.shared = true
+        shared.leader = freed.sealed
+        return shared
+    }
+
+    /// Writes our dblock for `held.lver` with the released flag and `mode`.
+    static func markReleased(_ resource: PaxosResource, held: HeldLease, mode: ModeBlock) async throws {
+        let areas = try await resource.readAreas()
+        let own = areas.compactMap { $0.dblocks.first { $0.hostID == held.host.id }?.dblock }
+            .filter(\.isValid).max { $0.mbal < $1.mbal } ?? PaxosDblock(lver: held.lver)
+        var released = own
+        released.flags |= PaxosDblock.releasedFlag
+        try await resource.writeDblock(released, mode: mode, of: held.host.id)
+    }
+
+    /// Release: mark our dblock released (clearing any shared mark), then,
+    /// for an exclusive lease the leader still shows us owning at our lver,
+    /// free the leader. Fails with `.notOwner` (after clearing our marks)
+    /// when the lease moved on without us.
+    public static func release(_ resource: PaxosResource, held: HeldLease, context: EngineContext) async throws {
+        try await markReleased(resource, held: held, mode: .exclusive)
+        guard !held.shared else {
+            context.log(EngineEvent(.leaseReleased, "\(held.host) released shared \(held)"))
+            return
+        }
+        let leader = try await resource.readLeader()
+        guard leader.lver == held.lver, leader.ownerID == held.host.id, leader.ownerGeneration == held.host.generation else {
+            throw TenureError(.notOwner,
+                              "\(resource.spec.name) is at lver \(leader.lver) owned by host \(leader.ownerID), not this host's lver \(held.lver); nothing to release.",
+                              remedy: "The lease was taken over (this host was judged dead or its lease was forced away).")
+        }
+        guard !leader.timestamp.isFree else { return }
+        var freed = leader
+        freed.timestamp = .free
+        freed.flags &= ~LeaderFlags.shortHold
+        freed.writeID = held.host.id
+        freed.writeGeneration = held.host.generation
+        freed.writeTimestamp = context.diskTimestamp()
+        try await resource.writeLeader(freed)
+        context.log(EngineEvent(.leaseReleased, "\(held.host) released \(held)"))
+    }
+
+    /// Exclusive → shared: keep the lease, let others share it.
+    public static func convertToShared(_ resource: PaxosResource, held: HeldLease, context: EngineContext) async throws -> HeldLease {
+        guard !held.shared else { return held }
+        let leader = try await resource.readLeader()
+        guard leader.lver == held.lver, leader.ownerID == held.host.id, leader.ownerGeneration == held.host.generation else {
+            throw TenureError(.notOwner, "\(resource.spec.name) is no longer held by this host (now lver \(leader.lver), owner \(leader.ownerID)).",
+                              remedy: "Acquire it again.")
+        }
+        return try await downgradeToShared(resource, held: HeldLease(resource: held.resource, lver: held.lver, leader: leader, shared: false, host: held.host), context: context)
+    }
+
+    /// Shared → exclusive: win a ballot while keeping our shared mark (so a
+    /// failure leaves us a sharer), then require every other sharer gone.
+    public static func convertToExclusive(_ resource: PaxosResource, held: HeldLease, oracle: (any HostLivenessOracle)?,
+                                          context: EngineContext) async throws -> HeldLease {
+        guard held.shared else { return held }
+        while true {
+            let areas = try await resource.readAreas()
+            let leader = PaxosResource.newest(areas.map(\.leader))
+            if needsOwnerJudgement(leader, host: held.host) {
+                if try await judgeOwner(resource, leader: leader, areas: areas, host: held.host, oracle: oracle,
+                                        options: AcquireOptions(noWait: true), context: context) == .restart { continue }
+            }
+            let maxSeen = areas.flatMap(\.dblocks).filter { $0.dblock.isValid }.map(\.dblock.mbal).max() ?? 0
+            switch try await ballotUntilDecided(resource, host: held.host, leader: leader, maxSeen: maxSeen,
+                                                keepMode: .shared(held.host.generation), shortHold: false, context: context) {
+            case .restart:
+                continue
+            case .won(let committed, let lastRead):
+                let exclusive = HeldLease(resource: held.resource, lver: committed.lver, leader: committed, shared: false, host: held.host)
+                do {
+                    try await clearSharedHolders(resource, held: exclusive, seen: lastRead, oracle: oracle, context: context)
+                } catch {
+                    // clearSharedHolders freed the leader; put our shared mark back.
+                    try await markReleased(resource, held: exclusive, mode: .shared(held.host.generation))
+                    throw error
+                }
+                let own = lastRead.compactMap { $0.first { $0.hostID == held.host.id }?.dblock }.first ?? PaxosDblock(lver: committed.lver)
+                try await resource.writeDblock(own, mode: .exclusive, of: held.host.id)
+                return exclusive
+            }
+        }
+    }
+
+    // MARK: Requests
+
+    /// Asks the holder of `resource` to give it up: writes the request record
+    /// with `lver`, the version the requester wants (default: the current
+    /// lver + 1). The holder acts when it sees a request for a version later
+    /// than the one it holds, so the request does not touch the next holder.
+    /// Mode `.none` clears the record.
+    @discardableResult
+    public static func request(_ resource: PaxosResource, lver: LeaseVersion?, mode: RequestRecord.ForceMode,
+                               context: EngineContext) async throws -> (leader: LeaderRecord, requested: LeaseVersion) {
+        let leader = try await resource.readLeader()
+        if mode == .none {
+            try await resource.writeRequest(.none)
+            return (leader, .zero)
+        }
+        let wanted = lver ?? leader.lver.next
+        guard wanted > leader.lver else {
+            throw TenureError(.lverMismatch, "Requested lver \(wanted), but \(resource.spec.name) is already at lver \(leader.lver).",
+                              remedy: "Request a later lver than the current one (leave it out to mean the current lver + 1).")
+        }
+        try await resource.writeRequest(RequestRecord(lver: wanted, forceMode: mode))
+        context.log(EngineEvent(.requestWritten, "request for \(resource.spec.name) lver \(wanted) mode \(mode)"))
+        return (leader, wanted)
+    }
+
+    /// The holder's side: the request aimed at `held`, if one is pending (a
+    /// valid record with a force mode asking for a version after the one held).
+    public static func pendingRequest(_ resource: PaxosResource, held: HeldLease) async throws -> RequestRecord? {
+        let areas = try await resource.readAreas()
+        let requests = areas.map(\.request).filter { $0.isValid && $0.forceMode != nil && $0.forceMode != RequestRecord.ForceMode.none }
+        return requests.filter { $0.lver > held.lver }.max { $0.lver < $1.lver }
+    }
+}

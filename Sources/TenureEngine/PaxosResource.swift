@@ -1,0 +1,180 @@
+import TenureCore
+import TenureFormat
+
+/// One resource lease, replicated on 1...4 disks. Each Disk Paxos phase
+/// needs a majority of the disks written and read, so the lease survives
+/// the loss of a minority.
+public struct PaxosResource: Sendable {
+    public let spec: ResourceSpec
+    /// One device per disk of `spec`, in the same order.
+    public let devices: [any BlockDevice]
+    public let geometry: LeaseGeometry
+    /// Dblocks that exist: host ids 1...numHosts may take part.
+    public let numHosts: Int
+    /// The stride of ballot numbers (the leader's max_hosts), so every host's
+    /// ballots are disjoint: host h only ever uses mbal ≡ h (mod maxHosts).
+    public let ballotStride: UInt64
+
+    /// Opens the lease: reads each disk's leader, checks names, geometry and
+    /// num_hosts agree, and that a majority of disks hold the lease.
+    public static func open(_ spec: ResourceSpec, devices: [any BlockDevice]) async throws -> PaxosResource {
+        precondition(devices.count == spec.disks.count, "one device per disk")
+        var leaders: [LeaderRecord] = []
+        var firstError: Error?
+        for (i, device) in devices.enumerated() {
+            do {
+                let leader = try await LeaseAreas.readLeader(on: device, at: spec.disks[i].offset)
+                leaders.append(try leader.verified(as: .paxos, lockspace: spec.lockspace, resource: spec.name, at: "\(spec.disks[i])"))
+            } catch {
+                firstError = firstError ?? error
+            }
+        }
+        guard leaders.count >= majority(of: devices.count), let first = leaders.first else {
+            throw firstError ?? TenureError(.ioFailed, "No disk of \(spec) could be read.")
+        }
+        let geometry = try LeaseGeometry.declared(by: first, at: "\(spec.disks[0])")
+        for (i, device) in devices.enumerated() {
+            guard geometry.sectorSize.bytes >= device.sectorSize.bytes else {
+                throw TenureError(.invalidGeometry, "\(device.path) has \(device.sectorSize)-byte sectors but the lease \(spec.name) uses \(geometry.sectorSize).",
+                                  remedy: "Re-initialise the lease with --sector-size \(device.sectorSize).")
+            }
+            try geometry.validate(areaOffset: spec.disks[i].offset, deviceSize: device.sizeBytes, path: device.path)
+        }
+        for leader in leaders.dropFirst() where leader.numHosts != first.numHosts || leader.sectorSize != first.sectorSize || leader.flags & 0xF0 != first.flags & 0xF0 {
+            throw TenureError(.badRecord, "The disks of \(spec) disagree on the lease layout (num_hosts \(first.numHosts) vs \(leader.numHosts)).",
+                              remedy: "Initialise every disk of the lease with the same options.")
+        }
+        let numHosts = Int(clamping: first.numHosts)
+        guard numHosts >= 1, numHosts <= geometry.maxHosts else {
+            throw TenureError(.badRecord, "The lease \(spec) declares \(first.numHosts) hosts; a \(geometry) area holds 1...\(geometry.maxHosts).",
+                              remedy: "The record is damaged; re-initialise it only if no host uses it.")
+        }
+        let stride = first.maxHosts >= UInt64(numHosts) ? first.maxHosts : UInt64(geometry.maxHosts)
+        return PaxosResource(spec: spec, devices: devices, geometry: geometry, numHosts: numHosts, ballotStride: stride)
+    }
+
+    public var majority: Int { Self.majority(of: devices.count) }
+    static func majority(of count: Int) -> Int { count / 2 + 1 }
+
+    /// Checks that `host` has a dblock in this lease.
+    public func validate(host: HostID) throws {
+        guard host.rawValue >= 1, host.rawValue <= UInt64(numHosts) else {
+            throw TenureError(.invalidArgument, "Host id \(host) has no dblock in \(spec.name), which has \(numHosts) host slots.",
+                              remedy: "Use a host id from 1 to \(numHosts), or re-initialise the lease with a larger --max-hosts.")
+        }
+    }
+
+    // MARK: I/O on a majority of disks
+
+    /// Runs `body` on every disk at once and returns the successes, failing
+    /// unless a majority succeed.
+    func onMajority<T: Sendable>(_ what: String, _ body: @escaping @Sendable (Int, any BlockDevice, UInt64) async throws -> T) async throws -> [(disk: Int, value: T)] {
+        let devices = self.devices
+        let offsets = spec.disks.map(\.offset)
+        var results: [(disk: Int, value: T)] = []
+        var errors: [Error] = []
+        await withTaskGroup(of: (Int, Result<T, Error>).self) { group in
+            for i in devices.indices {
+                group.addTask {
+                    do { return (i, .success(try await body(i, devices[i], offsets[i]))) } catch { return (i, .failure(error)) }
+                }
+            }
+            for await (i, result) in group {
+                switch result {
+                case .success(let v): results.append((i, v))
+                case .failure(let e): errors.append(e)
+                }
+            }
+        }
+        guard results.count >= majority else {
+            if devices.count == 1, let only = errors.first { throw only }
+            throw TenureError(.ioFailed, "Could not \(what) on a majority of the \(devices.count) disks of \(spec.name): \(errors.map { "\($0)" }.joined(separator: "; ")).",
+                              remedy: "Check the storage paths of the lease.")
+        }
+        return results.sorted { $0.disk < $1.disk }
+    }
+
+    /// The current leader: of the leaders read from a majority of disks, the
+    /// newest (highest lver; at equal lver a released one, as release follows commit).
+    public func readLeader() async throws -> LeaderRecord {
+        let spec = self.spec
+        let leaders = try await onMajority("read the leader") { i, device, offset in
+            try await LeaseAreas.readLeader(on: device, at: offset)
+                .verified(as: .paxos, lockspace: spec.lockspace, resource: spec.name, at: "\(spec.disks[i])")
+        }
+        return Self.newest(leaders.map(\.value))
+    }
+
+    public static func newest(_ leaders: [LeaderRecord]) -> LeaderRecord {
+        leaders.max { a, b in
+            a.lver != b.lver ? a.lver < b.lver : (!a.timestamp.isFree && b.timestamp.isFree)
+        }!
+    }
+
+    /// One read per disk of the leader, the request record and every dblock.
+    public func readAreas() async throws -> [DiskArea] {
+        let spec = self.spec, geometry = self.geometry, numHosts = self.numHosts
+        return try await onMajority("read the lease") { i, device, offset in
+            let bytes = try await device.read(at: offset, length: geometry.resourceReadLength(numHosts: numHosts))
+            let leader = try LeaderRecord(decoding: bytes)
+                .verified(as: .paxos, lockspace: spec.lockspace, resource: spec.name, at: "\(spec.disks[i])")
+            return DiskArea(disk: i, leader: leader, request: RequestRecord(decoding: bytes[geometry.requestOffset...]),
+                            dblocks: Self.decodeDblocks(bytes, from: 0, geometry: geometry, numHosts: numHosts))
+        }.map(\.value)
+    }
+
+    /// One read per disk of the dblocks alone (a ballot phase's read).
+    func readDblocks() async throws -> [[DblockSlot]] {
+        let geometry = self.geometry, numHosts = self.numHosts
+        let first = UInt64(geometry.dblockOffset(of: HostID(1)))
+        return try await onMajority("read the dblocks") { _, device, offset in
+            let bytes = try await device.read(at: offset + first, length: numHosts * geometry.sectorSize.bytes)
+            return Self.decodeDblocks(bytes, from: -Int(first), geometry: geometry, numHosts: numHosts)
+        }.map(\.value)
+    }
+
+    /// Decodes dblock sectors; `from` is the area offset of `bytes[0]` negated
+    /// (0 when `bytes` starts at the leader).
+    static func decodeDblocks(_ bytes: [UInt8], from base: Int, geometry: LeaseGeometry, numHosts: Int) -> [DblockSlot] {
+        let s = geometry.sectorSize.bytes
+        return (1...numHosts).map { id in
+            let at = geometry.dblockOffset(of: HostID(UInt64(id))) + base
+            return DblockSlot(hostID: HostID(UInt64(id)), dblock: PaxosDblock(decoding: bytes[at..<(at + s)]),
+                              mode: ModeBlock(decoding: bytes[(at + ModeBlock.offsetInSector)..<(at + s)]))
+        }
+    }
+
+    /// Writes host `host`'s dblock sector (dblock and mode block) on a majority.
+    func writeDblock(_ dblock: PaxosDblock, mode: ModeBlock, of host: HostID) async throws {
+        let sector = dblock.encodedSector(geometry.sectorSize, mode: mode)
+        let at = UInt64(geometry.dblockOffset(of: host))
+        _ = try await onMajority("write the dblock of host \(host)") { _, device, offset in
+            try await device.write(sector, at: offset + at)
+        }
+    }
+
+    /// Writes the leader on a majority.
+    func writeLeader(_ leader: LeaderRecord) async throws {
+        let sector = leader.encodedSector(geometry.sectorSize)
+        _ = try await onMajority("write the leader") { _, device, offset in
+            try await device.write(sector, at: offset)
+        }
+    }
+
+    /// Writes the request record on a majority.
+    func writeRequest(_ request: RequestRecord) async throws {
+        let sector = request.encodedSector(geometry.sectorSize)
+        let at = UInt64(geometry.requestOffset)
+        _ = try await onMajority("write the request record") { _, device, offset in
+            try await device.write(sector, at: offset + at)
+        }
+    }
+}
+
+/// What one read of one disk's lease area returned.
+public struct DiskArea: Sendable {
+    public var disk: Int
+    public var leader: LeaderRecord
+    public var request: RequestRecord
+    public var dblocks: [DblockSlot]
+}

@@ -1,0 +1,210 @@
+import Testing
+import TenureCore
+import TenureEngine
+import TenureFormat
+import TenureTestKit
+
+@Suite struct DeltaLeaseTests {
+    @Test func joinFreeSlotWritesOurRecordAndWaitsTheSettleTime() async throws {
+        let c = try await Cluster()
+        let start = c.clock.now()
+        let dev = c.device("h3")
+        let hold = try await DeltaLease.acquire(try c.slot(3, device: dev), name: "node-three", ioTimeout: c.ioTimeout, context: c.context)
+        #expect(hold.host.id == HostID(3))
+        #expect(hold.host.generation == Generation(1))
+        #expect(c.clock.now() - start >= c.timeouts.joinSettle)
+        // The record on disk, decoded independently of the engine's hold.
+        let onDisk = LeaderRecord(decoding: c.storage.snapshot(2 * 512..<3 * 512))
+        #expect(onDisk.ownerID == HostID(3))
+        #expect(onDisk.ownerGeneration == Generation(1))
+        #expect(onDisk.resourceName.description == "node-three")
+        #expect(onDisk.ioTimeout == c.ioTimeout)
+        #expect(!onDisk.timestamp.isFree)
+        #expect(onDisk.checksum == onDisk.computedChecksum)
+        // read, write, read: nothing else.
+        let stats = dev.statistics
+        #expect(stats.reads == 2 && stats.writes == 1)
+        #expect(stats.sectorsWritten == 1)
+    }
+
+    @Test func rejoinAfterReleaseBumpsGeneration() async throws {
+        let c = try await Cluster()
+        let first = try await c.join(1)
+        try await DeltaLease.release(try c.slot(1), hold: first, context: c.context)
+        #expect(LeaderRecord(decoding: c.storage.snapshot(0..<512)).timestamp.isFree)
+        let second = try await c.join(1)
+        #expect(second.host.generation == Generation(2))
+    }
+
+    @Test func joinOverDeadHolderWaitsHostDeadThenTakesIt() async throws {
+        let c = try await Cluster()
+        _ = try await c.join(2, name: "old")      // never renewed again: dead after 8N + W
+        let before = c.clock.now()
+        let hold = try await c.join(2, name: "new")
+        #expect(c.clock.now() - before >= c.timeouts.hostDead + c.timeouts.joinSettle)
+        #expect(hold.host.generation == Generation(2))
+        #expect(c.events.count(.joinWaiting) == 1)
+    }
+
+    @Test func joinOverLiveHolderFailsWithHostIDBusy() async throws {
+        let c = try await Cluster(autoAdvance: false)
+        // Host "A" holds id 2 and keeps renewing; "B" tries the same id.
+        async let joinedA = c.join(2, name: "A")
+        try await c.clock.waitForSleepers(1)
+        c.clock.advance(by: c.timeouts.joinSettle)
+        var a = try await joinedA
+        let b = Task { try await c.join(2, name: "B") }
+        try await c.clock.waitForSleepers(1)
+        a = try await DeltaLease.renew(try c.slot(2), hold: a, context: c.context)
+        c.clock.advance(by: .seconds(1))
+        await expectTenureError(.hostIDBusy) { _ = try await b.value }
+        // A still holds it, untouched by B.
+        #expect(LeaderRecord(decoding: c.storage.snapshot(512..<1024)) == a.written)
+    }
+
+    @Test func twoHostsWithTheSameIDExactlyOneKeepsIt() async throws {
+        let c = try await Cluster(autoAdvance: false)
+        // Both read the slot free before either write lands: writes take 0.5 s.
+        let devA = c.device("A"), devB = c.device("B")
+        devA.inject(.latency(.milliseconds(500)), on: .writes)
+        devB.inject(.latency(.milliseconds(400)), on: .writes)
+        let a = Task { try await DeltaLease.acquire(try c.slot(4, device: devA), name: "A", ioTimeout: c.ioTimeout, context: c.context) }
+        let b = Task { try await DeltaLease.acquire(try c.slot(4, device: devB), name: "B", ioTimeout: c.ioTimeout, context: c.context) }
+        try await c.clock.waitForSleepers(2)      // both writes in flight
+        c.clock.advance(by: .milliseconds(500))   // B's lands, then A's
+        try await c.clock.waitForSleepers(2)      // both settling
+        c.clock.advance(by: c.timeouts.joinSettle)
+        let results = [await a.result, await b.result]
+        let winners = results.compactMap { try? $0.get() }
+        #expect(winners.count == 1)
+        #expect(winners.first?.host.name.description == "A")   // the last write stands
+        for r in results {
+            if case .failure(let e) = r { #expect((e as? TenureError)?.code == .hostIDBusy) }
+        }
+        let onDisk = LeaderRecord(decoding: c.storage.snapshot(3 * 512..<4 * 512))
+        #expect(onDisk.resourceName == winners.first?.host.name)
+    }
+
+    @Test func renewalWritesNewTimestampAndDetectsTakeover() async throws {
+        let c = try await Cluster()
+        var hold = try await c.join(1)
+        let t0 = hold.written.timestamp
+        try await c.clock.sleep(for: c.timeouts.renewalInterval)
+        hold = try await DeltaLease.renew(try c.slot(1), hold: hold, context: c.context)
+        #expect(hold.written.timestamp > t0)
+        #expect(LeaderRecord(decoding: c.storage.snapshot(0..<512)) == hold.written)
+        // Another host overwrites the slot (an operator mistake): the next renewal notices.
+        var intruder = hold.written
+        intruder.resourceName = "intruder"
+        intruder.ownerGeneration = intruder.ownerGeneration.next
+        c.storage.poke(intruder.encodedSector(.bytes512), at: 0)
+        let stale = hold
+        await expectTenureError(.lockspaceLost) { _ = try await DeltaLease.renew(try c.slot(1), hold: stale, context: c.context) }
+        // …and did not write over the intruder.
+        #expect(LeaderRecord(decoding: c.storage.snapshot(0..<512)).resourceName.description == "intruder")
+    }
+
+    @Test func releaseLeavesATakenOverSlotAlone() async throws {
+        let c = try await Cluster()
+        let hold = try await c.join(1)
+        var other = hold.written
+        other.ownerGeneration = Generation(9)
+        c.storage.poke(other.encodedSector(.bytes512), at: 0)
+        await expectTenureError(.lockspaceLost) { try await DeltaLease.release(try c.slot(1), hold: hold, context: c.context) }
+        #expect(LeaderRecord(decoding: c.storage.snapshot(0..<512)).ownerGeneration == Generation(9))
+    }
+
+    @Test func joinRefusesAnUninitialisedArea() async throws {
+        let c = try await Cluster()
+        let wrong = try DeltaLeaseSlot(device: c.device(), areaOffset: 6 * Cluster.mib, geometry: .standard512, lockspace: "LS", hostID: HostID(1))
+        let e = await expectTenureError(.badMagic) { _ = try await DeltaLease.acquire(wrong, name: "x", ioTimeout: c.ioTimeout, context: c.context) }
+        #expect(e?.message.contains("never initialised") == true)
+    }
+
+    @Test func hostIDOutsideTheLayoutIsRefused() async throws {
+        let c = try await Cluster()
+        #expect(throws: TenureError.self) { _ = try c.slot(2001) }
+        #expect(throws: TenureError.self) { _ = try c.slot(0) }
+    }
+}
+
+@Suite struct LockspaceTests {
+    @Test func expiryIsEightIOTimeoutsAfterTheLastRenewalStarted() async throws {
+        let c = try await Cluster()
+        let dev = c.device("renewal")
+        let ls = try Lockspace(spec: LockspaceSpec(name: "LS", hostID: HostID(1), disk: try LeaseDisk(path: "disk", offset: 0)),
+                               renewalDevice: dev, observer: c.observer(), ioTimeout: c.ioTimeout, context: c.context)
+        _ = try await ls.join(name: "n1")
+        let joinedStart = try #require(await ls.hold?.lastRenewalStart)
+        #expect(await ls.expiry == joinedStart + c.timeouts.renewalFailure)
+        // Storage fails under this host: renewals fail, the deadline does not move.
+        dev.inject(.error(5), on: .any)
+        try await c.clock.sleep(for: c.timeouts.renewalInterval)
+        await expectTenureError(.ioFailed) { try await ls.renew() }
+        #expect(await ls.isValid(at: c.clock.now()))
+        c.clock.advance(to: joinedStart + c.timeouts.renewalFailure)
+        #expect(await ls.checkExpiry()?.code == .lockspaceLost)
+        #expect(!(await ls.isValid(at: c.clock.now())))
+        // Storage back: a renewal cannot revive a lost lockspace.
+        dev.clearFaults()
+        await expectTenureError(.lockspaceLost) { try await ls.renew() }
+        #expect(c.events.count(.lockspaceLost) == 1)
+    }
+
+    @Test func renewalsKeepTheLockspaceValid() async throws {
+        let c = try await Cluster(autoAdvance: false)
+        let ls = try Lockspace(spec: LockspaceSpec(name: "LS", hostID: HostID(2), disk: try LeaseDisk(path: "disk", offset: 0)),
+                               renewalDevice: c.device("renewal"), observer: c.observer(), ioTimeout: c.ioTimeout, context: c.context)
+        let joining = Task { try await ls.join(name: "n2") }
+        try await c.clock.waitForSleepers(1)
+        c.clock.advance(by: c.timeouts.joinSettle)
+        _ = try await joining.value
+        let loop = Task { await ls.runRenewals() }
+        for _ in 0..<10 {
+            try await c.clock.waitForSleepers(1)
+            c.clock.advance(by: c.timeouts.renewalInterval)
+        }
+        try await c.clock.waitForSleepers(1)
+        #expect(await ls.renewals >= 9)
+        #expect(await ls.isValid(at: c.clock.now()))
+        loop.cancel()
+        _ = await loop.value
+    }
+}
+
+@Suite struct HostLivenessTests {
+    @Test func statesFollowTheTimelineOfTheObserversClock() async throws {
+        let c = try await Cluster(autoAdvance: false)
+        let joining = Task { try await c.join(5) }
+        try await c.clock.waitForSleepers(1)
+        c.clock.advance(by: c.timeouts.joinSettle)
+        var hold = try await joining.value
+        let obs = c.observer()
+        #expect(try await obs.observe(HostID(5)).state == .unknown)
+        #expect(try await obs.observe(HostID(6)).state == .free)
+        c.clock.advance(by: c.timeouts.renewalInterval)
+        hold = try await DeltaLease.renew(try c.slot(5), hold: hold, context: c.context)
+        #expect(try await obs.observe(HostID(5)).state == .live)
+        // It stops renewing.
+        c.clock.advance(by: c.timeouts.renewalFailure + .milliseconds(1))
+        #expect(try await obs.observe(HostID(5)).state == .failing)
+        c.clock.advance(by: c.timeouts.watchdogFire)
+        #expect(try await obs.observe(HostID(5)).state == .dead)
+        // It releases: free at once.
+        try await DeltaLease.release(try c.slot(5), hold: hold, context: c.context)
+        #expect(try await obs.observe(HostID(5)).state == .free)
+    }
+
+    @Test func anObserverThatStartsLateNeverCallsALiveHostDead() async throws {
+        // The observer's first read starts its own count, whatever the timestamp says.
+        let c = try await Cluster()
+        _ = try await c.join(1)
+        c.clock.advance(by: .seconds(3600))
+        let obs = c.observer()
+        #expect(try await obs.observe(HostID(1)).state == .unknown)
+        c.clock.advance(by: c.timeouts.renewalFailure)
+        #expect(try await obs.observe(HostID(1)).state == .unknown)
+        c.clock.advance(by: .milliseconds(1))
+        #expect(try await obs.observe(HostID(1)).state == .failing)
+    }
+}
