@@ -1,0 +1,330 @@
+import ArgumentParser
+import Foundation
+import TenureCore
+import TenureEngine
+import TenureFormat
+import TenureIO
+
+/// The engine context the direct commands run with: the system clock,
+/// events printed on stderr with --verbose.
+func directContext(verbose: Bool, watchdogFire: Int) -> EngineContext {
+    EngineContext(clock: SystemMonotonicClock(), log: { event in
+        if verbose { FileHandle.standardError.write(Data("tenure: \(event)\n".utf8)) }
+    }, watchdogFire: .seconds(watchdogFire))
+}
+
+/// Options every daemonless lease command shares.
+struct EngineOptions: ParsableArguments {
+    @Option(name: .customLong("watchdog-fire"), help: ArgumentHelp("Watchdog fire time W in seconds assumed for every host (hosts are dead 8N + W after their last renewal).", valueName: "SECONDS"))
+    var watchdogFire: Int = Timeouts.defaultWatchdogFireSeconds
+
+    @Flag(name: .shortAndLong, help: "Print each step of the algorithm on stderr.")
+    var verbose = false
+
+    func context() throws -> EngineContext {
+        guard watchdogFire >= 0, watchdogFire <= 600 else {
+            throw TenureError(.invalidArgument, "--watchdog-fire \(watchdogFire) is outside 0...600 seconds.", remedy: "Use the watchdog fire time your hosts use (60 by default).")
+        }
+        return directContext(verbose: verbose, watchdogFire: watchdogFire)
+    }
+}
+
+extension Direct {
+    struct AcquireID: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "acquire-id",
+            abstract: "Take a host id in a lockspace by the delta-lease algorithm, then exit.",
+            discussion: """
+            Waits 2 × io_timeout after writing (8 × io_timeout + W more if the slot \
+            is held by another host). The id stays held without renewal: other \
+            hosts see it dead 8 × io_timeout + W later. For tools and tests; hosts \
+            normally join through the daemon.
+
+            Example:
+              tenure direct acquire-id -s LS:1:/var/lib/tenure/leases:0 --host-name node1
+            """
+        )
+        @Option(name: .customShort("s"), help: ArgumentHelp("Lockspace, NAME:HOST_ID:PATH:OFFSET.", valueName: "LOCKSPACE"))
+        var lockspace: String
+        @Option(name: .customLong("host-name"), help: "Name written into the delta lease (default: this machine's host name).")
+        var hostName: String?
+        @Option(name: .customLong("io-timeout"), help: "io_timeout to record and use, in seconds.")
+        var ioTimeout: Int = 10
+        @Option(help: ArgumentHelp("After joining, keep renewing for this many seconds, then release (a live host for tests and drills).", valueName: "SECONDS"))
+        var hold: Int?
+        @OptionGroup var engine: EngineOptions
+
+        /// The longest --hold accepted (a day; a real host runs the daemon).
+        static let maxHoldSeconds = 86_400
+
+        func run() async throws {
+            try await reportingErrors {
+                let spec = try LockspaceSpec(parsing: lockspace)
+                let name = try LeaseName(hostName ?? ProcessInfo.processInfo.hostName.prefixBytes(LeaseName.maxBytes), what: "host name")
+                let io = try validIOTimeout(ioTimeout)
+                if let hold, hold < 0 || hold > Self.maxHoldSeconds {
+                    throw TenureError(.invalidArgument, "--hold \(hold) is outside 0...\(Self.maxHoldSeconds) seconds.", remedy: "Run the daemon for a host that stays.")
+                }
+                let context = try engine.context()
+                // Renewals get a device handle (and I/O context) of their own.
+                try await Devices.with(spec.disk.path) { device in try await Devices.with(spec.disk.path) { renewalDevice in
+                    let observer = try await LockspaceObserver.open(spec, device: device, context: context)
+                    let lockspace = try Lockspace(spec: spec, renewalDevice: renewalDevice, observer: observer, ioTimeout: io, context: context)
+                    let host = try await lockspace.join(name: name)
+                    let written = await lockspace.hold?.written.timestamp ?? .free
+                    print("Joined lockspace \(spec.name) as host \(spec.hostID), generation \(host.generation), timestamp \(written).")
+                    guard let hold else { return }
+                    try await holdAndRelease(lockspace, seconds: hold, context: context)
+                } }
+            }
+        }
+
+        /// Renews for `seconds`, then leaves; fails if the lockspace is lost meanwhile.
+        private func holdAndRelease(_ lockspace: Lockspace, seconds: Int, context: EngineContext) async throws {
+            let renewals = Task { await lockspace.runRenewals() }
+            try await context.clock.sleep(for: .seconds(seconds))
+            renewals.cancel()
+            _ = await renewals.value
+            if let lost = await lockspace.checkExpiry() { throw lost }
+            try await lockspace.leave()
+            print("Released host id \(lockspace.spec.hostID) after \(seconds)s (\(await lockspace.renewals) renewals).")
+        }
+    }
+
+    struct ReleaseID: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "release-id",
+            abstract: "Release a host id (write timestamp 0) if it is held.",
+            discussion: "Example:\n  tenure direct release-id -s LS:1:/var/lib/tenure/leases:0"
+        )
+        @Option(name: .customShort("s"), help: ArgumentHelp("Lockspace, NAME:HOST_ID:PATH:OFFSET.", valueName: "LOCKSPACE"))
+        var lockspace: String
+        @OptionGroup var engine: EngineOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let spec = try LockspaceSpec(parsing: lockspace)
+                let context = try engine.context()
+                try await Devices.with(spec.disk.path) { device in
+                    let observer = try await LockspaceObserver.open(spec, device: device, context: context)
+                    let slot = try await observer.slot(spec.hostID)
+                    let (current, bitmap) = try await DeltaLease.read(slot)
+                    guard !current.timestamp.isFree else {
+                        print("Host id \(spec.hostID) of lockspace \(spec.name) is already free.")
+                        return
+                    }
+                    let hold = DeltaLeaseHold(host: LocalHost(id: spec.hostID, generation: current.ownerGeneration, name: current.resourceName),
+                                              written: current, bitmap: bitmap, lastRenewalStart: context.clock.now())
+                    try await DeltaLease.release(slot, hold: hold, context: context)
+                    print("Released host id \(spec.hostID) of lockspace \(spec.name) (generation \(current.ownerGeneration)).")
+                }
+            }
+        }
+    }
+
+    struct Acquire: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Acquire a resource lease by Disk Paxos, without a daemon.",
+            discussion: """
+            Prints the lver committed: the holder's fencing token. With -s, the \
+            host's generation is read from its delta lease and a held lease's owner \
+            is judged by its delta lease (live: fail; dead: take over). Without -s \
+            a lease held by another host cannot be judged and the acquire fails.
+
+            Examples:
+              tenure direct acquire -r LS:vm1:/var/lib/tenure/leases:1M --host-id 1 -s LS:1:/var/lib/tenure/leases:0
+              tenure direct acquire -r LS:vm1:/var/lib/tenure/leases:1M --host-id 2 --shared
+            """
+        )
+        @Option(name: .customShort("r"), help: ArgumentHelp("Resource, LOCKSPACE:NAME:PATH:OFFSET[:PATH:OFFSET…][:LVER].", valueName: "RESOURCE"))
+        var resource: String
+        @Option(name: .customLong("host-id"), help: "This host's id.")
+        var hostID: UInt64
+        @Option(name: .customLong("generation"), help: "This host's generation (default: from its delta lease with -s, else 0).")
+        var generation: UInt64?
+        @Option(name: .customShort("s"), help: ArgumentHelp("The lockspace, to judge owners and read our generation.", valueName: "LOCKSPACE"))
+        var lockspace: String?
+        @Flag(help: "Acquire a shared lease.")
+        var shared = false
+        @Flag(name: .customLong("no-wait"), help: "Fail at once while the owner's liveness is unknown.")
+        var noWait = false
+        @Flag(help: "Print the result as JSON.")
+        var json = false
+        @OptionGroup var engine: EngineOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let spec = try ResourceSpec(parsing: resource)
+                let context = try engine.context()
+                try await withLease(spec, lockspace: lockspace, hostID: hostID, generation: generation, context: context) { res, host, oracle in
+                    let held = try await PaxosLease.acquire(res, host: host, oracle: oracle,
+                                                            options: AcquireOptions(shared: shared || spec.shared, requiredLver: spec.lver, noWait: noWait),
+                                                            context: context)
+                    if json {
+                        print(Terminal.json(LeaseResult(resource: held.stateString, lver: held.lver.rawValue, shared: held.shared, hostId: host.id.rawValue, generation: host.generation.rawValue)))
+                    } else {
+                        print("Acquired \(spec.name)\(held.shared ? " shared" : "") as \(host): lver \(held.lver).")
+                    }
+                }
+            }
+        }
+    }
+
+    struct Release: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Release a resource lease this host id holds, without a daemon.",
+            discussion: "Example:\n  tenure direct release -r LS:vm1:/var/lib/tenure/leases:1M --host-id 1 -s LS:1:/var/lib/tenure/leases:0"
+        )
+        @Option(name: .customShort("r"), help: ArgumentHelp("Resource, LOCKSPACE:NAME:PATH:OFFSET.", valueName: "RESOURCE"))
+        var resource: String
+        @Option(name: .customLong("host-id"), help: "The holder's host id.")
+        var hostID: UInt64
+        @Option(name: .customLong("generation"), help: "The holder's generation (default: the lease's owner generation).")
+        var generation: UInt64?
+        @Option(name: .customShort("s"), help: ArgumentHelp("The lockspace, to read the holder's generation.", valueName: "LOCKSPACE"))
+        var lockspace: String?
+        @OptionGroup var engine: EngineOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let spec = try ResourceSpec(parsing: resource)
+                let context = try engine.context()
+                try await withLease(spec, lockspace: lockspace, hostID: hostID, generation: generation, context: context) { res, host, _ in
+                    let held = try await currentHold(res, host: host, explicitGeneration: generation != nil || lockspace != nil)
+                    try await PaxosLease.release(res, held: held, context: context)
+                    print("Released \(spec.name)\(held.shared ? " (shared)" : "") held by host \(held.host.id) at lver \(held.lver).")
+                }
+            }
+        }
+    }
+
+    struct Request: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Ask the holder of a resource lease to give it up.",
+            discussion: """
+            Writes the lease's request record. LVER is the version the requester \
+            wants (default: the current lver + 1); the holder acts on a request for \
+            a later version than it holds: --force kills its holder, --graceful \
+            asks it to stop (killpath or SIGTERM). --clear removes a request.
+
+            Example:
+              tenure direct request -r LS:vm1:/var/lib/tenure/leases:1M --force
+            """
+        )
+        @Option(name: .customShort("r"), help: ArgumentHelp("Resource, LOCKSPACE:NAME:PATH:OFFSET[:LVER].", valueName: "RESOURCE"))
+        var resource: String
+        @Flag(help: "Kill the holder (SIGKILL).")
+        var force = false
+        @Flag(help: "Ask the holder to stop (killpath or SIGTERM).")
+        var graceful = false
+        @Flag(help: "Clear the request record.")
+        var clear = false
+        @OptionGroup var engine: EngineOptions
+
+        func validate() throws {
+            guard [force, graceful, clear].filter({ $0 }).count == 1 else {
+                throw ValidationError("Give exactly one of --force, --graceful or --clear.")
+            }
+        }
+
+        func run() async throws {
+            try await reportingErrors {
+                let spec = try ResourceSpec(parsing: resource)
+                let context = try engine.context()
+                try await withDevices(spec) { devices in
+                    let res = try await PaxosResource.open(spec, devices: devices)
+                    let mode: RequestRecord.ForceMode = force ? .force : (graceful ? .graceful : .none)
+                    let (leader, wanted) = try await PaxosLease.request(res, lver: spec.lver, mode: mode, context: context)
+                    if mode == .none {
+                        print("Cleared the request record of \(spec.name).")
+                    } else {
+                        print("Requested \(spec.name) at lver \(wanted) (\(mode)); it is at lver \(leader.lver), \(leader.timestamp.isFree ? "free" : "held by host \(leader.ownerID)").")
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct LeaseResult: Encodable {
+    let resource: String
+    let lver: UInt64
+    let shared: Bool
+    let hostId: UInt64
+    let generation: UInt64
+}
+
+func validIOTimeout(_ seconds: Int) throws -> IOTimeout {
+    guard seconds >= 1, seconds <= LayoutOptions.maxIOTimeoutSeconds else {
+        throw TenureError(.invalidArgument, "--io-timeout \(seconds) is outside 1...\(LayoutOptions.maxIOTimeoutSeconds) seconds.",
+                          remedy: "Use the default of 10 unless your storage needs longer.")
+    }
+    return IOTimeout(seconds: UInt16(seconds))
+}
+
+/// Opens one device per disk of `spec`, runs `body`, closes them.
+func withDevices<T>(_ spec: ResourceSpec, _ body: ([any BlockDevice]) async throws -> T) async throws -> T {
+    var devices: [any BlockDevice] = []
+    do {
+        for disk in spec.disks { devices.append(try Devices.open(disk.path)) }
+        let result = try await body(devices)
+        for d in devices { await d.close() }
+        return result
+    } catch {
+        for d in devices { await d.close() }
+        throw error
+    }
+}
+
+/// Opens the resource (and the lockspace when given) and works out who this host is.
+func withLease<T>(_ spec: ResourceSpec, lockspace: String?, hostID: UInt64, generation: UInt64?, context: EngineContext,
+                  _ body: (PaxosResource, LocalHost, (any HostLivenessOracle)?) async throws -> T) async throws -> T {
+    try await withDevices(spec) { devices in
+        let res = try await PaxosResource.open(spec, devices: devices)
+        let id = HostID(hostID)
+        try res.validate(host: id)
+        guard let lockspace else {
+            return try await body(res, LocalHost(id: id, generation: Generation(generation ?? 0)), nil)
+        }
+        var ls = try LockspaceSpec(parsing: lockspace)
+        guard ls.name == spec.lockspace else {
+            throw TenureError(.nameMismatch, "The resource belongs to lockspace \(spec.lockspace), but -s names \(ls.name).", remedy: "Name the resource's own lockspace.")
+        }
+        if ls.hostID.isNone { ls.hostID = id }
+        let lsSpec = ls
+        return try await Devices.with(ls.disk.path) { lsDevice in
+            let observer = try await LockspaceObserver.open(lsSpec, device: lsDevice, context: context)
+            let (own, _) = try await DeltaLease.read(try await observer.slot(id))
+            return try await body(res, LocalHost(id: id, generation: generation.map { Generation($0) } ?? own.ownerGeneration), observer)
+        }
+    }
+}
+
+/// What `host` holds of `res` now: the exclusive lease if the leader names
+/// it, else a shared one if its mode block says so.
+func currentHold(_ res: PaxosResource, host: LocalHost, explicitGeneration: Bool) async throws -> HeldLease {
+    let areas = try await res.readAreas()
+    let leader = PaxosResource.newest(areas.map(\.leader))
+    if leader.ownerID == host.id, !leader.timestamp.isFree, !explicitGeneration || leader.ownerGeneration == host.generation {
+        return HeldLease(resource: res.spec, lver: leader.lver, leader: leader, shared: false,
+                         host: LocalHost(id: host.id, generation: leader.ownerGeneration))
+    }
+    if let own = areas.compactMap({ $0.dblocks.first { $0.hostID == host.id } }).first(where: { $0.mode.isShared }) {
+        return HeldLease(resource: res.spec, lver: leader.lver, leader: leader, shared: true,
+                         host: LocalHost(id: host.id, generation: own.mode.generation))
+    }
+    throw TenureError(.notOwner, "Host \(host.id) does not hold \(res.spec.name): it is \(leader.timestamp.isFree ? "free" : "held by host \(leader.ownerID)") at lver \(leader.lver).",
+                      remedy: "Check the host id.")
+}
+
+extension String {
+    /// The longest prefix of at most `n` UTF-8 bytes that ends on a character boundary.
+    func prefixBytes(_ n: Int) -> String {
+        var out = ""
+        for ch in self {
+            if out.utf8.count + String(ch).utf8.count > n { break }
+            out.append(ch)
+        }
+        return out
+    }
+}

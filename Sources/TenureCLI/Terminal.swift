@@ -1,0 +1,62 @@
+import Foundation
+import TenureCore
+
+/// Where the command's words go: results to stdout, errors and progress to stderr.
+enum Terminal {
+    static func printError(_ error: TenureError) {
+        var text = "tenure: error [\(error.code.rawValue)]: \(error.message)\n"
+        if !error.remedy.isEmpty { text += "  \(error.remedy)\n" }
+        FileHandle.standardError.write(Data(text.utf8))
+    }
+
+    static func warn(_ text: String) {
+        FileHandle.standardError.write(Data("tenure: warning: \(text)\n".utf8))
+    }
+
+    static var stderrIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }
+
+    /// Encodes `value` as one line of JSON with sorted keys.
+    static func json<T: Encodable>(_ value: T) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        guard let data = try? encoder.encode(value) else { preconditionFailure("JSON encoding of a plain value failed") }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Left-aligned columns separated by two spaces.
+    static func table(_ header: [String], _ rows: [[String]]) -> String {
+        let all = [header] + rows
+        let widths = header.indices.map { c in all.map { $0[c].count }.max() ?? 0 }
+        return all.map { row in
+            row.indices.map { c in c == row.count - 1 ? row[c] : row[c].padding(toLength: widths[c], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal.
+struct ProgressBar {
+    let total: Int
+    let label: String
+    let enabled: Bool
+    private static let width = 30
+
+    init(total: Int, label: String, enabled: Bool = Terminal.stderrIsTerminal) {
+        self.total = max(total, 1)
+        self.label = label
+        self.enabled = enabled
+    }
+
+    func update(_ done: Int) {
+        guard enabled else { return }
+        let filled = Self.width * done / total
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: Self.width - filled)
+        FileHandle.standardError.write(Data("\r\(label) [\(bar)] \(done)/\(total)".utf8))
+    }
+
+    func finish() {
+        guard enabled else { return }
+        FileHandle.standardError.write(Data("\n".utf8))
+    }
+}
