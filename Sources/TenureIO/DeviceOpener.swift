@@ -83,6 +83,8 @@ public enum DeviceOpener {
 
     /// The filesystem magic of tmpfs (statfs f_type).
     public static let tmpfsMagic = Int64(TMPFS_MAGIC)
+    /// The filesystem magic of ramfs (statfs f_type).
+    public static let ramfsMagic = Int64(RAMFS_MAGIC)
 
     /// Opens `path` and reads its sector size and size.
     ///
@@ -155,7 +157,7 @@ public enum DeviceOpener {
         } catch where error.code == .notFound {
             throw TenureError(
                 .notFound, "\(path) does not exist.",
-                remedy: "Create the lease file (tenure direct init creates and sizes it) or attach the device first.",
+                remedy: "Create the lease file first (`tenure direct format --create SIZE` makes one, or `truncate -s 64M PATH`), or attach the device.",
                 errno: error.errno)
         }
         return info
@@ -196,12 +198,26 @@ public enum DeviceOpener {
         }
     }
 
+    /// Refuses a lease file in memory (tmpfs, ramfs). Kernels before 6.6
+    /// refuse O_DIRECT there (open fails with EINVAL); later ones accept it,
+    /// but such a file is never shared storage and does not survive a reboot,
+    /// so a lease in it protects nothing.
+    private static func refuseMemoryFileSystem(path: String) throws(TenureError) {
+        guard let type = fileSystemType(of: path), type == tmpfsMagic || type == ramfsMagic else { return }
+        throw TenureError(
+            .directIOUnsupported,
+            "\(path) is on \(type == tmpfsMagic ? "tmpfs" : "ramfs"): memory, not storage. Other hosts cannot see it, it is gone after a reboot, and O_DIRECT there is not direct I/O (kernels before 6.6 refuse it).",
+            remedy: "Put lease files on a disk-backed filesystem such as ext4 or xfs (e.g. under /var/tmp), or use a shared block device.",
+            errno: EINVAL)
+    }
+
     private static func describe(fd: FileDescriptor, path: String) throws(TenureError) -> OpenedDevice {
         var info = stat()
         try Syscall.run(SyscallContext("fstat", path: path), { fstat(fd.rawValue, &info) })
         // Checked again on the descriptor: the path may have changed since stat.
         try requireFileOrBlockDevice(info, path: path)
         if info.st_mode & S_IFMT == S_IFREG {
+            try refuseMemoryFileSystem(path: path)
             return OpenedDevice(fd: fd, path: path, kind: .regularFile, sectorSize: .bytes512,
                                 sizeBytes: UInt64(info.st_size))
         }
