@@ -1,0 +1,208 @@
+import Foundation
+import Testing
+import TenureCore
+import TenureIO
+
+// The real devices on real storage: files under /var/tmp (tmpfs may refuse
+// O_DIRECT) and, as root, loop devices. Every behaviour is checked for both
+// engines: libaio with deadlines, and the synchronous fallback.
+
+/// A scratch file of `size` bytes filled with `fill`, removed with the value.
+final class ScratchFile {
+    let path: String
+    init(size: Int, fill: UInt8 = 0, label: String = #function) throws {
+        let safe = label.filter { $0.isLetter || $0.isNumber }.prefix(40)
+        path = "/var/tmp/tenure-io-test-\(getpid())-\(safe)-\(UInt32.random(in: 0 ... .max)).img"
+        try Data(repeating: fill, count: size).write(to: URL(fileURLWithPath: path))
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    /// The file's bytes, read with ordinary buffered I/O (not the code under test).
+    func bytes(at offset: Int, count: Int) throws -> [UInt8] {
+        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        try handle.seek(toOffset: UInt64(offset))
+        return [UInt8](try handle.read(upToCount: count) ?? Data())
+    }
+}
+
+/// Bytes that differ per sector and per seed, so a misplaced sector shows.
+func pattern(_ seed: Int, count: Int) -> [UInt8] {
+    (0..<count).map { UInt8(truncatingIfNeeded: seed &* 131 &+ $0 / 512 &* 17 &+ $0 % 239 &+ 1) }
+}
+
+func open(_ path: String, _ engine: IOEngine, timeout: Duration = .seconds(5)) throws -> any MeasuredBlockDevice {
+    try openBlockDevice(path: path, engine: engine, ioTimeout: timeout)
+}
+
+/// The `TenureError` that `body` throws, or nil (recording an issue).
+func thrown(sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> Void) async -> TenureError? {
+    do {
+        try await body()
+        Issue.record("expected an error", sourceLocation: sourceLocation)
+    } catch let error as TenureError {
+        return error
+    } catch {
+        Issue.record("expected a TenureError, got \(error)", sourceLocation: sourceLocation)
+    }
+    return nil
+}
+
+@Suite("O_DIRECT devices on real files")
+struct DeviceTests {
+    @Test(arguments: IOEngine.allCases)
+    func aRegularFileHas512ByteSectorsAndItsSize(_ engine: IOEngine) async throws {
+        let file = try ScratchFile(size: 3 << 20)
+        let device = try open(file.path, engine)
+        #expect(device.sectorSize == .bytes512)
+        #expect(device.sizeBytes == 3 << 20)
+        #expect(device.path == file.path)
+        await device.close()
+    }
+
+    @Test(arguments: IOEngine.allCases)
+    func writesLandWhereAskedAndReadBack(_ engine: IOEngine) async throws {
+        let file = try ScratchFile(size: 2 << 20, fill: 0xEE)
+        let device = try open(file.path, engine)
+        let writes: [(UInt64, [UInt8])] = [(0, pattern(1, count: 512)), (4096, pattern(2, count: 8192)), ((2 << 20) - 512, pattern(3, count: 512))]
+        for (offset, bytes) in writes { try await device.write(bytes, at: offset) }
+        for (offset, bytes) in writes {
+            #expect(try await device.read(at: offset, length: bytes.count) == bytes)
+            // An independent reader sees the same bytes on disk.
+            #expect(try file.bytes(at: Int(offset), count: bytes.count) == bytes)
+        }
+        // Bytes between the writes are untouched.
+        #expect(try file.bytes(at: 512, count: 3584) == [UInt8](repeating: 0xEE, count: 3584))
+        let statistics = device.statistics
+        #expect(statistics.writes == 3 && statistics.reads == 3)
+        #expect(statistics.bytesWritten == 9216 && statistics.bytesRead == 9216)
+        #expect(statistics.timeouts == 0 && statistics.failures == 0)
+        await device.close()
+    }
+
+    @Test(arguments: IOEngine.allCases)
+    func manyConcurrentIOsAllLand(_ engine: IOEngine) async throws {
+        let count = 200 // more than DirectDevice.maxInFlight: some wait for a slot
+        let file = try ScratchFile(size: count * 4096)
+        let device = try open(file.path, engine)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<count {
+                group.addTask { try await device.write(pattern(i, count: 4096), at: UInt64(i * 4096)) }
+            }
+            try await group.waitForAll()
+        }
+        let results = try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
+            for i in 0..<count {
+                group.addTask { (i, try await device.read(at: UInt64(i * 4096), length: 4096)) }
+            }
+            return try await group.reduce(into: [Int: [UInt8]]()) { $0[$1.0] = $1.1 }
+        }
+        for i in 0..<count { #expect(results[i] == pattern(i, count: 4096), "block \(i)") }
+        #expect(device.statistics.writes == UInt64(count))
+        await device.close()
+    }
+
+    /// Misaligned and out-of-bounds I/O never reaches the kernel.
+    @Test(arguments: IOEngine.allCases)
+    func badRequestsAreRefusedBeforeAnySyscall(_ engine: IOEngine) async throws {
+        let file = try ScratchFile(size: 1 << 20)
+        let device = try open(file.path, engine)
+        let misaligned: [(UInt64, Int)] = [(1, 512), (511, 512), (0, 100), (512, 513), (0, 0)]
+        for (offset, length) in misaligned {
+            let error = await thrown { _ = try await device.read(at: offset, length: length) }
+            #expect(error?.code == .misaligned, "\(length)@\(offset)")
+            #expect(error?.message.contains(file.path) == true)
+            #expect(error?.message.contains("offset \(offset)") == true)
+        }
+        let writeError = await thrown { try await device.write([UInt8](repeating: 1, count: 700), at: 0) }
+        #expect(writeError?.code == .misaligned)
+        let past = await thrown { _ = try await device.read(at: (1 << 20) - 512, length: 1024) }
+        #expect(past?.code == .outOfBounds)
+        #expect(past?.message.contains("reaches past the end of \(file.path)") == true)
+        let far = await thrown { try await device.write([UInt8](repeating: 1, count: 512), at: 1 << 40) }
+        #expect(far?.code == .outOfBounds)
+        #expect(device.statistics.submitted == 0, "a refused I/O reached the kernel: \(device.statistics)")
+        #expect(try file.bytes(at: 0, count: 1024) == [UInt8](repeating: 0, count: 1024))
+        await device.close()
+    }
+
+    @Test(arguments: IOEngine.allCases)
+    func aClosedDeviceRefusesIO(_ engine: IOEngine) async throws {
+        let file = try ScratchFile(size: 1 << 20)
+        let device = try open(file.path, engine)
+        await device.close()
+        let error = await thrown { _ = try await device.read(at: 0, length: 512) }
+        #expect(error?.code == .deviceClosed)
+    }
+
+    @Test func openingRefusalsNameThePathAndTheCause() throws {
+        let missing = "/var/tmp/tenure-io-test-\(getpid())-missing.img"
+        #expect(throws: TenureError.self) { try open(missing, .aio) }
+        do { _ = try open(missing, .aio) } catch let error as TenureError {
+            #expect(error.code == .notFound)
+            #expect(error.message.contains(missing))
+        }
+        do { _ = try open("/var/tmp", .sync) } catch let error as TenureError {
+            #expect(error.code == .invalidArgument)
+            #expect(error.message.contains("is a directory"))
+        }
+        do { _ = try open("/dev/null", .aio) } catch let error as TenureError {
+            #expect(error.code == .invalidArgument)
+            #expect(error.message.contains("character device"))
+        }
+    }
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/dev/shm"), "needs /dev/shm"))
+    func tmpfsIsRefusedByName() throws {
+        let path = "/dev/shm/tenure-io-test-\(getpid()).img"
+        try Data(repeating: 0, count: 1 << 20).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            _ = try open(path, .aio)
+            Issue.record("a file on tmpfs was accepted")
+        } catch let error as TenureError {
+            #expect(error.code == .directIOUnsupported)
+            #expect(error.message.contains("tmpfs"))
+        }
+    }
+}
+
+/// Loop devices: the sector size comes from BLKSSZGET and the size from
+/// BLKGETSIZE64; a 4096-byte device refuses 512-byte I/O.
+@Suite("O_DIRECT devices on loop devices",
+       .enabled(if: getuid() == 0 && FileManager.default.fileExists(atPath: "/dev/loop-control"), "needs root and loop devices"))
+struct LoopDeviceTests {
+    static func losetup(_ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/sbin/losetup")
+        process.arguments = arguments
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw CocoaError(.fileWriteUnknown) }
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test(arguments: [512, 4096])
+    func sectorSizeAndSizeComeFromTheKernel(_ sector: Int) async throws {
+        let file = try ScratchFile(size: 6 << 20)
+        let loop = try Self.losetup(["-f", "--show", "--sector-size", String(sector), file.path])
+        defer { _ = try? Self.losetup(["-d", loop]) }
+        for engine in IOEngine.allCases {
+            let device = try open(loop, engine)
+            #expect(device.sectorSize.bytes == sector)
+            #expect(device.sizeBytes == 6 << 20)
+            try await device.write(pattern(7, count: sector), at: UInt64(sector))
+            #expect(try await device.read(at: UInt64(sector), length: sector) == pattern(7, count: sector))
+            if sector == 4096 {
+                let error = await thrown { _ = try await device.read(at: 512, length: 512) }
+                #expect(error?.code == .misaligned)
+            }
+            await device.close()
+        }
+        // The bytes reached the backing file.
+        #expect(try file.bytes(at: sector, count: sector) == pattern(7, count: sector))
+    }
+}
