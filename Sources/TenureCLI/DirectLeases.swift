@@ -7,10 +7,29 @@ import TenureIO
 
 /// The engine context the direct commands run with: the system clock,
 /// events printed on stderr with --verbose.
-func directContext(verbose: Bool, watchdogFire: Int) -> EngineContext {
+func directContext(verbose: Bool, watchdogFire: Int) throws -> EngineContext {
     EngineContext(clock: SystemMonotonicClock(), log: { event in
         if verbose { FileHandle.standardError.write(Data("tenure: \(event)\n".utf8)) }
-    }, watchdogFire: .seconds(watchdogFire))
+    }, watchdogFire: .seconds(watchdogFire), injectedBugs: try injectedBugsFromEnvironment())
+}
+
+/// The environment variable that switches on deliberate safety bugs, for
+/// tests that prove their witnesses can fail. Never set it on a real host.
+let injectBugVariable = "TENURE_INJECT_BUG"
+
+/// The bugs named in `TENURE_INJECT_BUG` (comma-separated), announced on stderr.
+func injectedBugsFromEnvironment() throws -> Set<InjectedBug> {
+    guard let value = ProcessInfo.processInfo.environment[injectBugVariable], !value.isEmpty else { return [] }
+    var bugs = Set<InjectedBug>()
+    for name in value.split(separator: ",") {
+        guard let bug = InjectedBug(rawValue: String(name)) else {
+            throw TenureError(.invalidArgument, "\(injectBugVariable) names \"\(name)\", which is not an injectable bug.",
+                              remedy: "Unset \(injectBugVariable); it is for Tenure's own tests (known: \(InjectedBug.allCases.map(\.rawValue).joined(separator: ", "))).")
+        }
+        bugs.insert(bug)
+    }
+    Terminal.warn("\(injectBugVariable)=\(value): running with deliberate safety bugs; mutual exclusion is NOT guaranteed")
+    return bugs
 }
 
 /// Options every daemonless lease command shares.
@@ -25,7 +44,7 @@ struct EngineOptions: ParsableArguments {
         guard watchdogFire >= 0, watchdogFire <= 600 else {
             throw TenureError(.invalidArgument, "--watchdog-fire \(watchdogFire) is outside 0...600 seconds.", remedy: "Use the watchdog fire time your hosts use (60 by default).")
         }
-        return directContext(verbose: verbose, watchdogFire: watchdogFire)
+        return try directContext(verbose: verbose, watchdogFire: watchdogFire)
     }
 }
 

@@ -52,6 +52,7 @@ struct Ballot {
     /// majority; abort on a higher ballot or a later version.
     func phase(_ n: Int, _ dblock: PaxosDblock) async throws -> [[DblockSlot]] {
         try await resource.writeDblock(dblock, mode: mode, of: host.id)
+        if n == 2 && context.injectedBugs.contains(.skipPhase2Read) { return [] }
         let seen = try await resource.readDblocks()
         try checkForAbort(seen, ours: dblock, phase: n)
         return seen

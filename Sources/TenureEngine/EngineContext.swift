@@ -13,15 +13,20 @@ public struct EngineContext: Sendable {
     public var log: @Sendable (EngineEvent) -> Void
     /// The watchdog fire time W every host in the cluster is configured with.
     public var watchdogFire: Duration
+    /// Known bugs switched on to prove that the checkers catch them. Empty
+    /// in every real run; see ``InjectedBug``.
+    public var injectedBugs: Set<InjectedBug>
 
     public init(clock: any MonotonicClock,
                 random: @escaping @Sendable (UInt64) -> UInt64 = { UInt64.random(in: 0..<$0) },
                 log: @escaping @Sendable (EngineEvent) -> Void = { _ in },
-                watchdogFire: Duration = .seconds(Timeouts.defaultWatchdogFireSeconds)) {
+                watchdogFire: Duration = .seconds(Timeouts.defaultWatchdogFireSeconds),
+                injectedBugs: Set<InjectedBug> = []) {
         self.clock = clock
         self.random = random
         self.log = log
         self.watchdogFire = watchdogFire
+        self.injectedBugs = injectedBugs
     }
 
     /// Timeouts for a host whose io_timeout is `ioTimeout`.
@@ -33,6 +38,18 @@ public struct EngineContext: Sendable {
     public func diskTimestamp() -> DiskTimestamp {
         DiskTimestamp(max(1, clock.now().wholeSeconds))
     }
+}
+
+/// A deliberate safety bug, for tests of the tests: a witness or checker
+/// that cannot catch these would prove nothing. Only tests and the simulator
+/// switch them on (the `tenure` command reads `TENURE_INJECT_BUG` and says so
+/// loudly on stderr).
+public enum InjectedBug: String, Sendable, CaseIterable {
+    /// Take over a lease whose owner is seen alive, as if it were dead.
+    case ignoreLiveOwner = "ignore-live-owner"
+    /// Phase 2 writes our dblock but never reads the others', so a competing
+    /// ballot that started in between goes unseen.
+    case skipPhase2Read = "skip-phase2-read"
 }
 
 /// Something the engine reports; `message` is for people, `kind` for counters and tests.

@@ -63,8 +63,9 @@ enum Harness {
 
     /// Runs `tenure ARGS`.
     @discardableResult
-    static func tenure(_ arguments: [String]) throws -> Outcome {
-        try run(tenurePath, arguments)
+    static func tenure(_ arguments: [String], adding extra: [String: String] = [:]) throws -> Outcome {
+        guard !extra.isEmpty else { return try run(tenurePath, arguments) }
+        return try run(tenurePath, arguments, environment: ProcessInfo.processInfo.environment.merging(extra) { $1 })
     }
 
     /// Runs `tenure ARGS` and records an issue unless it exits 0.

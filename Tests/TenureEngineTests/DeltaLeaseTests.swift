@@ -151,6 +151,25 @@ import TenureTestKit
         #expect(c.events.count(.lockspaceLost) == 1)
     }
 
+    /// Tenure's SAN load per renewal: one read and one write of the host's
+    /// own sector (sanlock reads the whole 1 MiB host area instead).
+    @Test func aRenewalReadsAndWritesOnlyItsOwnSector() async throws {
+        let c = try await Cluster()
+        let renewalDevice = c.device("renewal")
+        let ls = try Lockspace(spec: LockspaceSpec(name: "LS", hostID: HostID(5), disk: try LeaseDisk(path: "disk", offset: 0)),
+                               renewalDevice: renewalDevice, observer: c.observer(), ioTimeout: c.ioTimeout, context: c.context)
+        _ = try await ls.join(name: "n5")
+        for _ in 0..<3 {
+            renewalDevice.resetStatistics()
+            try await ls.renew()
+            let s = renewalDevice.statistics
+            #expect(s.reads == 1 && s.writes == 1, "\(s)")
+            #expect(s.sectorsRead == 1 && s.sectorsWritten == 1)
+            // Host 5's delta lease is sector 4 of the lockspace area.
+            #expect(s.recent.allSatisfy { $0.offset == 4 * 512 && $0.length == 512 }, "\(s.recent)")
+        }
+    }
+
     @Test func renewalsKeepTheLockspaceValid() async throws {
         let c = try await Cluster(autoAdvance: false)
         let ls = try Lockspace(spec: LockspaceSpec(name: "LS", hostID: HostID(2), disk: try LeaseDisk(path: "disk", offset: 0)),
