@@ -8,6 +8,7 @@ let package = Package(
     name: "Tenure",
     products: [
         .executable(name: "tenure", targets: ["tenure"]),
+        .executable(name: "tenure-sim", targets: ["tenure-sim"]),
         .library(name: "TenureCore", targets: ["TenureCore"]),
         .library(name: "TenureFormat", targets: ["TenureFormat"]),
         .library(name: "TenureIO", targets: ["TenureIO"]),
@@ -42,10 +43,22 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "tenure", dependencies: ["TenureCLI"], path: "Tools/tenure"),
+        // The deterministic simulator: the real engine, many hosts, every fault, replayable by seed.
+        .target(
+            name: "TenureSimKit",
+            dependencies: ["TenureCore", "TenureFormat", "TenureEngine", "TenureTestKit"],
+            path: "Simulations/TenureSimKit"
+        ),
+        .executableTarget(
+            name: "tenure-sim",
+            dependencies: ["TenureSimKit", "TenureCore", "TenureEngine", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Simulations/TenureSim"
+        ),
 
         .testTarget(name: "TenureFormatTests", dependencies: ["TenureFormat", "TenureCore"]),
         .testTarget(name: "TenureTestKitTests", dependencies: ["TenureTestKit", "TenureCore"]),
         .testTarget(name: "TenureEngineTests", dependencies: ["TenureEngine", "TenureTestKit", "TenureFormat", "TenureCore"]),
+        .testTarget(name: "TenureSimTests", dependencies: ["TenureSimKit", "TenureEngine", "TenureCore"]),
         .testTarget(name: "TenureIOTests", dependencies: ["TenureIO", "TenureCore", "TenureTestKit"]),
         .testTarget(
             name: "TenureCLITests",

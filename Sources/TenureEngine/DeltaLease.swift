@@ -158,8 +158,20 @@ public enum DeltaLease {
         return renewed
     }
 
+    /// Whether `current` is what this host wrote: the record of its last
+    /// successful write, or one of its later writes that timed out and landed
+    /// since (same owner, generation and name, a later timestamp: only this
+    /// host writes its timestamps, and they only grow).
+    static func isOurs(_ current: LeaderRecord, hold: DeltaLeaseHold) -> Bool {
+        if current == hold.written { return true }
+        let w = hold.written
+        return current.ownerID == w.ownerID && current.ownerGeneration == w.ownerGeneration
+            && current.resourceName == w.resourceName && current.spaceName == w.spaceName
+            && current.ioTimeout == w.ioTimeout && current.timestamp > w.timestamp
+    }
+
     static func checkStillOurs(_ slot: DeltaLeaseSlot, current: LeaderRecord, hold: DeltaLeaseHold) throws {
-        guard current == hold.written else {
+        guard isOurs(current, hold: hold) else {
             throw TenureError(
                 .lockspaceLost,
                 "The delta lease of host \(slot.hostID) at \(slot.place) no longer holds what this host wrote (found owner \(current.ownerID) generation \(current.ownerGeneration) name \"\(current.resourceName)\").",

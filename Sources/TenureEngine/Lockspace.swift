@@ -1,3 +1,4 @@
+import Synchronization
 import TenureCore
 import TenureFormat
 
@@ -16,7 +17,13 @@ public actor Lockspace {
     public let observer: LockspaceObserver
     let context: EngineContext
 
-    public private(set) var hold: DeltaLeaseHold?
+    public private(set) var hold: DeltaLeaseHold? {
+        didSet { published.withLock { $0 = hold.map { $0.lastRenewalStart + timeouts.renewalFailure } } }
+    }
+    /// ``expiry``, readable without a hop onto the actor: a fencing timer
+    /// must not wait behind a renewal stuck in I/O.
+    private let published = Mutex<MonotonicInstant?>(nil)
+    public nonisolated var publishedExpiry: MonotonicInstant? { published.withLock { $0 } }
     /// Set once the lockspace is lost; it never comes back (rejoin instead).
     public private(set) var lostReason: TenureError?
     /// Longest gap between starts of successful renewals, for status.

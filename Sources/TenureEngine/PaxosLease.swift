@@ -64,10 +64,21 @@ public enum PaxosLease {
     public static func acquire(_ resource: PaxosResource, host: LocalHost, oracle: (any HostLivenessOracle)?,
                                options: AcquireOptions = AcquireOptions(), context: EngineContext) async throws -> HeldLease {
         try resource.validate(host: host.id)
+        var repairs = 0
         restart: while true {
             try Task.checkCancellation()
             let areas = try await resource.readAreas()
             let leader = PaxosResource.newest(areas.map(\.leader))
+            if let target = regressedLeaderTarget(leader, areas: areas) {
+                repairs += 1
+                guard repairs <= maxLaterVersionAborts else {
+                    throw TenureError(.badRecord,
+                                      "The leader of \(resource.spec.name) is at lver \(leader.lver), but its dblocks have reached lver \(target) and repairing it keeps failing.",
+                                      remedy: "Retry later; if it persists, the lease area is damaged: re-initialise it once no host uses it.")
+                }
+                try await repairRegressedLeader(resource, leader: leader, areas: areas, target: target, host: host, context: context)
+                continue restart
+            }
             if let required = options.requiredLver, leader.lver != required {
                 throw TenureError(.lverMismatch,
                                   "\(resource.spec.name) is at lver \(leader.lver), not the lver \(required) the handover requires.",
@@ -155,6 +166,40 @@ public enum PaxosLease {
         return !owner.isEmpty && owner.allSatisfy { $0.dblock.isReleased && $0.dblock.lver == leader.lver }
     }
 
+    /// A leader that went back: a write of an older leader landed late (an
+    /// I/O slower than its deadline) over a newer one. The dblocks still
+    /// show it: a ballot for lver M only starts after a leader at M − 1 was
+    /// read, so a voted dblock (bal > 0) at M ≥ leader + 2 proves versions
+    /// up to M − 1 were committed. Returns M, the version to re-decide, when
+    /// such a vote exists (the simulator found the regression, seed 1127).
+    static func regressedLeaderTarget(_ leader: LeaderRecord, areas: [DiskArea]) -> LeaseVersion? {
+        let voted = areas.flatMap(\.dblocks).map(\.dblock).filter { $0.isValid && $0.bal > 0 && !$0.inp.isNone }
+        guard let top = voted.map(\.lver).max(), top.rawValue >= leader.lver.rawValue + 2 else { return nil }
+        return top
+    }
+
+    /// Re-decides version `target` by an ordinary Disk Paxos ballot. A vote
+    /// exists at `target`, so the ballot adopts the highest-numbered one: the
+    /// value already decided there, if any (Paxos never decides two). The
+    /// commit puts the leader back at `target`, naming that value's host; the
+    /// acquire then starts over and judges that owner as usual.
+    static func repairRegressedLeader(_ resource: PaxosResource, leader: LeaderRecord, areas: [DiskArea], target: LeaseVersion,
+                                      host: LocalHost, context: EngineContext) async throws {
+        context.log(EngineEvent(.ballotAborted, "\(host) found \(resource.spec.name)'s leader back at lver \(leader.lver) below voted lver \(target); re-deciding lver \(target)"))
+        let maxSeen = areas.flatMap(\.dblocks).filter { $0.dblock.isValid }.map(\.dblock.mbal).max() ?? 0
+        let mbal = Ballot.firstBallot(host: host.id, maxSeen: maxSeen, stride: resource.ballotStride)
+        var base = leader
+        base.lver = LeaseVersion(target.rawValue - 1)
+        do {
+            let outcome = try await Ballot(resource: resource, host: host, lver: target, mbal: mbal, mode: .exclusive, context: context).run()
+            _ = try await commit(resource, over: base, decided: outcome.decided, host: host, shortHold: false, context: context)
+        } catch let abort as BallotAbort {
+            context.log(EngineEvent(.ballotAborted, "\(host) repair ballot \(mbal) for \(resource.spec.name) lver \(target) aborted in \(abort)"))
+            let backoff = context.timeouts(.standard).ballotBackoffMax.nanosecondsClamped
+            try await context.clock.sleep(for: .nanoseconds(Int64(context.random(max(backoff, 1)))))
+        }
+    }
+
     /// Consecutive aborts for a later version, with the leader unchanged, before giving up.
     static let maxLaterVersionAborts = 3
 
@@ -179,7 +224,10 @@ public enum PaxosLease {
             first = false
             if current.lver == next {
                 if current.ownerID == host.id && current.ownerGeneration == host.generation && !current.timestamp.isFree {
-                    return .won(committed: current, lastRead: [])
+                    // Another host committed our value. Its ballot's reads are not ours:
+                    // read the dblocks now, so the shared holders are checked all the same
+                    // (the simulator found an exclusive holder next to a sharer without this).
+                    return .won(committed: current, lastRead: try await resource.readDblocks())
                 }
                 throw acquiredByOther(resource, current)
             }
@@ -306,6 +354,16 @@ public enum PaxosLease {
                               remedy: "The lease was taken over (this host was judged dead or its lease was forced away).")
         }
         guard !leader.timestamp.isFree else { return }
+        // Only the host that wrote the leader may free it. When another host
+        // committed our win, our released dblock is the signal: others take
+        // over at once (ownerReleasedBehindCommit). Rewriting that leader
+        // would race their commit: a slow read-check-write of ours could
+        // land after they committed lver + 1 and put lver back (the
+        // simulator found this, seed 133 of `tenure-sim --swarm`).
+        guard leader.writeID == held.host.id, leader.writeGeneration == held.host.generation else {
+            context.log(EngineEvent(.leaseReleased, "\(held.host) released \(held) (dblock only: host \(leader.writeID) wrote the leader)"))
+            return
+        }
         var freed = leader
         freed.timestamp = .free
         freed.flags &= ~LeaderFlags.shortHold

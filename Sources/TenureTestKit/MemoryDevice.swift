@@ -25,7 +25,8 @@
 //   rely on that: real devices may tear a multi-sector write at sector
 //   boundaries, and `.tornWrite` does exactly that.)
 //
-// What can go wrong is injected per handle, with rules:
+// What can go wrong is injected per handle, with rules (or drawn for every
+// I/O no rule matches from the handle's `faultSource`, as the simulator does):
 //
 //     let id = device.inject(.timeoutAfterWrite, on: .writes(overlapping: 512..<1024), count: .once)
 //     device.remove(id); device.clearFaults()
@@ -82,6 +83,16 @@
 // clock, the caller gets CancellationError at once. A write that was to land
 // (.latency, .timeoutAfterWrite, .lateWrite) still lands at its time: once
 // issued, a write is not called back, as on a real device.
+//
+// Write ordering. Writes through one handle to overlapping sectors land in
+// the order they were issued, as DirectDevice guarantees on a real device: a
+// write that overlaps an earlier write of the same handle which has not
+// landed yet (its caller gave up on it: .latency beyond the deadline,
+// .lateWrite, .hang) waits until that one lands; if that is not before its
+// own deadline, it times out and does not land. A hung write therefore
+// blocks its sectors for that handle for good. Without this, a host's own
+// stale write could overwrite its newer one (a dblock going back to an
+// older ballot), which Disk Paxos does not allow.
 //
 // What this means for callers (the engine): after .ioTimeout a write may have
 // landed, may land later, or may never land; after .ioFailed a write may have
@@ -140,8 +151,17 @@ public final class MemoryDevice: BlockDevice {
     }
 
     /// Another handle onto `storage`: what one more host sharing the disk sees.
+    /// Draws a fault (or nil) for an I/O that no rule matched: the
+    /// simulator's random fault mix. Called once per issued I/O, in issue order.
+    public typealias FaultSource = @Sendable (_ kind: IOKind, _ offset: UInt64, _ length: Int) -> Fault?
+
+    private let faultSource: FaultSource?
+
+    /// - Parameter faultSource: consulted for every issued I/O that no
+    ///   injected rule matches; what it returns is met like a rule's fault.
     public init(storage: MemoryStorage, path: String = "mem", clock: (any MonotonicClock)? = nil,
-                ioTimeout: Duration = MemoryDevice.defaultIOTimeout, logCapacity: Int = MemoryDevice.defaultLogCapacity) {
+                ioTimeout: Duration = MemoryDevice.defaultIOTimeout, logCapacity: Int = MemoryDevice.defaultLogCapacity,
+                faultSource: FaultSource? = nil) {
         precondition(ioTimeout > .zero, "ioTimeout must be positive")
         precondition(logCapacity >= 0, "logCapacity must not be negative")
         self.storage = storage
@@ -149,6 +169,7 @@ public final class MemoryDevice: BlockDevice {
         self.clock = clock
         self.ioTimeout = ioTimeout
         self.logCapacity = logCapacity
+        self.faultSource = faultSource
         self.state = Mutex(State(log: RecordRing(capacity: logCapacity)))
     }
 
@@ -403,7 +424,10 @@ public final class MemoryDevice: BlockDevice {
     public func write(_ bytes: [UInt8], at offset: UInt64) async throws {
         try validate(offset: offset, length: bytes.count)
         let io = try issue(.write, offset: offset, length: bytes.count)
+        let range = offset..<(offset + UInt64(bytes.count))
         try await finishing(io) {
+            try await waitForEarlierWrites(io, overlapping: range)
+            defer { recordOutstanding(io, range: range) }
             switch io.fault {
             case nil:
                 storage.write(bytes, at: offset)
@@ -464,6 +488,9 @@ public final class MemoryDevice: BlockDevice {
         var nextSequence: UInt64 = 0
         /// Bumped by resetStatistics, so I/Os issued before it are not counted after it.
         var epoch = 0
+        /// Writes of this handle that had not landed when their caller
+        /// returned (gave up): byte range and landing time, nil for never.
+        var outstanding: [(range: Range<UInt64>, landsAt: MonotonicInstant?)] = []
 
         /// The fault the newest matching rule gives this I/O, consuming one of its count.
         mutating func takeFault(_ kind: IOKind, offset: UInt64, length: Int) -> Fault? {
@@ -500,7 +527,12 @@ public final class MemoryDevice: BlockDevice {
         let sectors = length / sectorSize.bytes
         let issued: Issued? = state.withLock { s in
             guard !s.closed else { return nil }
-            let fault = s.takeFault(kind, offset: offset, length: length)
+            var fault = s.takeFault(kind, offset: offset, length: length)
+            if fault == nil, let faultSource {
+                fault = faultSource(kind, offset, length)
+                precondition(clock != nil || !(fault?.needsClock ?? false), "\(fault!) waits on a clock; give the MemoryDevice one")
+                if case .tornWrite? = fault, kind == .read { fault = nil }
+            }
             let io = Issued(sequence: s.nextSequence, epoch: s.epoch, kind: kind, offset: offset,
                             length: length, issuedAt: issuedAt, fault: fault)
             s.nextSequence += 1
@@ -552,6 +584,40 @@ public final class MemoryDevice: BlockDevice {
             case .cancelled: s.stats.cancelled += 1
             }
         }
+    }
+
+    /// Write ordering: a write waits for every earlier write of this handle
+    /// to the same sectors that has not landed yet (one the caller gave up
+    /// on). If that is not before its own deadline, it times out without
+    /// landing. `nil` in `outstanding` means never (a hung write).
+    private func waitForEarlierWrites(_ io: Issued, overlapping range: Range<UInt64>) async throws {
+        guard let clock, let issuedAt = io.issuedAt else { return }
+        let now = clock.now()
+        let blockers = state.withLock { s -> [MonotonicInstant?] in
+            s.outstanding.removeAll { $0.landsAt.map { $0 <= now } ?? false }
+            return s.outstanding.filter { $0.range.overlaps(range) }.map(\.landsAt)
+        }
+        guard !blockers.isEmpty else { return }
+        let deadline = issuedAt + ioTimeout
+        if blockers.contains(where: { $0 == nil }) || blockers.contains(where: { $0! >= deadline }) {
+            try await waitForDeadline(io)
+            throw TenureError(.ioTimeout, "\(io) on \(path) did not complete within its \(ioTimeout) deadline: an earlier write to the same sectors has not completed.")
+        }
+        try await sleep(until: blockers.map { $0! }.max()!)
+    }
+
+    /// Remembers a write of this handle that has not landed when its caller returns.
+    private func recordOutstanding(_ io: Issued, range: Range<UInt64>) {
+        guard let clock, let issuedAt = io.issuedAt else { return }
+        let landsAt: MonotonicInstant?
+        switch io.fault {
+        case .latency(let d): landsAt = issuedAt + d
+        case .lateWrite(let after): landsAt = issuedAt + ioTimeout + after
+        case .hang: landsAt = nil
+        default: return
+        }
+        if let landsAt, landsAt <= clock.now() { return }
+        state.withLock { $0.outstanding.append((range, landsAt)) }
     }
 
     private func sleep(until deadline: MonotonicInstant) async throws {

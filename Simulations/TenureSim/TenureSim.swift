@@ -1,0 +1,158 @@
+import ArgumentParser
+import Foundation
+import TenureCore
+import TenureEngine
+import TenureSimKit
+
+/// `tenure-sim`: the deterministic simulator. See docs/simulation.md.
+@main
+struct TenureSim: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tenure-sim",
+        abstract: "Run Tenure's engine for many simulated hosts under faults, replayable by seed.",
+        discussion: """
+        One run: hosts join a lockspace on simulated shared disks and acquire, \
+        release, convert, request and hand over leases while faults strike \
+        (slow, failing, hanging, late and torn I/O, crashes, hosts cut off from a \
+        disk, lost lease disks, clock drift, a duplicated host id). A checker \
+        verifies mutual exclusion, fencing-token growth and fencing at every \
+        step; then faults stop and every host must hold every resource within \
+        a bound. The same seed replays the same run, byte for byte.
+
+        Examples:
+          tenure-sim --seed 42 --hosts 8 --steps 100000
+          tenure-sim --seed 7 --faults slow=0.01,crash=0.005,sameid --disks 3
+          tenure-sim --swarm 200 --seed 1000
+          tenure-sim --seed 3 --inject-bug skip-phase2-read   # must report a violation
+        """
+    )
+
+    @Option(help: "The seed: every choice of the run comes from it.")
+    var seed: UInt64 = 1
+
+    @Option(help: ArgumentHelp("Simulated hosts (1...\(SimConfig.maxHosts)).", valueName: "H"))
+    var hosts = 6
+
+    @Option(help: ArgumentHelp("Resource leases (1...\(SimConfig.maxResources)).", valueName: "R"))
+    var resources = 3
+
+    @Option(help: ArgumentHelp("Disks per resource lease: 1, or 3 (majority per phase).", valueName: "D"))
+    var disks = 1
+
+    @Option(help: ArgumentHelp("Scheduler steps of the fault phase.", valueName: "N"))
+    var steps: UInt64 = 50_000
+
+    @Option(help: ArgumentHelp("Fault mix: none, standard, or name=probability,… (\(FaultMix.knobs.map(\.0).joined(separator: ", ")); flag sameid).", valueName: "MIX"))
+    var faults = "standard"
+
+    @Option(name: .customLong("inject-bug"), help: ArgumentHelp("Run with a known safety bug (\(InjectedBug.allCases.map(\.rawValue).joined(separator: ", "))); the checker must catch it.", valueName: "BUG"))
+    var injectBug: [String] = []
+
+    @Option(help: ArgumentHelp("Swarm mode: this many runs with seeds from --seed on, each with a random fault mix, host and disk count.", valueName: "RUNS"))
+    var swarm: Int?
+
+    @Flag(help: "Print the summary as JSON.")
+    var json = false
+
+    func run() throws {
+        do {
+            if let swarm { try runSwarm(swarm) } else { try runOne() }
+        } catch let error as TenureError {
+            FileHandle.standardError.write(Data("tenure-sim: error [\(error.code.rawValue)]: \(error.message)\n  \(error.remedy)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+
+    func baseConfig(seed: UInt64) throws -> SimConfig {
+        var config = SimConfig(seed: seed)
+        config.hosts = hosts
+        config.resources = resources
+        config.disks = disks
+        config.steps = steps
+        config.faults = try FaultMix(parsing: faults)
+        config.injectedBugs = Set(try injectBug.map { name in
+            guard let bug = InjectedBug(rawValue: name) else {
+                throw TenureError(.invalidArgument, "--inject-bug \(name) is not a known bug.",
+                                  remedy: "Use one of \(InjectedBug.allCases.map(\.rawValue).joined(separator: ", ")).")
+            }
+            return bug
+        })
+        return config
+    }
+
+    func runOne() throws {
+        let summary = try Simulation(config: baseConfig(seed: seed)).run()
+        if json {
+            print(summaryJSON(summary))
+        } else {
+            print(summaryText(summary))
+        }
+        if !summary.passed { throw ExitCode(1) }
+    }
+
+    func runSwarm(_ runs: Int) throws {
+        guard (1...100_000).contains(runs) else {
+            throw TenureError(.invalidArgument, "--swarm \(runs) is outside 1...100000.", remedy: "Give a number of runs.")
+        }
+        var totalSteps: UInt64 = 0, wall = 0.0, failed: [UInt64] = []
+        for i in 0..<runs {
+            let runSeed = seed &+ UInt64(i)
+            var r = SimRandom(seed: runSeed ^ 0x5157_4152_4D00_0000)
+            var config = try baseConfig(seed: runSeed)
+            config.faults = FaultMix.random(&r)
+            config.hosts = 2 + r.below(max(hosts - 1, 1))
+            config.resources = 1 + r.below(max(resources, 1))
+            config.disks = r.chance(0.3) ? 3 : 1
+            let summary = try Simulation(config: config).run()
+            totalSteps += summary.steps
+            wall += summary.wallSeconds
+            let verdict = summary.passed ? "ok" : "VIOLATION"
+            print("seed \(runSeed): \(verdict), \(summary.steps) steps, \(String(format: "%.0f", summary.simulatedSeconds)) s simulated, \(summary.config)")
+            if !summary.passed {
+                failed.append(runSeed)
+                for v in summary.violations.prefix(3) { print("  \(v)") }
+            }
+        }
+        print("swarm: \(runs) runs, \(failed.count) with violations\(failed.isEmpty ? "" : " (seeds \(failed.map(String.init).joined(separator: ", ")))"), \(totalSteps) steps in \(String(format: "%.1f", wall)) s = \(String(format: "%.0f", Double(totalSteps) / max(wall, 1e-9))) steps/s")
+        if !failed.isEmpty { throw ExitCode(1) }
+    }
+
+    func summaryText(_ s: SimSummary) -> String {
+        var lines = [
+            "seed \(s.seed): \(s.config)",
+            "\(s.steps) steps, \(String(format: "%.1f", s.simulatedSeconds)) s simulated in \(String(format: "%.2f", s.wallSeconds)) s (\(String(format: "%.0f", Double(s.steps) / max(s.wallSeconds, 1e-9))) steps/s), trace hash \(String(s.traceHash, radix: 16))",
+            "operations: " + s.operations.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
+            "faults injected: " + (s.faults.isEmpty ? "none" : s.faults.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
+            "liveness: " + (s.livenessSeconds.map { String(format: "every host held every resource in %.1f s (bound %.1f s)", $0, s.livenessBoundSeconds) } ?? "not reached"),
+        ]
+        if s.passed {
+            lines.append("violations: none")
+        } else {
+            lines.append("VIOLATIONS (\(s.violations.count)):")
+            lines += s.violations.prefix(10).map { "  \($0)" }
+            lines.append("replay: \(replayCommand(seed: s.seed))")
+            lines.append("trace (last \(s.trace.count) events):")
+            lines += s.trace.map { "  \($0)" }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// The command line that replays a run of `seed` with this run's other options.
+    func replayCommand(seed: UInt64) -> String {
+        var words = ["tenure-sim", "--seed", String(seed), "--hosts", String(hosts), "--resources", String(resources),
+                     "--disks", String(disks), "--steps", String(steps), "--faults", faults]
+        for bug in injectBug { words += ["--inject-bug", bug] }
+        return words.joined(separator: " ")
+    }
+
+    func summaryJSON(_ s: SimSummary) -> String {
+        let object: [String: Any] = [
+            "seed": s.seed, "config": s.config, "steps": s.steps, "simulated_seconds": s.simulatedSeconds,
+            "wall_seconds": s.wallSeconds, "operations": s.operations, "faults": s.faults, "violations": s.violations,
+            "liveness_seconds": s.livenessSeconds as Any, "liveness_bound_seconds": s.livenessBoundSeconds,
+            "trace_hash": String(s.traceHash, radix: 16), "passed": s.passed,
+        ]
+        let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        return String(decoding: data, as: UTF8.self)
+    }
+}

@@ -1,0 +1,100 @@
+import TenureCore
+
+/// The last lines of what happened, and a hash of every line, so two runs
+/// of one seed can be compared byte for byte.
+public final class Trace: @unchecked Sendable {
+    public static let keptLines = 400
+    private var ring: [String] = []
+    private var head = 0
+    /// FNV-1a over every line ever recorded.
+    public private(set) var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+    public private(set) var lines: UInt64 = 0
+
+    func record(_ line: String) {
+        for byte in line.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        hash = (hash ^ 0x0A) &* 0x100_0000_01B3
+        lines += 1
+        if ring.count < Self.keptLines { ring.append(line) } else {
+            ring[head] = line
+            head = (head + 1) % Self.keptLines
+        }
+    }
+
+    /// The kept lines, oldest first.
+    public var recent: [String] { Array(ring[head...] + ring[..<head]) }
+}
+
+/// Safety, checked at every step against what the simulated hosts believe
+/// (the processes that hold leases), never against the engine's own state:
+///
+/// 1. never two holders of a resource at once unless both hold it shared;
+/// 2. every exclusive acquisition's lver is greater than every lver handed
+///    out before for that resource, and a shared one's greater than every
+///    exclusive one's (the fencing token only grows);
+/// 3. no host believes it holds a lease after its lockspace expired plus the
+///    fence window (its holders must have been killed by then).
+public final class Checker: @unchecked Sendable {
+    public struct Holding: Sendable, CustomStringConvertible {
+        public let host: Int
+        public let incarnation: Int
+        public let hostID: HostID
+        public let lver: LeaseVersion
+        public var shared: Bool
+        public var description: String { "h\(host)#\(incarnation) (host id \(hostID), lver \(lver)\(shared ? ", shared" : ""))" }
+    }
+
+    private(set) var holders: [Int: [Holding]] = [:]
+    private(set) var maxLver: [Int: LeaseVersion] = [:]
+    private(set) var maxExclusiveLver: [Int: LeaseVersion] = [:]
+    public private(set) var violations: [String] = []
+    public private(set) var acquisitions = 0
+
+    func violation(_ text: String, trace: Trace, at time: String) {
+        violations.append("\(time) \(text)")
+        trace.record("\(time) VIOLATION \(text)")
+    }
+
+    /// A host's process now holds `resource` at `lver`.
+    func acquired(_ h: Holding, resource: Int, trace: Trace, at time: String) {
+        acquisitions += 1
+        let others = holders[resource, default: []].filter { $0.host != h.host }
+        if let conflict = others.first(where: { !$0.shared || !h.shared }) {
+            violation("R\(resource): \(h) acquired while \(conflict) holds it", trace: trace, at: time)
+        }
+        // An exclusive holder's lver is above every lver handed out before. A
+        // sharer's only above every exclusive one: two shared acquisitions
+        // may return in the other order than they committed (both share).
+        let bound = h.shared ? maxExclusiveLver[resource] : maxLver[resource]
+        if let bound, h.lver <= bound {
+            violation("R\(resource): \(h) got lver \(h.lver), not above \(bound) handed out before", trace: trace, at: time)
+        }
+        maxLver[resource] = Swift.max(maxLver[resource] ?? .zero, h.lver)
+        if !h.shared { maxExclusiveLver[resource] = Swift.max(maxExclusiveLver[resource] ?? .zero, h.lver) }
+        holders[resource, default: []].removeAll { $0.host == h.host }
+        holders[resource, default: []].append(h)
+    }
+
+    /// A holder converted between shared and exclusive without a new lver.
+    func converted(host: Int, resource: Int, shared: Bool, trace: Trace, at time: String) {
+        guard let index = holders[resource]?.firstIndex(where: { $0.host == host }) else { return }
+        holders[resource]![index].shared = shared
+        if !shared, let other = holders[resource]!.first(where: { $0.host != host }) {
+            violation("R\(resource): h\(host) became exclusive while \(other) holds it", trace: trace, at: time)
+        }
+    }
+
+    /// A host's process stopped holding `resource` (released, or killed).
+    func released(host: Int, resource: Int) {
+        holders[resource]?.removeAll { $0.host == host }
+    }
+
+    /// Every process of `host` is gone (crash, or fencing).
+    func droppedAll(host: Int) {
+        for key in holders.keys { holders[key]!.removeAll { $0.host == host } }
+    }
+
+    /// Resources `host` holds, per the checker.
+    func held(by host: Int) -> [Int] {
+        holders.filter { $0.value.contains { $0.host == host } }.map(\.key).sorted()
+    }
+}
