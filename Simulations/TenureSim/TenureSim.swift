@@ -51,6 +51,9 @@ struct TenureSim: ParsableCommand {
     @Option(help: ArgumentHelp("Swarm mode: this many runs with seeds from --seed on, each with a random fault mix, host and disk count.", valueName: "RUNS"))
     var swarm: Int?
 
+    @Flag(name: .customLong("print-trace"), help: "Print every trace line on stderr as it happens (the summary keeps the last \(Trace.keptLines)).")
+    var printTrace = false
+
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
@@ -81,7 +84,9 @@ struct TenureSim: ParsableCommand {
     }
 
     func runOne() throws {
-        let summary = try Simulation(config: baseConfig(seed: seed)).run()
+        let simulation = try Simulation(config: baseConfig(seed: seed))
+        if printTrace { simulation.trace.live = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } }
+        let summary = simulation.run()
         if json {
             print(summaryJSON(summary))
         } else {
@@ -97,12 +102,7 @@ struct TenureSim: ParsableCommand {
         var totalSteps: UInt64 = 0, wall = 0.0, failed: [UInt64] = []
         for i in 0..<runs {
             let runSeed = seed &+ UInt64(i)
-            var r = SimRandom(seed: runSeed ^ 0x5157_4152_4D00_0000)
-            var config = try baseConfig(seed: runSeed)
-            config.faults = FaultMix.random(&r)
-            config.hosts = 2 + r.below(max(hosts - 1, 1))
-            config.resources = 1 + r.below(max(resources, 1))
-            config.disks = r.chance(0.3) ? 3 : 1
+            let config = SimConfig.swarm(seed: runSeed, base: try baseConfig(seed: runSeed), maxHosts: hosts, maxResources: resources)
             let summary = try Simulation(config: config).run()
             totalSteps += summary.steps
             wall += summary.wallSeconds

@@ -10,7 +10,11 @@ public final class Trace: @unchecked Sendable {
     public private(set) var hash: UInt64 = 0xCBF2_9CE4_8422_2325
     public private(set) var lines: UInt64 = 0
 
+    /// Called with every line as it is recorded (`tenure-sim --print-trace`).
+    public var live: ((String) -> Void)?
+
     func record(_ line: String) {
+        live?(line)
         for byte in line.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
         hash = (hash ^ 0x0A) &* 0x100_0000_01B3
         lines += 1

@@ -150,6 +150,20 @@ public struct SimConfig: Sendable {
         return t.joinSettle + t.hostDead + t.livenessPoll * 4 + perHold * (hosts * resources)
     }
 
+    /// The configuration of swarm run `seed`: a random fault mix, 2 to
+    /// `maxHosts` hosts, 1 to `maxResources` resources, one or three disks,
+    /// otherwise `base`. The same seed gives the same configuration.
+    public static func swarm(seed: UInt64, base: SimConfig, maxHosts: Int, maxResources: Int) -> SimConfig {
+        var r = SimRandom(seed: seed ^ 0x5157_4152_4D00_0000)
+        var config = base
+        config.seed = seed
+        config.faults = FaultMix.random(&r)
+        config.hosts = 2 + r.below(max(maxHosts - 1, 1))
+        config.resources = 1 + r.below(max(maxResources, 1))
+        config.disks = r.chance(0.3) ? 3 : 1
+        return config
+    }
+
     func validate() throws {
         guard (1...Self.maxHosts).contains(hosts) else {
             throw TenureError(.invalidArgument, "--hosts \(hosts) is outside 1...\(Self.maxHosts).", remedy: "Simulate between 1 and \(Self.maxHosts) hosts.")

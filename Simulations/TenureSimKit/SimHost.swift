@@ -140,6 +140,9 @@ final class SimHost: @unchecked Sendable {
                 try? await clock.sleep(for: .milliseconds(Int64(500 + random.withRandom { $0.below(2000) })))
                 continue
             }
+            // A crash while joining leaves nothing behind: no task of this
+            // incarnation may start after it.
+            guard isCurrent(generation), !Task.isCancelled else { return }
             let renewals = sim.scheduler.spawn { await ls.runRenewals() }
             let fence = sim.scheduler.spawn { await self.fence(ls, generation) }
             tasks += [renewals, fence]

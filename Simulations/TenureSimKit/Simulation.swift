@@ -42,7 +42,7 @@ public final class Simulation: @unchecked Sendable {
     public let config: SimConfig
     let scheduler: SimScheduler
     var random: SimRandom
-    let trace = Trace()
+    public let trace = Trace()
     let checker = Checker()
     let storages: [MemoryStorage]
     var hosts: [SimHost] = []

@@ -12,6 +12,9 @@ struct BallotAbort: Error, CustomStringConvertible {
     }
     var phase: Int
     var reason: Reason
+    /// Our vote if phase 2's write was issued (it may have landed): the next
+    /// ballot for the same version must carry it.
+    var vote: PaxosDblock?
     var description: String {
         switch reason {
         case .higherBallot(let h, let m): return "phase \(phase): host \(h) has ballot \(m)"
@@ -31,6 +34,13 @@ struct Ballot {
     /// holder converting to exclusive keeps its shared mark until it wins).
     let mode: ModeBlock
     let context: EngineContext
+    /// Our latest vote in this version (bal > 0), from our dblock as last
+    /// read or a previous ballot of ours. Disk Paxos's phase 1 keeps it: a
+    /// value this host may have decided must stay visible to later ballots.
+    var previousVote: PaxosDblock? = nil
+    /// Only for re-deciding a version behind a leader that went back:
+    /// dblocks of later versions are expected then, not a reason to abort.
+    var ignoreLaterVersions = false
 
     /// What a completed ballot decided, and the dblocks its last read saw.
     struct Outcome {
@@ -42,10 +52,21 @@ struct Ballot {
     /// (which may name another host, if one had already voted).
     func run() async throws -> Outcome {
         var dblock = PaxosDblock(mbal: mbal, lver: lver)
+        if let vote = previousVote, vote.lver == lver, vote.bal > 0, !vote.inp.isNone {
+            dblock.bal = vote.bal
+            dblock.inp = vote.inp
+            dblock.inp2 = vote.inp2
+            dblock.inp3 = vote.inp3
+        }
         let seen1 = try await phase(1, dblock)
         dblock = choose(dblock, seen: seen1)
-        let seen2 = try await phase(2, dblock)
-        return Outcome(decided: dblock.sealed, lastRead: seen2)
+        do {
+            let seen2 = try await phase(2, dblock)
+            return Outcome(decided: dblock.sealed, lastRead: seen2)
+        } catch var abort as BallotAbort {
+            abort.vote = dblock
+            throw abort
+        }
     }
 
     /// Write our dblock to a majority of disks, then read every dblock from a
@@ -62,6 +83,7 @@ struct Ballot {
         for disk in seen {
             for slot in disk where slot.dblock.isValid && slot.dblock.lver >= ours.lver {
                 if slot.dblock.lver > ours.lver {
+                    if ignoreLaterVersions { continue }
                     throw BallotAbort(phase: phase, reason: .laterVersion(host: slot.hostID, lver: slot.dblock.lver))
                 }
                 if slot.dblock.mbal > ours.mbal {

@@ -90,7 +90,7 @@ public enum PaxosLease {
                 if verdict == .restart { continue restart }
             }
             let maxSeen = areas.flatMap(\.dblocks).filter { $0.dblock.isValid }.map(\.dblock.mbal).max() ?? 0
-            switch try await ballotUntilDecided(resource, host: host, leader: leader, maxSeen: maxSeen,
+            switch try await ballotUntilDecided(resource, host: host, leader: leader, maxSeen: maxSeen, ownVote: ownVote(areas, host: host.id),
                                                 keepMode: .exclusive, shortHold: options.shared, context: context) {
             case .restart:
                 continue restart
@@ -173,9 +173,13 @@ public enum PaxosLease {
     /// up to M − 1 were committed. Returns M, the version to re-decide, when
     /// such a vote exists (the simulator found the regression, seed 1127).
     static func regressedLeaderTarget(_ leader: LeaderRecord, areas: [DiskArea]) -> LeaseVersion? {
-        let voted = areas.flatMap(\.dblocks).map(\.dblock).filter { $0.isValid && $0.bal > 0 && !$0.inp.isNone }
-        guard let top = voted.map(\.lver).max(), top.rawValue >= leader.lver.rawValue + 2 else { return nil }
-        return top
+        let valid = areas.flatMap(\.dblocks).map(\.dblock).filter(\.isValid)
+        // A ballot for M started after a leader at M − 1 was read.
+        guard let started = valid.map(\.lver).max(), started.rawValue >= leader.lver.rawValue + 2 else { return nil }
+        // The newest version still holding a vote is re-decided; a later one
+        // with no vote was not decided and is left to its ballots.
+        let voted = valid.filter { $0.bal > 0 && !$0.inp.isNone && $0.lver > leader.lver }
+        return voted.map(\.lver).max()
     }
 
     /// Re-decides version `target` by an ordinary Disk Paxos ballot. A vote
@@ -191,13 +195,19 @@ public enum PaxosLease {
         var base = leader
         base.lver = LeaseVersion(target.rawValue - 1)
         do {
-            let outcome = try await Ballot(resource: resource, host: host, lver: target, mbal: mbal, mode: .exclusive, context: context).run()
+            let outcome = try await Ballot(resource: resource, host: host, lver: target, mbal: mbal, mode: .exclusive, context: context,
+                                           previousVote: ownVote(areas, host: host.id), ignoreLaterVersions: true).run()
             _ = try await commit(resource, over: base, decided: outcome.decided, host: host, shortHold: false, context: context)
         } catch let abort as BallotAbort {
             context.log(EngineEvent(.ballotAborted, "\(host) repair ballot \(mbal) for \(resource.spec.name) lver \(target) aborted in \(abort)"))
             let backoff = context.timeouts(.standard).ballotBackoffMax.nanosecondsClamped
             try await context.clock.sleep(for: .nanoseconds(Int64(context.random(max(backoff, 1)))))
         }
+    }
+
+    /// Our dblock with the highest vote among the disks read.
+    static func ownVote(_ areas: [DiskArea], host: HostID) -> PaxosDblock? {
+        areas.compactMap { $0.dblocks.first { $0.hostID == host }?.dblock }.filter(\.isValid).max { $0.bal < $1.bal }
     }
 
     /// Consecutive aborts for a later version, with the leader unchanged, before giving up.
@@ -211,10 +221,11 @@ public enum PaxosLease {
     /// Step 3 and 4: ballots for `leader.lver + 1` until one decides, then
     /// the commit. Each retry first re-reads the leader: another host may
     /// have committed this version (possibly naming us) or moved past it.
-    static func ballotUntilDecided(_ resource: PaxosResource, host: LocalHost, leader: LeaderRecord, maxSeen: UInt64,
+    static func ballotUntilDecided(_ resource: PaxosResource, host: LocalHost, leader: LeaderRecord, maxSeen: UInt64, ownVote: PaxosDblock?,
                                    keepMode: ModeBlock, shortHold: Bool, context: EngineContext) async throws -> BallotResult {
         let next = leader.lver.next
         var mbal = Ballot.firstBallot(host: host.id, maxSeen: maxSeen, stride: resource.ballotStride)
+        var vote = ownVote
         var current = leader
         var first = true
         var laterVersionAborts = 0
@@ -233,13 +244,15 @@ public enum PaxosLease {
             }
             if current.lver > next || !sameLeaderState(current, leader) { return .restart }
             do {
-                let outcome = try await Ballot(resource: resource, host: host, lver: next, mbal: mbal, mode: keepMode, context: context).run()
+                let outcome = try await Ballot(resource: resource, host: host, lver: next, mbal: mbal, mode: keepMode, context: context,
+                                               previousVote: vote).run()
                 let committed = try await commit(resource, over: leader, decided: outcome.decided, host: host, shortHold: shortHold, context: context)
                 guard committed.ownerID == host.id, committed.ownerGeneration == host.generation else {
                     throw acquiredByOther(resource, committed)
                 }
                 return .won(committed: committed, lastRead: outcome.lastRead)
             } catch let abort as BallotAbort {
+                if let cast = abort.vote { vote = cast }
                 context.log(EngineEvent(.ballotAborted, "\(host) ballot \(mbal) for \(resource.spec.name) lver \(next) aborted in \(abort)"))
                 if case .laterVersion(let other, let lver) = abort.reason {
                     // A later version only exists once the leader has moved on, which the
@@ -290,7 +303,7 @@ public enum PaxosLease {
     /// Step 5, exclusive: every other host whose mode block says shared must
     /// be gone (its host id free, rejoined, or dead); its mark is cleared.
     /// A live sharer makes the acquire fail, and the lease is freed again.
-    static func clearSharedHolders(_ resource: PaxosResource, held: HeldLease, seen: [[DblockSlot]],
+    static func clearSharedHolders(_ resource: PaxosResource, held: HeldLease, seen: [[DblockSlot]], keeping mode: ModeBlock = .exclusive,
                                    oracle: (any HostLivenessOracle)?, context: EngineContext) async throws {
         var sharers: [HostID: DblockSlot] = [:]
         for disk in seen { for slot in disk where slot.mode.isShared && slot.hostID != held.host.id { sharers[slot.hostID] = slot } }
@@ -304,7 +317,7 @@ public enum PaxosLease {
                     continue
                 }
             }
-            try? await release(resource, held: held, context: context)
+            try? await release(resource, held: held, keeping: mode, context: context)
             throw TenureError(.leaseInUse, "\(resource.spec.name) is held shared by host \(id) (generation \(slot.mode.generation)).",
                               remedy: "Wait until every shared holder releases it.")
         }
@@ -342,7 +355,14 @@ public enum PaxosLease {
     /// free the leader. Fails with `.notOwner` (after clearing our marks)
     /// when the lease moved on without us.
     public static func release(_ resource: PaxosResource, held: HeldLease, context: EngineContext) async throws {
-        try await markReleased(resource, held: held, mode: .exclusive)
+        try await release(resource, held: held, keeping: .exclusive, context: context)
+    }
+
+    /// Release, writing `mode` into our mode block: `.exclusive` (no mark)
+    /// for a plain release; a sharer whose convert to exclusive failed keeps
+    /// its shared mark, so it is never unprotected on disk while it shares.
+    static func release(_ resource: PaxosResource, held: HeldLease, keeping mode: ModeBlock, context: EngineContext) async throws {
+        try await markReleased(resource, held: held, mode: mode)
         guard !held.shared else {
             context.log(EngineEvent(.leaseReleased, "\(held.host) released shared \(held)"))
             return
@@ -398,19 +418,16 @@ public enum PaxosLease {
                                         options: AcquireOptions(noWait: true), context: context) == .restart { continue }
             }
             let maxSeen = areas.flatMap(\.dblocks).filter { $0.dblock.isValid }.map(\.dblock.mbal).max() ?? 0
-            switch try await ballotUntilDecided(resource, host: held.host, leader: leader, maxSeen: maxSeen,
+            switch try await ballotUntilDecided(resource, host: held.host, leader: leader, maxSeen: maxSeen, ownVote: ownVote(areas, host: held.host.id),
                                                 keepMode: .shared(held.host.generation), shortHold: false, context: context) {
             case .restart:
                 continue
             case .won(let committed, let lastRead):
                 let exclusive = HeldLease(resource: held.resource, lver: committed.lver, leader: committed, shared: false, host: held.host)
-                do {
-                    try await clearSharedHolders(resource, held: exclusive, seen: lastRead, oracle: oracle, context: context)
-                } catch {
-                    // clearSharedHolders freed the leader; put our shared mark back.
-                    try await markReleased(resource, held: exclusive, mode: .shared(held.host.generation))
-                    throw error
-                }
+                // On failure the leader is freed and our shared mark kept (the
+                // simulator found a sharer left unmarked without this, seed 7098).
+                try await clearSharedHolders(resource, held: exclusive, seen: lastRead, keeping: .shared(held.host.generation),
+                                             oracle: oracle, context: context)
                 let own = lastRead.compactMap { $0.first { $0.hostID == held.host.id }?.dblock }.first ?? PaxosDblock(lver: committed.lver)
                 try await resource.writeDblock(own, mode: .exclusive, of: held.host.id)
                 return exclusive
