@@ -12,7 +12,11 @@
 ///   its bytes or throws (a short transfer is `.shortIO`);
 /// - an I/O that has not completed within the device's deadline throws
 ///   `.ioTimeout`; whatever the device does with it afterwards, the caller's
-///   data is not touched again and the caller may retry at once.
+///   data is not touched again and the caller may retry at once;
+/// - writes through one handle to overlapping sectors land in the order they
+///   were issued: a write waits (within its own deadline) for an earlier one
+///   that may still land, such as one that timed out. Disk Paxos relies on a
+///   host's own blocks only moving forward.
 public protocol BlockDevice: AnyObject, Sendable {
     /// The path it was opened from, for messages.
     var path: String { get }

@@ -32,6 +32,8 @@ struct DeadlineTable<Waiter, Resource> {
         let deadline: MonotonicInstant
         var waiter: Waiter?
         let resource: Resource
+        /// The bytes a write covers; nil for a read.
+        let writeRange: Range<UInt64>?
     }
 
     /// What ``complete(_:)`` and ``failSubmission(_:)`` give back.
@@ -77,23 +79,42 @@ struct DeadlineTable<Waiter, Resource> {
     var canEnqueue: Bool { queue.count < queueLimit }
 
     /// Adds an I/O that waits for a slot; its `deadline` runs from now on.
-    mutating func enqueue(waiter: Waiter, resource: Resource, deadline: MonotonicInstant) -> IOToken {
+    /// - Parameter writeRange: the bytes a write covers (nil for a read).
+    mutating func enqueue(waiter: Waiter, resource: Resource, deadline: MonotonicInstant,
+                          writeRange: Range<UInt64>? = nil) -> IOToken {
         precondition(canEnqueue, "enqueue past the table's limits")
         lastToken += 1
         let token = IOToken(rawValue: lastToken)
-        entries[token] = Entry(phase: .queued, deadline: deadline, waiter: waiter, resource: resource)
+        entries[token] = Entry(phase: .queued, deadline: deadline, waiter: waiter, resource: resource, writeRange: writeRange)
         queue.append(token)
         return token
     }
 
-    /// Takes a slot for the oldest queued I/O, which the caller must then
-    /// submit (or report with ``failSubmission(_:)``); nil if no slot or none queued.
+    /// Takes a slot for the oldest queued I/O that may go, which the caller
+    /// must then submit (or report with ``failSubmission(_:)``); nil if no
+    /// slot is free or nothing may go.
+    ///
+    /// Write ordering: a write may not go while an earlier write to
+    /// overlapping bytes is queued, in flight or abandoned (the kernel still
+    /// owns it, and it may land at any time). Writes to the same sectors
+    /// therefore land in the order they were issued: a host's stale write,
+    /// given up on at its deadline, can never land over its newer one. The
+    /// waiting write keeps its own deadline.
     mutating func nextToSubmit() -> (IOToken, Resource)? {
-        guard slotsInUse < capacity, !queue.isEmpty else { return nil }
-        let token = queue.removeFirst()
+        guard slotsInUse < capacity else { return nil }
+        guard let index = queue.indices.first(where: { mayGo(queue[$0]) }) else { return nil }
+        let token = queue.remove(at: index)
         entries[token]!.phase = .submitted
         slotsInUse += 1
         return (token, entries[token]!.resource)
+    }
+
+    /// Whether no earlier write overlaps this queued I/O (reads always may go).
+    private func mayGo(_ token: IOToken) -> Bool {
+        guard let range = entries[token]?.writeRange else { return true }
+        return !entries.contains { other, entry in
+            other.rawValue < token.rawValue && (entry.writeRange?.overlaps(range) ?? false)
+        }
     }
 
     /// The I/Os whose deadline is at or before `now` and whose caller still waits.

@@ -17,7 +17,9 @@ import TenureCore
 /// write that memory.
 ///
 /// When every slot is taken, an I/O waits in a queue (at most ``maxQueued``)
-/// under the same deadline. Each I/O is submitted with its own io_submit;
+/// under the same deadline. So does a write that overlaps an earlier write
+/// still queued, in flight or abandoned: writes to the same sectors land in
+/// the order they were issued (see ``DeadlineTable/nextToSubmit()``). Each I/O is submitted with its own io_submit;
 /// batching would go in ``AIOCore/submitReady()``, which could take every
 /// ready request from the queue and pass them to one io_submit.
 ///
@@ -241,7 +243,8 @@ final class AIOCore: Sendable {
             let refusal: TenureError? = state.withLock { state in
                 guard case .open = state.lifecycle else { return closedError(request) }
                 guard state.table.canEnqueue else { return queueFullError(request) }
-                _ = state.table.enqueue(waiter: waiter, resource: request, deadline: deadline)
+                let writeRange = request.kind == .write ? request.offset..<(request.offset + UInt64(request.length)) : nil
+                _ = state.table.enqueue(waiter: waiter, resource: request, deadline: deadline, writeRange: writeRange)
                 return nil
             }
             if let refusal {

@@ -79,6 +79,36 @@ struct DeadlineTableTests {
         #expect(table.complete(token) == nil, "a token is finished once")
     }
 
+    /// A write never overtakes an earlier write to the same bytes that the
+    /// kernel may still land, even one abandoned at its deadline.
+    @Test func writesToTheSameBytesGoInIssueOrder() throws {
+        var table = Table(capacity: 4, queueLimit: 8)
+        let first = table.enqueue(waiter: "w1", resource: "old", deadline: Self.at(100), writeRange: 512..<1024)
+        #expect(try some(table.nextToSubmit()).0 == first)
+        _ = table.expire(first)   // abandoned: the kernel still owns it
+        let second = table.enqueue(waiter: "w2", resource: "new", deadline: Self.at(300), writeRange: 0..<1024)
+        let read = table.enqueue(waiter: "r", resource: "read", deadline: Self.at(300))
+        let elsewhere = table.enqueue(waiter: "w3", resource: "other", deadline: Self.at(300), writeRange: 4096..<4608)
+        // The overlapping write waits; a read and a write elsewhere go past it.
+        #expect(try some(table.nextToSubmit()).0 == read)
+        #expect(try some(table.nextToSubmit()).0 == elsewhere)
+        #expect(table.nextToSubmit() == nil, "a slot is free, but the write must wait for the abandoned one")
+        _ = table.complete(first)
+        #expect(try some(table.nextToSubmit()).0 == second, "once the old write is back, the new one goes")
+    }
+
+    @Test func aBlockedWriteStillTimesOutAtItsOwnDeadline() throws {
+        var table = Table(capacity: 4, queueLimit: 8)
+        let hung = table.enqueue(waiter: "w1", resource: "hung", deadline: Self.at(100), writeRange: 0..<512)
+        _ = try some(table.nextToSubmit())
+        _ = table.expire(hung)
+        let blocked = table.enqueue(waiter: "w2", resource: "blocked", deadline: Self.at(200), writeRange: 0..<512)
+        #expect(table.nextToSubmit() == nil)
+        #expect(table.expired(at: Self.at(200)) == [blocked])
+        let expired = try some(table.expire(blocked))
+        #expect(expired.phase == .queued, "it never reached the kernel")
+    }
+
     @Test func drainingTheQueueAnswersOnlyQueuedIOs() throws {
         var table = Table(capacity: 1, queueLimit: 4)
         _ = table.enqueue(waiter: "inflight", resource: "r0", deadline: Self.at(10))

@@ -24,6 +24,42 @@ struct FaultTests {
 
     static func area(_ device: MemoryDevice) -> [UInt8] { device.storage.snapshot(1024..<2048) }
 
+    // MARK: Write ordering
+
+    @Test("A write waits for the handle's earlier write to the same sectors that has not landed")
+    func writesLandInIssueOrder() async throws {
+        let clock = ManualClock(autoAdvance: true)
+        let device = try await Self.device(clock: clock)
+        let start = clock.now()
+        // The first write is slow past its deadline: the caller gives up at
+        // +10 s, and the write lands at +15 s.
+        device.inject(.latency(.seconds(15)), on: .writes, count: .once)
+        #expect(await errorCode { try await device.write(filled(0xAA, count: 512), at: 1024) } == .ioTimeout)
+        // The next write to that sector waits for it, then lands over it: the
+        // newer bytes stay (without the rule the stale ones would win at +15 s).
+        try await device.write(filled(0xBB, count: 512), at: 1024)
+        #expect(clock.now() >= start + .seconds(15))
+        #expect(device.storage.snapshot(1024..<1536) == filled(0xBB, count: 512))
+        // A write whose deadline comes before the blocker lands times out without landing.
+        device.inject(.latency(.seconds(25)), on: .writes, count: .once)
+        #expect(await errorCode { try await device.write(filled(0xCC, count: 512), at: 1024) } == .ioTimeout)
+        #expect(await errorCode { try await device.write(filled(0xDD, count: 512), at: 1024) } == .ioTimeout)
+        // Another sector is never blocked.
+        try await device.write(filled(0xEE, count: 512), at: 4096)
+    }
+
+    @Test("A hung write blocks its sectors for that handle only")
+    func hungWriteBlocksItsSectorsForThatHandle() async throws {
+        let clock = ManualClock(autoAdvance: true)
+        let device = try await Self.device(clock: clock)
+        device.inject(.hang, on: .writes, count: .once)
+        #expect(await errorCode { try await device.write(filled(0xAA, count: 512), at: 1024) } == .ioTimeout)
+        #expect(await errorCode { try await device.write(filled(0xBB, count: 512), at: 1024) } == .ioTimeout)
+        let other = MemoryDevice(storage: device.storage, path: "other", clock: clock, ioTimeout: Self.ioTimeout)
+        try await other.write(filled(0xEE, count: 512), at: 1024)
+        #expect(device.storage.snapshot(1024..<1536) == filled(0xEE, count: 512))
+    }
+
     // MARK: Errors
 
     @Test("error(errno) throws .ioFailed with that errno and touches nothing")
