@@ -243,10 +243,13 @@ final class SimHost: @unchecked Sendable {
             let lease = try await PaxosLease.acquire(resource, host: local, oracle: ls.observer,
                                                      options: AcquireOptions(shared: shared, requiredLver: requiredLver, noWait: chance(0.5)),
                                                      context: context)
-            guard isCurrent(generation), held[r] == nil else { return }
             // The daemon hands a lease to a process only while the lockspace is
             // valid: one won after it expired is given up, never used.
-            guard await ls.isValid(at: clock.now()) else {
+            let valid = await ls.isValid(at: clock.now())
+            // No await from here on: a crash between the check and the record
+            // would leave a dead host holding.
+            guard isCurrent(generation), held[r] == nil else { return }
+            guard valid else {
                 sim.count("\(kind).after-expiry")
                 note("won R\(r) lver \(lease.lver) after the lockspace expired; not used")
                 return
@@ -281,7 +284,8 @@ final class SimHost: @unchecked Sendable {
         do {
             if lease.shared {
                 let exclusive = try await PaxosLease.convertToExclusive(resource, held: lease, oracle: ls.observer, context: context)
-                guard isCurrent(generation), held[r] != nil, await ls.isValid(at: clock.now()) else { return }
+                let valid = await ls.isValid(at: clock.now())
+                guard valid, isCurrent(generation), held[r] != nil else { return }
                 held[r] = exclusive
                 sim.count("convert.exclusive")
                 sim.checker.acquired(Checker.Holding(host: index, incarnation: incarnation, hostID: id, lver: exclusive.lver, shared: false),

@@ -207,7 +207,17 @@ public enum PaxosLease {
 
     /// Our dblock with the highest vote among the disks read.
     static func ownVote(_ areas: [DiskArea], host: HostID) -> PaxosDblock? {
-        areas.compactMap { $0.dblocks.first { $0.hostID == host }?.dblock }.filter(\.isValid).max { $0.bal < $1.bal }
+        newestOwn(areas.map(\.dblocks), host: host)
+    }
+
+    /// The newest of our dblock's copies on the disks read: highest lver,
+    /// then ballot, then vote. Copies differ when a write reached only some
+    /// disks; rewriting an older copy everywhere (say, phase 1's, without
+    /// the vote phase 2 added) would erase a vote that may have decided the
+    /// version (the simulator found this, seed 9078).
+    static func newestOwn(_ disks: [[DblockSlot]], host: HostID) -> PaxosDblock? {
+        disks.compactMap { $0.first { $0.hostID == host }?.dblock }.filter(\.isValid)
+            .max { ($0.lver, $0.mbal, $0.bal) < ($1.lver, $1.mbal, $1.bal) }
     }
 
     /// Consecutive aborts for a later version, with the leader unchanged, before giving up.
@@ -343,8 +353,7 @@ public enum PaxosLease {
     /// Writes our dblock for `held.lver` with the released flag and `mode`.
     static func markReleased(_ resource: PaxosResource, held: HeldLease, mode: ModeBlock) async throws {
         let areas = try await resource.readAreas()
-        let own = areas.compactMap { $0.dblocks.first { $0.hostID == held.host.id }?.dblock }
-            .filter(\.isValid).max { $0.mbal < $1.mbal } ?? PaxosDblock(lver: held.lver)
+        let own = newestOwn(areas.map(\.dblocks), host: held.host.id) ?? PaxosDblock(lver: held.lver)
         var released = own
         released.flags |= PaxosDblock.releasedFlag
         try await resource.writeDblock(released, mode: mode, of: held.host.id)
@@ -428,7 +437,7 @@ public enum PaxosLease {
                 // simulator found a sharer left unmarked without this, seed 7098).
                 try await clearSharedHolders(resource, held: exclusive, seen: lastRead, keeping: .shared(held.host.generation),
                                              oracle: oracle, context: context)
-                let own = lastRead.compactMap { $0.first { $0.hostID == held.host.id }?.dblock }.first ?? PaxosDblock(lver: committed.lver)
+                let own = newestOwn(lastRead, host: held.host.id) ?? PaxosDblock(lver: committed.lver)
                 try await resource.writeDblock(own, mode: .exclusive, of: held.host.id)
                 return exclusive
             }
