@@ -169,13 +169,17 @@ public enum PaxosLease {
     /// A leader that went back: a write of an older leader landed late (an
     /// I/O slower than its deadline) over a newer one. The dblocks still
     /// show it: a ballot for lver M only starts after a leader at M − 1 was
-    /// read, so a voted dblock (bal > 0) at M ≥ leader + 2 proves versions
-    /// up to M − 1 were committed. Returns M, the version to re-decide, when
-    /// such a vote exists (the simulator found the regression, seed 1127).
+    /// read, so a dblock at M ≥ leader + 2 proves versions up to M − 1 were
+    /// committed, and a dblock marked released at M > leader proves M was.
+    /// Returns the newest version still holding a vote, to re-decide (the
+    /// simulator found the regression, seeds 1127 and 20098).
     static func regressedLeaderTarget(_ leader: LeaderRecord, areas: [DiskArea]) -> LeaseVersion? {
         let valid = areas.flatMap(\.dblocks).map(\.dblock).filter(\.isValid)
-        // A ballot for M started after a leader at M − 1 was read.
-        guard let started = valid.map(\.lver).max(), started.rawValue >= leader.lver.rawValue + 2 else { return nil }
+        // A ballot for M started after a leader at M − 1 was read; a dblock
+        // released at M was held at M, so M was committed.
+        let started = valid.map(\.lver).max() ?? .zero
+        let released = valid.filter { $0.isReleased && $0.bal > 0 }.map(\.lver).max() ?? .zero
+        guard started.rawValue >= leader.lver.rawValue + 2 || released > leader.lver else { return nil }
         // The newest version still holding a vote is re-decided; a later one
         // with no vote was not decided and is left to its ballots.
         let voted = valid.filter { $0.bal > 0 && !$0.inp.isNone && $0.lver > leader.lver }

@@ -84,6 +84,7 @@ struct SimulationTests {
         (UInt64(1127), "a leader put back by a late write handed out an lver again"),
         (UInt64(7098), "a failed convert to exclusive cleared the sharer's own mark"),
         (UInt64(7161), "a crash while joining left the old incarnation renewing"),
+        (UInt64(20098), "a leader put back by one version let its last holder get the same lver again"),
         (UInt64(9003), "a lease won in the step a host crashed was still counted as held"),
         (UInt64(9078), "release rewrote an older copy of its dblock and erased its vote (two owners of one lver)"),
     ])
