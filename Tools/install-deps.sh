@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs the system packages Tenure builds and tests with, on Debian:
-#   libaio-dev  - libaio, the asynchronous I/O the lease I/O goes through
-#   sanlock     - the reference implementation, the compatibility oracle in tests
+#   libaio-dev      - libaio, the asynchronous I/O the lease I/O goes through
+#   sanlock         - the reference implementation, the compatibility oracle in tests
+#   python3-sanlock - sanlock's python client library: a client of sanlock's real
+#                     daemon in the daemon interop tests
+#   gcc             - builds the setrlimit shim that lets sanlock's daemon start in a sandbox
 # Idempotent and quiet when everything is there. Needs root (or sudo).
 set -euo pipefail
-packages=(libaio-dev sanlock)
+packages=(libaio-dev sanlock python3-sanlock gcc)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
