@@ -41,11 +41,19 @@ struct RefusalTests {
         try expectRefusal(["direct", "init", "-s", "ls:0:\(file):0"], says: ["is on tmpfs", "disk-backed filesystem"], untouched: file)
     }
 
-    @Test(.enabled(if: Harness.isRoot == false, "root may write any file; the permission check needs an ordinary user"))
+    /// A file this user may not write: read-only by mode for an ordinary
+    /// user, immutable (chattr +i) for root, whom modes do not stop.
+    @Test(.enabled(if: !Harness.isRoot || Harness.which("chattr") != nil, "needs chattr (e2fsprogs) to make a file unwritable for root"))
     func fileThatIsNotWritable() throws {
         let scratch = try Scratch()
         let file = try scratch.file("ro.img", size: 2 << 20)
-        chmod(file, 0o444)
+        if Harness.isRoot {
+            let made = try Harness.run(Harness.which("chattr")!, ["+i", file])
+            try #require(made.status == 0, "chattr +i failed (filesystem without attributes?): \(made)")
+        } else {
+            chmod(file, 0o444)
+        }
+        defer { if Harness.isRoot { _ = try? Harness.run(Harness.which("chattr")!, ["-i", file]) } }
         try expectRefusal(["direct", "init", "-s", "ls:0:\(file):0"], says: ["Cannot open \(file) for reading and writing"], untouched: file)
     }
 
