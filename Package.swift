@@ -16,6 +16,8 @@ let package = Package(
     dependencies: [
         // Command-line parsing with generated --help: the `tenure` command.
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // Leveled logging to stderr for the daemon (the Swift server ecosystem's logging API).
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // C shims only: libaio, O_DIRECT flags, block-device ioctls, statfs. No logic.
@@ -32,14 +34,25 @@ let package = Package(
         .target(name: "TenureEngine", dependencies: ["TenureCore", "TenureFormat"]),
         // Linux implementations of the seams: O_DIRECT + libaio device, sync fallback, clock.
         .target(name: "TenureIO", dependencies: ["TenureCore", "CTenureSys"]),
+        // The client protocol, declared once in C: the daemon, the Swift client and libtenure share it.
+        .target(name: "CTenureProto", path: "Sources/CTenureProto"),
+        // The Swift client API and the wire codec.
+        .target(name: "TenureClient", dependencies: ["CTenureProto", "TenureCore"]),
+        // The daemon: socket server, leases held for processes, fencing.
+        .target(
+            name: "TenureDaemon",
+            dependencies: ["TenureClient", "TenureCore", "TenureFormat", "TenureEngine", "TenureIO", "CTenureSys",
+                           .product(name: "Logging", package: "swift-log")]
+        ),
         // In-memory device and manual clock for unit tests and the simulator.
         .target(name: "TenureTestKit", dependencies: ["TenureCore"]),
         // The `tenure` subcommands, as a library so tests can drive them in-process too.
         .target(
             name: "TenureCLI",
             dependencies: [
-                "TenureCore", "TenureFormat", "TenureEngine", "TenureIO",
+                "TenureCore", "TenureFormat", "TenureEngine", "TenureIO", "TenureClient", "TenureDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(name: "tenure", dependencies: ["TenureCLI"], path: "Tools/tenure"),

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/vfs.h>
 #include <linux/fs.h>
 
@@ -29,4 +30,16 @@ int tenure_statfs_type(const char *path, int64_t *fs_type) {
 
 int tenure_name_current_thread(const char *name) {
     return pthread_setname_np(pthread_self(), name);
+}
+
+int tenure_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid) {
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    int rc = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+    if (rc == 0) {
+        *pid = cred.pid;
+        *uid = cred.uid;
+        *gid = cred.gid;
+    }
+    return rc;
 }

@@ -39,6 +39,14 @@ public struct TenureError: Error, Sendable, CustomStringConvertible, Equatable {
         case notOwner = "not-owner"
         case lockspaceLost = "lockspace-lost"
         case cancelled = "cancelled"
+        // The daemon and its clients.
+        case daemonUnavailable = "daemon-unavailable"
+        case protocolError = "protocol-error"
+        case notRegistered = "not-registered"
+        case noLockspace = "no-lockspace"
+        case alreadyExists = "already-exists"
+        case shuttingDown = "shutting-down"
+        case limitReached = "limit-reached"
     }
 
     public var code: Code

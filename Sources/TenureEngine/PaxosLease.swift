@@ -476,8 +476,7 @@ public enum PaxosLease {
     /// The holder's side: the request aimed at `held`, if one is pending (a
     /// valid record with a force mode asking for a version after the one held).
     public static func pendingRequest(_ resource: PaxosResource, held: HeldLease) async throws -> RequestRecord? {
-        let areas = try await resource.readAreas()
-        let requests = areas.map(\.request).filter { $0.isValid && $0.forceMode != nil && $0.forceMode != RequestRecord.ForceMode.none }
+        let requests = try await resource.readRequests().filter { $0.isValid && $0.forceMode != nil && $0.forceMode != RequestRecord.ForceMode.none }
         return requests.filter { $0.lver > held.lver }.max { $0.lver < $1.lver }
     }
 }

@@ -161,6 +161,16 @@ public struct PaxosResource: Sendable {
         }
     }
 
+    /// The request records alone: one sector per disk. What a holder polls
+    /// to notice a request for its lease without reading every dblock.
+    public func readRequests() async throws -> [RequestRecord] {
+        let geometry = self.geometry
+        let at = UInt64(geometry.requestOffset)
+        return try await onMajority("read the request record") { _, device, offset in
+            RequestRecord(decoding: try await device.read(at: offset + at, length: geometry.sectorSize.bytes))
+        }.map(\.value)
+    }
+
     /// Writes the request record on a majority.
     func writeRequest(_ request: RequestRecord) async throws {
         let sector = request.encodedSector(geometry.sectorSize)

@@ -2,30 +2,48 @@ import Foundation
 import Synchronization
 import Testing
 
-/// A `tenure` process left running (a host renewing its delta lease).
+/// A process left running (a host renewing its delta lease, a daemon, a
+/// holder). Its output goes to files, not pipes: a chatty process must never
+/// block on a full pipe nobody reads.
 final class Background {
     let process = Process()
-    private let out = Pipe(), err = Pipe()
+    private let outPath: String, errPath: String
 
-    init(_ arguments: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: Harness.tenurePath)
+    convenience init(_ arguments: [String]) throws {
+        try self.init(executable: Harness.tenurePath, arguments)
+    }
+
+    init(executable: String, _ arguments: [String]) throws {
+        let base = "/var/tmp/tenure-bg-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        outPath = base + ".out"
+        errPath = base + ".err"
+        FileManager.default.createFile(atPath: outPath, contents: nil)
+        FileManager.default.createFile(atPath: errPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        process.standardOutput = out
-        process.standardError = err
+        process.standardOutput = FileHandle(forWritingAtPath: outPath)
+        process.standardError = FileHandle(forWritingAtPath: errPath)
         process.standardInput = FileHandle.nullDevice
         try process.run()
     }
 
+    /// What it printed so far.
+    var output: Outcome {
+        Outcome(status: process.isRunning ? -1 : process.terminationStatus,
+                stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
+                stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+    }
+
     /// Waits for the process to end by itself and returns what it said.
     func wait() -> Outcome {
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return Outcome(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+        return output
     }
 
     deinit {
         if process.isRunning { process.terminate() }
+        try? FileManager.default.removeItem(atPath: outPath)
+        try? FileManager.default.removeItem(atPath: errPath)
     }
 }
 

@@ -12,15 +12,24 @@ final class ThrottledGroup {
     }
 
     let path: String
+    let deviceNumbers: String
 
-    init(device: String, readsPerSecond: Int) throws {
+    /// A group for `device`, throttled to `readsPerSecond` (nil: not yet).
+    init(device: String, readsPerSecond: Int?) throws {
         var info = stat()
         guard stat(device, &info) == 0 else { throw HarnessError("cannot stat \(device)") }
         let rdev = UInt64(info.st_rdev)
         let major = (rdev >> 8) & 0xFFF, minor = (rdev & 0xFF) | ((rdev >> 12) & 0xFFF00)
+        deviceNumbers = "\(major):\(minor)"
         path = "\(Self.root)/tenure-test-\(getpid())-\(UInt32.random(in: 0 ... .max))"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
-        try "\(major):\(minor) \(readsPerSecond)\n".write(toFile: "\(path)/blkio.throttle.read_iops_device", atomically: false, encoding: .utf8)
+        try throttle(readsPerSecond: readsPerSecond, writesPerSecond: nil)
+    }
+
+    /// Sets (or, with nil, lifts) the read and write limits, in I/Os per second.
+    func throttle(readsPerSecond: Int?, writesPerSecond: Int?) throws {
+        try "\(deviceNumbers) \(readsPerSecond ?? 0)\n".write(toFile: "\(path)/blkio.throttle.read_iops_device", atomically: false, encoding: .utf8)
+        try "\(deviceNumbers) \(writesPerSecond ?? 0)\n".write(toFile: "\(path)/blkio.throttle.write_iops_device", atomically: false, encoding: .utf8)
     }
 
     /// Runs `tenure ARGS` as a member of the group.

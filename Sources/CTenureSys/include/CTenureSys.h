@@ -36,4 +36,8 @@ int tenure_statfs_type(const char *path, int64_t *fs_type);
 /// ps/top/gdb (at most 15 bytes). Returns 0 or an errno value.
 int tenure_name_current_thread(const char *name);
 
+/// getsockopt(fd, SO_PEERCRED): the pid, uid and gid of the process at the
+/// other end of a Unix socket. Returns 0, or -1 with errno set.
+int tenure_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
+
 #endif

@@ -1,0 +1,230 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TenureClient
+import TenureCore
+import TenureDaemon
+
+/// `tenure daemon`: one per host; holds leases for local processes.
+struct DaemonCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "daemon",
+        abstract: "Run the Tenure daemon: join lockspaces, hold leases for local processes, fence them.",
+        discussion: """
+        One daemon per host. Clients reach it through the Unix socket \
+        RUN_DIR/tenure.sock (mode 0660); a pid file stops a second daemon on the \
+        same run dir. The daemon renews its lockspaces on I/O handles of their \
+        own, kills every holder of a lease in a lockspace it can no longer renew \
+        (SIGTERM, SIGKILL after the grace), and answers requests for its leases \
+        within a second.
+
+        Settings come from the config file (KEY=VALUE lines, keys as the flags \
+        without dashes), overridden by flags.
+
+        Examples:
+          tenure daemon --foreground --run-dir /var/tmp/tenure-run --host-name node1 --watchdog none
+          tenure daemon                        # detached, settings from /etc/tenure/tenure.conf
+        """
+    )
+
+    @Flag(help: "Stay attached to the terminal (default: detach).")
+    var foreground = false
+
+    @Option(name: .customLong("run-dir"), help: ArgumentHelp("Folder of the socket and pid file (default: $TENURE_RUN_DIR, else /run/tenure).", valueName: "DIR"))
+    var runDir: String?
+
+    @Option(help: ArgumentHelp("Config file.", valueName: "FILE"))
+    var config: String = "/etc/tenure/tenure.conf"
+
+    @Option(name: .customLong("host-name"), help: "Name written into this host's delta leases (default: the machine's host name).")
+    var hostName: String?
+
+    @Option(name: .customLong("io-timeout"), help: ArgumentHelp("io_timeout of lockspaces this host joins, in seconds.", valueName: "SECONDS"))
+    var ioTimeout: Int?
+
+    @Option(help: ArgumentHelp("Watchdog device, or none (test setups only: nothing resets a host that cannot kill its holders).", valueName: "PATH|none"))
+    var watchdog: String?
+
+    @Option(name: .customLong("watchdog-fire"), help: ArgumentHelp("Watchdog fire time W in seconds; every host of a cluster must use the same.", valueName: "SECONDS"))
+    var watchdogFire: Int?
+
+    @Option(name: .customLong("kill-grace"), help: ArgumentHelp("Seconds from SIGTERM to SIGKILL when fencing (default from W: 40, 15 if W < 60, 0 if W < 30).", valueName: "SECONDS"))
+    var killGrace: Int?
+
+    @Option(name: .customLong("socket-group"), help: "Group that owns the socket and may act for other processes (libvirt's).")
+    var socketGroup: String?
+
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "LEVEL"))
+    var logLevel: String?
+
+    @Option(name: .customLong("log-file"), help: ArgumentHelp("Where a detached daemon logs (default: RUN_DIR/tenure.log).", valueName: "FILE"))
+    var logFile: String?
+
+    func run() async throws {
+        try await reportingErrors {
+            let settings = try loadSettings()
+            if !foreground { try detach(settings); return }
+            try await serve(settings)
+        }
+    }
+
+    /// Flags over the config file over defaults.
+    func loadSettings() throws -> DaemonConfig {
+        let file = try ConfigFile.load(config, required: false)
+        let dir = runDir ?? file["run-dir"] ?? Wire.runDir(ProcessInfo.processInfo.environment)
+        var c = DaemonConfig(runDir: dir, hostName: hostName ?? file["host-name"] ?? ProcessInfo.processInfo.hostName.prefixBytes(48))
+        if let v = try ioTimeout ?? file.int("io-timeout") { c.ioTimeout = try validIOTimeout(v) }
+        let dog = watchdog ?? file["watchdog"] ?? "/dev/watchdog"
+        c.watchdogDevice = dog == "none" ? nil : dog
+        if let w = try watchdogFire ?? file.int("watchdog-fire") {
+            guard (1...600).contains(w) else { throw TenureError(.invalidArgument, "--watchdog-fire \(w) is outside 1...600 seconds.") }
+            c.watchdogFire = .seconds(w)
+        }
+        if let g = try killGrace ?? file.int("kill-grace") {
+            guard (0...600).contains(g) else { throw TenureError(.invalidArgument, "--kill-grace \(g) is outside 0...600 seconds.") }
+            c.killGrace = .seconds(g)
+        }
+        c.socketGroup = socketGroup ?? file["socket-group"]
+        return c
+    }
+
+    func logger(_ settings: DaemonConfig) throws -> Logger {
+        let levelName = logLevel ?? "info"
+        guard let level = Logger.Level(rawValue: levelName) else {
+            throw TenureError(.invalidArgument, "--log-level \(levelName) is not a level.", remedy: "Use trace, debug, info, notice, warning, error or critical.")
+        }
+        var log = Logger(label: "tenure") { StreamLogHandler.standardError(label: $0) }
+        log.logLevel = level
+        return log
+    }
+
+    func serve(_ settings: DaemonConfig) async throws {
+        let log = try logger(settings)
+        if settings.watchdogDevice == nil {
+            log.warning("running WITHOUT a watchdog (--watchdog none): if this host cannot kill a holder whose lockspace is lost, nothing resets it. Test setups only.")
+        } else {
+            log.warning("watchdog support is not built yet; running as with --watchdog none")
+        }
+        let server = try DaemonServer(config: settings, log: log)
+        await server.daemon.start()
+        log.info("serving on \(server.socketPath) as \(settings.hostName)")
+        let stop = ShutdownSignals(server: server, log: log)
+        let accept = Thread { server.serve() }
+        accept.name = "tenure-accept"
+        accept.start()
+        await stop.wait()
+        server.close()
+        log.info("stopped")
+    }
+
+    /// Starts `tenure daemon --foreground …` in a new session, logging to a file,
+    /// and returns once its socket answers.
+    func detach(_ settings: DaemonConfig) throws {
+        var arguments = Array(CommandLine.arguments.dropFirst()) + ["--foreground"]
+        if runDir == nil { arguments += ["--run-dir", settings.runDir] }
+        try FileManager.default.createDirectory(atPath: settings.runDir, withIntermediateDirectories: true)
+        let logPath = logFile ?? settings.runDir + "/tenure.log"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.arguments = arguments
+        guard FileManager.default.createFile(atPath: logPath, contents: nil) || FileManager.default.fileExists(atPath: logPath),
+              let out = FileHandle(forWritingAtPath: logPath) else {
+            throw TenureError(.permissionDenied, "Cannot write the log file \(logPath).", remedy: "Give a writable --log-file.")
+        }
+        out.seekToEndOfFile()
+        process.standardOutput = out
+        process.standardError = out
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        for _ in 0..<100 {
+            if let connection = try? TenureConnection(runDir: settings.runDir), (try? connection.status()) != nil {
+                print("tenure daemon started (pid \(process.processIdentifier)), socket \(settings.runDir)/\(Wire.socketName), log \(logPath)")
+                return
+            }
+            if !process.isRunning {
+                throw TenureError(.daemonUnavailable, "The daemon exited at once (status \(process.terminationStatus)).", remedy: "See \(logPath).")
+            }
+            usleep(100_000)
+        }
+        throw TenureError(.daemonUnavailable, "The daemon did not answer within 10 s.", remedy: "See \(logPath).")
+    }
+}
+
+/// SIGTERM / SIGINT: a graceful shutdown, refused while leases are held
+/// (logged; send SIGQUIT or `tenure client shutdown --force` to force it).
+final class ShutdownSignals: @unchecked Sendable {
+    let server: DaemonServer
+    let log: Logger
+    private var sources: [DispatchSourceSignal] = []
+    private let stream: AsyncStream<Void>
+    private let continuation: AsyncStream<Void>.Continuation
+
+    init(server: DaemonServer, log: Logger) {
+        self.server = server
+        self.log = log
+        (stream, continuation) = AsyncStream.makeStream()
+        for (signal, force) in [(SIGTERM, false), (SIGINT, false), (SIGQUIT, true)] {
+            Glibc.signal(signal, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
+            source.setEventHandler { [self] in
+                Task {
+                    do {
+                        try await server.daemon.shutdown(force: force)
+                        continuation.yield()
+                    } catch {
+                        log.warning("shutdown refused: \(error)")
+                    }
+                }
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    /// Returns once a shutdown went through (by signal or by a client).
+    func wait() async {
+        let daemon = server.daemon
+        let poll = Task {
+            while !Task.isCancelled {
+                if await daemon.shuttingDown { continuation.yield(); return }
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+        }
+        for await _ in stream { break }
+        poll.cancel()
+    }
+}
+
+/// KEY=VALUE lines; # starts a comment.
+struct ConfigFile {
+    var values: [String: String] = [:]
+    var path = ""
+
+    static func load(_ path: String, required: Bool) throws -> ConfigFile {
+        guard FileManager.default.fileExists(atPath: path) else {
+            if required { throw TenureError(.notFound, "The config file \(path) does not exist.") }
+            return ConfigFile(path: path)
+        }
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        var file = ConfigFile(path: path)
+        for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard !trimmed.isEmpty else { continue }
+            let parts = trimmed.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, !parts[0].isEmpty else {
+                throw TenureError(.invalidArgument, "\(path):\(n + 1): \"\(trimmed)\" is not KEY=VALUE.", remedy: "Write one setting per line, e.g. io-timeout=10.")
+            }
+            file.values[parts[0].replacingOccurrences(of: "_", with: "-")] = parts[1]
+        }
+        return file
+    }
+
+    subscript(key: String) -> String? { values[key] }
+
+    func int(_ key: String) throws -> Int? {
+        guard let text = values[key] else { return nil }
+        guard let v = Int(text) else { throw TenureError(.invalidArgument, "\(path): \(key)=\(text) is not a number.") }
+        return v
+    }
+}

@@ -1,0 +1,153 @@
+import Foundation
+import TenureCore
+
+/// Blocking message I/O on a Unix stream socket, for the client and the
+/// daemon's connection threads. EINTR is retried; any other failure, and a
+/// peer that hangs up mid-message, is a `TenureError`.
+public enum MessageSocket {
+    /// Connects to `path`.
+    public static func connect(to path: String) throws(TenureError) -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw TenureError(.daemonUnavailable, "socket(2) failed: \(String(cString: strerror(errno))).", errno: errno) }
+        var address = sockaddr_un()
+        guard fill(&address, path: path) else {
+            close(fd)
+            throw TenureError(.invalidArgument, "The socket path \(path) is longer than \(MemoryLayout.size(ofValue: address.sun_path) - 1) bytes.",
+                              remedy: "Use a shorter run dir.")
+        }
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else {
+            let e = errno
+            close(fd)
+            throw TenureError(.daemonUnavailable, "Cannot reach the Tenure daemon at \(path): \(String(cString: strerror(e))).",
+                              remedy: "Start it with `tenure daemon`, or point \(Wire.runDirEnvironment) (or --run-dir) at its run dir.", errno: e)
+        }
+        return fd
+    }
+
+    /// Puts `path` into a sockaddr_un; false if it does not fit.
+    public static func fill(_ address: inout sockaddr_un, path: String) -> Bool {
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard bytes.count < capacity else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return true
+    }
+
+    public static func write(_ message: Message, to fd: Int32) throws(TenureError) {
+        try writeAll(try message.encoded(), to: fd)
+    }
+
+    /// Reads one message; nil when the peer closed cleanly between messages.
+    public static func read(from fd: Int32) throws(TenureError) -> Message? {
+        guard let headerBytes = try readExactly(Wire.headerBytes, from: fd, eofAllowed: true) else { return nil }
+        let header = try Message.decodeHeader(headerBytes)
+        let payload = header.length == 0 ? [] : try readExactly(header.length, from: fd, eofAllowed: false)!
+        return Message(command: header.command, seq: header.seq, fields: try Message.decodeFields(payload))
+    }
+
+    static func writeAll(_ bytes: [UInt8], to fd: Int32) throws(TenureError) {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw TenureError(.daemonUnavailable, "Sending to the Tenure socket failed: \(String(cString: strerror(errno))).", errno: errno)
+            }
+            sent += n
+        }
+    }
+
+    static func readExactly(_ count: Int, from fd: Int32, eofAllowed: Bool) throws(TenureError) -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: count)
+        var got = 0
+        while got < count {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + got, count - got) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw TenureError(.daemonUnavailable, "Reading from the Tenure socket failed: \(String(cString: strerror(errno))).", errno: errno)
+            }
+            if n == 0 {
+                if got == 0 && eofAllowed { return nil }
+                throw TenureError(.protocolError, "The peer hung up after \(got) of \(count) bytes of a message.")
+            }
+            got += n
+        }
+        return buffer
+    }
+}
+
+/// A connection to the daemon. The connection is the registration: while
+/// it is open the daemon holds this process's leases; when it closes (the
+/// process exits, or execs without it) they are released.
+public final class TenureConnection {
+    public let fd: Int32
+    private var seq: UInt32 = 0
+
+    /// Connects to the daemon of `runDir` (default: TENURE_RUN_DIR, else /run/tenure).
+    public init(runDir: String? = nil) throws(TenureError) {
+        let dir = runDir ?? Wire.runDir(ProcessInfo.processInfo.environment)
+        fd = try MessageSocket.connect(to: dir + "/" + Wire.socketName)
+    }
+
+    deinit { close(fd) }
+
+    /// Sends a request and waits for its reply; a failed reply throws its error.
+    @discardableResult
+    public func call(_ command: Command, _ fields: [String]) throws(TenureError) -> [String] {
+        seq &+= 1
+        try MessageSocket.write(Message(command, seq: seq, fields), to: fd)
+        guard let reply = try MessageSocket.read(from: fd) else {
+            throw TenureError(.daemonUnavailable, "The Tenure daemon closed the connection without replying.",
+                              remedy: "Check the daemon's log; it may have stopped.")
+        }
+        guard reply.command == command.rawValue | Wire.replyFlag, reply.seq == seq,
+              let first = reply.text(0), let raw = Int32(first), let result = ResultCode(rawValue: raw) else {
+            throw TenureError(.protocolError, "The daemon's reply does not match the request (command \(reply.command), seq \(reply.seq)).")
+        }
+        let rest = (1..<max(reply.fields.count, 1)).compactMap { reply.text($0) }
+        guard result == .ok else {
+            let message = rest.count > 1 ? rest[1] : "The daemon refused the request (result \(raw))."
+            throw TenureError(result.errorCode, message, remedy: rest.count > 2 ? rest[2] : "")
+        }
+        return rest
+    }
+
+    public func register() throws(TenureError) { try call(.register, []) }
+
+    /// Joins a lockspace; returns the generation.
+    public func addLockspace(_ lockspace: String, hostName: String = "", ioTimeoutSeconds: Int = 0) throws(TenureError) -> String {
+        try call(.addLockspace, [lockspace, hostName, String(ioTimeoutSeconds)]).first ?? ""
+    }
+
+    public func removeLockspace(_ name: String) throws(TenureError) { try call(.remLockspace, [name]) }
+
+    /// Acquires `resources` for `pid` (0: this process); returns each lease's state string.
+    public func acquire(_ resources: [String], pid: Int32 = 0, shared: Bool = false) throws(TenureError) -> [String] {
+        try call(.acquire, [String(pid), String(shared ? Wire.acquireShared : 0)] + resources)
+    }
+
+    /// Releases leases of `pid` by resource name, or all with "*".
+    public func release(_ names: [String], pid: Int32 = 0) throws(TenureError) {
+        try call(.release, [String(pid)] + names)
+    }
+
+    /// The state string of `pid`'s leases: resource strings with lvers, joined by spaces.
+    public func inquire(pid: Int32 = 0) throws(TenureError) -> String {
+        try call(.inquire, [String(pid)]).first ?? ""
+    }
+
+    public func status() throws(TenureError) -> String { try call(.status, []).first ?? "" }
+
+    public func request(_ resource: String, force: Bool) throws(TenureError) {
+        try call(.request, [resource, force ? "1" : "2"])
+    }
+
+    public func shutdown(force: Bool) throws(TenureError) { try call(.shutdown, [force ? "1" : "0"]) }
+}

@@ -1,0 +1,196 @@
+import Foundation
+import Logging
+import TenureClient
+import TenureCore
+import TenureEngine
+import TenureFormat
+import TenureIO
+
+/// The daemon's settings; every one is also a `tenure daemon` flag and a
+/// key of the config file.
+public struct DaemonConfig: Sendable {
+    public var runDir: String
+    public var hostName: String
+    /// The io_timeout written into lockspaces this host joins (unless the
+    /// add_lockspace request names another).
+    public var ioTimeout = IOTimeout(seconds: 10)
+    /// The watchdog device, or nil for none (test setups only).
+    public var watchdogDevice: String? = "/dev/watchdog"
+    public var watchdogFire: Duration = .seconds(Int64(Timeouts.defaultWatchdogFireSeconds))
+    /// SIGTERM (or the killpath) to SIGKILL; default from the watchdog fire time.
+    public var killGrace: Duration?
+    /// Group that owns the socket (mode 0660) and may act for other pids.
+    public var socketGroup: String?
+    /// How often a holder's request records are read (one sector per lease).
+    public var requestPoll: Duration = .seconds(1)
+    /// The most clients connected at once.
+    public var maxConnections = 1024
+    /// The most leases held at once, over all processes.
+    public var maxLeases = 4096
+
+    public init(runDir: String, hostName: String) {
+        self.runDir = runDir
+        self.hostName = hostName
+    }
+
+    var timeouts: Timeouts { Timeouts(ioTimeout: .seconds(Int64(ioTimeout.seconds)), watchdogFire: watchdogFire) }
+    var effectiveKillGrace: Duration { killGrace ?? timeouts.killGrace }
+}
+
+/// Who sent a request: from SO_PEERCRED, never from the message.
+public struct Peer: Sendable, Hashable {
+    public let pid: Int32
+    public let uid: UInt32
+    public let gid: UInt32
+    /// Root, or a member of the socket group: may act for other pids.
+    public let privileged: Bool
+}
+
+/// One lockspace this host has joined: its delta lease, renewed on its own
+/// device handle, the observer and the device handle client operations use.
+final class JoinedLockspace: @unchecked Sendable {
+    let spec: LockspaceSpec
+    let lockspace: Lockspace
+    let renewalDevice: any BlockDevice
+    let clientDevice: any BlockDevice
+    var tasks: [Task<Void, Never>] = []
+
+    init(spec: LockspaceSpec, lockspace: Lockspace, renewalDevice: any BlockDevice, clientDevice: any BlockDevice) {
+        self.spec = spec
+        self.lockspace = lockspace
+        self.renewalDevice = renewalDevice
+        self.clientDevice = clientDevice
+    }
+}
+
+/// A lease a process holds through the daemon.
+struct ProcessLease: Sendable {
+    let lockspace: LeaseName
+    let resource: PaxosResource
+    var lease: HeldLease
+    var name: String { lease.resource.name.description }
+}
+
+/// The daemon's state and every operation on it. Lockspace renewal runs in
+/// tasks of its own, on device handles of its own, so client work never
+/// delays it; everything else goes through this actor.
+public actor Daemon {
+    let config: DaemonConfig
+    let log: Logger
+    let context: EngineContext
+    var lockspaces: [LeaseName: JoinedLockspace] = [:]
+    /// pid → resource name → lease.
+    var holders: [Int32: [String: ProcessLease]] = [:]
+    /// Open connections per pid: a pid with none and no longer alive loses its leases.
+    var connections: [Int32: Int] = [:]
+    var devices: [String: any BlockDevice] = [:]
+    var resources: [String: PaxosResource] = [:]
+    public internal(set) var shuttingDown = false
+    var background: [Task<Void, Never>] = []
+
+    public init(config: DaemonConfig, log: Logger) {
+        self.config = config
+        self.log = log
+        let logger = log
+        context = EngineContext(clock: SystemMonotonicClock.shared, log: { event in
+            logger.debug("\(event)")
+        }, watchdogFire: config.watchdogFire)
+    }
+
+    /// Starts the background loops: request polling and dead-pid reaping.
+    public func start() {
+        background.append(Task { await self.pollLoop() })
+    }
+
+    // MARK: Requests from clients
+
+    /// Answers one request. Never throws: failures become error replies.
+    public func handle(_ request: Message, from peer: Peer) async -> Message {
+        guard let command = Command(rawValue: request.command) else {
+            return .reply(to: request, .unknownCommand, ["protocol-error", "Unknown command \(request.command).", "Use a client of the same Tenure release."])
+        }
+        if shuttingDown && command != .status && command != .release && command != .inquire {
+            return .reply(to: request, error: TenureError(.shuttingDown, "The daemon is shutting down.", remedy: "Retry once it has restarted."))
+        }
+        do {
+            switch command {
+            case .register:
+                return .reply(to: request, .ok, [])
+            case .addLockspace:
+                let generation = try await addLockspace(try field(request, 0, "lockspace"), hostName: request.text(1) ?? "",
+                                                        ioTimeout: Int(request.text(2) ?? "0") ?? 0)
+                return .reply(to: request, .ok, [generation])
+            case .remLockspace:
+                try await removeLockspace(try field(request, 0, "lockspace name"))
+                return .reply(to: request, .ok, [])
+            case .acquire:
+                let pid = try targetPid(request, peer)
+                let flags = UInt32(request.text(1) ?? "0") ?? 0
+                let names = (2..<request.fields.count).compactMap { request.text($0) }
+                return .reply(to: request, .ok, try await acquire(names, for: pid, shared: flags & Wire.acquireShared != 0))
+            case .release:
+                let pid = try targetPid(request, peer)
+                try await release((1..<request.fields.count).compactMap { request.text($0) }, of: pid)
+                return .reply(to: request, .ok, [])
+            case .inquire:
+                return .reply(to: request, .ok, [inquire(try targetPid(request, peer))])
+            case .status:
+                return .reply(to: request, .ok, [await status()])
+            case .request:
+                try await requestLease(try field(request, 0, "resource"), force: request.text(1) == "1")
+                return .reply(to: request, .ok, [])
+            case .shutdown:
+                guard peer.privileged else { throw TenureError(.permissionDenied, "Only root or the socket group may stop the daemon.") }
+                try await shutdown(force: request.text(0) == "1")
+                return .reply(to: request, .ok, [])
+            }
+        } catch let error as TenureError {
+            return .reply(to: request, error: error)
+        } catch {
+            return .reply(to: request, error: TenureError(.cancelled, "The request was cancelled: \(error)."))
+        }
+    }
+
+    func field(_ m: Message, _ i: Int, _ what: String) throws -> String {
+        guard let text = m.text(i), !text.isEmpty else {
+            throw TenureError(.invalidArgument, "The request lacks its \(what).", remedy: "Use a client of the same Tenure release.")
+        }
+        return text
+    }
+
+    /// The pid a request acts for: the caller (0 or its own pid), or, for a
+    /// privileged caller, another live process.
+    func targetPid(_ m: Message, _ peer: Peer) throws -> Int32 {
+        guard let text = m.text(0), let pid = Int32(text), pid >= 0 else {
+            throw TenureError(.invalidArgument, "The request's pid \"\(m.text(0) ?? "")\" is not a process id.")
+        }
+        if pid == 0 || pid == peer.pid { return peer.pid }
+        guard peer.privileged else {
+            throw TenureError(.permissionDenied, "Process \(peer.pid) may not act for process \(pid).",
+                              remedy: "Only root or members of the daemon's socket group act for other processes.")
+        }
+        guard Glibc.kill(pid, 0) == 0 || errno == EPERM else {
+            throw TenureError(.invalidArgument, "Process \(pid) does not exist.")
+        }
+        return pid
+    }
+
+    // MARK: Connections
+
+    public func connected(_ peer: Peer) -> Bool {
+        let total = connections.values.reduce(0, +)
+        guard total < config.maxConnections else { return false }
+        connections[peer.pid, default: 0] += 1
+        return true
+    }
+
+    /// The connection of `pid` closed: when it was its last, the process is
+    /// gone or no longer registered, and its leases are released.
+    public func disconnected(_ peer: Peer) async {
+        connections[peer.pid, default: 1] -= 1
+        if connections[peer.pid] == 0 { connections[peer.pid] = nil }
+        guard connections[peer.pid] == nil, holders[peer.pid] != nil else { return }
+        log.info("process \(peer.pid) closed its last connection; releasing its leases")
+        await releaseAll(of: peer.pid)
+    }
+}

@@ -1,0 +1,301 @@
+import Foundation
+import TenureClient
+import TenureCore
+import TenureEngine
+import TenureFormat
+import TenureIO
+
+extension Daemon {
+    // MARK: Devices
+
+    /// The shared client handle for `path` (resources and observers), opened once.
+    func device(_ path: String) throws -> any BlockDevice {
+        if let open = devices[path] { return open }
+        let opened = try openBlockDevice(path: path, engine: .aio, ioTimeout: config.timeouts.ioTimeout)
+        devices[path] = opened
+        return opened
+    }
+
+    // MARK: Lockspaces
+
+    /// Joins `text` ("NAME:HOST_ID:PATH:OFFSET") and starts renewing it.
+    func addLockspace(_ text: String, hostName: String, ioTimeout: Int) async throws -> String {
+        let spec = try LockspaceSpec(parsing: text)
+        guard !spec.hostID.isNone else {
+            throw TenureError(.invalidArgument, "\(text) names host id 0.", remedy: "Give this host's id (1 or more) in the lockspace string.")
+        }
+        guard lockspaces[spec.name] == nil else {
+            throw TenureError(.alreadyExists, "Lockspace \(spec.name) is joined already.", remedy: "Remove it first to join with another host id.")
+        }
+        let io = ioTimeout > 0 ? IOTimeout(seconds: UInt16(clamping: ioTimeout)) : config.ioTimeout
+        let name = try LeaseName(hostName.isEmpty ? config.hostName : hostName, what: "host name")
+        // Renewal has a handle, an io_context and a reaper of its own.
+        let renewalDevice = try openBlockDevice(path: spec.disk.path, engine: .aio, ioTimeout: .seconds(Int64(io.seconds)))
+        do {
+            let clientDevice = try device(spec.disk.path)
+            let observer = try await LockspaceObserver.open(spec, device: clientDevice, context: context)
+            let lockspace = try Lockspace(spec: spec, renewalDevice: renewalDevice, observer: observer, ioTimeout: io, context: context)
+            log.info("joining lockspace \(spec.name) as host \(spec.hostID) (io_timeout \(io.seconds)s)")
+            let host = try await lockspace.join(name: name)
+            let joined = JoinedLockspace(spec: spec, lockspace: lockspace, renewalDevice: renewalDevice, clientDevice: clientDevice)
+            joined.tasks = [Task { await lockspace.runRenewals() }, Task { await self.fence(joined) }]
+            lockspaces[spec.name] = joined
+            log.info("joined lockspace \(spec.name) as \(host)")
+            return String(host.generation.rawValue)
+        } catch {
+            await renewalDevice.close()
+            throw error
+        }
+    }
+
+    /// Leaves a lockspace: refused while processes hold leases in it.
+    func removeLockspace(_ name: String) async throws {
+        let key = try LeaseName(name, what: "lockspace name")
+        guard let joined = lockspaces[key] else {
+            throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.")
+        }
+        let users = holders.filter { $0.value.values.contains { $0.lockspace == key } }.map(\.key).sorted()
+        guard users.isEmpty else {
+            throw TenureError(.leaseInUse, "Processes \(users.map(String.init).joined(separator: ", ")) hold leases in lockspace \(name).",
+                              remedy: "Release them first.")
+        }
+        lockspaces[key] = nil
+        for task in joined.tasks { task.cancel() }
+        try? await joined.lockspace.leave()
+        await joined.renewalDevice.close()
+        log.info("left lockspace \(name)")
+    }
+
+    func joined(_ name: LeaseName) async throws -> (JoinedLockspace, LocalHost) {
+        guard let joined = lockspaces[name] else {
+            throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.",
+                              remedy: "Join it first: `tenure client add-lockspace -s \(name):HOST_ID:PATH:OFFSET`.")
+        }
+        guard await joined.lockspace.isValid(at: context.clock.now()), let host = await joined.lockspace.localHost else {
+            throw TenureError(.lockspaceLost, "Lockspace \(name) is lost on this host; its leases cannot be used.",
+                              remedy: "Check the storage, then remove and add the lockspace again.")
+        }
+        return (joined, host)
+    }
+
+    // MARK: Leases
+
+    func resource(_ spec: ResourceSpec) async throws -> PaxosResource {
+        var key = spec
+        key.lver = nil
+        key.shared = false
+        if let open = resources[key.description] { return open }
+        let opened = try await PaxosResource.open(key, devices: try spec.disks.map { try device($0.path) })
+        resources[key.description] = opened
+        return opened
+    }
+
+    /// Acquires every resource for `pid`, all or nothing; returns their state strings.
+    func acquire(_ texts: [String], for pid: Int32, shared: Bool) async throws -> [String] {
+        guard !texts.isEmpty, texts.count <= Wire.maxResourcesPerRequest else {
+            throw TenureError(.invalidArgument, "An acquire names \(texts.count) resources; it takes 1...\(Wire.maxResourcesPerRequest).")
+        }
+        let leaseCount = holders.values.reduce(0) { $0 + $1.count }
+        guard leaseCount + texts.count <= config.maxLeases else {
+            throw TenureError(.limitReached, "The daemon holds \(leaseCount) leases; its limit is \(config.maxLeases).")
+        }
+        var taken: [ProcessLease] = []
+        do {
+            for text in texts {
+                let spec = try ResourceSpec(parsing: text)
+                guard holders[pid]?[spec.name.description] == nil else {
+                    throw TenureError(.alreadyExists, "Process \(pid) holds \(spec.name) already.")
+                }
+                let (joined, host) = try await self.joined(spec.lockspace)
+                let resource = try await self.resource(spec)
+                try resource.validate(host: host.id)
+                let lease = try await PaxosLease.acquire(resource, host: host, oracle: joined.lockspace.observer,
+                                                         options: AcquireOptions(shared: shared || spec.shared, requiredLver: spec.lver, noWait: true),
+                                                         context: context)
+                // A lease won after the lockspace expired is never handed out.
+                guard await joined.lockspace.isValid(at: context.clock.now()) else {
+                    try? await PaxosLease.release(resource, held: lease, context: context)
+                    throw TenureError(.lockspaceLost, "Lockspace \(spec.lockspace) expired while \(spec.name) was acquired.")
+                }
+                let held = ProcessLease(lockspace: spec.lockspace, resource: resource, lease: lease)
+                taken.append(held)
+                holders[pid, default: [:]][held.name] = held
+                log.info("process \(pid) acquired \(lease)")
+            }
+        } catch {
+            for held in taken {
+                holders[pid]?[held.name] = nil
+                try? await PaxosLease.release(held.resource, held: held.lease, context: context)
+            }
+            if holders[pid]?.isEmpty == true { holders[pid] = nil }
+            throw error
+        }
+        return taken.map(\.lease.stateString)
+    }
+
+    /// Releases `names` (or "*" for all) of `pid`.
+    func release(_ names: [String], of pid: Int32) async throws {
+        guard let held = holders[pid] else {
+            throw TenureError(.notOwner, "Process \(pid) holds no leases.")
+        }
+        let chosen = names.contains("*") || names.isEmpty ? Array(held.keys) : names
+        for name in chosen where held[name] == nil {
+            throw TenureError(.notOwner, "Process \(pid) does not hold \(name).", remedy: "`tenure client inquire` lists what it holds.")
+        }
+        var firstError: Error?
+        for name in chosen.sorted() {
+            guard let lease = holders[pid]?.removeValue(forKey: name) else { continue }
+            do {
+                try await PaxosLease.release(lease.resource, held: lease.lease, context: context)
+                log.info("process \(pid) released \(lease.lease)")
+            } catch {
+                log.warning("releasing \(lease.lease) of process \(pid) failed: \(error)")
+                firstError = firstError ?? error
+            }
+        }
+        if holders[pid]?.isEmpty == true { holders[pid] = nil }
+        if let firstError { throw firstError }
+    }
+
+    func releaseAll(of pid: Int32) async {
+        try? await release(["*"], of: pid)
+    }
+
+    func inquire(_ pid: Int32) -> String {
+        (holders[pid] ?? [:]).values.map(\.lease.stateString).sorted().joined(separator: " ")
+    }
+
+    /// Writes a request for `text`'s lease (force: its holder is killed).
+    func requestLease(_ text: String, force: Bool) async throws {
+        let spec = try ResourceSpec(parsing: text)
+        let resource = try await self.resource(spec)
+        let (_, wanted) = try await PaxosLease.request(resource, lver: spec.lver, mode: force ? .force : .graceful, context: context)
+        log.info("requested \(spec.name) at lver \(wanted) (\(force ? "force" : "graceful"))")
+    }
+
+    // MARK: Fencing
+
+    /// Waits for the lockspace's expiry; if it is lost then, kills every
+    /// process holding a lease in it and gives the leases up.
+    func fence(_ joined: JoinedLockspace) async {
+        while !Task.isCancelled {
+            guard let expiry = joined.lockspace.publishedExpiry else { return }
+            do { try await context.clock.sleep(until: expiry) } catch { return }
+            guard let lost = await joined.lockspace.checkExpiry() else { continue }
+            log.critical("lockspace \(joined.spec.name) lost: \(lost.message) Killing its lease holders.")
+            let victims = holders.filter { $0.value.values.contains { $0.lockspace == joined.spec.name } }.map(\.key)
+            await kill(victims, graceful: true, why: "lockspace \(joined.spec.name) lost")
+            for pid in victims {
+                for (name, lease) in holders[pid] ?? [:] where lease.lockspace == joined.spec.name {
+                    holders[pid]?[name] = nil
+                }
+                if holders[pid]?.isEmpty == true { holders[pid] = nil }
+            }
+            return
+        }
+    }
+
+    /// SIGTERM (graceful) then SIGKILL after the grace, and waits until each
+    /// process is gone (bounded: a process stuck in the kernel is left to the watchdog).
+    func kill(_ pids: [Int32], graceful: Bool, why: String) async {
+        guard !pids.isEmpty else { return }
+        if graceful && config.effectiveKillGrace > .zero {
+            for pid in pids { Glibc.kill(pid, SIGTERM) }
+            log.warning("sent SIGTERM to \(pids) (\(why)); SIGKILL in \(config.effectiveKillGrace)")
+            let deadline = context.clock.now() + config.effectiveKillGrace
+            while context.clock.now() < deadline, pids.contains(where: { Self.alive($0) }) {
+                try? await context.clock.sleep(for: .milliseconds(50))
+            }
+        }
+        let survivors = pids.filter { Self.alive($0) }
+        for pid in survivors { Glibc.kill(pid, SIGKILL) }
+        if !survivors.isEmpty { log.warning("sent SIGKILL to \(survivors) (\(why))") }
+        let deadline = context.clock.now() + .seconds(5)
+        while context.clock.now() < deadline, pids.contains(where: { Self.alive($0) }) {
+            try? await context.clock.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Whether `pid` still runs (a zombie counts as gone: it holds nothing).
+    static func alive(_ pid: Int32) -> Bool {
+        guard Glibc.kill(pid, 0) == 0 else { return errno == EPERM }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return true }
+        let state = stat[stat.index(close, offsetBy: 2)]
+        return state != "Z" && state != "X"
+    }
+
+    // MARK: The poll loop
+
+    /// Every `requestPoll`: answer requests for held leases, and release
+    /// the leases of processes that exited without a connection.
+    func pollLoop() async {
+        while !Task.isCancelled {
+            try? await context.clock.sleep(for: config.requestPoll)
+            await answerRequests()
+            for pid in holders.keys where connections[pid] == nil && !Self.alive(pid) {
+                log.info("process \(pid) exited; releasing its leases")
+                await releaseAll(of: pid)
+            }
+        }
+    }
+
+    /// A request for a version after the one held: force kills the holder
+    /// (SIGKILL), graceful asks it (SIGTERM, then SIGKILL after the grace);
+    /// then the lease is released so the requester can take it.
+    func answerRequests() async {
+        for (pid, leases) in holders {
+            for (name, held) in leases where !held.lease.shared {
+                guard let request = try? await PaxosLease.pendingRequest(held.resource, held: held.lease),
+                      holders[pid]?[name] != nil else { continue }
+                let force = request.forceMode == .force
+                log.warning("request for \(held.lease) at lver \(request.lver) (\(force ? "force" : "graceful")): stopping process \(pid)")
+                await kill([pid], graceful: !force, why: "request for \(name)")
+                if holders[pid]?[name] != nil {
+                    try? await release([name], of: pid)
+                }
+            }
+        }
+    }
+
+    // MARK: Status and shutdown
+
+    func status() async -> String {
+        var spaces: [[String: Any]] = []
+        for (name, joined) in lockspaces.sorted(by: { $0.key.description < $1.key.description }) {
+            let host = await joined.lockspace.localHost
+            let valid = await joined.lockspace.isValid(at: context.clock.now())
+            let renewals = await joined.lockspace.renewals
+            spaces.append(["name": name.description, "host_id": Int(joined.spec.hostID.rawValue),
+                           "generation": Int(host?.generation.rawValue ?? 0), "valid": valid, "renewals": renewals,
+                           "path": joined.spec.disk.path, "offset": Int(joined.spec.disk.offset)])
+        }
+        let leases = holders.sorted { $0.key < $1.key }.flatMap { pid, held in
+            held.values.sorted { $0.name < $1.name }.map { l -> [String: Any] in
+                ["pid": Int(pid), "resource": l.lease.stateString, "lver": Int(l.lease.lver.rawValue), "shared": l.lease.shared]
+            }
+        }
+        let object: [String: Any] = ["host_name": config.hostName, "lockspaces": spaces, "leases": leases,
+                                     "shutting_down": shuttingDown]
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Stops serving: refused while leases are held unless forced; forced,
+    /// the holders are killed first. Then leases are released and lockspaces left.
+    public func shutdown(force: Bool) async throws {
+        let pids = Array(holders.keys)
+        if !pids.isEmpty && !force {
+            throw TenureError(.leaseInUse, "Processes \(pids.sorted().map(String.init).joined(separator: ", ")) hold leases.",
+                              remedy: "Stop them first, or shut down with force (their holders are killed).")
+        }
+        shuttingDown = true
+        await kill(pids, graceful: true, why: "daemon shutdown")
+        for pid in pids { await releaseAll(of: pid) }
+        for name in Array(lockspaces.keys) { try? await removeLockspace(name.description) }
+        for task in background { task.cancel() }
+        for device in devices.values { await device.close() }
+        devices = [:]
+        log.info("shut down")
+    }
+}

@@ -1,0 +1,177 @@
+import CTenureSys
+import Foundation
+import Logging
+import Synchronization
+import TenureClient
+import TenureCore
+
+/// The daemon's Unix socket: one thread accepts, one thread per connection
+/// reads its messages and waits for each answer. Malformed, truncated,
+/// oversized or unknown messages get an error reply and the connection is
+/// closed; the daemon carries on.
+public final class DaemonServer: @unchecked Sendable {
+    public let daemon: Daemon
+    let config: DaemonConfig
+    let log: Logger
+    let listener: Int32
+    let pidFile: Int32
+    public var socketPath: String { config.runDir + "/" + Wire.socketName }
+    let adminGroup: gid_t?
+    /// Requests being answered: the daemon exits only once their replies are written.
+    private let inFlight = Mutex(0)
+
+    /// Creates the run dir, takes the pid file (a second daemon on the same
+    /// run dir is refused) and binds the socket (mode 0660).
+    public init(config: DaemonConfig, log: Logger) throws {
+        self.config = config
+        self.log = log
+        try FileManager.default.createDirectory(atPath: config.runDir, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o755])
+        adminGroup = try config.socketGroup.map { name in
+            guard let group = getgrnam(name) else {
+                throw TenureError(.invalidArgument, "The socket group \(name) does not exist.", remedy: "Create it, or leave --socket-group out.")
+            }
+            return group.pointee.gr_gid
+        }
+        pidFile = try Self.lockPidFile(config.runDir + "/tenure.pid")
+        do {
+            listener = try Self.bind(config.runDir + "/" + Wire.socketName, group: adminGroup)
+        } catch {
+            Glibc.close(pidFile)
+            throw error
+        }
+        daemon = Daemon(config: config, log: log)
+    }
+
+    static func lockPidFile(_ path: String) throws -> Int32 {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw TenureError(.permissionDenied, "Cannot open the pid file \(path): \(String(cString: strerror(errno))).",
+                              remedy: "Run as root, or give a writable --run-dir.", errno: errno)
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let other = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            Glibc.close(fd)
+            throw TenureError(.alreadyExists, "Another Tenure daemon (pid \(other)) runs on this run dir.",
+                              remedy: "Stop it first, or give this one another --run-dir.")
+        }
+        ftruncate(fd, 0)
+        let text = "\(getpid())\n"
+        _ = text.withCString { write(fd, $0, strlen($0)) }
+        return fd
+    }
+
+    static func bind(_ path: String, group: gid_t?) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw TenureError(.ioFailed, "socket(2) failed: \(String(cString: strerror(errno))).", errno: errno) }
+        var address = sockaddr_un()
+        guard MessageSocket.fill(&address, path: path) else {
+            Glibc.close(fd)
+            throw TenureError(.invalidArgument, "The socket path \(path) is too long.", remedy: "Use a shorter --run-dir.")
+        }
+        // We hold the pid file, so a socket left here belongs to a dead daemon.
+        unlink(path)
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0, listen(fd, 128) == 0 else {
+            let e = errno
+            Glibc.close(fd)
+            throw TenureError(.ioFailed, "Cannot listen on \(path): \(String(cString: strerror(e))).", errno: e)
+        }
+        chmod(path, 0o660)
+        if let group { chown(path, uid_t.max, group) }
+        return fd
+    }
+
+    /// Accepts connections until the daemon shuts down.
+    public func serve() {
+        Thread.current.name = "tenure-accept"
+        while true {
+            let fd = accept(listener, nil, nil)
+            if fd < 0 {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                if errno == EBADF || errno == EINVAL { return }
+                log.error("accept failed: \(String(cString: strerror(errno)))")
+                usleep(100_000)
+                continue
+            }
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            var pid: Int32 = 0, uid: UInt32 = 0, gid: UInt32 = 0
+            guard tenure_peer_credentials(fd, &pid, &uid, &gid) == 0 else {
+                Glibc.close(fd)
+                continue
+            }
+            let peer = Peer(pid: pid, uid: uid, gid: gid, privileged: uid == 0 || Self.inGroup(pid: pid, gid: gid, group: adminGroup))
+            let thread = Thread { [self] in self.converse(fd, peer) }
+            thread.name = "tenure-client-\(pid)"
+            thread.start()
+        }
+    }
+
+    static func inGroup(pid: Int32, gid: UInt32, group: gid_t?) -> Bool {
+        guard let group else { return false }
+        if gid == group { return true }
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Groups:") }) else { return false }
+        return line.split(separator: " ").dropFirst().contains { gid_t($0.trimmingCharacters(in: .whitespaces)) == group }
+    }
+
+    /// Runs `body` on the daemon's actor and waits for it, from a plain thread.
+    func wait<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
+        let box = ResultBox<T>()
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            box.value = await body()
+            done.signal()
+        }
+        done.wait()
+        return box.value!
+    }
+
+    /// One connection: its registration lasts as long as it is open.
+    func converse(_ fd: Int32, _ peer: Peer) {
+        defer { Glibc.close(fd) }
+        let daemon = self.daemon
+        guard wait({ await daemon.connected(peer) }) else {
+            let refusal = Message.reply(to: Message(command: 0, seq: 0, fields: []), error: TenureError(.limitReached, "Too many clients are connected."))
+            try? MessageSocket.write(refusal, to: fd)
+            return
+        }
+        defer { wait { await daemon.disconnected(peer) } }
+        while true {
+            let request: Message
+            do {
+                guard let read = try MessageSocket.read(from: fd) else { return }
+                request = read
+            } catch {
+                log.notice("closing the connection of process \(peer.pid): \(error)")
+                let reply = Message.reply(to: Message(command: 0, seq: 0, fields: []), error: error)
+                try? MessageSocket.write(reply, to: fd)
+                return
+            }
+            inFlight.withLock { $0 += 1 }
+            let reply = wait { await daemon.handle(request, from: peer) }
+            let written: Bool
+            do { try MessageSocket.write(reply, to: fd); written = true } catch { written = false }
+            inFlight.withLock { $0 -= 1 }
+            guard written else { return }
+            if reply.text(0) == String(ResultCode.unknownCommand.rawValue) { return }
+        }
+    }
+
+    /// Stops accepting (the accept thread returns) and removes the socket,
+    /// after the replies being written (the shutdown's own) are out.
+    public func close() {
+        for _ in 0..<100 where inFlight.withLock({ $0 }) > 0 { usleep(20_000) }
+        shutdown(listener, Int32(SHUT_RDWR))
+        Glibc.close(listener)
+        unlink(socketPath)
+        unlink(config.runDir + "/tenure.pid")
+        Glibc.close(pidFile)
+    }
+}
+
+final class ResultBox<T>: @unchecked Sendable {
+    var value: T?
+}

@@ -1,0 +1,244 @@
+import Foundation
+import Testing
+
+/// A real `tenure daemon --foreground` on a private run dir, stopped (and
+/// its holders killed) when dropped.
+final class RunningDaemon {
+    let runDir: String
+    let process: Background
+
+    init(scratch: Scratch, name: String = "nodeA", extra: [String] = [], wrapper: [String] = []) throws {
+        runDir = scratch.path + "/run-" + name
+        let arguments = ["daemon", "--foreground", "--run-dir", runDir, "--host-name", name, "--watchdog", "none",
+                         "--watchdog-fire", "4", "--io-timeout", "1", "--log-level", "debug"] + extra
+        if wrapper.isEmpty {
+            process = try Background(arguments)
+        } else {
+            process = try Background(shell: wrapper, arguments)
+        }
+        for _ in 0..<100 {
+            if FileManager.default.fileExists(atPath: runDir + "/tenure.sock"),
+               let status = try? client(["status"]), status.status == 0 { return }
+            usleep(50_000)
+        }
+        throw HarnessError("the daemon did not start:\n\(process.wait())")
+    }
+
+    func client(_ arguments: [String]) throws -> Outcome {
+        try Harness.tenure(["client"] + [arguments[0]] + ["--run-dir", runDir] + arguments.dropFirst())
+    }
+
+    @discardableResult
+    func clientOK(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> Outcome {
+        let outcome = try client(arguments)
+        #expect(outcome.status == 0, "tenure client \(arguments.joined(separator: " ")):\n\(outcome)", sourceLocation: sourceLocation)
+        return outcome
+    }
+
+    func status() throws -> [String: Any] { try Harness.json(try clientOK(["status"]).stdout) }
+
+    func leases() throws -> [[String: Any]] { try status()["leases"] as? [[String: Any]] ?? [] }
+
+    deinit {
+        _ = try? client(["shutdown", "--force"])
+        for _ in 0..<100 where process.process.isRunning { usleep(50_000) }
+        if process.process.isRunning { kill(process.process.processIdentifier, SIGKILL) }
+    }
+}
+
+extension Background {
+    /// Runs `tenure ARGS` through `sh -c` with `shell` commands before exec.
+    convenience init(shell: [String], _ arguments: [String]) throws {
+        let quoted = ([Harness.tenurePath] + arguments).map { "'\($0)'" }.joined(separator: " ")
+        try self.init(executable: "/bin/sh", ["-c", (shell + ["exec \(quoted)"]).joined(separator: " && ")])
+    }
+}
+
+/// Polls `condition` every 50 ms for up to `seconds`.
+func eventually(_ seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if try condition() { return true }
+        usleep(50_000)
+    }
+    return try condition()
+}
+
+func isAlive(_ pid: Int32) -> Bool {
+    guard kill(pid, 0) == 0 else { return false }
+    let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+    guard let close = stat.lastIndex(of: ")") else { return false }
+    return stat[stat.index(close, offsetBy: 2)] != "Z"
+}
+
+@Suite("The daemon holds leases for processes", .serialized)
+struct DaemonTests {
+    /// A lockspace and two resources in a new file; the daemon joined as host 1.
+    func setUp(_ scratch: Scratch, extra: [String] = []) throws -> (RunningDaemon, String) {
+        let file = try scratch.file("leases.img", size: 4 << 20)
+        try Harness.tenureOK(["direct", "format", "--lockspace", "D", "--path", file, "--resources", "2", "--io-timeout", "1", "--max-hosts", "8"])
+        let daemon = try RunningDaemon(scratch: scratch, extra: extra)
+        try daemon.clientOK(["add-lockspace", "-s", "D:1:\(file):0"])
+        return (daemon, file)
+    }
+
+    func diskState(_ file: String, _ r: Int) throws -> [String: Any] {
+        try Harness.json(try Harness.tenureOK(["direct", "read", "-r", "D:R\(r):\(file):\((r + 1) << 20)", "--json"]).stdout)
+    }
+
+    @Test func aProcessHoldsALeaseUntilItDies() throws {
+        let scratch = try Scratch()
+        let (daemon, file) = try setUp(scratch)
+        let holder = try Background(["client", "hold", "-r", "D:R0:\(file):1M", "--run-dir", daemon.runDir])
+        let pid = holder.process.processIdentifier
+        #expect(try eventually { try daemon.leases().count == 1 }, "the lease was never held")
+        let lease = try #require(try daemon.leases().first)
+        #expect(lease["pid"] as? Int == Int(pid), "the holder is the pid from SO_PEERCRED")
+        #expect(lease["lver"] as? Int == 1)
+        #expect(try daemon.clientOK(["inquire", "--pid", String(pid)]).stdout.contains("D:R0:\(file):1048576:1"))
+        #expect(try diskState(file, 0)["state"] as? String != "free")
+
+        // Another host cannot take it while host 1 is alive.
+        try Harness.tenureOK(["direct", "acquire-id", "-s", "D:2:\(file):0", "--io-timeout", "1"])
+        let refused = try Harness.tenure(["direct", "acquire", "-r", "D:R0:\(file):1M", "--host-id", "2", "-s", "D:2:\(file):0", "--no-wait"])
+        #expect(refused.status == 1 && refused.stderr.contains("held-by-live-host"), "\(refused)")
+
+        // The holder dies without releasing: its connection closes, the daemon releases.
+        kill(pid, SIGKILL)
+        #expect(try eventually { try daemon.leases().isEmpty }, "the dead holder's lease was not released")
+        #expect(try diskState(file, 0)["state"] as? String == "free")
+    }
+
+    @Test func aForcedRequestKillsTheHolderAndFreesTheLease() throws {
+        let scratch = try Scratch()
+        let (daemon, file) = try setUp(scratch)
+        let holder = try Background(["client", "hold", "-r", "D:R1:\(file):2M", "--run-dir", daemon.runDir])
+        #expect(try eventually { try daemon.leases().count == 1 })
+        // Host 2 (no daemon) asks for it with force.
+        try Harness.tenureOK(["direct", "request", "-r", "D:R1:\(file):2M", "--force"])
+        #expect(eventually { !isAlive(holder.process.processIdentifier) }, "the holder was not killed")
+        #expect(holder.wait().status != 0)
+        #expect(try eventually { try diskState(file, 1)["state"] as? String == "free" }, "the lease was not given up")
+        try Harness.tenureOK(["direct", "acquire-id", "-s", "D:2:\(file):0", "--io-timeout", "1"])
+        let taken = try Harness.tenureOK(["direct", "acquire", "-r", "D:R1:\(file):2M", "--host-id", "2", "-s", "D:2:\(file):0", "--json"])
+        #expect(try Harness.json(taken.stdout)["lver"] as? Int == 2)
+    }
+
+    @Test func aPrivilegedClientAcquiresForAnotherProcess() throws {
+        let scratch = try Scratch()
+        let (daemon, file) = try setUp(scratch)
+        let sleeper = Process()
+        sleeper.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        sleeper.arguments = ["60"]
+        try sleeper.run()
+        let pid = sleeper.processIdentifier
+        let acquired = try daemon.clientOK(["acquire", "--pid", String(pid), "-r", "D:R0:\(file):1M"])
+        #expect(acquired.stdout.contains(":1048576:1"))
+        #expect(try daemon.leases().first?["pid"] as? Int == Int(pid))
+        // The acquiring client has gone; the lease stays with the sleeper until it exits.
+        usleep(1_500_000)
+        #expect(try daemon.leases().count == 1)
+        kill(pid, SIGKILL)
+        sleeper.waitUntilExit()
+        #expect(try eventually { try daemon.leases().isEmpty }, "the exited process's lease was not released")
+    }
+
+    @Test func shutdownIsRefusedWhileLeasesAreHeldAndASecondDaemonIsRefused() throws {
+        let scratch = try Scratch()
+        let (daemon, file) = try setUp(scratch)
+        let second = try Harness.tenure(["daemon", "--foreground", "--run-dir", daemon.runDir, "--watchdog", "none"])
+        #expect(second.status == 1 && second.stderr.contains("Another Tenure daemon (pid \(daemon.process.process.processIdentifier)) runs on this run dir"), "\(second)")
+        let holder = try Background(["client", "hold", "-r", "D:R0:\(file):1M", "--run-dir", daemon.runDir])
+        #expect(try eventually { try daemon.leases().count == 1 })
+        let refused = try daemon.client(["shutdown"])
+        #expect(refused.status == 1 && refused.stderr.contains("hold leases"), "\(refused)")
+        kill(daemon.process.process.processIdentifier, SIGTERM)
+        usleep(500_000)
+        #expect(daemon.process.process.isRunning, "SIGTERM stops a daemon whose leases are held")
+        try daemon.clientOK(["shutdown", "--force"])
+        #expect(eventually { !daemon.process.process.isRunning }, "a forced shutdown stops it")
+        #expect(!isAlive(holder.process.processIdentifier), "a forced shutdown kills the holders first")
+        #expect(try diskState(file, 0)["state"] as? String == "free")
+        let left = try Harness.json(try Harness.tenureOK(["direct", "read", "-s", "D:1:\(file):0", "--json"]).stdout)
+        #expect((left["leader"] as? [String: Any])?["timestamp"] as? Int == 0, "the host id was released")
+    }
+
+    /// The storage under a lockspace becomes slower than io_timeout (a
+    /// blkio-throttled loop device): renewals fail, the lockspace is lost
+    /// 8 × io_timeout after the last good renewal, and the daemon kills the
+    /// holder — before any other host may take the lease (8N + W).
+    @Test(.enabled(if: ThrottledGroup.available, "needs root, loop devices and a writable cgroup-v1 blkio hierarchy"))
+    func aLostLockspaceKillsItsHolders() throws {
+        let scratch = try Scratch()
+        let loop = try LoopDevice(in: scratch, size: 4 << 20, sectorSize: 512)
+        try Harness.tenureOK(["direct", "format", "--lockspace", "D", "--path", loop.device, "--resources", "1", "--io-timeout", "1", "--max-hosts", "8"])
+        let group = try ThrottledGroup(device: loop.device, readsPerSecond: nil)
+        let daemon = try RunningDaemon(scratch: scratch, wrapper: ["echo $$ > \(group.path)/cgroup.procs"])
+        try daemon.clientOK(["add-lockspace", "-s", "D:1:\(loop.device):0"])
+        let holder = try Background(["client", "hold", "-r", "D:R0:\(loop.device):1M", "--run-dir", daemon.runDir])
+        #expect(try eventually { try daemon.leases().count == 1 })
+        let start = Date()
+        try group.throttle(readsPerSecond: 1, writesPerSecond: 1)
+        #expect(eventually(30) { !isAlive(holder.process.processIdentifier) }, "the holder survived the loss of its lockspace")
+        let elapsed = Date().timeIntervalSince(start)
+        // Lost at 8N = 8 s after the last renewal started; W = 4 s more before others may take it.
+        #expect(elapsed > 5 && elapsed < 13, "killed \(elapsed) s after the storage slowed down")
+        try group.throttle(readsPerSecond: nil, writesPerSecond: nil)
+        let lockspaces = try daemon.status()["lockspaces"] as? [[String: Any]] ?? []
+        #expect(lockspaces.first?["valid"] as? Bool == false)
+        #expect(try daemon.leases().isEmpty)
+    }
+
+    /// Random, truncated, oversized and unknown messages: each gets an error
+    /// or a closed connection, and the daemon still serves a correct client.
+    @Test func malformedMessagesNeverBreakTheDaemon() throws {
+        let scratch = try Scratch()
+        let (daemon, _) = try setUp(scratch)
+        var generator = SystemRandomNumberGenerator()
+        let socketPath = daemon.runDir + "/tenure.sock"
+        var errorReplies = 0
+        for round in 0..<600 {
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &address.sun_path) { raw in
+                raw.copyBytes(from: Array(socketPath.utf8) + [0])
+            }
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            #expect(connected == 0)
+            var bytes = Self.validMessage(command: UInt16(1 + round % 9), fields: ["0", "junk\(round)"])
+            switch round % 6 {
+            case 0: bytes = (0..<Int.random(in: 1...64, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            case 1: bytes = Array(bytes.prefix(Int.random(in: 1..<bytes.count, using: &generator)))
+            case 2: bytes.replaceSubrange(8..<12, with: [0xFF, 0xFF, 0xFF, 0x7F])   // a huge length
+            case 3: bytes[6] = 0x77                                                    // unknown command
+            case 4: for _ in 0..<3 { bytes[Int.random(in: 0..<bytes.count, using: &generator)] ^= UInt8.random(in: 1...255, using: &generator) }
+            default: bytes[4] = 9                                                      // another version
+            }
+            _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            shutdown(fd, Int32(SHUT_WR))
+            var reply = [UInt8](repeating: 0, count: 4096)
+            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            let n = recv(fd, &reply, reply.count, 0)
+            if n >= 16 { errorReplies += 1 }
+            close(fd)
+        }
+        #expect(errorReplies > 100, "malformed messages get error replies (\(errorReplies))")
+        #expect(daemon.process.process.isRunning)
+        // A correct client is still served.
+        #expect(try daemon.status()["lockspaces"] as? [[String: Any]] != nil)
+    }
+
+    static func validMessage(command: UInt16, fields: [String]) -> [UInt8] {
+        var payload: [UInt8] = []
+        for f in fields {
+            let b = Array(f.utf8)
+            payload += [UInt8(b.count & 0xFF), UInt8(b.count >> 8)] + b
+        }
+        func le32(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * UInt32($0))) } }
+        return le32(0x544E_5231) + [1, 0, UInt8(command & 0xFF), UInt8(command >> 8)] + le32(UInt32(payload.count)) + le32(7) + payload
+    }
+}
