@@ -147,8 +147,8 @@ public enum PaxosLease {
                 if context.injectedBugs.contains(.ignoreLiveOwner) { return .takeOver }
                 if options.noWait {
                     throw TenureError(.heldByLiveHost,
-                                      "\(resource.spec.name) is held by host \(owner), whose liveness is not yet known (\(state)).",
-                                      remedy: "Retry later, or acquire without no-wait to watch the owner until it is known.")
+                                      "\(resource.spec.name) is held by host \(owner), which this host has not yet watched long enough to call it alive or dead (\(state)).",
+                                      remedy: "Retry in a few seconds, or acquire without no-wait to watch the owner until its state is known.")
                 }
                 try await context.clock.sleep(for: context.timeouts(DeltaLease.effectiveIOTimeout(record, ours: .standard)).livenessPoll)
                 if try await resource.readLeader() != leader { return .restart }
