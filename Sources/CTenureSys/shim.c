@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/vfs.h>
 #include <linux/fs.h>
+#include <linux/watchdog.h>
 
 const int tenure_O_DIRECT = O_DIRECT;
 
@@ -42,4 +43,13 @@ int tenure_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid) 
         *gid = cred.gid;
     }
     return rc;
+}
+
+int tenure_watchdog_set_timeout(int fd, int *seconds) {
+    return ioctl(fd, WDIOC_SETTIMEOUT, seconds);
+}
+
+int tenure_watchdog_keepalive(int fd) {
+    int dummy = 0;
+    return ioctl(fd, WDIOC_KEEPALIVE, &dummy);
 }

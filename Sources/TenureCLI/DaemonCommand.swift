@@ -103,7 +103,7 @@ struct DaemonCommand: AsyncParsableCommand {
         if settings.watchdogDevice == nil {
             log.warning("running WITHOUT a watchdog (--watchdog none): if this host cannot kill a holder whose lockspace is lost, nothing resets it. Test setups only.")
         } else {
-            log.warning("watchdog support is not built yet; running as with --watchdog none")
+            log.info("watchdog \(settings.watchdogDevice!) armed with fire time \(settings.watchdogFire)")
         }
         let server = try DaemonServer(config: settings, log: log)
         await server.daemon.start()

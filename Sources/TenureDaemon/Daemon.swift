@@ -88,9 +88,14 @@ public actor Daemon {
     public internal(set) var shuttingDown = false
     var background: [Task<Void, Never>] = []
 
-    public init(config: DaemonConfig, log: Logger) {
+    /// nil with `--watchdog none`.
+    let watchdog: WatchdogDevice?
+    var petting = true
+
+    public init(config: DaemonConfig, log: Logger, watchdog: WatchdogDevice? = nil) {
         self.config = config
         self.log = log
+        self.watchdog = watchdog
         let logger = log
         context = EngineContext(clock: SystemMonotonicClock.shared, log: { event in
             logger.debug("\(event)")
@@ -100,6 +105,36 @@ public actor Daemon {
     /// Starts the background loops: request polling and dead-pid reaping.
     public func start() {
         background.append(Task { await self.pollLoop() })
+        if watchdog != nil { background.append(Task { await self.petLoop() }) }
+    }
+
+    /// How often the watchdog is petted while it may be: well inside W.
+    var petInterval: Duration { min(.seconds(1), config.watchdogFire / 4) }
+
+    /// Whether every lockspace with lease holders is still valid: only then
+    /// may the watchdog be petted. A lockspace lost with holders still alive
+    /// lets the watchdog reset the host within W of the expiry, before any
+    /// other host may take those leases (8N + W after the last renewal).
+    func mayPet(at now: MonotonicInstant) -> Bool {
+        for (name, joined) in lockspaces where holders.values.contains(where: { $0.values.contains { $0.lockspace == name } }) {
+            guard let expiry = joined.lockspace.publishedExpiry, now < expiry else { return false }
+        }
+        return true
+    }
+
+    func petLoop() async {
+        while !Task.isCancelled {
+            let now = context.clock.now()
+            if mayPet(at: now) {
+                watchdog?.pet()
+                if !petting { log.notice("watchdog petting resumed") }
+                petting = true
+            } else if petting {
+                petting = false
+                log.critical("a lockspace with lease holders has expired: the watchdog is no longer petted and resets this host within \(config.watchdogFire) unless every holder is gone")
+            }
+            try? await context.clock.sleep(for: petInterval)
+        }
     }
 
     // MARK: Requests from clients

@@ -296,6 +296,7 @@ extension Daemon {
         for task in background { task.cancel() }
         for device in devices.values { await device.close() }
         devices = [:]
+        watchdog?.closeCleanly()
         log.info("shut down")
     }
 }

@@ -40,7 +40,14 @@ public final class DaemonServer: @unchecked Sendable {
             Glibc.close(pidFile)
             throw error
         }
-        daemon = Daemon(config: config, log: log)
+        do {
+            let watchdog = try config.watchdogDevice.map { try WatchdogDevice(path: $0, fire: config.watchdogFire) }
+            daemon = Daemon(config: config, log: log, watchdog: watchdog)
+        } catch {
+            Glibc.close(listener)
+            Glibc.close(pidFile)
+            throw error
+        }
     }
 
     static func lockPidFile(_ path: String) throws -> Int32 {

@@ -64,6 +64,8 @@ func eventually(_ seconds: Double = 10, _ condition: () throws -> Bool) rethrows
     return try condition()
 }
 
+func monotonicSeconds() -> Double { Double(monotonicNanoseconds()) / 1e9 }
+
 func isAlive(_ pid: Int32) -> Bool {
     guard kill(pid, 0) == 0 else { return false }
     let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
@@ -187,6 +189,62 @@ struct DaemonTests {
         let lockspaces = try daemon.status()["lockspaces"] as? [[String: Any]] ?? []
         #expect(lockspaces.first?["valid"] as? Bool == false)
         #expect(try daemon.leases().isEmpty)
+    }
+
+    /// The pets a fake watchdog (a plain file) received, in monotonic seconds,
+    /// and whether it was closed with the magic 'V'.
+    func pets(_ path: String) -> (times: [Double], magicClose: Bool) {
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        let times = text.split(separator: "\n").compactMap { line -> Double? in
+            guard line.hasPrefix("pet ") else { return nil }
+            return Double(line.dropFirst(4)).map { $0 / 1e9 }
+        }
+        return (times, text.hasSuffix("V"))
+    }
+
+    @Test func theWatchdogIsPettedAndClosedWithTheMagicClose() throws {
+        let scratch = try Scratch()
+        let watchdog = try scratch.file("watchdog", size: 0)
+        let (daemon, _) = try setUp(scratch, extra: ["--watchdog", watchdog])
+        usleep(2_500_000)
+        #expect(pets(watchdog).times.count >= 2, "the watchdog was not petted")
+        try daemon.clientOK(["shutdown"])
+        #expect(eventually { !daemon.process.process.isRunning })
+        #expect(pets(watchdog).magicClose, "a clean shutdown disarms the watchdog")
+    }
+
+    /// A holder that ignores SIGTERM outlives its lost lockspace for the kill
+    /// grace: during that time the watchdog must not be petted (it would
+    /// reset the host within W of the expiry); once the holder is killed,
+    /// petting resumes.
+    @Test(.enabled(if: ThrottledGroup.available, "needs root, loop devices and a writable cgroup-v1 blkio hierarchy"))
+    func petsStopWhileALostLockspaceStillHasHolders() throws {
+        let scratch = try Scratch()
+        let watchdog = try scratch.file("watchdog", size: 0)
+        let loop = try LoopDevice(in: scratch, size: 4 << 20, sectorSize: 512)
+        try Harness.tenureOK(["direct", "format", "--lockspace", "D", "--path", loop.device, "--resources", "1", "--io-timeout", "1", "--max-hosts", "8"])
+        let group = try ThrottledGroup(device: loop.device, readsPerSecond: nil)
+        let daemon = try RunningDaemon(scratch: scratch, extra: ["--watchdog", watchdog, "--kill-grace", "6"],
+                                       wrapper: ["echo $$ > \(group.path)/cgroup.procs"])
+        try daemon.clientOK(["add-lockspace", "-s", "D:1:\(loop.device):0"])
+        let stubborn = try Background(executable: "/bin/sh", ["-c", "trap '' TERM; sleep 60"])
+        let pid = stubborn.process.processIdentifier
+        try daemon.clientOK(["acquire", "--pid", String(pid), "-r", "D:R0:\(loop.device):1M"])
+        try group.throttle(readsPerSecond: 1, writesPerSecond: 1)
+        let throttledAt = monotonicSeconds()
+        #expect(eventually(30) { !isAlive(pid) }, "the holder was never killed")
+        let killedAt = monotonicSeconds()
+        try group.throttle(readsPerSecond: nil, writesPerSecond: nil)
+        usleep(2_000_000)
+        let times = pets(watchdog).times
+        let gaps = zip(times, times.dropFirst()).map { ($0, $1 - $0) }
+        let longest = try #require(gaps.max { $0.1 < $1.1 })
+        // Petting stopped at the expiry (at most 8 s after the throttle) and
+        // stayed stopped through the 6 s grace until SIGKILL.
+        #expect(longest.1 >= 5, "the watchdog was petted while a holder of a lost lockspace lived (longest gap \(longest.1) s)")
+        #expect(longest.0 >= throttledAt - 1 && longest.0 <= throttledAt + 9, "petting stopped \(longest.0 - throttledAt) s after the storage slowed")
+        #expect(killedAt - longest.0 >= 5, "the holder died \(killedAt - longest.0) s after the last pet")
+        #expect(times.last.map { $0 > killedAt } == true, "petting resumed once the holder was gone")
     }
 
     /// Random, truncated, oversized and unknown messages: each gets an error

@@ -40,4 +40,11 @@ int tenure_name_current_thread(const char *name);
 /// other end of a Unix socket. Returns 0, or -1 with errno set.
 int tenure_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
 
+/// ioctl(fd, WDIOC_SETTIMEOUT, &seconds): sets a watchdog's fire time; the
+/// driver may round it and writes back what it set. Returns 0, or -1 with errno set.
+int tenure_watchdog_set_timeout(int fd, int *seconds);
+
+/// ioctl(fd, WDIOC_KEEPALIVE): pets a watchdog. Returns 0, or -1 with errno set.
+int tenure_watchdog_keepalive(int fd);
+
 #endif
