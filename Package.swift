@@ -75,7 +75,7 @@ let package = Package(
         .testTarget(name: "TenureIOTests", dependencies: ["TenureIO", "TenureCore", "TenureTestKit"]),
         .testTarget(
             name: "TenureCLITests",
-            dependencies: ["TenureCLI", "TenureEngine", "TenureFormat", "TenureIO", "TenureCore", "tenure"]
+            dependencies: ["TenureCLI", "TenureClient", "TenureEngine", "TenureFormat", "TenureIO", "TenureCore", "tenure"]
         ),
     ]
 )

@@ -18,8 +18,8 @@ struct Client: AsyncParsableCommand {
           tenure client hold -r LS:vm1:/dev/mapper/leases:1M -- qemu-system-x86_64 …
           tenure client status
         """,
-        subcommands: [AddLockspace.self, RemoveLockspace.self, Hold.self, Acquire.self, Release.self, Inquire.self,
-                      Status.self, Request.self, Shutdown.self]
+        subcommands: [AddLockspace.self, RemoveLockspace.self, Hold.self, Acquire.self, Release.self, Inquire.self, Convert.self,
+                      Status.self, HostStatus.self, Request.self, Shutdown.self]
     )
 }
 
@@ -82,15 +82,38 @@ extension Client {
         var shared = false
         @Option(help: "Release after this many seconds.")
         var seconds: Int?
+        @Option(help: ArgumentHelp("A program the daemon runs instead of SIGTERM to stop this process (the pid is in $TENURE_KILL_PID); words after the first are its arguments.", valueName: "PROGRAM"))
+        var killpath: String?
+        @Option(help: ArgumentHelp("Restrict after acquiring: all (no further requests on this connection), sigkill (stop me with SIGKILL only), sigterm (never SIGKILL); comma-separated.", valueName: "FLAGS"))
+        var restrict: String?
         @Argument(parsing: .postTerminator, help: "A command to run while holding.")
         var command: [String] = []
         @OptionGroup var options: ClientOptions
 
+        func restrictFlags() throws -> UInt32 {
+            var flags: UInt32 = 0
+            for word in (restrict ?? "").split(separator: ",") {
+                switch word {
+                case "all": flags |= Wire.restrictAll
+                case "sigkill": flags |= Wire.restrictSigkill
+                case "sigterm": flags |= Wire.restrictSigterm
+                default: throw TenureError(.invalidArgument, "--restrict \(word) is not a restriction.", remedy: "Use all, sigkill or sigterm.")
+                }
+            }
+            return flags
+        }
+
         func run() async throws {
             try await reportingErrors {
+                let flags = try restrictFlags()
                 let connection = try options.connect()
                 try connection.register()
+                if let killpath {
+                    let words = killpath.split(separator: " ").map(String.init)
+                    try connection.killpath(words[0], arguments: Array(words.dropFirst()))
+                }
                 let states = try connection.acquire(resources, shared: shared)
+                if flags != 0 { try connection.restrict(flags) }
                 print(states.joined(separator: "\n"))
                 fflush(nil)
                 if !command.isEmpty {
@@ -99,12 +122,13 @@ extension Client {
                     process.arguments = command[0].contains("/") ? Array(command.dropFirst()) : command
                     try process.run()
                     process.waitUntilExit()
-                    try? connection.release(["*"])
+                    if flags & Wire.restrictAll == 0 { try? connection.release(["*"]) }
                     throw ExitCode(process.terminationStatus)
                 }
                 if let seconds {
                     try await Task.sleep(for: .seconds(seconds))
-                    try connection.release(["*"])
+                    // Restricted, the leases go when the connection closes.
+                    if flags & Wire.restrictAll == 0 { try connection.release(["*"]) }
                     return
                 }
                 while true { try await Task.sleep(for: .seconds(3600)) }
@@ -155,6 +179,38 @@ extension Client {
 
         func run() async throws {
             try await reportingErrors { print(try options.connect().inquire(pid: pid)) }
+        }
+    }
+
+    struct Convert: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Convert a lease a process holds between shared and exclusive.",
+            discussion: "Example:\n  tenure client convert vm1 --pid 4242 --shared")
+        @Argument(help: "The resource name.")
+        var name: String
+        @Option(help: "The process holding it.")
+        var pid: Int32
+        @Flag(exclusivity: .exclusive, help: "Convert to shared, or to exclusive.")
+        var mode: Mode
+        @OptionGroup var options: ClientOptions
+
+        enum Mode: String, EnumerableFlag { case shared, exclusive }
+
+        func run() async throws {
+            try await reportingErrors { print(try options.connect().convert(name, shared: mode == .shared, pid: pid)) }
+        }
+    }
+
+    struct HostStatus: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "host-status",
+            abstract: "Print every host of a lockspace and its state as this host sees it (JSON).")
+        @Argument(help: "The lockspace name.")
+        var lockspace: String
+        @OptionGroup var options: ClientOptions
+
+        func run() async throws {
+            try await reportingErrors { print(try options.connect().hostStatus(lockspace)) }
         }
     }
 

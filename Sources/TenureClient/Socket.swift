@@ -150,4 +150,23 @@ public final class TenureConnection {
     }
 
     public func shutdown(force: Bool) throws(TenureError) { try call(.shutdown, [force ? "1" : "0"]) }
+
+    /// A program the daemon runs instead of SIGTERM when it must stop this
+    /// process (it finds the pid in TENURE_KILL_PID); SIGKILL follows after the grace.
+    public func killpath(_ program: String, arguments: [String] = []) throws(TenureError) {
+        try call(.killpath, [program] + arguments)
+    }
+
+    /// Restricts this connection (no further requests) and how the daemon may stop this process.
+    public func restrict(_ flags: UInt32) throws(TenureError) { try call(.restrict, [String(flags)]) }
+
+    /// Converts a held lease to shared or exclusive; returns its state string.
+    public func convert(_ name: String, shared: Bool, pid: Int32 = 0) throws(TenureError) -> String {
+        try call(.convert, [String(pid), name, shared ? "shared" : "exclusive"]).first ?? ""
+    }
+
+    /// JSON: every host slot of a lockspace in use and its state as this host sees it.
+    public func hostStatus(_ lockspace: String) throws(TenureError) -> String {
+        try call(.hostStatus, [lockspace]).first ?? ""
+    }
 }

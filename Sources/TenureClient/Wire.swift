@@ -15,6 +15,10 @@ public enum Wire {
     public static let defaultRunDir = TENURE_DEFAULT_RUN_DIR
     public static let runDirEnvironment = TENURE_RUN_DIR_ENV
     public static let acquireShared = UInt32(TENURE_ACQUIRE_SHARED)
+    public static let restrictAll = UInt32(TENURE_RESTRICT_ALL)
+    public static let restrictSigkill = UInt32(TENURE_RESTRICT_SIGKILL)
+    public static let restrictSigterm = UInt32(TENURE_RESTRICT_SIGTERM)
+    public static let killPidEnvironment = TENURE_KILL_PID_ENV
 
     /// The run dir every client and the daemon use: TENURE_RUN_DIR, else /run/tenure.
     public static func runDir(_ environment: [String: String]) -> String {
@@ -25,10 +29,12 @@ public enum Wire {
 /// The commands of the protocol.
 public enum Command: UInt16, Sendable, CaseIterable {
     case register = 1, addLockspace, remLockspace, acquire, release, inquire, status, request, shutdown
+    case killpath, restrict, convert, hostStatus
 
     static func check() {
         assert(Command.register.rawValue == UInt16(TENURE_CMD_REGISTER.rawValue))
         assert(Command.shutdown.rawValue == UInt16(TENURE_CMD_SHUTDOWN.rawValue))
+        assert(Command.hostStatus.rawValue == UInt16(TENURE_CMD_HOST_STATUS.rawValue))
     }
 }
 

@@ -39,6 +39,8 @@ public struct DaemonConfig: Sendable {
 
 /// Who sent a request: from SO_PEERCRED, never from the message.
 public struct Peer: Sendable, Hashable {
+    /// Which connection: restrict applies to it alone.
+    public let connection: UInt64
     public let pid: Int32
     public let uid: UInt32
     public let gid: UInt32
@@ -63,6 +65,13 @@ final class JoinedLockspace: @unchecked Sendable {
     }
 }
 
+/// How the daemon may stop a process (killpath, restrict).
+struct ProcessControl: Sendable {
+    var killpath: [String]?
+    var sigkillOnly = false
+    var sigtermOnly = false
+}
+
 /// A lease a process holds through the daemon.
 struct ProcessLease: Sendable {
     let lockspace: LeaseName
@@ -84,6 +93,9 @@ public actor Daemon {
     /// Open connections per pid: a pid with none and no longer alive loses its leases.
     var connections: [Int32: Int] = [:]
     var devices: [String: any BlockDevice] = [:]
+    /// Connections that restricted themselves: no further requests.
+    var restricted: Set<UInt64> = []
+    var controls: [Int32: ProcessControl] = [:]
     var resources: [String: PaxosResource] = [:]
     public internal(set) var shuttingDown = false
     var background: [Task<Void, Never>] = []
@@ -144,6 +156,10 @@ public actor Daemon {
         guard let command = Command(rawValue: request.command) else {
             return .reply(to: request, .unknownCommand, ["protocol-error", "Unknown command \(request.command).", "Use a client of the same Tenure release."])
         }
+        if restricted.contains(peer.connection) {
+            return .reply(to: request, error: TenureError(.permissionDenied, "This connection restricted itself: it may make no further requests.",
+                                                          remedy: "A privileged client (root or the socket group) acts for this process instead."))
+        }
         if shuttingDown && command != .status && command != .release && command != .inquire {
             return .reply(to: request, error: TenureError(.shuttingDown, "The daemon is shutting down.", remedy: "Retry once it has restarted."))
         }
@@ -174,6 +190,25 @@ public actor Daemon {
             case .request:
                 try await requestLease(try field(request, 0, "resource"), force: request.text(1) == "1")
                 return .reply(to: request, .ok, [])
+            case .killpath:
+                let program = try field(request, 0, "killpath program")
+                guard program.hasPrefix("/"), FileManager.default.isExecutableFile(atPath: program) else {
+                    throw TenureError(.invalidArgument, "The killpath \(program) is not an executable file given by its absolute path.")
+                }
+                controls[peer.pid, default: ProcessControl()].killpath = [program] + (1..<request.fields.count).compactMap { request.text($0) }
+                return .reply(to: request, .ok, [])
+            case .restrict:
+                guard let flags = UInt32(request.text(0) ?? "") else { throw TenureError(.invalidArgument, "Restrict takes a number of flags.") }
+                if flags & Wire.restrictSigkill != 0 { controls[peer.pid, default: ProcessControl()].sigkillOnly = true }
+                if flags & Wire.restrictSigterm != 0 { controls[peer.pid, default: ProcessControl()].sigtermOnly = true }
+                if flags & Wire.restrictAll != 0 { restricted.insert(peer.connection) }
+                return .reply(to: request, .ok, [])
+            case .convert:
+                let pid = try targetPid(request, peer)
+                let name = try field(request, 1, "resource name")
+                return .reply(to: request, .ok, [try await convert(name, of: pid, shared: request.text(2) == "shared")])
+            case .hostStatus:
+                return .reply(to: request, .ok, [try await hostStatus(try field(request, 0, "lockspace name"))])
             case .shutdown:
                 guard peer.privileged else { throw TenureError(.permissionDenied, "Only root or the socket group may stop the daemon.") }
                 try await shutdown(force: request.text(0) == "1")
@@ -224,6 +259,8 @@ public actor Daemon {
     public func disconnected(_ peer: Peer) async {
         connections[peer.pid, default: 1] -= 1
         if connections[peer.pid] == 0 { connections[peer.pid] = nil }
+        restricted.remove(peer.connection)
+        if connections[peer.pid] == nil && holders[peer.pid] == nil { controls[peer.pid] = nil }
         guard connections[peer.pid] == nil, holders[peer.pid] != nil else { return }
         log.info("process \(peer.pid) closed its last connection; releasing its leases")
         await releaseAll(of: peer.pid)

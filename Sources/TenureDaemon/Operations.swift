@@ -199,21 +199,74 @@ extension Daemon {
     /// process is gone (bounded: a process stuck in the kernel is left to the watchdog).
     func kill(_ pids: [Int32], graceful: Bool, why: String) async {
         guard !pids.isEmpty else { return }
-        if graceful && config.effectiveKillGrace > .zero {
-            for pid in pids { Glibc.kill(pid, SIGTERM) }
-            log.warning("sent SIGTERM to \(pids) (\(why)); SIGKILL in \(config.effectiveKillGrace)")
+        let gentle = pids.filter { controls[$0]?.sigkillOnly != true }
+        if graceful && !gentle.isEmpty && (config.effectiveKillGrace > .zero || gentle.contains { controls[$0]?.killpath != nil }) {
+            for pid in gentle { stopGently(pid, why: why) }
             let deadline = context.clock.now() + config.effectiveKillGrace
             while context.clock.now() < deadline, pids.contains(where: { Self.alive($0) }) {
                 try? await context.clock.sleep(for: .milliseconds(50))
             }
         }
-        let survivors = pids.filter { Self.alive($0) }
+        // A process that allows only SIGTERM is left to the watchdog.
+        let survivors = pids.filter { Self.alive($0) && controls[$0]?.sigtermOnly != true }
         for pid in survivors { Glibc.kill(pid, SIGKILL) }
         if !survivors.isEmpty { log.warning("sent SIGKILL to \(survivors) (\(why))") }
         let deadline = context.clock.now() + .seconds(5)
         while context.clock.now() < deadline, pids.contains(where: { Self.alive($0) }) {
             try? await context.clock.sleep(for: .milliseconds(20))
         }
+    }
+
+    /// The killpath if the process set one (with its pid in TENURE_KILL_PID), else SIGTERM.
+    func stopGently(_ pid: Int32, why: String) {
+        guard let killpath = controls[pid]?.killpath else {
+            Glibc.kill(pid, SIGTERM)
+            log.warning("sent SIGTERM to process \(pid) (\(why)); SIGKILL in \(config.effectiveKillGrace)")
+            return
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: killpath[0])
+        process.arguments = Array(killpath.dropFirst())
+        process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", Wire.killPidEnvironment: String(pid)]
+        process.standardInput = FileHandle.nullDevice
+        do {
+            try process.run()
+            log.warning("ran killpath \(killpath.joined(separator: " ")) for process \(pid) (\(why)); SIGKILL in \(config.effectiveKillGrace)")
+        } catch {
+            log.error("killpath \(killpath[0]) for process \(pid) failed to start (\(error)); sending SIGTERM")
+            Glibc.kill(pid, SIGTERM)
+        }
+    }
+
+    /// Converts `name` held by `pid` to shared or exclusive.
+    func convert(_ name: String, of pid: Int32, shared: Bool) async throws -> String {
+        guard var held = holders[pid]?[name] else {
+            throw TenureError(.notOwner, "Process \(pid) does not hold \(name).")
+        }
+        let (joined, _) = try await self.joined(held.lockspace)
+        held.lease = shared
+            ? try await PaxosLease.convertToShared(held.resource, held: held.lease, context: context)
+            : try await PaxosLease.convertToExclusive(held.resource, held: held.lease, oracle: joined.lockspace.observer, context: context)
+        holders[pid]?[name] = held
+        log.info("process \(pid) converted \(held.lease)")
+        return held.lease.stateString
+    }
+
+    /// Every host slot in use, with its state as this host sees it.
+    func hostStatus(_ name: String) async throws -> String {
+        let key = try LeaseName(name, what: "lockspace name")
+        guard let joined = lockspaces[key] else { throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.") }
+        let observer = joined.lockspace.observer
+        let slots = try await observer.observeRange(upTo: HostID(UInt64(observer.geometry.maxHosts)))
+        var hosts: [[String: Any]] = []
+        for (id, record, _) in slots where !record.timestamp.isFree || record.ownerGeneration.rawValue > 0 {
+            let state = await observer.state(of: id)
+            hosts.append(["host_id": Int(id.rawValue), "generation": Int(record.ownerGeneration.rawValue), "name": record.resourceName.description,
+                          "timestamp": Int(record.timestamp.rawValue), "io_timeout": Int(record.ioTimeout.seconds),
+                          "state": id == joined.spec.hostID ? "self" : (state?.description ?? "unknown")])
+        }
+        let data = try JSONSerialization.data(withJSONObject: ["lockspace": name, "hosts": hosts], options: [.sortedKeys])
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// Whether `pid` still runs (a zombie counts as gone: it holds nothing).

@@ -19,6 +19,8 @@ public final class DaemonServer: @unchecked Sendable {
     let adminGroup: gid_t?
     /// Requests being answered: the daemon exits only once their replies are written.
     private let inFlight = Mutex(0)
+    /// Numbers connections; only the accept thread touches it.
+    private var nextConnection: UInt64 = 0
 
     /// Creates the run dir, takes the pid file (a second daemon on the same
     /// run dir is refused) and binds the socket (mode 0660).
@@ -109,7 +111,8 @@ public final class DaemonServer: @unchecked Sendable {
                 Glibc.close(fd)
                 continue
             }
-            let peer = Peer(pid: pid, uid: uid, gid: gid, privileged: uid == 0 || Self.inGroup(pid: pid, gid: gid, group: adminGroup))
+            nextConnection += 1
+            let peer = Peer(connection: nextConnection, pid: pid, uid: uid, gid: gid, privileged: uid == 0 || Self.inGroup(pid: pid, gid: gid, group: adminGroup))
             let thread = Thread { [self] in self.converse(fd, peer) }
             thread.name = "tenure-client-\(pid)"
             thread.start()

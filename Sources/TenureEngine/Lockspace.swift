@@ -14,7 +14,7 @@ public actor Lockspace {
     public let ioTimeout: IOTimeout
     public let timeouts: Timeouts
     /// Watches other hosts (through the observer's device).
-    public let observer: LockspaceObserver
+    public nonisolated let observer: LockspaceObserver
     let context: EngineContext
 
     public private(set) var hold: DeltaLeaseHold? {

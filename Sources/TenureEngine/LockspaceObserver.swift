@@ -14,7 +14,7 @@ public protocol HostLivenessOracle: Sendable {
 public actor LockspaceObserver: HostLivenessOracle {
     public let device: any BlockDevice
     public let areaOffset: UInt64
-    public let geometry: LeaseGeometry
+    public nonisolated let geometry: LeaseGeometry
     public let name: LeaseName
     /// The io_timeout to assume for a host whose record carries none.
     public let fallbackIOTimeout: IOTimeout

@@ -1,5 +1,7 @@
 import Foundation
 import Testing
+import TenureClient
+import TenureCore
 
 /// A real `tenure daemon --foreground` on a private run dir, stopped (and
 /// its holders killed) when dropped.
@@ -245,6 +247,99 @@ struct DaemonTests {
         #expect(longest.0 >= throttledAt - 1 && longest.0 <= throttledAt + 9, "petting stopped \(longest.0 - throttledAt) s after the storage slowed")
         #expect(killedAt - longest.0 >= 5, "the holder died \(killedAt - longest.0) s after the last pet")
         #expect(times.last.map { $0 > killedAt } == true, "petting resumed once the holder was gone")
+    }
+
+    /// A graceful request runs the holder's killpath (not SIGTERM), which
+    /// finds the holder's pid in TENURE_KILL_PID and stops it.
+    @Test func aKillpathRunsInsteadOfSIGTERM() throws {
+        let scratch = try Scratch()
+        let (daemon, file) = try setUp(scratch)
+        let marker = scratch.path + "/killpath-ran"
+        let script = try scratch.file("killpath.sh", size: 0)
+        try "#!/bin/sh\necho \"$TENURE_KILL_PID $1\" > \(marker)\nkill -9 \"$TENURE_KILL_PID\"\n".write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        let holder = try Background(["client", "hold", "-r", "D:R0:\(file):1M", "--killpath", "\(script) graceful-stop", "--run-dir", daemon.runDir])
+        #expect(try eventually { try daemon.leases().count == 1 })
+        try Harness.tenureOK(["direct", "request", "-r", "D:R0:\(file):1M", "--graceful"])
+        #expect(eventually { !isAlive(holder.process.processIdentifier) }, "the killpath did not stop the holder")
+        let ran = (try? String(contentsOfFile: marker, encoding: .utf8)) ?? ""
+        #expect(ran == "\(holder.process.processIdentifier) graceful-stop\n", "the killpath got the pid and its argument: \(ran)")
+        #expect(try eventually { try diskState(file, 0)["state"] as? String == "free" })
+    }
+
+    /// A restricted connection can change nothing; a privileged client still
+    /// acts for its process.
+    @Test func aRestrictedProcessCannotChangeItsLeases() throws {
+        let scratch = try Scratch()
+        let (daemon, file) = try setUp(scratch)
+        let holder = try Background(["client", "hold", "-r", "D:R0:\(file):1M", "--restrict", "all,sigkill", "--run-dir", daemon.runDir])
+        let pid = holder.process.processIdentifier
+        #expect(try eventually { try daemon.leases().count == 1 })
+        // A privileged client converts and releases for it (the process's own
+        // connection is restricted: theSwiftClientRestrictsItsOwnConnection).
+        let shared = try daemon.clientOK(["convert", "R0", "--pid", String(pid), "--shared"])
+        #expect(shared.stdout.contains(":SH"), "\(shared.stdout)")
+        #expect(try daemon.leases().first?["shared"] as? Bool == true)
+        let exclusive = try daemon.clientOK(["convert", "R0", "--pid", String(pid), "--exclusive"])
+        #expect(exclusive.stdout.hasSuffix(":2\n"), "converting back commits a new lver: \(exclusive.stdout)")
+        try daemon.clientOK(["release", "R0", "--pid", String(pid)])
+        #expect(try daemon.leases().isEmpty)
+        kill(pid, SIGKILL)
+    }
+
+    /// The Swift client in this process: after restrict(all) its own
+    /// connection can change nothing; closing it releases the leases.
+    @Test func theSwiftClientRestrictsItsOwnConnection() throws {
+        let scratch = try Scratch()
+        let (daemon, file) = try setUp(scratch)
+        var connection: TenureConnection? = try TenureConnection(runDir: daemon.runDir)
+        try connection!.register()
+        let states = try connection!.acquire(["D:R1:\(file):2M"])
+        #expect(states == ["D:R1:\(file):2097152:1"])
+        #expect(try connection!.inquire() == "D:R1:\(file):2097152:1")
+        try connection!.restrict(Wire.restrictAll)
+        do {
+            try connection!.release(["R1"])
+            Issue.record("a restricted connection released a lease")
+        } catch {
+            #expect(error.code == .permissionDenied)
+            #expect(error.message.contains("restricted itself"))
+        }
+        #expect(try daemon.leases().first?["pid"] as? Int == Int(getpid()))
+        connection = nil
+        #expect(try eventually { try daemon.leases().isEmpty }, "closing the registration released the lease")
+    }
+
+    @Test(.enabled(if: Harness.isRoot && Harness.which("setpriv") != nil, "needs root and setpriv to run a client as another user"))
+    func anUnprivilegedClientCannotActForAnotherProcess() throws {
+        let scratch = try Scratch()
+        let (daemon, file) = try setUp(scratch)
+        chmod(scratch.path, 0o755)
+        chmod(daemon.runDir, 0o755)
+        chmod(daemon.runDir + "/tenure.sock", 0o666)
+        let asNobody = try Harness.run(Harness.which("setpriv")!, ["--reuid=65534", "--regid=65534", "--clear-groups", Harness.tenurePath,
+                                                                  "client", "acquire", "--pid", "1", "-r", "D:R0:\(file):1M", "--run-dir", daemon.runDir])
+        #expect(asNobody.status == 1, "\(asNobody)")
+        #expect(asNobody.stderr.contains("may not act for process 1"), "\(asNobody.stderr)")
+        #expect(try daemon.leases().isEmpty)
+    }
+
+    @Test func badRequestsAreRefusedWithMessages() throws {
+        let scratch = try Scratch()
+        let (daemon, file) = try setUp(scratch)
+        let unknown = try daemon.client(["add-lockspace", "-s", "NOPE:1:\(file):0"])
+        #expect(unknown.status == 1 && unknown.stderr.contains("lockspace"), "\(unknown)")
+        let notJoined = try Harness.tenure(["client", "hold", "-r", "OTHER:R0:\(file):1M", "--seconds", "1", "--run-dir", daemon.runDir])
+        #expect(notJoined.status == 1 && notJoined.stderr.contains("Lockspace OTHER is not joined on this host"), "\(notJoined)")
+        let badString = try Harness.tenure(["client", "hold", "-r", "D:R0", "--seconds", "1", "--run-dir", daemon.runDir])
+        #expect(badString.status == 1 && badString.stderr.contains("error ["), "\(badString)")
+        let twice = try daemon.client(["add-lockspace", "-s", "D:1:\(file):0"])
+        #expect(twice.status == 1 && twice.stderr.contains("joined already"), "\(twice)")
+        let noDaemon = try Harness.tenure(["client", "status", "--run-dir", scratch.path + "/nowhere"])
+        #expect(noDaemon.status == 1 && noDaemon.stderr.contains("Start it with `tenure daemon`"), "\(noDaemon)")
+        let hosts = try Harness.json(try daemon.clientOK(["host-status", "D"]).stdout)
+        let me = (hosts["hosts"] as? [[String: Any]])?.first { $0["host_id"] as? Int == 1 }
+        #expect(me?["state"] as? String == "self" && me?["name"] as? String == "nodeA", "\(hosts)")
     }
 
     /// Random, truncated, oversized and unknown messages: each gets an error

@@ -49,7 +49,19 @@ enum tenure_command {
     TENURE_CMD_STATUS = 7,          /* -> JSON text of lockspaces, hosts and leases */
     TENURE_CMD_REQUEST = 8,         /* resource "LS:NAME:PATH:OFF[:LVER]", force mode (1 force, 2 graceful) -> (result) */
     TENURE_CMD_SHUTDOWN = 9,        /* force (0/1) -> (result) */
+    TENURE_CMD_KILLPATH = 10,       /* program, args... -> (result). Run instead of SIGTERM for the caller's leases. */
+    TENURE_CMD_RESTRICT = 11,       /* flags (TENURE_RESTRICT_*) -> (result). Applies to this connection and its pid. */
+    TENURE_CMD_CONVERT = 12,        /* pid, resource name, mode ("shared" or "exclusive") -> state string */
+    TENURE_CMD_HOST_STATUS = 13,    /* lockspace name -> JSON: every host slot in use and its state as seen here */
 };
+
+/* Restrict flags. */
+#define TENURE_RESTRICT_ALL 0x1u      /* this connection may make no further requests */
+#define TENURE_RESTRICT_SIGKILL 0x2u  /* fence this pid with SIGKILL only (no SIGTERM, no killpath) */
+#define TENURE_RESTRICT_SIGTERM 0x4u  /* fence this pid with SIGTERM or the killpath only (never SIGKILL) */
+
+/* The environment variable a killpath program finds the holder's pid in. */
+#define TENURE_KILL_PID_ENV "TENURE_KILL_PID"
 
 /* Acquire flags (decimal text in the flags field). */
 #define TENURE_ACQUIRE_SHARED 0x1u
