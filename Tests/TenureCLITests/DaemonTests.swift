@@ -342,6 +342,20 @@ struct DaemonTests {
         #expect(me?["state"] as? String == "self" && me?["name"] as? String == "nodeA", "\(hosts)")
     }
 
+    /// The README's main job runs end to end: three daemons, contention, a
+    /// forced request, a crash and its takeover, with lver growing.
+    @Test func theDemoRuns() throws {
+        let scratch = try Scratch()
+        let demo = try Harness.tenure(["demo", "--work-dir", scratch.path + "/demo"])
+        #expect(demo.status == 0, "\(demo)")
+        #expect(demo.stdout.contains("host 1: holds R0 with lver 1"), "\(demo.stdout)")
+        #expect(demo.stdout.contains("host 2: R0 refused: held by host 1"), "\(demo.stdout)")
+        #expect(demo.stdout.contains("host 2: holds R1 with lver 2"), "\(demo.stdout)")
+        #expect(demo.stdout.contains("host 2: holds R0 with lver 2"), "\(demo.stdout)")
+        #expect(demo.stdout.contains("Done:"))
+        #expect(!FileManager.default.fileExists(atPath: scratch.path + "/demo"), "the demo removes what it made")
+    }
+
     /// Random, truncated, oversized and unknown messages: each gets an error
     /// or a closed connection, and the daemon still serves a correct client.
     @Test func malformedMessagesNeverBreakTheDaemon() throws {
