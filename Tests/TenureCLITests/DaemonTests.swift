@@ -167,30 +167,84 @@ struct DaemonTests {
         #expect((left["leader"] as? [String: Any])?["timestamp"] as? Int == 0, "the host id was released")
     }
 
-    /// The storage under a lockspace becomes slower than io_timeout (a
-    /// blkio-throttled loop device): renewals fail, the lockspace is lost
-    /// 8 × io_timeout after the last good renewal, and the daemon kills the
-    /// holder — before any other host may take the lease (8N + W).
+    /// The storage under host A becomes slower than io_timeout (a
+    /// blkio-throttled loop device; host B's path stays fast): A's renewals
+    /// fail, its lockspace is lost 8 × io_timeout after the last good
+    /// renewal, and its daemon kills the holder. Host B keeps trying to take
+    /// the lease; the witness (the holder's death and B's win, timed from
+    /// outside) shows B gets it only after A's holder is dead.
     @Test(.enabled(if: ThrottledGroup.available, "needs root, loop devices and a writable cgroup-v1 blkio hierarchy"))
-    func aLostLockspaceKillsItsHolders() throws {
+    func aLostLockspaceKillsItsHoldersBeforeAnotherHostTakesOver() throws {
         let scratch = try Scratch()
         let loop = try LoopDevice(in: scratch, size: 4 << 20, sectorSize: 512)
         try Harness.tenureOK(["direct", "format", "--lockspace", "D", "--path", loop.device, "--resources", "1", "--io-timeout", "1", "--max-hosts", "8"])
         let group = try ThrottledGroup(device: loop.device, readsPerSecond: nil)
-        let daemon = try RunningDaemon(scratch: scratch, wrapper: ["echo $$ > \(group.path)/cgroup.procs"])
-        try daemon.clientOK(["add-lockspace", "-s", "D:1:\(loop.device):0"])
-        let holder = try Background(["client", "hold", "-r", "D:R0:\(loop.device):1M", "--run-dir", daemon.runDir])
-        #expect(try eventually { try daemon.leases().count == 1 })
-        let start = Date()
+        let hostA = try RunningDaemon(scratch: scratch, name: "hostA", wrapper: ["echo $$ > \(group.path)/cgroup.procs"])
+        let hostB = try RunningDaemon(scratch: scratch, name: "hostB")
+        try hostA.clientOK(["add-lockspace", "-s", "D:1:\(loop.device):0"])
+        try hostB.clientOK(["add-lockspace", "-s", "D:2:\(loop.device):0"])
+        let holder = try Background(["client", "hold", "-r", "D:R0:\(loop.device):1M", "--run-dir", hostA.runDir])
+        #expect(try eventually { try hostA.leases().count == 1 })
+        let start = monotonicSeconds()
         try group.throttle(readsPerSecond: 1, writesPerSecond: 1)
-        #expect(eventually(30) { !isAlive(holder.process.processIdentifier) }, "the holder survived the loss of its lockspace")
-        let elapsed = Date().timeIntervalSince(start)
-        // Lost at 8N = 8 s after the last renewal started; W = 4 s more before others may take it.
-        #expect(elapsed > 5 && elapsed < 13, "killed \(elapsed) s after the storage slowed down")
+        var holderDied: Double?, bWon: Double?, bState = ""
+        while monotonicSeconds() - start < 40, bWon == nil {
+            if holderDied == nil && !isAlive(holder.process.processIdentifier) { holderDied = monotonicSeconds() }
+            let attempt = try hostB.client(["hold", "-r", "D:R0:\(loop.device):1M", "--seconds", "0"])
+            if attempt.status == 0 {
+                bWon = monotonicSeconds()
+                bState = attempt.stdout
+            } else {
+                usleep(200_000)
+            }
+        }
+        if holderDied == nil && !isAlive(holder.process.processIdentifier) { holderDied = monotonicSeconds() }
         try group.throttle(readsPerSecond: nil, writesPerSecond: nil)
-        let lockspaces = try daemon.status()["lockspaces"] as? [[String: Any]] ?? []
+        let died = try #require(holderDied, "host A's holder survived the loss of its lockspace")
+        let won = try #require(bWon, "host B never took the lease over")
+        #expect(died < won, "host B took the lease \(died - won) s before host A's holder died")
+        // A's lockspace is lost 8N = 8 s after its last renewal started; B may
+        // take the lease 8N + W = 12 s after it.
+        #expect(died - start > 5 && died - start < 13, "A's holder was killed \(died - start) s after its storage slowed down")
+        #expect(bState.hasSuffix(":2\n"), "B holds the next lver: \(bState)")
+        let lockspaces = try hostA.status()["lockspaces"] as? [[String: Any]] ?? []
         #expect(lockspaces.first?["valid"] as? Bool == false)
-        #expect(try daemon.leases().isEmpty)
+        #expect(try hostA.leases().isEmpty)
+    }
+
+    /// Migration: host A's process gives its lease up and reports its state
+    /// string; host B acquires with that string, which requires the same lver.
+    /// A stale string (the lease moved on since) is refused.
+    @Test func aLeaseIsHandedOverWithItsStateString() throws {
+        let scratch = try Scratch()
+        let (hostA, file) = try setUp(scratch)
+        let hostB = try RunningDaemon(scratch: scratch, name: "nodeB")
+        try hostB.clientOK(["add-lockspace", "-s", "D:2:\(file):0"])
+        let holder = try Background(["client", "hold", "-r", "D:R0:\(file):1M", "--run-dir", hostA.runDir])
+        #expect(try eventually { try hostA.leases().count == 1 })
+        let state = try hostA.clientOK(["inquire", "--pid", String(holder.process.processIdentifier)]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(state == "D:R0:\(file):1048576:1")
+        try hostA.clientOK(["release", "R0", "--pid", String(holder.process.processIdentifier)])
+        let onB = try hostB.clientOK(["hold", "-r", state, "--seconds", "0"])
+        #expect(onB.stdout == "D:R0:\(file):1048576:2\n", "\(onB.stdout)")
+        let stale = try hostB.client(["hold", "-r", state, "--seconds", "0"])
+        #expect(stale.status == 1 && stale.stderr.contains("lver-mismatch"), "\(stale)")
+    }
+
+    /// A daemon killed and started again on the same run dir rejoins: its
+    /// old delta lease must first look dead (8N + W unchanged), then the
+    /// generation goes up, so other hosts know its old leases are gone.
+    @Test func aRestartedDaemonRejoinsWithANewGeneration() throws {
+        let scratch = try Scratch()
+        let (first, file) = try setUp(scratch)
+        kill(first.process.process.processIdentifier, SIGKILL)
+        first.process.process.waitUntilExit()
+        let second = try RunningDaemon(scratch: scratch)
+        let start = monotonicSeconds()
+        let joined = try second.clientOK(["add-lockspace", "-s", "D:1:\(file):0"])
+        #expect(joined.stdout.contains("generation 2"), "\(joined.stdout)")
+        #expect(monotonicSeconds() - start > 10, "the rejoin did not wait for the old delta lease to look dead")
     }
 
     /// The pets a fake watchdog (a plain file) received, in monotonic seconds,
