@@ -96,6 +96,8 @@ public actor Daemon {
     /// Connections that restricted themselves: no further requests.
     var restricted: Set<UInt64> = []
     var controls: [Int32: ProcessControl] = [:]
+    /// Leases ("LOCKSPACE:NAME") an acquire is under way for.
+    var acquiring: Set<String> = []
     var resources: [String: PaxosResource] = [:]
     public internal(set) var shuttingDown = false
     var background: [Task<Void, Never>] = []

@@ -106,6 +106,21 @@ extension Daemon {
                 guard holders[pid]?[spec.name.description] == nil else {
                     throw TenureError(.alreadyExists, "Process \(pid) holds \(spec.name) already.")
                 }
+                // This host's own processes: the disk cannot tell them apart (the
+                // lease names the host, not the process), so the daemon must. A lease
+                // another local process holds, or is acquiring, is refused here;
+                // sharing is allowed between local sharers.
+                let key = "\(spec.lockspace):\(spec.name)"
+                if let other = localHolder(of: spec, except: pid), !(other.shared && (shared || spec.shared)) {
+                    throw TenureError(.heldByLiveHost, "\(spec.name) is held by process \(other.pid) on this host.",
+                                      remedy: "Wait for it to release the lease, or ask it to with `request`.")
+                }
+                guard !acquiring.contains(key) else {
+                    throw TenureError(.heldByLiveHost, "\(spec.name) is being acquired by another process on this host.",
+                                      remedy: "Retry in a moment.")
+                }
+                acquiring.insert(key)
+                defer { acquiring.remove(key) }
                 let (joined, host) = try await self.joined(spec.lockspace)
                 let resource = try await self.resource(spec)
                 try resource.validate(host: host.id)
@@ -133,6 +148,16 @@ extension Daemon {
         return taken.map(\.lease.stateString)
     }
 
+    /// A local process other than `pid` holding `spec`'s lease, if any.
+    func localHolder(of spec: ResourceSpec, except pid: Int32) -> (pid: Int32, shared: Bool)? {
+        for (holder, leases) in holders where holder != pid {
+            if let lease = leases[spec.name.description], lease.lockspace == spec.lockspace {
+                return (holder, lease.lease.shared)
+            }
+        }
+        return nil
+    }
+
     /// Releases `names` (or "*" for all) of `pid`.
     func release(_ names: [String], of pid: Int32) async throws {
         guard let held = holders[pid] else {
@@ -145,6 +170,12 @@ extension Daemon {
         var firstError: Error?
         for name in chosen.sorted() {
             guard let lease = holders[pid]?.removeValue(forKey: name) else { continue }
+            // The disk has one shared mark per host: it stays while another
+            // local process still shares the lease.
+            if lease.lease.shared, localHolder(of: lease.lease.resource, except: pid) != nil {
+                log.info("process \(pid) released \(lease.lease); other local sharers keep it")
+                continue
+            }
             do {
                 try await PaxosLease.release(lease.resource, held: lease.lease, context: context)
                 log.info("process \(pid) released \(lease.lease)")

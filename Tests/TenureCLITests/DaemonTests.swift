@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import TenureClient
 import TenureCore
@@ -210,6 +211,53 @@ struct DaemonTests {
         let lockspaces = try hostA.status()["lockspaces"] as? [[String: Any]] ?? []
         #expect(lockspaces.first?["valid"] as? Bool == false)
         #expect(try hostA.leases().isEmpty)
+    }
+
+    /// Three hosts, each with two workers, contend for two leases through
+    /// their daemons. Each winner runs a witness under its lease that takes
+    /// a token file with O_EXCL (noclobber) and removes it before the lease
+    /// is released: two holders at once would find the token taken. The lver
+    /// on disk counts every hold.
+    @Test func threeHostsContendThroughTheirDaemonsWithoutOverlap() throws {
+        let scratch = try Scratch()
+        let file = try scratch.file("leases.img", size: 4 << 20)
+        try Harness.tenureOK(["direct", "format", "--lockspace", "D", "--path", file, "--resources", "2", "--io-timeout", "1", "--max-hosts", "8"])
+        let hosts = try (1...3).map { try RunningDaemon(scratch: scratch, name: "node\($0)") }
+        for (i, daemon) in hosts.enumerated() { try daemon.clientOK(["add-lockspace", "-s", "D:\(i + 1):\(file):0"]) }
+        let violations = scratch.path + "/violations"
+        let witness = try scratch.file("witness.sh", size: 0)
+        try """
+        #!/bin/sh
+        # $1: token file, $2: who. Runs while the lease is held.
+        if ( set -o noclobber; echo "$2" > "$1" ) 2>/dev/null; then
+          sleep 0.02
+          rm -f "$1"
+        else
+          echo "$2 found $1 taken by $(cat "$1")" >> \(violations)
+        fi
+        """.write(toFile: witness, atomically: true, encoding: .utf8)
+        chmod(witness, 0o755)
+        let wins = Mutex<[Int]>([0, 0])
+        let runDirs = hosts.map(\.runDir), base = scratch.path
+        onThreads(6) { worker in
+            let host = worker % 3
+            for attempt in 0..<15 {
+                let r = (worker + attempt) % 2
+                let token = base + "/token-R\(r)"
+                guard let outcome = try? Harness.tenure(["client", "hold", "--run-dir", runDirs[host], "-r", "D:R\(r):\(file):\((r + 1) << 20)",
+                                                         "--", witness, token, "node\(host + 1)/w\(worker)"])
+                else { continue }
+                if outcome.status == 0 { wins.withLock { $0[r] += 1 } } else { usleep(50_000) }
+            }
+        }
+        let overlaps = (try? String(contentsOfFile: violations, encoding: .utf8)) ?? ""
+        #expect(overlaps.isEmpty, "two holders at once:\n\(overlaps)")
+        let counts = wins.withLock { $0 }
+        for r in 0..<2 {
+            #expect(counts[r] >= 3, "R\(r) was held only \(counts[r]) times")
+            let leader = try Harness.json(try Harness.tenureOK(["direct", "read", "-r", "D:R\(r):\(file):\((r + 1) << 20)", "--json"]).stdout)["leader"] as? [String: Any]
+            #expect(leader?["lver"] as? Int == counts[r], "every hold committed one lver")
+        }
     }
 
     /// Migration: host A's process gives its lease up and reports its state
