@@ -274,6 +274,14 @@ extension Daemon {
         guard var held = holders[pid]?[name] else {
             throw TenureError(.notOwner, "Process \(pid) does not hold \(name).")
         }
+        if !shared, let other = localHolder(of: held.lease.resource, except: pid) {
+            throw TenureError(.leaseInUse, "\(name) is shared with process \(other.pid) on this host.",
+                              remedy: "Wait until every other sharer releases it.")
+        }
+        if shared, localHolder(of: held.lease.resource, except: pid) != nil {
+            // Only a holder alone can be exclusive; nothing to convert.
+            return held.lease.stateString
+        }
         let (joined, _) = try await self.joined(held.lockspace)
         held.lease = shared
             ? try await PaxosLease.convertToShared(held.resource, held: held.lease, context: context)
