@@ -35,6 +35,8 @@ public struct IOStatistics: Sendable, Equatable, CustomStringConvertible {
     public var failures: UInt64 = 0
     /// Timed-out I/Os the kernel still owns: their buffers stay allocated until reaped.
     public var abandonedInFlight: UInt64 = 0
+    /// io_submit calls that carried them (DirectDevice batches concurrent I/O).
+    public var batches: UInt64 = 0
 
     public init() {}
 

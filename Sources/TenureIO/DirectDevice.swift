@@ -19,9 +19,9 @@ import TenureCore
 /// When every slot is taken, an I/O waits in a queue (at most ``maxQueued``)
 /// under the same deadline. So does a write that overlaps an earlier write
 /// still queued, in flight or abandoned: writes to the same sectors land in
-/// the order they were issued (see ``DeadlineTable/nextToSubmit()``). Each I/O is submitted with its own io_submit;
-/// batching would go in ``AIOCore/submitReady()``, which could take every
-/// ready request from the queue and pass them to one io_submit.
+/// the order they were issued (see ``DeadlineTable/nextToSubmit()``). Every
+/// request that may go is submitted in one io_submit with the others ready
+/// at the same moment (``AIOCore/submitReady()``).
 ///
 /// Cancelling the calling task does not interrupt an I/O; the deadline bounds it.
 public final class DirectDevice: MeasuredBlockDevice {
@@ -199,6 +199,8 @@ final class AIOCore: Sendable {
         /// Requests taken for submission whose io_submit has not returned:
         /// the descriptor must stay open (and its number unused) while any is.
         var submitsInProgress = 0
+        /// A thread is in submitReady(): others only enqueue.
+        var submitterActive = false
     }
 
     let fd: FileDescriptor
@@ -255,40 +257,63 @@ final class AIOCore: Sendable {
         }
     }
 
-    /// Submits queued requests while slots are free. Called by callers after
-    /// enqueueing and by the reaper after freeing slots.
-    ///
-    /// Batching would go here: take every request `nextToSubmit()` allows
-    /// and pass them all to one io_submit.
+    /// Submits queued requests while slots are free, in batches: every
+    /// request that may go is handed to one io_submit, so concurrent
+    /// operations share system calls and the device sees them together.
+    /// Called by callers after enqueueing and by the reaper after freeing slots.
     func submitReady() {
-        while let (token, request) = takeNextToSubmit() {
-            request.tag(token)
-            var list: UnsafeMutablePointer<iocb>? = request.iocb
-            do {
-                let accepted = try Syscall.runAIO(request.context(path: path).with(call: "io_submit"), {
-                    io_submit(context.raw, 1, &list)
-                })
-                if accepted != 1 {
-                    throw Syscall.error(Errno(rawValue: EAGAIN), request.context(path: path).with(call: "io_submit"))
+        // One thread submits at a time; requests that arrive meanwhile are
+        // picked up by its next round, in one batch.
+        guard state.withLock({ state in
+            if state.submitterActive { return false }
+            state.submitterActive = true
+            return true
+        }) else { return }
+        while true {
+            let batch = takeReadyBatch()
+            guard !batch.isEmpty else { return }
+            for (token, request) in batch { request.tag(token) }
+            var list: [UnsafeMutablePointer<iocb>?] = batch.map { $0.1.iocb }
+            var accepted = 0
+            var failure: TenureError?
+            while accepted < batch.count {
+                let context = batch[accepted].1.context(path: path).with(call: "io_submit")
+                do {
+                    let n = try list.withUnsafeMutableBufferPointer { buffer in
+                        try Syscall.runAIO(context, { io_submit(self.context.raw, batch.count - accepted, buffer.baseAddress! + accepted) })
+                    }
+                    if n == 0 { throw Syscall.error(Errno(rawValue: EAGAIN), context) }
+                    accepted += Int(n)
+                } catch {
+                    failure = (error as? TenureError) ?? TenureError(.ioFailed, "io_submit failed: \(error)")
+                    break
                 }
-                state.withLock { $0.submitsInProgress -= 1 }
-            } catch {
-                let finished = state.withLock { state in
-                    state.submitsInProgress -= 1
-                    state.statistics.failures += 1
-                    return state.table.failSubmission(token)
-                }
-                finished?.waiter?.resume(throwing: error)
             }
+            // Requests io_submit refused never reached the kernel: their callers get the error.
+            let refused = batch[accepted...].map(\.0)
+            let finished = state.withLock { state -> [Table.Finished] in
+                state.submitsInProgress -= batch.count
+                state.statistics.failures += UInt64(refused.count)
+                state.statistics.batches += 1
+                return refused.compactMap { state.table.failSubmission($0) }
+            }
+            if let failure { for f in finished { f.waiter?.resume(throwing: failure) } }
         }
     }
 
-    private func takeNextToSubmit() -> (IOToken, IORequest)? {
+    /// Every queued request that may go now, up to the free slots; when
+    /// there is none, the submitter steps down (under the same lock, so a
+    /// request enqueued now finds no active submitter and submits itself).
+    private func takeReadyBatch() -> [(IOToken, IORequest)] {
         state.withLock { state in
-            guard let next = state.table.nextToSubmit() else { return nil }
-            state.submitsInProgress += 1
-            state.statistics.submitted += 1
-            return next
+            var batch: [(IOToken, IORequest)] = []
+            while let next = state.table.nextToSubmit() {
+                batch.append(next)
+            }
+            if batch.isEmpty { state.submitterActive = false }
+            state.submitsInProgress += batch.count
+            state.statistics.submitted += UInt64(batch.count)
+            return batch
         }
     }
 

@@ -99,6 +99,7 @@ struct DeviceTests {
         }
         for i in 0..<count { #expect(results[i] == pattern(i, count: 4096), "block \(i)") }
         #expect(device.statistics.writes == UInt64(count))
+
         await device.close()
     }
 
