@@ -40,12 +40,14 @@ extension Client {
         var lockspace: String
         @Option(name: .customLong("io-timeout"), help: "io_timeout for this lockspace (default: the daemon's).")
         var ioTimeout: Int = 0
+        @Flag(name: .customLong("async"), help: "Return at once; the daemon goes on joining (see status).")
+        var asynchronous = false
         @OptionGroup var options: ClientOptions
 
         func run() async throws {
             try await reportingErrors {
-                let generation = try options.connect().addLockspace(lockspace, ioTimeoutSeconds: ioTimeout)
-                print("Joined \(lockspace) (generation \(generation)).")
+                let generation = try options.connect().addLockspace(lockspace, ioTimeoutSeconds: ioTimeout, async: asynchronous)
+                print(asynchronous ? "Joining \(lockspace); `tenure client status` shows when it is joined." : "Joined \(lockspace) (generation \(generation)).")
             }
         }
     }
@@ -175,10 +177,20 @@ extension Client {
         static let configuration = CommandConfiguration(abstract: "Print the state string of a process's leases (resource strings with lvers).")
         @Option(help: "The process.")
         var pid: Int32
+        @Flag(help: "Print JSON: {\"pid\": …, \"leases\": [state strings]}.")
+        var json = false
         @OptionGroup var options: ClientOptions
 
+        struct Result: Encodable {
+            let pid: Int32
+            let leases: [String]
+        }
+
         func run() async throws {
-            try await reportingErrors { print(try options.connect().inquire(pid: pid)) }
+            try await reportingErrors {
+                let state = try options.connect().inquire(pid: pid)
+                print(json ? Terminal.json(Result(pid: pid, leases: state.split(separator: " ").map(String.init))) : state)
+            }
         }
     }
 
@@ -215,11 +227,28 @@ extension Client {
     }
 
     struct Status: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print the daemon's lockspaces and leases as JSON.")
+        static let configuration = CommandConfiguration(
+            abstract: "Print the daemon's lockspaces (with renewal delays) and the leases it holds for processes.")
+        @Flag(help: "Print JSON.")
+        var json = false
         @OptionGroup var options: ClientOptions
 
         func run() async throws {
-            try await reportingErrors { print(try options.connect().status()) }
+            try await reportingErrors {
+                let text = try options.connect().status()
+                guard !json else { print(text); return }
+                let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] ?? [:]
+                print("host \(object["host_name"] ?? "?")\((object["shutting_down"] as? Bool) == true ? " (shutting down)" : "")")
+                let spaces = (object["lockspaces"] as? [[String: Any]] ?? []).map { l in
+                    ["\(l["name"] ?? "")", "\(l["host_id"] ?? "")", "\(l["generation"] ?? "")", (l["valid"] as? Bool) == true ? "valid" : "LOST",
+                     "\(l["renewals"] ?? 0)", "\(l["failed_renewals"] ?? 0)", "\(l["worst_renewal_gap_ms"] ?? 0) ms", "\(l["path"] ?? ""):\(l["offset"] ?? "")"]
+                }
+                print(Terminal.table(["lockspace", "host id", "gen", "state", "renewals", "failed", "worst gap", "where"], spaces))
+                let leases = (object["leases"] as? [[String: Any]] ?? []).map { l in
+                    ["\(l["pid"] ?? "")", "\(l["lver"] ?? "")", (l["shared"] as? Bool) == true ? "shared" : "exclusive", "\(l["resource"] ?? "")"]
+                }
+                print(leases.isEmpty ? "no leases held" : Terminal.table(["pid", "lver", "mode", "resource"], leases))
+            }
         }
     }
 

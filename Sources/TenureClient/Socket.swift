@@ -122,8 +122,10 @@ public final class TenureConnection {
     public func register() throws(TenureError) { try call(.register, []) }
 
     /// Joins a lockspace; returns the generation.
-    public func addLockspace(_ lockspace: String, hostName: String = "", ioTimeoutSeconds: Int = 0) throws(TenureError) -> String {
-        try call(.addLockspace, [lockspace, hostName, String(ioTimeoutSeconds)]).first ?? ""
+    /// Joins a lockspace; returns the generation, or "joining" when `async`
+    /// (the join goes on in the daemon; `status` lists it under "joining").
+    public func addLockspace(_ lockspace: String, hostName: String = "", ioTimeoutSeconds: Int = 0, async: Bool = false) throws(TenureError) -> String {
+        try call(.addLockspace, [lockspace, hostName, String(ioTimeoutSeconds)] + (async ? ["async"] : [])).first ?? ""
     }
 
     public func removeLockspace(_ name: String) throws(TenureError) { try call(.remLockspace, [name]) }

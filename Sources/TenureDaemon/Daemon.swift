@@ -96,6 +96,11 @@ public actor Daemon {
     /// Connections that restricted themselves: no further requests.
     var restricted: Set<UInt64> = []
     var controls: [Int32: ProcessControl] = [:]
+    /// Lockspaces an asynchronous add is joining.
+    var joining: Set<LeaseName> = []
+
+    func finishedJoining(_ name: LeaseName) { joining.remove(name) }
+
     /// Leases ("LOCKSPACE:NAME") an acquire is under way for.
     var acquiring: Set<String> = []
     var resources: [String: PaxosResource] = [:]
@@ -170,9 +175,23 @@ public actor Daemon {
             case .register:
                 return .reply(to: request, .ok, [])
             case .addLockspace:
-                let generation = try await addLockspace(try field(request, 0, "lockspace"), hostName: request.text(1) ?? "",
-                                                        ioTimeout: Int(request.text(2) ?? "0") ?? 0)
-                return .reply(to: request, .ok, [generation])
+                let text = try field(request, 0, "lockspace"), hostName = request.text(1) ?? ""
+                let io = Int(request.text(2) ?? "0") ?? 0
+                if request.text(3) == "async" {
+                    let spec = try LockspaceSpec(parsing: text)
+                    guard lockspaces[spec.name] == nil, !joining.contains(spec.name) else {
+                        throw TenureError(.alreadyExists, "Lockspace \(spec.name) is joined or being joined already.")
+                    }
+                    joining.insert(spec.name)
+                    background.append(Task {
+                        do { _ = try await self.addLockspace(text, hostName: hostName, ioTimeout: io) } catch {
+                            self.log.error("joining \(text) failed: \(error)")
+                        }
+                        self.finishedJoining(spec.name)
+                    })
+                    return .reply(to: request, .ok, ["joining"])
+                }
+                return .reply(to: request, .ok, [try await addLockspace(text, hostName: hostName, ioTimeout: io)])
             case .remLockspace:
                 try await removeLockspace(try field(request, 0, "lockspace name"))
                 return .reply(to: request, .ok, [])

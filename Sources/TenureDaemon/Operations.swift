@@ -358,8 +358,11 @@ extension Daemon {
             let host = await joined.lockspace.localHost
             let valid = await joined.lockspace.isValid(at: context.clock.now())
             let renewals = await joined.lockspace.renewals
+            let failed = await joined.lockspace.failedRenewals
+            let worst = await joined.lockspace.worstRenewalGap
             spaces.append(["name": name.description, "host_id": Int(joined.spec.hostID.rawValue),
                            "generation": Int(host?.generation.rawValue ?? 0), "valid": valid, "renewals": renewals,
+                           "failed_renewals": failed, "worst_renewal_gap_ms": Int(worst.nanosecondsClamped / 1_000_000),
                            "path": joined.spec.disk.path, "offset": Int(joined.spec.disk.offset)])
         }
         let leases = holders.sorted { $0.key < $1.key }.flatMap { pid, held in
@@ -368,6 +371,7 @@ extension Daemon {
             }
         }
         let object: [String: Any] = ["host_name": config.hostName, "lockspaces": spaces, "leases": leases,
+                                     "joining": joining.map(\.description).sorted(),
                                      "shutting_down": shuttingDown]
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)

@@ -38,7 +38,7 @@ final class RunningDaemon {
         return outcome
     }
 
-    func status() throws -> [String: Any] { try Harness.json(try clientOK(["status"]).stdout) }
+    func status() throws -> [String: Any] { try Harness.json(try clientOK(["status", "--json"]).stdout) }
 
     func leases() throws -> [[String: Any]] { try status()["leases"] as? [[String: Any]] ?? [] }
 
@@ -101,6 +101,13 @@ struct DaemonTests {
         #expect(lease["pid"] as? Int == Int(pid), "the holder is the pid from SO_PEERCRED")
         #expect(lease["lver"] as? Int == 1)
         #expect(try daemon.clientOK(["inquire", "--pid", String(pid)]).stdout.contains("D:R0:\(file):1048576:1"))
+        let inquired = try Harness.json(try daemon.clientOK(["inquire", "--pid", String(pid), "--json"]).stdout)
+        #expect(inquired["leases"] as? [String] == ["D:R0:\(file):1048576:1"])
+        let text = try daemon.clientOK(["status"]).stdout
+        #expect(text.contains("valid") && text.contains("\(pid)") && text.contains("D:R0:\(file):1048576:1"), "\(text)")
+        // Renewal is never delayed by client work: the worst gap between renewals stays near 2N.
+        let gap = (try daemon.status()["lockspaces"] as? [[String: Any]])?.first?["worst_renewal_gap_ms"] as? Int ?? -1
+        #expect(gap >= 0 && gap < 3000, "worst renewal gap \(gap) ms")
         #expect(try diskState(file, 0)["state"] as? String != "free")
 
         // Another host cannot take it while host 1 is alive.
@@ -112,6 +119,18 @@ struct DaemonTests {
         kill(pid, SIGKILL)
         #expect(try eventually { try daemon.leases().isEmpty }, "the dead holder's lease was not released")
         #expect(try diskState(file, 0)["state"] as? String == "free")
+    }
+
+    @Test func aLockspaceIsAddedAsynchronously() throws {
+        let scratch = try Scratch()
+        let file = try scratch.file("leases.img", size: 4 << 20)
+        try Harness.tenureOK(["direct", "format", "--lockspace", "D", "--path", file, "--resources", "1", "--io-timeout", "1"])
+        let daemon = try RunningDaemon(scratch: scratch)
+        let added = try daemon.clientOK(["add-lockspace", "-s", "D:3:\(file):0", "--async"])
+        #expect(added.stdout.contains("Joining"))
+        #expect(try daemon.status()["joining"] as? [String] == ["D"], "the join goes on in the daemon")
+        #expect(try eventually { (try daemon.status()["lockspaces"] as? [[String: Any]])?.first?["valid"] as? Bool == true })
+        #expect(try daemon.status()["joining"] as? [String] == [])
     }
 
     @Test func aForcedRequestKillsTheHolderAndFreesTheLease() throws {
