@@ -341,17 +341,24 @@ public enum PaxosLease {
     /// released with a shared mode block, then the leader is freed.
     static func downgradeToShared(_ resource: PaxosResource, held: HeldLease, context: EngineContext) async throws -> HeldLease {
         try await markReleased(resource, held: held, mode: .shared(held.host.generation))
-        var freed = held.leader
-        freed.timestamp = .free
-        freed.flags &= ~LeaderFlags.shortHold
-        freed.writeID = held.host.id
-        freed.writeGeneration = held.host.generation
-        freed.writeTimestamp = context.diskTimestamp()
-        try await resource.writeLeader(freed)
+        let freed = try await freeLeader(resource, held.leader, by: held.host, context: context)
         var shared = held
         shared.shared = true
-        shared.leader = freed.sealed
+        shared.leader = freed
         return shared
+    }
+
+    /// Writes `leader` back free (timestamp 0, no short hold), as written by `host`; returns what it wrote.
+    @discardableResult
+    static func freeLeader(_ resource: PaxosResource, _ leader: LeaderRecord, by host: LocalHost, context: EngineContext) async throws -> LeaderRecord {
+        var freed = leader
+        freed.timestamp = .free
+        freed.flags &= ~LeaderFlags.shortHold
+        freed.writeID = host.id
+        freed.writeGeneration = host.generation
+        freed.writeTimestamp = context.diskTimestamp()
+        try await resource.writeLeader(freed)
+        return freed.sealed
     }
 
     /// Writes our dblock for `held.lver` with the released flag and `mode`.
@@ -397,13 +404,7 @@ public enum PaxosLease {
             context.log(EngineEvent(.leaseReleased, "\(held.host) released \(held) (dblock only: host \(leader.writeID) wrote the leader)"))
             return
         }
-        var freed = leader
-        freed.timestamp = .free
-        freed.flags &= ~LeaderFlags.shortHold
-        freed.writeID = held.host.id
-        freed.writeGeneration = held.host.generation
-        freed.writeTimestamp = context.diskTimestamp()
-        try await resource.writeLeader(freed)
+        try await freeLeader(resource, leader, by: held.host, context: context)
         context.log(EngineEvent(.leaseReleased, "\(held.host) released \(held)"))
     }
 
