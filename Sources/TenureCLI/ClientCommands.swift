@@ -144,7 +144,7 @@ extension Client {
             discussion: "Example:\n  tenure client acquire --pid 4242 -r LS:vm1:/dev/mapper/leases:1M")
         @Option(name: .customShort("r"), help: ArgumentHelp("A resource (repeat for several).", valueName: "RESOURCE"))
         var resources: [String]
-        @Option(help: "The process that will hold the leases.")
+        @Option(name: [.customShort("p"), .long], help: "The process that will hold the leases.")
         var pid: Int32
         @Flag(help: "Acquire shared leases.")
         var shared = false
@@ -161,7 +161,7 @@ extension Client {
         static let configuration = CommandConfiguration(abstract: "Release leases of a process (--pid; root or the socket group).")
         @Argument(help: "Resource names, or * for all.")
         var names: [String] = ["*"]
-        @Option(help: "The process whose leases to release.")
+        @Option(name: [.customShort("p"), .long], help: "The process whose leases to release.")
         var pid: Int32
         @OptionGroup var options: ClientOptions
 
@@ -175,7 +175,7 @@ extension Client {
 
     struct Inquire: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print the state string of a process's leases (resource strings with lvers).")
-        @Option(help: "The process.")
+        @Option(name: [.customShort("p"), .long], help: "The process.")
         var pid: Int32
         @Flag(help: "Print JSON: {\"pid\": …, \"leases\": [state strings]}.")
         var json = false
@@ -200,7 +200,7 @@ extension Client {
             discussion: "Example:\n  tenure client convert vm1 --pid 4242 --shared")
         @Argument(help: "The resource name.")
         var name: String
-        @Option(help: "The process holding it.")
+        @Option(name: [.customShort("p"), .long], help: "The process holding it.")
         var pid: Int32
         @Flag(exclusivity: .exclusive, help: "Convert to shared, or to exclusive.")
         var mode: Mode
@@ -258,9 +258,15 @@ extension Client {
             discussion: "Example:\n  tenure client request -r LS:vm1:/dev/mapper/leases:1M --force")
         @Option(name: .customShort("r"), help: ArgumentHelp("LOCKSPACE:NAME:PATH:OFFSET[:LVER]", valueName: "RESOURCE"))
         var resource: String
-        @Flag(help: "Kill the holder (SIGKILL) instead of asking it (SIGTERM).")
+        @Flag(help: "Kill the holder (SIGKILL).")
         var force = false
+        @Flag(help: "Ask the holder to stop (its killpath or SIGTERM, then SIGKILL after the grace).")
+        var graceful = false
         @OptionGroup var options: ClientOptions
+
+        func validate() throws {
+            guard force != graceful else { throw ValidationError("Give exactly one of --force or --graceful.") }
+        }
 
         func run() async throws {
             try await reportingErrors {

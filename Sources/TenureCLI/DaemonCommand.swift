@@ -57,6 +57,12 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "LEVEL"))
     var logLevel: String?
 
+    @Option(name: .customLong("max-connections"), help: "The most clients connected at once (default 1024).")
+    var maxConnections: Int?
+
+    @Option(name: .customLong("max-leases"), help: "The most leases held at once, over all processes (default 4096).")
+    var maxLeases: Int?
+
     @Option(name: .customLong("log-file"), help: ArgumentHelp("Where a detached daemon logs (default: RUN_DIR/tenure.log).", valueName: "FILE"))
     var logFile: String?
 
@@ -85,11 +91,20 @@ struct DaemonCommand: AsyncParsableCommand {
             c.killGrace = .seconds(g)
         }
         c.socketGroup = socketGroup ?? file["socket-group"]
+        if let n = try maxConnections ?? file.int("max-connections") {
+            guard (1...65536).contains(n) else { throw TenureError(.invalidArgument, "--max-connections \(n) is outside 1...65536.") }
+            c.maxConnections = n
+        }
+        if let n = try maxLeases ?? file.int("max-leases") {
+            guard (1...1_000_000).contains(n) else { throw TenureError(.invalidArgument, "--max-leases \(n) is outside 1...1000000.") }
+            c.maxLeases = n
+        }
         return c
     }
 
     func logger(_ settings: DaemonConfig) throws -> Logger {
-        let levelName = logLevel ?? "info"
+        let fileLevel = try ConfigFile.load(config, required: false)["log-level"]
+        let levelName = logLevel ?? fileLevel ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else {
             throw TenureError(.invalidArgument, "--log-level \(levelName) is not a level.", remedy: "Use trace, debug, info, notice, warning, error or critical.")
         }
