@@ -180,8 +180,18 @@ public struct ResourceSnapshot: Sendable {
     public var request: RequestRecord
     public var dblocks: [DblockSlot]
 
-    /// Held by a host: the leader names an owner and carries a timestamp.
-    public var isHeld: Bool { !leader.timestamp.isFree && !leader.ownerID.isNone }
+    /// Held by a host: the leader names an owner and carries a timestamp,
+    /// and the owner has not released it behind a commit another host wrote.
+    public var isHeld: Bool { !leader.timestamp.isFree && !leader.ownerID.isNone && !releasedBehindCommit }
+
+    /// The owner released the lease, but the leader was written by another
+    /// host (which committed the owner's win), so only the owner's dblock
+    /// says so: it is marked released at the leader's lver. Acquirers take
+    /// such a lease at once, as sanlock's do.
+    public var releasedBehindCommit: Bool {
+        guard !leader.timestamp.isFree, leader.writeID != leader.ownerID else { return false }
+        return dblocks.contains { $0.hostID == leader.ownerID && $0.dblock.isReleased && $0.dblock.lver == leader.lver }
+    }
     public var sharedHolders: [DblockSlot] { dblocks.filter { $0.mode.isShared } }
 }
 
