@@ -1,0 +1,93 @@
+/*
+ * Exercises libtenure against a running daemon, as libvirt would use it:
+ *   test_libtenure RUN_DIR RESOURCE_STRING LOCKSPACE NAME PATH OFFSET
+ * Prints one line per step ("ok ..." or "FAIL ...") and exits 0 only if
+ * every step held. The Swift test (LibtenureTests) starts the daemon,
+ * builds this with cc against libtenure.so and checks its output.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "tenure.h"
+
+static int failures = 0;
+#define CHECK(cond, ...) do { if (cond) { printf("ok   "); } else { printf("FAIL "); failures++; } printf(__VA_ARGS__); printf("\n"); fflush(stdout); } while (0)
+
+int main(int argc, char **argv) {
+    if (argc != 7) { fprintf(stderr, "usage: %s RUN_DIR RESOURCE LOCKSPACE NAME PATH OFFSET\n", argv[0]); return 2; }
+    const char *run_dir = argv[1], *resource = argv[2];
+    char built[512], state[1024];
+    struct tenure_error err;
+
+    int n = tenure_resource_string(built, sizeof(built), argv[3], argv[4], argv[5], strtoull(argv[6], NULL, 10), 0);
+    CHECK(n > 0 && strcmp(built, resource) == 0, "resource string %s", built);
+    CHECK(tenure_resource_string(built, 8, "LS", "R", "/a:b c", 1, 2) == -ENAMETOOLONG, "a string that does not fit is refused");
+    tenure_resource_string(built, sizeof(built), "LS", "R", "/a:b c", 1048576, 3);
+    CHECK(strcmp(built, "LS:R:/a\\:b\\ c:1048576:3") == 0, "paths are escaped: %s", built);
+
+    CHECK(tenure_connect("/nonexistent-run-dir") < 0, "no daemon: a negative errno");
+
+    /* Register, acquire for ourselves, inquire, release. */
+    int fd = tenure_register(run_dir);
+    CHECK(fd >= 0, "register: fd %d", fd);
+    const char *res[1] = { resource };
+    int rc = tenure_acquire(fd, 0, 0, 1, res, state, sizeof(state), &err);
+    CHECK(rc == 0, "acquire: %d %s -> %s", rc, rc ? err.message : "", state);
+    char expected[600];
+    snprintf(expected, sizeof(expected), "%s:1", resource);
+    CHECK(strcmp(state, expected) == 0, "state string is the resource with lver 1");
+    rc = tenure_inquire(fd, 0, state, sizeof(state), &err);
+    CHECK(rc == 0 && strcmp(state, expected) == 0, "inquire: %s", state);
+
+    /* A second acquire of the same lease by another process on this host is refused. */
+    pid_t child = fork();
+    if (child == 0) {
+        /* Between fork and exec-like use: only libtenure calls, no threads. */
+        int cfd = tenure_register(run_dir);
+        struct tenure_error cerr;
+        int crc = tenure_acquire(cfd, 0, 0, 1, res, NULL, 0, &cerr);
+        _exit(crc == TENURE_E_HELD ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "a forked child's acquire of a held lease gets TENURE_E_HELD");
+
+    const char *names[1] = { argv[4] };
+    rc = tenure_release(fd, 0, 1, names, &err);
+    CHECK(rc == 0, "release: %d", rc);
+    rc = tenure_inquire(fd, 0, state, sizeof(state), &err);
+    CHECK(rc == 0 && state[0] == 0, "nothing held after release");
+
+    /* Errors carry the daemon's code and message. */
+    rc = tenure_release(fd, 0, 1, names, &err);
+    CHECK(rc == TENURE_E_NOT_OWNER && strcmp(err.code, "not-owner") == 0 && strlen(err.message) > 0,
+          "releasing what is not held: %d %s: %s (%s)", rc, err.code, err.message, tenure_strerror(rc));
+
+    /* killpath, then restrict: afterwards this connection can change nothing. */
+    const char *kargs[1] = { "arg" };
+    rc = tenure_killpath(fd, "/bin/true", 1, kargs, &err);
+    CHECK(rc == 0, "killpath: %d", rc);
+    rc = tenure_acquire(fd, 0, 0, 1, res, state, sizeof(state), &err);
+    CHECK(rc == 0, "acquire again: %s", state);
+    rc = tenure_restrict(fd, TENURE_RESTRICT_ALL, &err);
+    CHECK(rc == 0, "restrict: %d", rc);
+    rc = tenure_release(fd, 0, 0, NULL, &err);
+    CHECK(rc == TENURE_E_PERMISSION, "a restricted connection cannot release: %d %s", rc, err.code);
+    close(fd);
+
+    /* Closing the registration released the lease: a new process can take it. */
+    int fd2 = tenure_register(run_dir);
+    for (int i = 0; i < 50; i++) {
+        rc = tenure_acquire(fd2, 0, 0, 1, res, state, sizeof(state), &err);
+        if (rc == 0) break;
+        usleep(100000);
+    }
+    snprintf(expected, sizeof(expected), "%s:3", resource);
+    CHECK(rc == 0 && strcmp(state, expected) == 0, "after the restricted holder's connection closed: %s", state);
+    close(fd2);
+    printf("%d failures\n", failures);
+    return failures ? 1 : 0;
+}
