@@ -45,3 +45,38 @@ struct LibtenureTests {
         #expect(!run.stdout.contains("FAIL"), "\(run.stdout)")
     }
 }
+
+/// The libvirt lock-driver plugin, dlopened by a C harness that replays
+/// libvirt's call sequences against two real daemons (two hosts).
+@Suite("The libvirt lock-driver plugin", .serialized,
+       .enabled(if: Harness.which("cc") != nil && Harness.isRoot, "needs a C compiler and root (acquiring for another pid)"))
+struct LockDriverTests {
+    @Test func libvirtsCallSequencesWorkAcrossTwoHosts() throws {
+        let scratch = try Scratch()
+        let prefix = scratch.path + "/libtenure"
+        let built = try Harness.run("/bin/bash", [LibtenureTests.root + "/Tools/build-libtenure.sh", prefix])
+        try #require(built.status == 0, "\(built)")
+        let plugin = prefix + "/lib/libvirt/lock-driver/tenure.so"
+        let exported = try Harness.run("/usr/bin/nm", ["-D", "--defined-only", plugin])
+        #expect(exported.stdout.split(separator: "\n").map { $0.split(separator: " ").last.map(String.init) ?? "" } == ["virLockDriverImpl"],
+                "the plugin exports only virLockDriverImpl:\n\(exported.stdout)")
+        let dynamic = try Harness.run("/usr/bin/readelf", ["-d", plugin])
+        #expect(!dynamic.stdout.lowercased().contains("swift") && !dynamic.stdout.contains("libtenure"), "\(dynamic.stdout)")
+        let harness = scratch.path + "/test_lock_driver"
+        let compiled = try Harness.run(Harness.which("cc")!, ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Werror", "-rdynamic",
+                                                             LibtenureTests.root + "/Tests/libtenure/test_lock_driver.c", "-ldl", "-o", harness])
+        try #require(compiled.status == 0, "\(compiled)")
+
+        let file = try scratch.file("leases.img", size: 4 << 20)
+        try Harness.tenureOK(["direct", "format", "--lockspace", "LIBVIRT", "--path", file, "--resources", "1", "--io-timeout", "1", "--max-hosts", "8"])
+        let hostA = try RunningDaemon(scratch: scratch, name: "hostA")
+        let hostB = try RunningDaemon(scratch: scratch, name: "hostB")
+        try hostA.clientOK(["add-lockspace", "-s", "LIBVIRT:1:\(file):0"])
+        try hostB.clientOK(["add-lockspace", "-s", "LIBVIRT:2:\(file):0"])
+        let confA = try scratch.file("qemu-tenure-a.conf", size: 0), confB = try scratch.file("qemu-tenure-b.conf", size: 0)
+        try "auto_disk_leases = 0\nrequire_lease_for_disks = 1\nrun_dir = \"\(hostA.runDir)\"\n".write(toFile: confA, atomically: true, encoding: .utf8)
+        try "auto_disk_leases = 0\nhost_id = 2\nrun_dir = \"\(hostB.runDir)\"\n".write(toFile: confB, atomically: true, encoding: .utf8)
+        let run = try Harness.run(harness, [plugin, confA, confB, "LIBVIRT", "R0", file, "1048576"])
+        #expect(run.status == 0 && run.stdout.contains("0 failures") && !run.stdout.contains("FAIL"), "\(run.stdout)\(run.stderr)")
+    }
+}
