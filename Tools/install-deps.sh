@@ -4,10 +4,14 @@
 #   sanlock         - the reference implementation, the compatibility oracle in tests
 #   python3-sanlock - sanlock's python client library: a client of sanlock's real
 #                     daemon in the daemon interop tests
-#   gcc             - builds the setrlimit shim that lets sanlock's daemon start in a sandbox
+#   gcc             - builds the setrlimit shim that lets sanlock's daemon start in a sandbox,
+#                     and libtenure and the libvirt plugin (Tools/build-libtenure.sh)
+#   libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients, qemu-system-x86, qemu-utils
+#                   - a real libvirtd with QEMU (TCG) loads the plugin in the libvirt tests
 # Idempotent and quiet when everything is there. Needs root (or sudo).
 set -euo pipefail
-packages=(libaio-dev sanlock python3-sanlock gcc)
+packages=(libaio-dev sanlock python3-sanlock gcc
+          libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -20,7 +24,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 || {
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
   $sudo apt-get update -qq >/dev/null
-  $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }

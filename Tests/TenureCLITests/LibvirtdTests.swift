@@ -1,0 +1,126 @@
+import Foundation
+import Testing
+
+/// A real libvirtd with QEMU (TCG) loads the plugin: a domain with a
+/// <lease> starts with its lease held by the Tenure daemon for QEMU's pid; a
+/// second domain on the same lease is refused with a clear message; destroy
+/// frees it. Tools/install-deps.sh installs libvirt and QEMU.
+@Suite("A real libvirtd with the Tenure plugin", .serialized,
+       .enabled(if: Harness.isRoot && ["libvirtd", "virtlogd", "virsh", "qemu-system-x86_64", "cc"].allSatisfy { Harness.which($0) != nil },
+                "needs root, libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients, qemu-system-x86 and cc (Tools/install-deps.sh installs them)"))
+struct LibvirtdTests {
+    /// Runs `virsh -c qemu:///system ARGS`.
+    func virsh(_ arguments: [String]) throws -> Outcome {
+        try Harness.run(Harness.which("virsh")!, ["-c", "qemu:///system"] + arguments)
+    }
+
+    func domainXML(name: String, disk: String, leases: String) -> String {
+        """
+        <domain type='qemu'>
+          <name>\(name)</name>
+          <memory unit='MiB'>64</memory>
+          <vcpu>1</vcpu>
+          <os><type arch='x86_64' machine='pc'>hvm</type></os>
+          <devices>
+            <lease>
+              <lockspace>LIBVIRT</lockspace>
+              <key>R0</key>
+              <target path='\(leases)' offset='1048576'/>
+            </lease>
+            <disk type='file' device='disk'>
+              <driver name='qemu' type='raw'/>
+              <source file='\(disk)'/>
+              <target dev='vda' bus='virtio'/>
+            </disk>
+          </devices>
+        </domain>
+        """
+    }
+
+    @Test func aDomainsLeaseIsHeldForQEMUAndASecondDomainIsRefused() throws {
+        let scratch = try Scratch()
+        chmod(scratch.path, 0o755)
+        // libtenure and the plugin, built as they ship.
+        let prefix = scratch.path + "/libtenure"
+        let built = try Harness.run("/bin/bash", [LibtenureTests.root + "/Tools/build-libtenure.sh", prefix])
+        try #require(built.status == 0, "\(built)")
+        // The lease file and the Tenure daemon, joined as host 1.
+        let leases = try scratch.file("leases.img", size: 4 << 20)
+        try Harness.tenureOK(["direct", "format", "--lockspace", "LIBVIRT", "--path", leases, "--resources", "1", "--io-timeout", "1", "--max-hosts", "8"])
+        let daemon = try RunningDaemon(scratch: scratch, name: "kvmhost")
+        try daemon.clientOK(["add-lockspace", "-s", "LIBVIRT:1:\(leases):0"])
+        // Each domain has its own disk (QEMU's own image locking would stop a
+        // second domain on the same file first); they share the lease.
+        let disks = ["tenure-vm1": try scratch.file("disk1.img", size: 1 << 20), "tenure-vm2": try scratch.file("disk2.img", size: 1 << 20)]
+
+        // libvirt's configuration, put back afterwards.
+        let etc = "/etc/libvirt"
+        let files = ["\(etc)/qemu.conf", "\(etc)/qemu-tenure.conf"]
+        let saved = files.map { try? String(contentsOfFile: $0, encoding: .utf8) }
+        defer {
+            for (file, text) in zip(files, saved) {
+                if let text { try? text.write(toFile: file, atomically: true, encoding: .utf8) } else { unlink(file) }
+            }
+        }
+        try FileManager.default.createDirectory(atPath: etc, withIntermediateDirectories: true)
+        try "user = \"root\"\ngroup = \"root\"\nlock_manager = \"tenure\"\n".write(toFile: files[0], atomically: true, encoding: .utf8)
+        try "auto_disk_leases = 0\nrequire_lease_for_disks = 1\nrun_dir = \"\(daemon.runDir)\"\n".write(toFile: files[1], atomically: true, encoding: .utf8)
+        for dir in ["/var/log/libvirt/qemu", "/var/lib/libvirt/qemu", "/var/cache/libvirt/qemu", "/run/libvirt"] {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        }
+        if (try? Harness.run("/usr/bin/getent", ["group", "libvirt-qemu"]))?.status != 0 {
+            _ = try Harness.run("/usr/sbin/groupadd", ["--system", "libvirt-qemu"])
+        }
+        if (try? Harness.run("/usr/bin/getent", ["passwd", "libvirt-qemu"]))?.status != 0 {
+            _ = try Harness.run("/usr/sbin/useradd", ["--system", "--no-create-home", "-g", "libvirt-qemu", "libvirt-qemu"])
+        }
+
+        // virtlogd and libvirtd, loading the plugin from the build folder.
+        var environment = ProcessInfo.processInfo.environment
+        environment["LIBVIRT_LOCK_MANAGER_PLUGIN_DIR"] = prefix + "/lib/libvirt/lock-driver"
+        let virtlogd = Process(), libvirtd = Process()
+        virtlogd.executableURL = URL(fileURLWithPath: Harness.which("virtlogd")!)
+        libvirtd.executableURL = URL(fileURLWithPath: Harness.which("libvirtd")!)
+        libvirtd.environment = environment
+        for p in [virtlogd, libvirtd] {
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle(forWritingAtPath: try scratch.file("\(p.executableURL!.lastPathComponent).log", size: 0))
+        }
+        try virtlogd.run()
+        try libvirtd.run()
+        defer {
+            _ = try? virsh(["destroy", "tenure-vm1"]); _ = try? virsh(["undefine", "tenure-vm1"])
+            _ = try? virsh(["destroy", "tenure-vm2"]); _ = try? virsh(["undefine", "tenure-vm2"])
+            // SIGKILL: the test runner's children inherit SIGTERM ignored.
+            kill(libvirtd.processIdentifier, SIGKILL); libvirtd.waitUntilExit()
+            kill(virtlogd.processIdentifier, SIGKILL); virtlogd.waitUntilExit()
+        }
+        try #require(eventually(30) { (try? virsh(["version"]))?.status == 0 }, "libvirtd did not answer")
+
+        for name in ["tenure-vm1", "tenure-vm2"] {
+            let xml = try scratch.file("\(name).xml", size: 0)
+            try domainXML(name: name, disk: disks[name]!, leases: leases).write(toFile: xml, atomically: true, encoding: .utf8)
+            let defined = try virsh(["define", xml])
+            try #require(defined.status == 0, "\(defined)")
+        }
+        let started = try virsh(["start", "tenure-vm1"])
+        let log = (try? String(contentsOfFile: scratch.path + "/libvirtd.log", encoding: .utf8)) ?? ""
+        try #require(started.status == 0, "virsh start failed:\n\(started)\nlibvirtd log:\n\(log.suffix(3000))")
+        let pidText = try String(contentsOfFile: "/run/libvirt/qemu/tenure-vm1.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let leasesHeld = try daemon.leases()
+        #expect(leasesHeld.count == 1, "\(leasesHeld)")
+        #expect(leasesHeld.first?["pid"] as? Int == Int(pidText), "the lease is held for QEMU's pid \(pidText): \(leasesHeld)")
+        #expect(leasesHeld.first?["resource"] as? String == "LIBVIRT:R0:\(leases):1048576:1")
+
+        let second = try virsh(["start", "tenure-vm2"])
+        #expect(second.status != 0, "a second domain on the same lease started")
+        #expect(second.stderr.contains("R0") && second.stderr.contains("held by"), "virsh says which lease and who holds it:\n\(second.stderr)")
+
+        let destroyed = try virsh(["destroy", "tenure-vm1"])
+        #expect(destroyed.status == 0, "\(destroyed)")
+        #expect(try eventually { try daemon.leases().isEmpty }, "QEMU's death did not release its lease")
+        let again = try virsh(["start", "tenure-vm2"])
+        #expect(again.status == 0, "once the first domain is gone the second starts:\n\(again)")
+        #expect(try daemon.leases().first?["resource"] as? String == "LIBVIRT:R0:\(leases):1048576:2")
+    }
+}
