@@ -217,6 +217,7 @@ public actor Daemon {
                     throw TenureError(.invalidArgument, "The killpath \(program) is not an executable file given by its absolute path.")
                 }
                 controls[peer.pid, default: ProcessControl()].killpath = [program] + (1..<request.fields.count).compactMap { request.text($0) }
+                log.info("process \(peer.pid) set its killpath: \(controls[peer.pid]!.killpath!.joined(separator: " "))")
                 return .reply(to: request, .ok, [])
             case .restrict:
                 guard let flags = UInt32(request.text(0) ?? "") else { throw TenureError(.invalidArgument, "Restrict takes a number of flags.") }

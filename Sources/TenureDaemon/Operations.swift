@@ -215,7 +215,8 @@ extension Daemon {
             guard let lost = await joined.lockspace.checkExpiry() else { continue }
             log.critical("lockspace \(joined.spec.name) lost: \(lost.message) Killing its lease holders.")
             let victims = holders.filter { $0.value.values.contains { $0.lockspace == joined.spec.name } }.map(\.key)
-            await kill(victims, graceful: true, why: "lockspace \(joined.spec.name) lost")
+            let names = Set(holders.values.flatMap { $0.values.filter { $0.lockspace == joined.spec.name }.map(\.name) })
+            await kill(victims, graceful: true, why: "lockspace \(joined.spec.name) lost", for: names)
             for pid in victims {
                 for (name, lease) in holders[pid] ?? [:] where lease.lockspace == joined.spec.name {
                     holders[pid]?[name] = nil
@@ -228,18 +229,30 @@ extension Daemon {
 
     /// SIGTERM (graceful) then SIGKILL after the grace, and waits until each
     /// process is gone (bounded: a process stuck in the kernel is left to the watchdog).
-    func kill(_ pids: [Int32], graceful: Bool, why: String) async {
+    ///
+    /// `for`: the leases (by name) the stop is about. A process that gave all
+    /// of them up meanwhile — a killpath that paused a VM, whose manager then
+    /// released its leases — is spared SIGKILL: it no longer holds them.
+    func kill(_ pids: [Int32], graceful: Bool, why: String, for leases: Set<String>? = nil) async {
         guard !pids.isEmpty else { return }
+        func stillHolds(_ pid: Int32) -> Bool {
+            guard let leases else { return true }
+            return (holders[pid] ?? [:]).keys.contains { leases.contains($0) }
+        }
         let gentle = pids.filter { controls[$0]?.sigkillOnly != true }
         if graceful && !gentle.isEmpty && (config.effectiveKillGrace > .zero || gentle.contains { controls[$0]?.killpath != nil }) {
             for pid in gentle { stopGently(pid, why: why) }
-            let deadline = context.clock.now() + config.effectiveKillGrace
-            while context.clock.now() < deadline, pids.contains(where: { Self.alive($0) }) {
+            // A killpath (pausing a VM through libvirt, say) gets at least W/2
+            // to act, still within the W the fencing argument allows.
+            let usesKillpath = gentle.contains { controls[$0]?.killpath != nil }
+            let grace = usesKillpath ? max(config.effectiveKillGrace, config.watchdogFire / 2) : config.effectiveKillGrace
+            let deadline = context.clock.now() + grace
+            while context.clock.now() < deadline, pids.contains(where: { Self.alive($0) && stillHolds($0) }) {
                 try? await context.clock.sleep(for: .milliseconds(50))
             }
         }
         // A process that allows only SIGTERM is left to the watchdog.
-        let survivors = pids.filter { Self.alive($0) && controls[$0]?.sigtermOnly != true }
+        let survivors = pids.filter { Self.alive($0) && stillHolds($0) && controls[$0]?.sigtermOnly != true }
         for pid in survivors { Glibc.kill(pid, SIGKILL) }
         if !survivors.isEmpty { log.warning("sent SIGKILL to \(survivors) (\(why))") }
         let deadline = context.clock.now() + .seconds(5)
@@ -342,7 +355,7 @@ extension Daemon {
                       holders[pid]?[name] != nil else { continue }
                 let force = request.forceMode == .force
                 log.warning("request for \(held.lease) at lver \(request.lver) (\(force ? "force" : "graceful")): stopping process \(pid)")
-                await kill([pid], graceful: !force, why: "request for \(name)")
+                await kill([pid], graceful: !force, why: "request for \(name)", for: [name])
                 if holders[pid]?[name] != nil {
                     try? await release([name], of: pid)
                 }

@@ -18,6 +18,7 @@
 #endif
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +92,7 @@ static struct {
     int io_timeout;
     char disk_lease_dir[512];
     char run_dir[512];
+    char lockfailure_helper[512];
 } config;
 
 /* Reports through libvirt's error helper when libvirtd provides it. */
@@ -143,6 +145,7 @@ static int read_config(const char *path) {
         else if (!strcmp(key, "io_timeout")) config.io_timeout = atoi(value);
         else if (!strcmp(key, "disk_lease_dir")) snprintf(config.disk_lease_dir, sizeof(config.disk_lease_dir), "%s", value);
         else if (!strcmp(key, "run_dir")) snprintf(config.run_dir, sizeof(config.run_dir), "%s", value);
+        else if (!strcmp(key, "lockfailure_helper")) snprintf(config.lockfailure_helper, sizeof(config.lockfailure_helper), "%s", value);
         else if (!strcmp(key, "user") || !strcmp(key, "group")) { /* sanlock plugin keys, not needed by Tenure */ }
         else {
             report(VIR_ERR_INTERNAL_ERROR, "%s:%d: unknown setting \"%s\"", path, n, key);
@@ -166,6 +169,7 @@ static int tenure_drv_init(unsigned int version, const char *configFile, unsigne
     memset(&config, 0, sizeof(config));
     config.require_lease_for_disks = 1;
     snprintf(config.disk_lease_dir, sizeof(config.disk_lease_dir), "/var/lib/libvirt/tenure");
+    snprintf(config.lockfailure_helper, sizeof(config.lockfailure_helper), "/usr/libexec/tenure/tenure-lockfailure");
     if (read_config(configFile) < 0) return -1;
     if (config.auto_disk_leases) {
         report(VIR_ERR_CONFIG_UNSUPPORTED, "auto_disk_leases = 1 is not supported by the Tenure lock driver yet; "
@@ -193,6 +197,8 @@ struct resource {
 
 struct domain {
     char name[256];
+    char uuid[37];
+    char uri[256];
     pid_t pid;
     int nresources;
     struct resource resources[MAX_RESOURCES];
@@ -210,6 +216,12 @@ static int tenure_drv_new(virLockManager *man, unsigned int type, size_t nparams
     for (size_t i = 0; i < nparams; i++) {
         if (!params[i].key) continue;
         if (!strcmp(params[i].key, "pid")) d->pid = (pid_t)params[i].value.ui;
+        else if (!strcmp(params[i].key, "uri") && params[i].value.cstr) snprintf(d->uri, sizeof(d->uri), "%s", params[i].value.cstr);
+        else if (!strcmp(params[i].key, "uuid")) {
+            const unsigned char *u = params[i].value.uuid;
+            snprintf(d->uuid, sizeof(d->uuid), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                     u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+        }
         else if (!strcmp(params[i].key, "name") && params[i].value.str) snprintf(d->name, sizeof(d->name), "%s", params[i].value.str);
     }
     man->privateData = d;
@@ -289,9 +301,22 @@ static int tenure_drv_acquire(virLockManager *man, const char *state, unsigned i
             report(VIR_ERR_INTERNAL_ERROR, "Failed to register domain %s with the Tenure daemon: %s", d->name, strerror(-conn));
             return -1;
         }
-        if (action == VIR_DOMAIN_LOCK_FAILURE_POWEROFF || action == VIR_DOMAIN_LOCK_FAILURE_PAUSE) {
-            /* Lock failure handled by libvirt's own killpath-style helper is
-             * not wired yet: the daemon's SIGTERM/SIGKILL stops QEMU. */
+        /* The registration must survive QEMU's exec: libvirt leaves the fd open. */
+        int fdflags = fcntl(conn, F_GETFD);
+        if (fdflags >= 0) fcntl(conn, F_SETFD, fdflags & ~FD_CLOEXEC);
+        if ((action == VIR_DOMAIN_LOCK_FAILURE_POWEROFF || action == VIR_DOMAIN_LOCK_FAILURE_PAUSE) && d->uri[0] && d->uuid[0]) {
+            /* <on_lockfailure>: the daemon runs the helper instead of SIGTERM;
+             * it powers the domain off or pauses it through libvirt. */
+            const char *args[3] = { d->uri, d->uuid, action == VIR_DOMAIN_LOCK_FAILURE_POWEROFF ? "poweroff" : "pause" };
+            struct tenure_error err;
+            int rc = access(config.lockfailure_helper, X_OK) == 0
+                ? tenure_killpath(conn, config.lockfailure_helper, 3, args, &err) : -ENOENT;
+            if (rc != 0) {
+                if (rc > 0) report_refusal(d, "set the lock-failure action of", rc, &err);
+                else report(VIR_ERR_INTERNAL_ERROR, "the lock-failure helper %s is not executable", config.lockfailure_helper);
+                close(conn);
+                return -1;
+            }
         }
         if (flags & VIR_LOCK_MANAGER_ACQUIRE_RESTRICT) {
             struct tenure_error err;

@@ -14,18 +14,19 @@ struct LibvirtdTests {
         try Harness.run(Harness.which("virsh")!, ["-c", "qemu:///system"] + arguments)
     }
 
-    func domainXML(name: String, disk: String, leases: String) -> String {
+    func domainXML(name: String, disk: String, leases: String, key: String = "R0", offset: Int = 1 << 20, onLockFailure: String? = nil) -> String {
         """
         <domain type='qemu'>
           <name>\(name)</name>
+          \(onLockFailure.map { "<on_lockfailure>\($0)</on_lockfailure>" } ?? "")
           <memory unit='MiB'>64</memory>
           <vcpu>1</vcpu>
           <os><type arch='x86_64' machine='pc'>hvm</type></os>
           <devices>
             <lease>
               <lockspace>LIBVIRT</lockspace>
-              <key>R0</key>
-              <target path='\(leases)' offset='1048576'/>
+              <key>\(key)</key>
+              <target path='\(leases)' offset='\(offset)'/>
             </lease>
             <disk type='file' device='disk'>
               <driver name='qemu' type='raw'/>
@@ -46,12 +47,13 @@ struct LibvirtdTests {
         try #require(built.status == 0, "\(built)")
         // The lease file and the Tenure daemon, joined as host 1.
         let leases = try scratch.file("leases.img", size: 4 << 20)
-        try Harness.tenureOK(["direct", "format", "--lockspace", "LIBVIRT", "--path", leases, "--resources", "1", "--io-timeout", "1", "--max-hosts", "8"])
+        try Harness.tenureOK(["direct", "format", "--lockspace", "LIBVIRT", "--path", leases, "--resources", "2", "--io-timeout", "1", "--max-hosts", "8"])
         let daemon = try RunningDaemon(scratch: scratch, name: "kvmhost")
         try daemon.clientOK(["add-lockspace", "-s", "LIBVIRT:1:\(leases):0"])
         // Each domain has its own disk (QEMU's own image locking would stop a
         // second domain on the same file first); they share the lease.
-        let disks = ["tenure-vm1": try scratch.file("disk1.img", size: 1 << 20), "tenure-vm2": try scratch.file("disk2.img", size: 1 << 20)]
+        let disks = ["tenure-vm1": try scratch.file("disk1.img", size: 1 << 20), "tenure-vm2": try scratch.file("disk2.img", size: 1 << 20),
+                     "tenure-vm3": try scratch.file("disk3.img", size: 1 << 20)]
 
         // libvirt's configuration, put back afterwards.
         let etc = "/etc/libvirt"
@@ -64,7 +66,8 @@ struct LibvirtdTests {
         }
         try FileManager.default.createDirectory(atPath: etc, withIntermediateDirectories: true)
         try "user = \"root\"\ngroup = \"root\"\nlock_manager = \"tenure\"\n".write(toFile: files[0], atomically: true, encoding: .utf8)
-        try "auto_disk_leases = 0\nrequire_lease_for_disks = 1\nrun_dir = \"\(daemon.runDir)\"\n".write(toFile: files[1], atomically: true, encoding: .utf8)
+        try "auto_disk_leases = 0\nrequire_lease_for_disks = 1\nrun_dir = \"\(daemon.runDir)\"\nlockfailure_helper = \"\(LibtenureTests.root)/Tools/libvirt/tenure-lockfailure\"\n"
+            .write(toFile: files[1], atomically: true, encoding: .utf8)
         for dir in ["/var/log/libvirt/qemu", "/var/lib/libvirt/qemu", "/var/cache/libvirt/qemu", "/run/libvirt"] {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }
@@ -91,15 +94,19 @@ struct LibvirtdTests {
         defer {
             _ = try? virsh(["destroy", "tenure-vm1"]); _ = try? virsh(["undefine", "tenure-vm1"])
             _ = try? virsh(["destroy", "tenure-vm2"]); _ = try? virsh(["undefine", "tenure-vm2"])
+            _ = try? virsh(["destroy", "tenure-vm3"]); _ = try? virsh(["undefine", "tenure-vm3"])
             // SIGKILL: the test runner's children inherit SIGTERM ignored.
             kill(libvirtd.processIdentifier, SIGKILL); libvirtd.waitUntilExit()
             kill(virtlogd.processIdentifier, SIGKILL); virtlogd.waitUntilExit()
         }
         try #require(eventually(30) { (try? virsh(["version"]))?.status == 0 }, "libvirtd did not answer")
 
-        for name in ["tenure-vm1", "tenure-vm2"] {
+        for name in ["tenure-vm1", "tenure-vm2", "tenure-vm3"] {
             let xml = try scratch.file("\(name).xml", size: 0)
-            try domainXML(name: name, disk: disks[name]!, leases: leases).write(toFile: xml, atomically: true, encoding: .utf8)
+            let text = name == "tenure-vm3"
+                ? domainXML(name: name, disk: disks[name]!, leases: leases, key: "R1", offset: 2 << 20, onLockFailure: "pause")
+                : domainXML(name: name, disk: disks[name]!, leases: leases)
+            try text.write(toFile: xml, atomically: true, encoding: .utf8)
             let defined = try virsh(["define", xml])
             try #require(defined.status == 0, "\(defined)")
         }
@@ -122,5 +129,18 @@ struct LibvirtdTests {
         let again = try virsh(["start", "tenure-vm2"])
         #expect(again.status == 0, "once the first domain is gone the second starts:\n\(again)")
         #expect(try daemon.leases().first?["resource"] as? String == "LIBVIRT:R0:\(leases):1048576:2")
+
+        // <on_lockfailure>pause</on_lockfailure>: a graceful request for the
+        // domain's lease runs the helper, which pauses it through libvirt;
+        // libvirt then releases the lease, and QEMU lives on, paused.
+        let third = try virsh(["start", "tenure-vm3"])
+        try #require(third.status == 0, "\(third)")
+        let pid3 = try String(contentsOfFile: "/run/libvirt/qemu/tenure-vm3.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        try Harness.tenureOK(["direct", "request", "-r", "LIBVIRT:R1:\(leases):2M", "--graceful"])
+        #expect(eventually(15) { (try? virsh(["domstate", "tenure-vm3"]))?.stdout.contains("paused") == true },
+                "the domain was not paused; the daemon said:\n\(daemon.process.output.stderr.suffix(3000))")
+        #expect(try eventually { try daemon.leases().allSatisfy { ($0["resource"] as? String)?.contains(":R1:") != true } },
+                "the paused domain's lease was not released")
+        #expect(Int32(pid3).map { isAlive($0) } == true, "QEMU was killed instead of paused")
     }
 }

@@ -87,7 +87,7 @@ static pid_t start_qemu(const char *name) {
         int fd = -1;
         if (open_domain(&man, name, getpid(), 1) != 0 || driver->drvAcquire(&man, NULL, 1 | 2, 0, &fd) != 0 || fd < 0) _exit(3);
         driver->drvFree(&man);
-        fcntl(fd, F_SETFD, 0); /* libvirt passes the fd to QEMU across exec */
+        if (fcntl(fd, F_GETFD) & FD_CLOEXEC) _exit(6); /* the plugin leaves it open across exec, as libvirt expects */
         if (write(ready[1], "r", 1) != 1) _exit(4);
         close(ready[1]);
         execl("/bin/sleep", "sleep", "300", (char *)NULL);
