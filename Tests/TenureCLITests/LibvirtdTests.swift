@@ -102,6 +102,9 @@ struct LibvirtdTests {
         try #require(eventually(30) { (try? virsh(["version"]))?.status == 0 }, "libvirtd did not answer")
 
         for name in ["tenure-vm1", "tenure-vm2", "tenure-vm3"] {
+            // Domains left by an interrupted run would stop define.
+            _ = try? virsh(["destroy", name])
+            _ = try? virsh(["undefine", name])
             let xml = try scratch.file("\(name).xml", size: 0)
             let text = name == "tenure-vm3"
                 ? domainXML(name: name, disk: disks[name]!, leases: leases, key: "R1", offset: 2 << 20, onLockFailure: "pause")
