@@ -222,6 +222,19 @@ int tenure_killpath(int fd, const char *path, int argc, const char *const *argv,
     return rc;
 }
 
+int tenure_add_lockspace(int fd, const char *lockspace, int async, struct tenure_error *err) {
+    struct msg *m = malloc(sizeof(*m));
+    if (!m) return -ENOMEM;
+    begin(m);
+    int rc = add(m, lockspace);
+    if (!rc) rc = add(m, "");      /* the daemon's host name */
+    if (!rc) rc = add(m, "0");     /* the daemon's io_timeout */
+    if (!rc && async) rc = add(m, "async");
+    if (!rc) rc = call(fd, TENURE_CMD_ADD_LOCKSPACE, m, err);
+    free(m);
+    return rc;
+}
+
 int tenure_request(int fd, const char *resource, int force, struct tenure_error *err) {
     struct msg *m = malloc(sizeof(*m));
     if (!m) return -ENOMEM;

@@ -23,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include "tenure.h"
 
@@ -93,7 +95,13 @@ static struct {
     char disk_lease_dir[512];
     char run_dir[512];
     char lockfailure_helper[512];
+    char tenure_binary[512];
 } config;
+
+/* The lockspace of automatic disk leases, as the sanlock plugin names it. */
+#define DISK_LOCKSPACE "__LIBVIRT__DISKS__"
+/* One lease area per file: 1 MiB at offset 0, 512-byte sectors. */
+#define DISK_LEASE_BYTES (1 << 20)
 
 /* Reports through libvirt's error helper when libvirtd provides it. */
 static void report(int code, const char *fmt, ...) {
@@ -146,6 +154,7 @@ static int read_config(const char *path) {
         else if (!strcmp(key, "disk_lease_dir")) snprintf(config.disk_lease_dir, sizeof(config.disk_lease_dir), "%s", value);
         else if (!strcmp(key, "run_dir")) snprintf(config.run_dir, sizeof(config.run_dir), "%s", value);
         else if (!strcmp(key, "lockfailure_helper")) snprintf(config.lockfailure_helper, sizeof(config.lockfailure_helper), "%s", value);
+        else if (!strcmp(key, "tenure_binary")) snprintf(config.tenure_binary, sizeof(config.tenure_binary), "%s", value);
         else if (!strcmp(key, "user") || !strcmp(key, "group")) { /* sanlock plugin keys, not needed by Tenure */ }
         else {
             report(VIR_ERR_INTERNAL_ERROR, "%s:%d: unknown setting \"%s\"", path, n, key);
@@ -159,6 +168,86 @@ static int read_config(const char *path) {
 
 static const char *run_dir(void) { return config.run_dir[0] ? config.run_dir : NULL; }
 
+/* ---- automatic disk leases ---- */
+
+/* Runs `tenure ARGS...` (in libvirtd, never in a forked child); 0 on success. */
+static int run_tenure(const char *const *args) {
+    const char *argv[16];
+    int n = 0;
+    argv[n++] = config.tenure_binary;
+    for (; args[n - 1] && n < 15; n++) argv[n] = args[n - 1];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0) { dup2(null, 1); }
+        execv(config.tenure_binary, (char *const *)argv);
+        _exit(127);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+/* Creates a 1 MiB lease file and lays `init_args` out in it, unless it exists. */
+static int ensure_lease_file(const char *path, const char *const *init_args) {
+    if (access(path, F_OK) == 0) return 0;
+    int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0) return errno == EEXIST ? 0 : -1;
+    int rc = ftruncate(fd, DISK_LEASE_BYTES);
+    close(fd);
+    if (rc != 0 || run_tenure(init_args) != 0) {
+        unlink(path);
+        return -1;
+    }
+    return 0;
+}
+
+/* drvInit with auto_disk_leases: the lockspace file in disk_lease_dir, and
+ * this host joining it with host_id (asynchronously: libvirtd goes on starting). */
+static int setup_disk_lockspace(void) {
+    if (config.host_id < 1) {
+        report(VIR_ERR_CONFIG_UNSUPPORTED, "auto_disk_leases = 1 needs host_id set to this host's id (1 or more)");
+        return -1;
+    }
+    if (mkdir(config.disk_lease_dir, 0755) != 0 && errno != EEXIST) {
+        report(VIR_ERR_INTERNAL_ERROR, "cannot create disk_lease_dir %s: %s", config.disk_lease_dir, strerror(errno));
+        return -1;
+    }
+    char file[700], spec[800];
+    snprintf(file, sizeof(file), "%s/%s", config.disk_lease_dir, DISK_LOCKSPACE);
+    snprintf(spec, sizeof(spec), "%s:0:%s:0", DISK_LOCKSPACE, file);
+    char io[16];
+    snprintf(io, sizeof(io), "%d", config.io_timeout > 0 ? config.io_timeout : 10);
+    const char *init[] = { "direct", "init", "-s", spec, "--io-timeout", io, NULL };
+    if (ensure_lease_file(file, init) != 0) {
+        report(VIR_ERR_INTERNAL_ERROR, "cannot lay out the disk lockspace %s with %s", file, config.tenure_binary);
+        return -1;
+    }
+    int conn = tenure_connect(run_dir());
+    if (conn < 0) {
+        report(VIR_ERR_INTERNAL_ERROR, "cannot reach the Tenure daemon to join %s: %s", DISK_LOCKSPACE, strerror(-conn));
+        return -1;
+    }
+    snprintf(spec, sizeof(spec), "%s:%d:%s:0", DISK_LOCKSPACE, config.host_id, file);
+    struct tenure_error err;
+    int rc = tenure_add_lockspace(conn, spec, 1, &err);
+    close(conn);
+    if (rc != 0 && rc != TENURE_E_EXISTS) {
+        report(VIR_ERR_INTERNAL_ERROR, "cannot join %s: %s", DISK_LOCKSPACE, rc > 0 ? err.message : strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* The lease key of a disk: FNV-1a 64 of its path, in hex (fits the 48-byte name). */
+static void disk_lease_key(const char *path, char *key, size_t len) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *c = (const unsigned char *)path; *c; c++) { h ^= *c; h *= 0x100000001b3ull; }
+    snprintf(key, len, "%016llx", (unsigned long long)h);
+}
+
 static int tenure_drv_init(unsigned int version, const char *configFile, unsigned int flags) {
     (void)flags;
     if (version != VIR_LOCK_MANAGER_VERSION) {
@@ -170,12 +259,9 @@ static int tenure_drv_init(unsigned int version, const char *configFile, unsigne
     config.require_lease_for_disks = 1;
     snprintf(config.disk_lease_dir, sizeof(config.disk_lease_dir), "/var/lib/libvirt/tenure");
     snprintf(config.lockfailure_helper, sizeof(config.lockfailure_helper), "/usr/libexec/tenure/tenure-lockfailure");
+    snprintf(config.tenure_binary, sizeof(config.tenure_binary), "/usr/sbin/tenure");
     if (read_config(configFile) < 0) return -1;
-    if (config.auto_disk_leases) {
-        report(VIR_ERR_CONFIG_UNSUPPORTED, "auto_disk_leases = 1 is not supported by the Tenure lock driver yet; "
-               "declare <lease> elements in the domain XML and set auto_disk_leases = 0");
-        return -1;
-    }
+    if (config.auto_disk_leases && setup_disk_lockspace() < 0) return -1;
     config.initialized = 1;
     return 0;
 }
@@ -193,6 +279,7 @@ struct resource {
     char string[600];   /* LS:NAME:PATH:OFFSET */
     char name[64];
     int shared;
+    int automatic;      /* an automatic disk lease, in its own file */
 };
 
 struct domain {
@@ -239,7 +326,24 @@ static int tenure_drv_add_resource(virLockManager *man, unsigned int type, const
     if (flags & VIR_LOCK_MANAGER_RESOURCE_READONLY) return 0;
     if (type == VIR_LOCK_MANAGER_RESOURCE_TYPE_DISK) {
         d->writable_disks++;
-        return 0; /* disks are guarded by <lease>s (no auto disk leases yet) */
+        if (!config.auto_disk_leases) return 0; /* guarded by the domain's <lease>s */
+        if (d->nresources >= MAX_RESOURCES) {
+            report(VIR_ERR_INTERNAL_ERROR, "domain %s has more than %d leases", d->name, MAX_RESOURCES);
+            return -1;
+        }
+        /* An automatic lease in its own file; created when first acquired. */
+        struct resource *r = &d->resources[d->nresources];
+        char file[700];
+        disk_lease_key(name, r->name, sizeof(r->name));
+        snprintf(file, sizeof(file), "%s/%s", config.disk_lease_dir, r->name);
+        if (tenure_resource_string(r->string, sizeof(r->string), DISK_LOCKSPACE, r->name, file, 0, 0) < 0) {
+            report(VIR_ERR_INTERNAL_ERROR, "disk lease path %s is too long", file);
+            return -1;
+        }
+        r->shared = (flags & VIR_LOCK_MANAGER_RESOURCE_SHARED) != 0;
+        r->automatic = 1;
+        d->nresources++;
+        return 0;
     }
     if (type != VIR_LOCK_MANAGER_RESOURCE_TYPE_LEASE) {
         report(VIR_ERR_INTERNAL_ERROR, "unknown resource type %u for %s", type, name);
@@ -352,8 +456,19 @@ static int tenure_drv_acquire(virLockManager *man, const char *state, unsigned i
             exclusive[ne++] = tok;
     } else {
         for (int i = 0; i < d->nresources; i++) {
-            if (d->resources[i].shared) shared[ns++] = d->resources[i].string;
-            else exclusive[ne++] = d->resources[i].string;
+            struct resource *r = &d->resources[i];
+            if (r->automatic) {
+                char file[700];
+                snprintf(file, sizeof(file), "%s/%s", config.disk_lease_dir, r->name);
+                const char *init[] = { "direct", "init", "-r", r->string, NULL };
+                if (ensure_lease_file(file, init) != 0) {
+                    report(VIR_ERR_INTERNAL_ERROR, "cannot create the disk lease %s with %s", file, config.tenure_binary);
+                    close(conn);
+                    return -1;
+                }
+            }
+            if (r->shared) shared[ns++] = r->string;
+            else exclusive[ne++] = r->string;
         }
     }
     int rc = 0;

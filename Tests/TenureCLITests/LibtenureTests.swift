@@ -80,3 +80,38 @@ struct LockDriverTests {
         #expect(run.status == 0 && run.stdout.contains("0 failures") && !run.stdout.contains("FAIL"), "\(run.stdout)\(run.stderr)")
     }
 }
+
+/// auto_disk_leases = 1: the plugin lays out the __LIBVIRT__DISKS__
+/// lockspace in disk_lease_dir, joins it with host_id, and guards every
+/// writable disk with a lease in a file of its own.
+@Suite("The libvirt plugin's automatic disk leases", .serialized,
+       .enabled(if: Harness.which("cc") != nil && Harness.isRoot, "needs a C compiler and root (acquiring for another pid)"))
+struct AutoDiskLeaseTests {
+    @Test func writableDisksGetLeasesOfTheirOwn() throws {
+        let scratch = try Scratch()
+        let prefix = scratch.path + "/libtenure"
+        let built = try Harness.run("/bin/bash", [LibtenureTests.root + "/Tools/build-libtenure.sh", prefix])
+        try #require(built.status == 0, "\(built)")
+        let harness = scratch.path + "/test_auto_disk_leases"
+        let compiled = try Harness.run(Harness.which("cc")!, ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Werror", "-rdynamic",
+                                                             LibtenureTests.root + "/Tests/libtenure/test_auto_disk_leases.c", "-ldl", "-o", harness])
+        try #require(compiled.status == 0, "\(compiled)")
+        let daemon = try RunningDaemon(scratch: scratch)
+        let leaseDir = scratch.path + "/disk-leases"
+        let conf = try scratch.file("qemu-tenure.conf", size: 0)
+        try """
+        auto_disk_leases = 1
+        host_id = 1
+        io_timeout = 1
+        disk_lease_dir = "\(leaseDir)"
+        run_dir = "\(daemon.runDir)"
+        tenure_binary = "\(Harness.tenurePath)"
+
+        """.write(toFile: conf, atomically: true, encoding: .utf8)
+        let run = try Harness.run(harness, [prefix + "/lib/libvirt/lock-driver/tenure.so", conf, leaseDir])
+        #expect(run.status == 0 && run.stdout.contains("0 failures") && !run.stdout.contains("FAIL"), "\(run.stdout)\(run.stderr)")
+        // sanlock's tools read the lockspace the plugin laid out.
+        let lockspace = try Harness.json(try Harness.tenureOK(["direct", "read", "-s", "__LIBVIRT__DISKS__:1:\(leaseDir)/__LIBVIRT__DISKS__:0", "--json"]).stdout)
+        #expect((lockspace["leader"] as? [String: Any])?["owner_id"] as? Int == 1, "host 1 joined the disk lockspace: \(lockspace)")
+    }
+}

@@ -56,6 +56,10 @@ int tenure_restrict(int fd, unsigned flags, struct tenure_error *err);
  * caller; it finds the pid in $TENURE_KILL_PID. */
 int tenure_killpath(int fd, const char *path, int argc, const char *const *argv, struct tenure_error *err);
 
+/* Joins a lockspace ("NAME:HOST_ID:PATH:OFFSET"); async returns at once
+ * while the daemon goes on joining. TENURE_E_EXISTS if joined already. */
+int tenure_add_lockspace(int fd, const char *lockspace, int async, struct tenure_error *err);
+
 /* Asks the holder of a resource to give it up; force kills it. */
 int tenure_request(int fd, const char *resource, int force, struct tenure_error *err);
 
