@@ -15,7 +15,7 @@ public struct TenureCommand: AsyncParsableCommand {
         Start with `tenure direct --help` to lay out and inspect lease areas.
         """,
         version: TenureVersion.string,
-        subcommands: [Demo.self, Direct.self, DaemonCommand.self, Client.self]
+        subcommands: [Demo.self, Direct.self, DaemonCommand.self, Client.self, Bench.self]
     )
 
     public init() {}

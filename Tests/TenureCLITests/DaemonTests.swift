@@ -463,6 +463,30 @@ struct DaemonTests {
         #expect(me?["state"] as? String == "self" && me?["name"] as? String == "nodeA", "\(hosts)")
     }
 
+    /// `tenure bench acquire` runs its cycles through the daemon: the JSON
+    /// counts them, and the lver on disk shows every cycle committed.
+    @Test func theAcquireBenchCountsItsCycles() throws {
+        let scratch = try Scratch()
+        let file = try scratch.file("leases.img", size: 6 << 20)
+        try Harness.tenureOK(["direct", "format", "--lockspace", "D", "--path", file, "--resources", "4", "--io-timeout", "1", "--max-hosts", "8"])
+        let daemon = try RunningDaemon(scratch: scratch)
+        try daemon.clientOK(["add-lockspace", "-s", "D:1:\(file):0"])
+        let bench = try Harness.tenureOK(["bench", "acquire", "--lockspace", "D", "--path", file, "--resources", "4", "--clients", "3",
+                                          "--cycles", "10", "--json", "--run-dir", daemon.runDir])
+        let lines = try bench.stdout.split(separator: "\n").map { try Harness.json(String($0)) }
+        #expect(lines.map { $0["clients"] as? Int } == [1, 3])
+        #expect(lines.map { $0["cycles"] as? Int } == [10, 30])
+        for line in lines {
+            for key in ["seconds", "cycles_per_second", "p50_ms", "p99_ms"] { #expect(line[key] is Double, "\(key) in \(line)") }
+        }
+        // R0 ran in both measurements, R1 and R2 in the second, R3 never.
+        for (r, expected) in [(0, 20), (1, 10), (2, 10), (3, 0)] {
+            let leader = try Harness.json(try Harness.tenureOK(["direct", "read", "-r", "D:R\(r):\(file):\((r + 1) << 20)", "--json"]).stdout)["leader"] as? [String: Any]
+            #expect(leader?["lver"] as? Int == expected, "R\(r)")
+        }
+        #expect(try daemon.leases().isEmpty)
+    }
+
     /// The README's main job runs end to end: three daemons, contention, a
     /// forced request, a crash and its takeover, with lver growing.
     @Test func theDemoRuns() throws {
