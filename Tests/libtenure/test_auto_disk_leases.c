@@ -6,86 +6,24 @@
  * CONF sets auto_disk_leases = 1, host_id, disk_lease_dir, run_dir and
  * tenure_binary. Prints "ok"/"FAIL" per step; exits 0 only if all held.
  */
-#include <dlfcn.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-typedef struct _virLockManager { void *driver; void *privateData; } virLockManager;
-typedef struct {
-    int type;
-    const char *key;
-    union { int iv; long long l; unsigned int ui; unsigned long long ul; double d; char *str; const char *cstr; unsigned char uuid[16]; } value;
-} virLockManagerParam;
-typedef struct {
-    unsigned int version, flags;
-    int (*drvInit)(unsigned int, const char *, unsigned int);
-    int (*drvDeinit)(void);
-    int (*drvNew)(virLockManager *, unsigned int, size_t, virLockManagerParam *, unsigned int);
-    void (*drvFree)(virLockManager *);
-    int (*drvAddResource)(virLockManager *, unsigned int, const char *, size_t, virLockManagerParam *, unsigned int);
-    int (*drvAcquire)(virLockManager *, const char *, unsigned int, int, int *);
-    int (*drvRelease)(virLockManager *, char **, unsigned int);
-    int (*drvInquire)(virLockManager *, char **, unsigned int);
-} virLockDriver;
-
-static int failures = 0;
-static char last_error[1024];
-static int last_error_code = 0;
-#define CHECK(cond, ...) do { if (cond) printf("ok   "); else { printf("FAIL "); failures++; } printf(__VA_ARGS__); printf("\n"); fflush(stdout); } while (0)
-
-/* libvirt's error helper, found by the plugin with dlsym. */
-void virReportErrorHelper(int domcode, int errcode, const char *filename, const char *funcname, size_t linenr, const char *fmt, ...) {
-    (void)domcode; (void)filename; (void)funcname; (void)linenr;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(last_error, sizeof(last_error), fmt, ap);
-    va_end(ap);
-    last_error_code = errcode;
-}
-
-
-static virLockDriver *driver;
+#include "lock_driver_harness.h"
 
 /* New + AddResource(disk) for a domain whose QEMU is `pid`. */
 static int open_domain(virLockManager *man, const char *name, pid_t pid, const char *disk, unsigned disk_flags) {
-    memset(man, 0, sizeof(*man));
-    man->driver = driver;
-    virLockManagerParam params[3] = {0};
-    params[0].type = 7; params[0].key = "uuid";
-    params[1].type = 0; params[1].key = "name"; params[1].value.str = (char *)name;
-    params[2].type = 4; params[2].key = "pid"; params[2].value.ui = (unsigned)pid;
-    if (driver->drvNew(man, 0, 3, params, 0) != 0) return -1;
+    if (new_domain(man, name, pid) != 0) return -1;
     return driver->drvAddResource(man, 0, disk, 0, NULL, disk_flags);
 }
 
-/* A process standing in for QEMU, registered as libvirt's child would be. */
+struct disk { const char *name, *path; unsigned flags; };
+
+static int open_with_disk(virLockManager *man, pid_t pid, const void *arg) {
+    const struct disk *d = arg;
+    return open_domain(man, d->name, pid, d->path, d->flags);
+}
+
 static pid_t start_qemu(const char *name, const char *disk, unsigned disk_flags) {
-    int ready[2];
-    if (pipe(ready) != 0) return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(ready[0]);
-        virLockManager man;
-        int fd = -1;
-        if (open_domain(&man, name, getpid(), disk, disk_flags) != 0 || driver->drvAcquire(&man, NULL, 1 | 2, 0, &fd) != 0) _exit(3);
-        driver->drvFree(&man);
-        if (write(ready[1], "r", 1) != 1) _exit(4);
-        close(ready[1]);
-        execl("/bin/sleep", "sleep", "300", (char *)NULL);
-        _exit(5);
-    }
-    close(ready[1]);
-    char c;
-    ssize_t n = read(ready[0], &c, 1);
-    close(ready[0]);
-    return n == 1 ? pid : -1;
+    struct disk d = { name, disk, disk_flags };
+    return start_registered(open_with_disk, &d);
 }
 
 static int acquire(const char *name, pid_t pid, const char *disk, unsigned disk_flags) {
