@@ -120,9 +120,8 @@ extension Bench {
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             if let error = failure.withLock({ $0 }) { throw error }
             let sorted = latencies.withLock { $0 }.sorted()
-            func percentile(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
             return Measurement(clients: count, cycles: sorted.count, seconds: seconds, cyclesPerSecond: Double(sorted.count) / seconds,
-                               p50Ms: percentile(0.5), p99Ms: percentile(0.99))
+                               p50Ms: percentile(sorted, 0.5) ?? 0, p99Ms: percentile(sorted, 0.99) ?? 0)
         }
 
         /// "LS:NAME:PATH:OFFSET:LVER" → NAME.

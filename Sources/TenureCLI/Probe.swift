@@ -128,11 +128,8 @@ struct ProbeReport: Encodable {
         self.timeouts = timeouts
         self.failures = failures
         let sorted = latencies.map { Double($0.nanosecondsClamped) / 1e6 }.sorted()
-        func percentile(_ p: Double) -> Double? {
-            sorted.isEmpty ? nil : sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
-        }
-        p50Ms = percentile(0.5)
-        p99Ms = percentile(0.99)
+        p50Ms = percentile(sorted, 0.5)
+        p99Ms = percentile(sorted, 0.99)
         maxMs = sorted.last
         self.abandonedInFlight = abandonedInFlight
     }

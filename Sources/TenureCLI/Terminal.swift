@@ -35,6 +35,13 @@ enum Terminal {
     }
 }
 
+/// The nearest-rank percentile `p` (0...1) of ascending `sorted`; nil if empty.
+/// What `probe` and `bench` report as p50 and p99.
+func percentile(_ sorted: [Double], _ p: Double) -> Double? {
+    guard !sorted.isEmpty else { return nil }
+    return sorted[min(sorted.count - 1, max(0, Int((Double(sorted.count) * p).rounded(.up)) - 1))]
+}
+
 /// A progress bar on stderr, drawn only when stderr is a terminal.
 struct ProgressBar {
     let total: Int
