@@ -101,6 +101,12 @@ public final class SimScheduler: SerialExecutor, TaskExecutor, @unchecked Sendab
         Task(executorPreference: self, operation: body)
     }
 
+    /// Suspends the calling task for `duration` of true (global) time: for
+    /// the simulation's own timers (chaos, reboots), which no host clock drives.
+    func sleep(for duration: Duration) async throws {
+        try await sleep(untilGlobal: now + duration.nanosecondsClamped)
+    }
+
     /// Suspends the calling task until global time `deadline`.
     func sleep(untilGlobal deadline: UInt64) async throws {
         try Task.checkCancellation()

@@ -94,7 +94,7 @@ final class SimHost: @unchecked Sendable {
             let downtime = sim.config.minimumDowntime
                 + .milliseconds(Int64(random.withRandom { $0.below(UInt64(sim.config.timeouts.hostDead.nanosecondsClamped / 1_000_000) + 1) }))
             let boot = Task(executorPreference: sim.scheduler) { [sim] in
-                try? await SimClock(scheduler: sim.scheduler, offsetNanoseconds: 0, rate: 1).sleep(for: downtime)
+                try? await sim.scheduler.sleep(for: downtime)
                 guard sim.phase == .faults, self.crashed else { return }
                 self.boot(after: .zero)
             }
@@ -110,7 +110,7 @@ final class SimHost: @unchecked Sendable {
         let generation = incarnation
         cutOffRules[disk, default: []].append(rule)
         sim.scheduler.spawn {
-            try? await SimClock(scheduler: self.sim.scheduler, offsetNanoseconds: 0, rate: 1).sleep(for: duration)
+            try? await self.sim.scheduler.sleep(for: duration)
             guard self.incarnation == generation else { return }
             device.remove(rule)
             self.cutOffRules[disk]?.removeAll { $0 == rule }

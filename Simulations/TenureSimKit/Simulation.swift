@@ -211,10 +211,9 @@ public final class Simulation: @unchecked Sendable {
 
     /// Once a simulated second: crashes, cut-offs and disk losses.
     func chaos() async {
-        let sleeper = SimClock(scheduler: scheduler, offsetNanoseconds: 0, rate: 1)
         let f = config.faults
         while phase == .faults {
-            do { try await sleeper.sleep(for: .seconds(1)) } catch { return }
+            do { try await scheduler.sleep(for: .seconds(1)) } catch { return }
             guard phase == .faults else { return }
             for host in hosts {
                 if !host.crashed, random.chance(f.crash) {
@@ -236,7 +235,7 @@ public final class Simulation: @unchecked Sendable {
                 lostDisks.insert(disk)
                 for host in hosts { host.applyLostDisks() }
                 scheduler.spawn {
-                    try? await sleeper.sleep(for: duration)
+                    try? await self.scheduler.sleep(for: duration)
                     self.lostDisks.remove(disk)
                     self.note("disk\(disk) back")
                     for host in self.hosts { host.applyLostDisks() }
