@@ -124,14 +124,7 @@ public final class Simulation: @unchecked Sendable {
         scheduler.spawn { await self.chaos() }
 
         // Phase 1: faults, for the configured number of steps.
-        var lastCheck: UInt64 = .max
-        scheduler.run(until: .max) {
-            if scheduler.now != lastCheck {
-                lastCheck = scheduler.now
-                checkFencing()
-            }
-            return scheduler.steps < config.steps && checker.violations.isEmpty
-        }
+        runChecked(until: .max) { scheduler.steps < config.steps }
 
         // Phase 2: liveness.
         var livenessSeconds: Double?
@@ -154,6 +147,19 @@ public final class Simulation: @unchecked Sendable {
     func describeConfig() -> String {
         "hosts \(config.hosts), resources \(config.resources), disks \(config.disks), steps \(config.steps), io_timeout \(config.ioTimeout.seconds)s, W \(config.watchdogFire), faults \(config.faults)"
             + (config.injectedBugs.isEmpty ? "" : ", injected bugs \(config.injectedBugs.map(\.rawValue).sorted().joined(separator: ","))")
+    }
+
+    /// Runs the scheduler while `goOn` holds and no violation was found,
+    /// checking fencing whenever time moves.
+    func runChecked(until limit: UInt64, while goOn: () -> Bool) {
+        var lastCheck: UInt64 = .max
+        scheduler.run(until: limit) {
+            if scheduler.now != lastCheck {
+                lastCheck = scheduler.now
+                checkFencing()
+            }
+            return goOn() && checker.violations.isEmpty
+        }
     }
 
     /// Safety 3: a host whose lockspace expired more than the fence window
@@ -186,14 +192,7 @@ public final class Simulation: @unchecked Sendable {
         }
         let wanted = hosts.count - twins.count
         let limit = start + config.livenessBound.nanosecondsClamped * 2
-        var lastCheck: UInt64 = .max
-        scheduler.run(until: limit) {
-            if scheduler.now != lastCheck {
-                lastCheck = scheduler.now
-                checkFencing()
-            }
-            return livenessDone.count < wanted && checker.violations.isEmpty
-        }
+        runChecked(until: limit) { livenessDone.count < wanted }
         guard livenessDone.count == wanted else {
             checker.violation("liveness: only \(livenessDone.count) of \(wanted) hosts held every resource within \(Double(limit - start) / 1e9)s",
                               trace: trace, at: time)
