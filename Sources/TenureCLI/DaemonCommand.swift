@@ -68,15 +68,20 @@ struct DaemonCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            let settings = try loadSettings()
+            let (settings, level) = try loadSettings()
             if !foreground { try detach(settings); return }
-            try await serve(settings)
+            try await serve(settings, logging: level)
         }
     }
 
-    /// Flags over the config file over defaults.
-    func loadSettings() throws -> DaemonConfig {
+    /// Flags over the config file over defaults, all checked before the
+    /// daemon detaches.
+    func loadSettings() throws -> (DaemonConfig, Logger.Level) {
         let file = try ConfigFile.load(config, required: false)
+        let levelName = logLevel ?? file["log-level"] ?? "info"
+        guard let level = Logger.Level(rawValue: levelName) else {
+            throw TenureError(.invalidArgument, "--log-level \(levelName) is not a level.", remedy: "Use trace, debug, info, notice, warning, error or critical.")
+        }
         let dir = runDir ?? file["run-dir"] ?? Wire.runDir(ProcessInfo.processInfo.environment)
         var c = DaemonConfig(runDir: dir, hostName: hostName ?? file["host-name"] ?? ProcessInfo.processInfo.hostName.prefixBytes(48))
         if let v = try ioTimeout ?? file.int("io-timeout") { c.ioTimeout = try validIOTimeout(v) }
@@ -99,22 +104,12 @@ struct DaemonCommand: AsyncParsableCommand {
             guard (1...1_000_000).contains(n) else { throw TenureError(.invalidArgument, "--max-leases \(n) is outside 1...1000000.") }
             c.maxLeases = n
         }
-        return c
+        return (c, level)
     }
 
-    func logger(_ settings: DaemonConfig) throws -> Logger {
-        let fileLevel = try ConfigFile.load(config, required: false)["log-level"]
-        let levelName = logLevel ?? fileLevel ?? "info"
-        guard let level = Logger.Level(rawValue: levelName) else {
-            throw TenureError(.invalidArgument, "--log-level \(levelName) is not a level.", remedy: "Use trace, debug, info, notice, warning, error or critical.")
-        }
+    func serve(_ settings: DaemonConfig, logging level: Logger.Level) async throws {
         var log = Logger(label: "tenure") { StreamLogHandler.standardError(label: $0) }
         log.logLevel = level
-        return log
-    }
-
-    func serve(_ settings: DaemonConfig) async throws {
-        let log = try logger(settings)
         if settings.watchdogDevice == nil {
             log.warning("running WITHOUT a watchdog (--watchdog none): if this host cannot kill a holder whose lockspace is lost, nothing resets it. Test setups only.")
         } else {
