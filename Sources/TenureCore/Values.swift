@@ -104,6 +104,9 @@ public struct IOTimeout: RawRepresentable, Hashable, Comparable, Sendable, Custo
     public init(seconds: UInt16) { self.rawValue = seconds }
     /// sanlock's default.
     public static let standard = IOTimeout(seconds: 10)
+    /// The smallest io_timeout the engine uses: a record carrying 0 (or
+    /// less) is treated as this. Every host's join waits at least 2 × this.
+    public static let minimumSeconds = 1
     public var seconds: Int { Int(rawValue) }
     public static func < (a: IOTimeout, b: IOTimeout) -> Bool { a.rawValue < b.rawValue }
     public var description: String { "\(rawValue)s" }

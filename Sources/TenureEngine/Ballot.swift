@@ -74,7 +74,7 @@ struct Ballot {
     func phase(_ n: Int, _ dblock: PaxosDblock) async throws -> [[DblockSlot]] {
         try await resource.writeDblock(dblock, mode: mode, of: host.id)
         if n == 2 && context.injectedBugs.contains(.skipPhase2Read) { return [] }
-        let seen = try await resource.readDblocks()
+        let seen = try await resource.readDblocks(including: host.id)
         try checkForAbort(seen, ours: dblock, phase: n)
         return seen
     }

@@ -130,8 +130,11 @@ public enum DeltaLease {
     }
 
     /// Step 3: wait 2N, then the slot must still hold exactly what we wrote.
+    /// The wait is never shorter than ``ParticipantView/minimumJoinWait``:
+    /// other hosts' ballots skip the dblocks of hosts their view saw free,
+    /// which is safe only because a joining host stays out of ballots this long.
     static func settleAndVerify(_ slot: DeltaLeaseSlot, hold: DeltaLeaseHold, ioTimeout: IOTimeout, context: EngineContext) async throws {
-        try await context.clock.sleep(for: context.timeouts(ioTimeout).joinSettle)
+        try await context.clock.sleep(for: max(context.timeouts(ioTimeout).joinSettle, ParticipantView.minimumJoinWait))
         let (now, _) = try await read(slot)
         guard now == hold.written else {
             throw TenureError(

@@ -31,7 +31,7 @@ public struct EngineContext: Sendable {
 
     /// Timeouts for a host whose io_timeout is `ioTimeout`.
     public func timeouts(_ ioTimeout: IOTimeout) -> Timeouts {
-        Timeouts(ioTimeout: .seconds(max(ioTimeout.seconds, 1)), watchdogFire: watchdogFire)
+        Timeouts(ioTimeout: .seconds(max(ioTimeout.seconds, IOTimeout.minimumSeconds)), watchdogFire: watchdogFire)
     }
 
     /// The current time as a delta-lease timestamp (never 0, which means free).
@@ -50,6 +50,9 @@ public enum InjectedBug: String, Sendable, CaseIterable {
     /// Phase 2 writes our dblock but never reads the others', so a competing
     /// ballot that started in between goes unseen.
     case skipPhase2Read = "skip-phase2-read"
+    /// Ballots keep using the first view of the participants forever, so a
+    /// host that joins later goes unseen (the freshness rule switched off).
+    case staleParticipantView = "stale-participant-view"
 }
 
 /// Something the engine reports; `message` is for people, `kind` for counters and tests.

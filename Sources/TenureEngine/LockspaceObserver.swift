@@ -11,7 +11,7 @@ public protocol HostLivenessOracle: Sendable {
 /// Watches host slots of one lockspace and keeps what it saw. Used by the
 /// daemonless commands on their own, and by a joined ``Lockspace`` whose
 /// monitoring keeps it warm.
-public actor LockspaceObserver: HostLivenessOracle {
+public actor LockspaceObserver: HostLivenessOracle, BallotParticipantSource {
     public let device: any BlockDevice
     public let areaOffset: UInt64
     public nonisolated let geometry: LeaseGeometry
@@ -20,6 +20,10 @@ public actor LockspaceObserver: HostLivenessOracle {
     public let fallbackIOTimeout: IOTimeout
     let context: EngineContext
     public private(set) var table = HostTable()
+    /// The last view of which hosts can take part in ballots.
+    public private(set) var view: ParticipantView?
+    /// Host-slot reads made for views, for status and the bench.
+    public private(set) var viewReads = 0
 
     public init(device: any BlockDevice, areaOffset: UInt64, geometry: LeaseGeometry, name: LeaseName,
                 fallbackIOTimeout: IOTimeout, context: EngineContext) {
@@ -70,6 +74,39 @@ public actor LockspaceObserver: HostLivenessOracle {
             out.append((id, record, HostBitmap(decoding: sector)))
         }
         return out
+    }
+
+    /// The hosts that can take part in a ballot of a lease with `numHosts`
+    /// dblocks: the last view if it covers them and is still fresh, else a
+    /// new one from one read of slots 1...numHosts. Every slot that is not
+    /// a valid free record of this lockspace counts as a participant. nil
+    /// when the new view's own read took so long that it is stale already
+    /// (slow storage): the caller then reads every dblock.
+    public func participants(numHosts: Int) async throws -> ParticipantView? {
+        let now = context.clock.now()
+        if let view, view.covers(numHosts: numHosts),
+           view.isFresh(at: now) || context.injectedBugs.contains(.staleParticipantView) {
+            return view
+        }
+        let count = min(max(numHosts, view?.covered ?? 0), geometry.maxHosts)
+        let s = geometry.sectorSize.bytes
+        let issued = context.clock.now()
+        let bytes = try await device.read(at: areaOffset, length: count * s)
+        viewReads += 1
+        let read = context.clock.now()
+        var hosts: [HostID] = []
+        for i in 0..<count {
+            let id = HostID(UInt64(i + 1))
+            let record = LeaderRecord(decoding: bytes[(i * s)..<((i + 1) * s)])
+            if record.validKind == .delta, record.spaceName == name {
+                table.record(record, for: id, at: read)
+                if record.timestamp.isFree { continue }
+            }
+            hosts.append(id)
+        }
+        let fresh = ParticipantView(hosts: hosts, covered: count, readIssuedAt: issued)
+        view = fresh
+        return fresh.isFresh(at: context.clock.now()) || context.injectedBugs.contains(.staleParticipantView) ? fresh : nil
     }
 
     /// The state of host `id` from what has been seen, without reading.

@@ -67,7 +67,7 @@ public enum PaxosLease {
         var repairs = 0
         restart: while true {
             try Task.checkCancellation()
-            let areas = try await resource.readAreas()
+            let areas = try await resource.readAreas(including: host.id)
             let leader = PaxosResource.newest(areas.map(\.leader))
             if let target = regressedLeaderTarget(leader, areas: areas) {
                 repairs += 1
@@ -252,7 +252,7 @@ public enum PaxosLease {
                     // Another host committed our value. Its ballot's reads are not ours:
                     // read the dblocks now, so the shared holders are checked all the same
                     // (the simulator found an exclusive holder next to a sharer without this).
-                    return .won(committed: current, lastRead: try await resource.readDblocks())
+                    return .won(committed: current, lastRead: try await resource.readDblocks(including: host.id))
                 }
                 throw acquiredByOther(resource, current)
             }
@@ -363,8 +363,7 @@ public enum PaxosLease {
 
     /// Writes our dblock for `held.lver` with the released flag and `mode`.
     static func markReleased(_ resource: PaxosResource, held: HeldLease, mode: ModeBlock) async throws {
-        let areas = try await resource.readAreas()
-        let own = newestOwn(areas.map(\.dblocks), host: held.host.id) ?? PaxosDblock(lver: held.lver)
+        let own = newestOwn(try await resource.readOwnDblock(held.host.id), host: held.host.id) ?? PaxosDblock(lver: held.lver)
         var released = own
         released.flags |= PaxosDblock.releasedFlag
         try await resource.writeDblock(released, mode: mode, of: held.host.id)
@@ -425,7 +424,7 @@ public enum PaxosLease {
                                           context: EngineContext) async throws -> HeldLease {
         guard held.shared else { return held }
         while true {
-            let areas = try await resource.readAreas()
+            let areas = try await resource.readAreas(including: held.host.id)
             let leader = PaxosResource.newest(areas.map(\.leader))
             if needsOwnerJudgement(leader, host: held.host) {
                 if try await judgeOwner(resource, leader: leader, areas: areas, host: held.host, oracle: oracle,

@@ -14,6 +14,9 @@ public struct PaxosResource: Sendable {
     /// The stride of ballot numbers (the leader's max_hosts), so every host's
     /// ballots are disjoint: host h only ever uses mbal ≡ h (mod maxHosts).
     public let ballotStride: UInt64
+    /// Which hosts can take part in ballots; nil reads every dblock (as
+    /// sanlock does, and as daemonless tools must, having no view).
+    public var participants: (any BallotParticipantSource)?
 
     /// Opens the lease: reads each disk's leader, checks names, geometry and
     /// num_hosts agree, and that a majority of disks hold the lease.
@@ -71,6 +74,10 @@ public struct PaxosResource: Sendable {
     func onMajority<T: Sendable>(_ what: String, _ body: @escaping @Sendable (Int, any BlockDevice, UInt64) async throws -> T) async throws -> [(disk: Int, value: T)] {
         let devices = self.devices
         let offsets = spec.disks.map(\.offset)
+        if devices.count == 1 {
+            // One disk is its own majority: no child task, no hop between threads.
+            return [(0, try await body(0, devices[0], offsets[0]))]
+        }
         var results: [(disk: Int, value: T)] = []
         var errors: [Error] = []
         await withTaskGroup(of: (Int, Result<T, Error>).self) { group in
@@ -111,36 +118,83 @@ public struct PaxosResource: Sendable {
         }!
     }
 
-    /// One read per disk of the leader, the request record and every dblock.
-    public func readAreas() async throws -> [DiskArea] {
-        let spec = self.spec, geometry = self.geometry, numHosts = self.numHosts
-        return try await onMajority("read the lease") { i, device, offset in
-            let bytes = try await device.read(at: offset, length: geometry.resourceReadLength(numHosts: numHosts))
-            let leader = try LeaderRecord(decoding: bytes)
+    /// The leader, the request record and the dblocks of every host that
+    /// can take part (all of them without a view): what an acquire reads first.
+    public func readAreas(including own: HostID? = nil) async throws -> [DiskArea] {
+        let spec = self.spec
+        let hosts = try await hostsToRead(including: own)
+        let sectors = [0, geometry.requestOffset / geometry.sectorSize.bytes] + hosts.map(dblockSector)
+        return try await readSectors("read the lease", sectors) { i, sector in
+            let leader = try LeaderRecord(decoding: sector(0))
                 .verified(as: .paxos, lockspace: spec.lockspace, resource: spec.name, at: "\(spec.disks[i])")
-            return DiskArea(disk: i, leader: leader, request: RequestRecord(decoding: bytes[geometry.requestOffset...]),
-                            dblocks: Self.decodeDblocks(bytes, from: 0, geometry: geometry, numHosts: numHosts))
-        }.map(\.value)
+            return DiskArea(disk: i, leader: leader, request: RequestRecord(decoding: sector(1)),
+                            dblocks: self.decodeDblocks(hosts, sector))
+        }
     }
 
-    /// One read per disk of the dblocks alone (a ballot phase's read).
-    func readDblocks() async throws -> [[DblockSlot]] {
-        let geometry = self.geometry, numHosts = self.numHosts
-        let first = UInt64(geometry.dblockOffset(of: HostID(1)))
-        return try await onMajority("read the dblocks") { _, device, offset in
-            let bytes = try await device.read(at: offset + first, length: numHosts * geometry.sectorSize.bytes)
-            return Self.decodeDblocks(bytes, from: -Int(first), geometry: geometry, numHosts: numHosts)
-        }.map(\.value)
+    /// The dblocks of every host that can take part (a ballot phase's read).
+    func readDblocks(including own: HostID? = nil) async throws -> [[DblockSlot]] {
+        let hosts = try await hostsToRead(including: own)
+        return try await readSectors("read the dblocks", hosts.map(dblockSector)) { _, sector in
+            self.decodeDblocks(hosts, sector)
+        }
     }
 
-    /// Decodes dblock sectors; `from` is the area offset of `bytes[0]` negated
-    /// (0 when `bytes` starts at the leader).
-    static func decodeDblocks(_ bytes: [UInt8], from base: Int, geometry: LeaseGeometry, numHosts: Int) -> [DblockSlot] {
+    /// One host's own dblock sector on each disk (what a release rewrites).
+    func readOwnDblock(_ host: HostID) async throws -> [[DblockSlot]] {
+        try await readSectors("read the dblock of host \(host)", [dblockSector(host)]) { _, sector in
+            self.decodeDblocks([host], sector)
+        }
+    }
+
+    /// Hosts 1...numHosts, or those of a fresh participant view (plus `own`).
+    func hostsToRead(including own: HostID?) async throws -> [HostID] {
+        let all = (1...numHosts).map { HostID(UInt64($0)) }
+        guard let participants, let view = try await participants.participants(numHosts: numHosts) else { return all }
+        var hosts = view.hosts.filter { $0.rawValue <= UInt64(numHosts) }
+        if let own, !hosts.contains(own) { hosts.append(own) }
+        return hosts
+    }
+
+    /// The sector index, within the area, of host `id`'s dblock.
+    func dblockSector(_ id: HostID) -> Int { geometry.dblockOffset(of: id) / geometry.sectorSize.bytes }
+
+    /// Reads `sectors` of the area on a majority of disks, in as few I/Os as
+    /// their runs allow, and hands `decode` a lookup of each sector by index.
+    /// A disk's runs are all issued at once: a participant view is only
+    /// good for reads issued within its freshness, so none may wait behind
+    /// a slow one.
+    func readSectors<T: Sendable>(_ what: String, _ sectors: [Int],
+                                  _ decode: @escaping @Sendable (Int, (Int) -> ArraySlice<UInt8>) throws -> T) async throws -> [T] {
+        let runs = SectorRuns.coalesce(sectors)
         let s = geometry.sectorSize.bytes
-        return (1...numHosts).map { id in
-            let at = geometry.dblockOffset(of: HostID(UInt64(id))) + base
-            return DblockSlot(hostID: HostID(UInt64(id)), dblock: PaxosDblock(decoding: bytes[at..<(at + s)]),
-                              mode: ModeBlock(decoding: bytes[(at + ModeBlock.offsetInSector)..<(at + s)]))
+        return try await onMajority(what) { i, device, offset in
+            let read: [(Range<Int>, [UInt8])]
+            if runs.count == 1 {
+                read = [(runs[0], try await device.read(at: offset + UInt64(runs[0].lowerBound * s), length: runs[0].count * s))]
+            } else {
+                read = try await withThrowingTaskGroup(of: (Range<Int>, [UInt8]).self) { group in
+                    for run in runs {
+                        group.addTask { (run, try await device.read(at: offset + UInt64(run.lowerBound * s), length: run.count * s)) }
+                    }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+            }
+            return try decode(i) { index in
+                let (run, bytes) = read.first { $0.0.contains(index) }!
+                let at = (index - run.lowerBound) * s
+                return bytes[at..<(at + s)]
+            }
+        }.map(\.value)
+    }
+
+    /// Decodes the dblock sectors of `hosts`.
+    func decodeDblocks(_ hosts: [HostID], _ sector: (Int) -> ArraySlice<UInt8>) -> [DblockSlot] {
+        hosts.map { id in
+            let bytes = sector(dblockSector(id))
+            let start = bytes.startIndex
+            return DblockSlot(hostID: id, dblock: PaxosDblock(decoding: bytes),
+                              mode: ModeBlock(decoding: bytes[(start + ModeBlock.offsetInSector)...]))
         }
     }
 
