@@ -42,7 +42,7 @@ struct TenureSim: ParsableCommand {
     @Option(help: ArgumentHelp("Scheduler steps of the fault phase.", valueName: "N"))
     var steps: UInt64 = 50_000
 
-    @Option(help: ArgumentHelp("Fault mix: none, standard, or name=probability,… (\(FaultMix.knobs.map(\.0).joined(separator: ", ")); flag sameid).", valueName: "MIX"))
+    @Option(help: ArgumentHelp("Fault mix: none, standard, or name=probability,… (\(FaultMix.knobs.map(\.0).joined(separator: ", ")); flags sameid, mixedio).", valueName: "MIX"))
     var faults = "standard"
 
     @Option(name: .customLong("inject-bug"), help: ArgumentHelp("Run with a known safety bug (\(InjectedBug.allCases.map(\.rawValue).joined(separator: ", "))); the checker must catch it.", valueName: "BUG"))

@@ -23,8 +23,15 @@ public struct FaultMix: Sendable, Equatable, CustomStringConvertible {
     public var cutOff = 0.0
     /// Per second: one of a resource's three disks is lost to every host for a while (with `disks: 3`).
     public var diskLoss = 0.0
+    /// Per host-second: the host leaves the lockspace cleanly (releases its
+    /// leases, then its host id) and joins again within a few seconds; its
+    /// slot is free meanwhile, so other hosts' participant views skip it.
+    public var leave = 0.0
     /// The last host is configured with the first host's host id.
     public var sharedHostID = false
+    /// Every other host (odd indexes) runs with twice the io_timeout, so
+    /// hosts judge each other, and wait for each other, by different N.
+    public var mixedIOTimeout = false
     /// Clocks run at 1 ± this rate (0.01 = 1 %), drawn per host boot.
     public var clockDrift = 0.0
 
@@ -43,6 +50,7 @@ public struct FaultMix: Sendable, Equatable, CustomStringConvertible {
         m.crash = 0.01
         m.cutOff = 0.01
         m.diskLoss = 0.02
+        m.leave = 0.01
         m.sharedHostID = false
         m.clockDrift = 0.01
         return m
@@ -52,7 +60,7 @@ public struct FaultMix: Sendable, Equatable, CustomStringConvertible {
     // Key paths are immutable values; the array is never changed after init.
     nonisolated(unsafe) public static let knobs: [(String, WritableKeyPath<FaultMix, Double>)] = [
         ("slow", \.slowIO), ("error", \.ioError), ("hang", \.hang), ("late", \.lateWrite), ("torn", \.tornWrite),
-        ("crash", \.crash), ("cutoff", \.cutOff), ("diskloss", \.diskLoss), ("drift", \.clockDrift),
+        ("crash", \.crash), ("cutoff", \.cutOff), ("diskloss", \.diskLoss), ("drift", \.clockDrift), ("leave", \.leave),
     ]
 
     /// The largest clock drift the fencing argument allows with the
@@ -68,11 +76,12 @@ public struct FaultMix: Sendable, Equatable, CustomStringConvertible {
             self = .none
             for item in text.split(separator: ",") {
                 if item == "sameid" { sharedHostID = true; continue }
+                if item == "mixedio" { mixedIOTimeout = true; continue }
                 let parts = item.split(separator: "=", maxSplits: 1)
                 guard parts.count == 2, let knob = Self.knobs.first(where: { $0.0 == parts[0] }), let value = Double(parts[1]),
                       value >= 0, value <= 1 else {
                     throw TenureError(.invalidArgument, "\"\(item)\" is not a fault setting.",
-                                      remedy: "Write none, standard, or name=probability with names \(Self.knobs.map(\.0).joined(separator: ", ")) (and the flag sameid).")
+                                      remedy: "Write none, standard, or name=probability with names \(Self.knobs.map(\.0).joined(separator: ", ")) (and the flags sameid, mixedio).")
                 }
                 self[keyPath: knob.1] = value
             }
@@ -84,7 +93,7 @@ public struct FaultMix: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        let set = Self.knobs.filter { self[keyPath: $0.1] > 0 }.map { "\($0.0)=\(self[keyPath: $0.1])" } + (sharedHostID ? ["sameid"] : [])
+        let set = Self.knobs.filter { self[keyPath: $0.1] > 0 }.map { "\($0.0)=\(self[keyPath: $0.1])" } + (sharedHostID ? ["sameid"] : []) + (mixedIOTimeout ? ["mixedio"] : [])
         return set.isEmpty ? "none" : set.joined(separator: ",")
     }
 
@@ -96,6 +105,7 @@ public struct FaultMix: Sendable, Equatable, CustomStringConvertible {
             m[keyPath: path] = base * Double(random.below(1000) + 1) / 1000
         }
         m.sharedHostID = random.chance(0.2)
+        m.mixedIOTimeout = random.chance(0.3)
         return m
     }
 }
@@ -120,12 +130,21 @@ public struct SimConfig: Sendable {
     public var normalLatency: ClosedRange<Duration> = .microseconds(50) ... .milliseconds(5)
 
     /// The most hosts one simulation runs.
-    public static let maxHosts = 500
+    public static let maxHosts = 2000
     public static let maxResources = 64
 
     public init(seed: UInt64) { self.seed = seed }
 
-    public var timeouts: Timeouts { Timeouts(ioTimeout: .seconds(Int64(ioTimeout.seconds)), watchdogFire: watchdogFire) }
+    /// The timeouts of the slowest host (the longest io_timeout): what the
+    /// simulation's own bounds are computed from.
+    public var timeouts: Timeouts { Timeouts(ioTimeout: .seconds(Int64(largestIOTimeout.seconds)), watchdogFire: watchdogFire) }
+
+    /// The io_timeout host `index` runs with.
+    public func ioTimeout(ofHost index: Int) -> IOTimeout {
+        faults.mixedIOTimeout && index % 2 == 1 ? IOTimeout(seconds: ioTimeout.rawValue * 2) : ioTimeout
+    }
+
+    public var largestIOTimeout: IOTimeout { faults.mixedIOTimeout ? IOTimeout(seconds: ioTimeout.rawValue * 2) : ioTimeout }
 
     /// A host kills its holders within this long after its lockspace expires
     /// (the daemon's kill, or the watchdog's reset). Half of W: the other

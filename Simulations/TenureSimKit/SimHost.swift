@@ -28,6 +28,8 @@ final class SimHost: @unchecked Sendable {
     /// What this host's processes hold, by resource.
     private var held: [Int: HeldLease] = [:]
     private var tasks: [Task<Void, Never>] = []
+    /// The chaos loop asked this host to leave the lockspace cleanly.
+    private var leaveRequested = false
 
     init(index: Int, id: HostID, simulation: Simulation) {
         self.index = index
@@ -63,7 +65,7 @@ final class SimHost: @unchecked Sendable {
                                 },
                                 watchdogFire: config.watchdogFire, injectedBugs: config.injectedBugs)
         devices = sim.storages.indices.map { d in
-            MemoryDevice(storage: sim.storages[d], path: "disk\(d)", clock: clock, ioTimeout: config.timeouts.ioTimeout,
+            MemoryDevice(storage: sim.storages[d], path: "disk\(d)", clock: clock, ioTimeout: .seconds(Int64(config.ioTimeout(ofHost: index).seconds)),
                          logCapacity: 0, faultSource: sim.faultSource(random: shared))
         }
         cutOffRules = [:]
@@ -152,6 +154,10 @@ final class SimHost: @unchecked Sendable {
                 await workload(ls, generation)
             }
             guard isCurrent(generation) else { return }
+            if leaveRequested, await ls.isValid(at: clock.now()) {
+                await leaveCleanly(ls, tasks: [renewals, fence], generation)
+                continue
+            }
             if sim.phase == .liveness, sim.livenessDone.contains(index) {
                 // Done: keep renewing so our leases' owner looks alive, hold nothing.
                 return
@@ -166,12 +172,34 @@ final class SimHost: @unchecked Sendable {
         }
     }
 
+    /// Asks the host to leave the lockspace at its next step.
+    func leaveSoon() { leaveRequested = true }
+
+    /// `rem-lockspace` done right: every lease released (no ballot of ours
+    /// is running: the workload has returned), then the host id, so the
+    /// slot reads free; after a pause, the main loop joins again.
+    func leaveCleanly(_ ls: Lockspace, tasks running: [Task<Void, Never>], _ generation: Int) async {
+        leaveRequested = false
+        for r in held.keys.sorted() { await release(r, generation) }
+        guard isCurrent(generation) else { return }
+        for task in running { task.cancel() }
+        do {
+            try await ls.leave()
+            sim.count("leave")
+            note("left the lockspace (slot free)")
+        } catch {
+            sim.count("leave.failed")
+        }
+        lockspace = nil
+        try? await clock.sleep(for: .milliseconds(Int64(random.withRandom { $0.below(3000) })))
+    }
+
     /// Joins the lockspace with a new Lockspace (a new generation), or nil.
     func join(_ generation: Int) async -> Lockspace? {
         do {
             let spec = sim.lockspaceSpec(id)
             let observer = try await LockspaceObserver.open(spec, device: devices[0], context: context)
-            let ls = try Lockspace(spec: spec, renewalDevice: devices[0], observer: observer, ioTimeout: sim.config.ioTimeout, context: context)
+            let ls = try Lockspace(spec: spec, renewalDevice: devices[0], observer: observer, ioTimeout: sim.config.ioTimeout(ofHost: index), context: context)
             let host = try await ls.join(name: name)
             guard isCurrent(generation) else { return nil }
             lockspace = ls
@@ -216,7 +244,7 @@ final class SimHost: @unchecked Sendable {
     /// The random workload of the fault phase, until the lockspace is lost or the phase ends.
     func workload(_ ls: Lockspace, _ generation: Int) async {
         var nextRequestCheck = clock.now()
-        while isCurrent(generation), sim.phase == .faults, await ls.isValid(at: clock.now()) {
+        while isCurrent(generation), sim.phase == .faults, !leaveRequested, await ls.isValid(at: clock.now()) {
             try? await clock.sleep(for: .milliseconds(Int64(draw(300))))
             guard isCurrent(generation), await ls.isValid(at: clock.now()), let local = await ls.localHost else { return }
             if clock.now() >= nextRequestCheck {
@@ -236,8 +264,16 @@ final class SimHost: @unchecked Sendable {
         }
     }
 
+    /// Resource `r` as the daemon uses it: ballots read only the dblocks
+    /// of the hosts the lockspace's participant view names.
+    func participating(_ r: Int, _ ls: Lockspace) -> PaxosResource? {
+        guard var resource = resources[r] else { return nil }
+        resource.participants = ls.observer
+        return resource
+    }
+
     func acquire(_ r: Int, ls: Lockspace, local: LocalHost, shared: Bool, requiredLver: LeaseVersion? = nil, _ generation: Int) async {
-        guard held[r] == nil, let resource = resources[r] else { return }
+        guard held[r] == nil, let resource = participating(r, ls) else { return }
         let kind = requiredLver != nil ? "handover" : shared ? "acquire.shared" : "acquire"
         do {
             let lease = try await PaxosLease.acquire(resource, host: local, oracle: ls.observer,
@@ -280,7 +316,7 @@ final class SimHost: @unchecked Sendable {
     }
 
     func convert(_ r: Int, ls: Lockspace, _ generation: Int) async {
-        guard let lease = held[r], let resource = resources[r] else { return }
+        guard let lease = held[r], let resource = participating(r, ls) else { return }
         do {
             if lease.shared {
                 let exclusive = try await PaxosLease.convertToExclusive(resource, held: lease, oracle: ls.observer, context: context)

@@ -224,6 +224,9 @@ public final class Simulation: @unchecked Sendable {
                     let seconds = config.timeouts.renewalFailure * Int(1 + random.below(15)) / 10
                     countFault("cutoff")
                     host.cutOff(disk: disk, for: seconds)
+                } else if !host.crashed, random.chance(f.leave) {
+                    countFault("leave")
+                    host.leaveSoon()
                 }
             }
             if config.disks == 3, lostDisks.isEmpty, random.chance(f.diskLoss) {

@@ -32,11 +32,19 @@ struct SimulationTests {
     }
 
     /// The checker can fail: each injected bug is caught within a short run.
+    /// A stale participant view only hides a host that was away when the
+    /// view was read, so that bug needs hosts leaving and joining again.
     @Test(arguments: InjectedBug.allCases)
     func theCheckerCatchesAnInjectedBug(_ bug: InjectedBug) throws {
         var caught: [UInt64] = []
         for seed in UInt64(1)...10 {
             var c = Self.config(seed: seed, steps: 30_000, faults: .none)
+            if bug == .staleParticipantView {
+                c.faults.leave = 0.2
+                c.hosts = 8
+                c.resources = 1
+                c.steps = 60_000
+            }
             c.injectedBugs = [bug]
             let summary = try Simulation(config: c).run()
             if !summary.passed { caught.append(seed) }
