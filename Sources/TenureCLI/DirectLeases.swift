@@ -175,7 +175,7 @@ extension Direct {
             try await reportingErrors {
                 let spec = try ResourceSpec(parsing: resource)
                 let context = try engine.context()
-                try await withLease(spec, lockspace: lockspace, hostID: hostID, generation: generation, context: context) { res, host, oracle in
+                try await withLease(spec, lockspace: lockspace, hostID: hostID, generation: generation, ballots: true, context: context) { res, host, oracle in
                     let held = try await PaxosLease.acquire(res, host: host, oracle: oracle,
                                                             options: AcquireOptions(shared: shared || spec.shared, requiredLver: spec.lver, noWait: noWait),
                                                             context: context)
@@ -296,13 +296,24 @@ func withDevices<T>(_ spec: ResourceSpec, _ body: ([any BlockDevice]) async thro
 }
 
 /// Opens the resource (and the lockspace when given) and works out who this host is.
-func withLease<T>(_ spec: ResourceSpec, lockspace: String?, hostID: UInt64, generation: UInt64?, context: EngineContext,
+///
+/// `ballots`: the command runs Disk Paxos ballots. Daemons read only the
+/// dblocks of hosts whose delta lease is held (docs/timeouts.md), so a
+/// ballot from a host id that is not held could go unseen by them: with a
+/// lockspace, the host id must be held; without one, a warning says so.
+func withLease<T>(_ spec: ResourceSpec, lockspace: String?, hostID: UInt64, generation: UInt64?, ballots: Bool = false,
+                  context: EngineContext,
                   _ body: (PaxosResource, LocalHost, (any HostLivenessOracle)?) async throws -> T) async throws -> T {
     try await withDevices(spec) { devices in
         let res = try await PaxosResource.open(spec, devices: devices)
         let id = HostID(hostID)
         try res.validate(host: id)
         guard let lockspace else {
+            if ballots {
+                let warning = "tenure: warning: no lockspace given (-s): daemons joined to lockspace \(spec.lockspace) read only the "
+                    + "dblocks of hosts holding a host id and would not see this ballot; use this only on leases no daemon uses.\n"
+                FileHandle.standardError.write(Data(warning.utf8))
+            }
             return try await body(res, LocalHost(id: id, generation: Generation(generation ?? 0)), nil)
         }
         var ls = try LockspaceSpec(parsing: lockspace)
@@ -314,6 +325,11 @@ func withLease<T>(_ spec: ResourceSpec, lockspace: String?, hostID: UInt64, gene
         return try await Devices.with(ls.disk.path) { lsDevice in
             let observer = try await LockspaceObserver.open(lsSpec, device: lsDevice, context: context)
             let (own, _) = try await DeltaLease.read(try await observer.slot(id))
+            if ballots, own.timestamp.isFree || own.ownerID != id {
+                throw TenureError(.noLockspace,
+                                  "Host id \(id) does not hold its delta lease in lockspace \(lsSpec.name): daemons skip the dblocks of hosts whose host id is free, so its ballot could go unseen.",
+                                  remedy: "Take the host id first: `tenure direct acquire-id -s \(lsSpec.name):\(id):\(lsSpec.disk.path):\(lsSpec.disk.offset)`.")
+            }
             return try await body(res, LocalHost(id: id, generation: generation.map { Generation($0) } ?? own.ownerGeneration), observer)
         }
     }

@@ -59,6 +59,13 @@ extension Daemon {
             throw TenureError(.leaseInUse, "Processes \(users.map(String.init).joined(separator: ", ")) hold leases in lockspace \(name).",
                               remedy: "Release them first.")
         }
+        // A ballot in flight must end before the host id is released: other
+        // hosts' participant views skip a free slot (docs/timeouts.md).
+        let inFlight = acquiring.filter { $0.hasPrefix("\(key):") }.sorted()
+        guard inFlight.isEmpty else {
+            throw TenureError(.leaseInUse, "Lockspace \(name) has acquires in progress (\(inFlight.joined(separator: ", "))).",
+                              remedy: "Retry once they finish, and release what they acquired first.")
+        }
         lockspaces[key] = nil
         for task in joined.tasks { task.cancel() }
         try? await joined.lockspace.leave()
@@ -122,7 +129,9 @@ extension Daemon {
                 acquiring.insert(key)
                 defer { acquiring.remove(key) }
                 let (joined, host) = try await self.joined(spec.lockspace)
-                let resource = try await self.resource(spec)
+                var resource = try await self.resource(spec)
+                // Ballots read only the dblocks of hosts that can take part.
+                resource.participants = joined.lockspace.observer
                 try resource.validate(host: host.id)
                 let lease = try await PaxosLease.acquire(resource, host: host, oracle: joined.lockspace.observer,
                                                          options: AcquireOptions(shared: shared || spec.shared, requiredLver: spec.lver, noWait: true),
@@ -373,10 +382,16 @@ extension Daemon {
             let renewals = await joined.lockspace.renewals
             let failed = await joined.lockspace.failedRenewals
             let worst = await joined.lockspace.worstRenewalGap
+            // The renewal handle does nothing but renew (and set request bits):
+            // its counters are the renewal traffic.
+            let io = (joined.renewalDevice as? any MeasuredBlockDevice)?.statistics ?? IOStatistics()
             spaces.append(["name": name.description, "host_id": Int(joined.spec.hostID.rawValue),
                            "generation": Int(host?.generation.rawValue ?? 0), "valid": valid, "renewals": renewals,
                            "failed_renewals": failed, "worst_renewal_gap_ms": Int(worst.nanosecondsClamped / 1_000_000),
-                           "path": joined.spec.disk.path, "offset": Int(joined.spec.disk.offset)])
+                           "path": joined.spec.disk.path, "offset": Int(joined.spec.disk.offset),
+                           "renewal_io": ["reads": Int(io.reads), "writes": Int(io.writes),
+                                          "bytes_read": Int(io.bytesRead), "bytes_written": Int(io.bytesWritten)],
+                           "participant_view_reads": await joined.lockspace.observer.viewReads])
         }
         let leases = holders.sorted { $0.key < $1.key }.flatMap { pid, held in
             held.values.sorted { $0.name < $1.name }.map { l -> [String: Any] in
