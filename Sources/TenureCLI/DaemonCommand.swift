@@ -215,7 +215,16 @@ struct ConfigFile {
             if required { throw TenureError(.notFound, "The config file \(path) does not exist.") }
             return ConfigFile(path: path)
         }
-        let text = try String(contentsOfFile: path, encoding: .utf8)
+        // FileHandle reads what String(contentsOfFile:) refuses (/dev/null, a pipe).
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw TenureError(.permissionDenied, "The config file \(path) cannot be opened for reading.",
+                              remedy: "Check its permissions, or name another file with --config.")
+        }
+        defer { try? handle.close() }
+        guard let data = try? handle.readToEnd() ?? Data(), let text = String(data: data, encoding: .utf8) else {
+            throw TenureError(.invalidArgument, "The config file \(path) could not be read as UTF-8 text.",
+                              remedy: "Write it as KEY=VALUE lines of text, or name another file with --config.")
+        }
         var file = ConfigFile(path: path)
         for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
