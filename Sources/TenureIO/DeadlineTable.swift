@@ -73,6 +73,8 @@ struct DeadlineTable<Waiter, Resource> {
 
     /// No I/O is queued, in flight or abandoned.
     var isEmpty: Bool { entries.isEmpty }
+    /// Requests queued, in flight, or abandoned in the kernel.
+    var count: Int { entries.count }
     /// I/Os waiting for a slot.
     var queuedCount: Int { queue.count }
     /// Whether one more I/O may be enqueued.
