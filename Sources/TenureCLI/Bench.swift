@@ -90,7 +90,8 @@ extension Bench {
             }
         }
 
-        /// `count` clients on threads, each cycling on its own resource.
+        /// `count` clients, each on a thread of its own (as many processes
+        /// would be), each cycling on its own resource.
         func measure(clients count: Int, resource: @escaping @Sendable (Int) -> String) throws -> Measurement {
             let latencies = Mutex<[Double]>([])
             let failure = Mutex<TenureError?>(nil)
@@ -99,7 +100,9 @@ extension Bench {
             let connections = try (0..<count).map { _ in try TenureConnection(runDir: runDir) }
             let boxes = connections.map { ConnectionBox($0) }
             let start = DispatchTime.now().uptimeNanoseconds
-            DispatchQueue.concurrentPerform(iterations: count) { i in
+            // Not concurrentPerform: it runs no more threads than cores, and
+            // every client spends its time blocked on the daemon's answer.
+            Self.onThreads(count) { i in
                 let connection = boxes[i].connection
                 var mine: [Double] = []
                 mine.reserveCapacity(cycles)
@@ -122,6 +125,19 @@ extension Bench {
             let sorted = latencies.withLock { $0 }.sorted()
             return Measurement(clients: count, cycles: sorted.count, seconds: seconds, cyclesPerSecond: Double(sorted.count) / seconds,
                                p50Ms: percentile(sorted, 0.5) ?? 0, p99Ms: percentile(sorted, 0.99) ?? 0)
+        }
+
+        /// Runs `body(0..<count)` on `count` threads at once and waits for all.
+        static func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+            let done = DispatchGroup()
+            for i in 0..<count {
+                done.enter()
+                Thread {
+                    body(i)
+                    done.leave()
+                }.start()
+            }
+            done.wait()
         }
 
         /// "LS:NAME:PATH:OFFSET:LVER" → NAME.
