@@ -12,27 +12,13 @@ Each row is the median over the rounds; the last column is the ratio
 sanlock / Tenure for times (higher is better for Tenure) and Tenure /
 sanlock for rates.
 """
-import argparse, json, os, signal, statistics, subprocess, sys, tempfile, time
+import json, os, statistics, subprocess, sys, time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench"))
+from common import block_stat, sh, start_tenure_daemon, tool_arguments, wait_for  # noqa: E402
 
 MIB = 1 << 20
 SANLOCK_AREA = 256 * MIB   # sanlock's lockspace; Tenure's is at 0
-
-
-def sh(*args, env=None, check=True, capture=True):
-    r = subprocess.run(args, env=env, text=True, stdout=subprocess.PIPE if capture else None,
-                       stderr=subprocess.PIPE if capture else None)
-    if check and r.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(args)}\n{r.stdout}{r.stderr}")
-    return r
-
-
-def wait_for(pred, timeout, what, step=0.05):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(step)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def rss_kib(pid):
@@ -41,12 +27,6 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
-
-
-def block_stat(dev):
-    with open(f"/sys/block/{os.path.basename(dev)}/stat") as f:
-        v = [int(x) for x in f.read().split()]
-    return {"reads": v[0], "read_bytes": v[2] * 512, "writes": v[4], "write_bytes": v[6] * 512}
 
 
 def diff(a, b):
@@ -93,14 +73,8 @@ class Tenure(Implementation):
         return os.path.join(self.work, f"tenure-{host}")
 
     def start(self, host):
-        run = self.run_dir(host)
-        os.makedirs(run, exist_ok=True)
-        log = open(os.path.join(run, "daemon.log"), "w")
-        p = subprocess.Popen([self.bin, "daemon", "--foreground", "--run-dir", run, "--watchdog", "none",
-                              "--watchdog-fire", "60", "--io-timeout", str(self.args.io_timeout), "--host-name", f"bench{host}",
-                              "--config", "/dev/null"], stdout=log, stderr=log, start_new_session=True)
+        p = start_tenure_daemon(self.bin, self.run_dir(host), self.args.io_timeout, f"bench{host}", "--watchdog-fire", "60")
         self.daemons[host] = p
-        wait_for(lambda: os.path.exists(os.path.join(run, "tenure.sock")), 10, "the tenure daemon's socket")
         return p.pid
 
     def client(self, host, *args, check=True):
@@ -117,14 +91,15 @@ class Tenure(Implementation):
     def ask_to_stop(self, host):
         self.client(host, "shutdown", "--force", check=False)
 
-    def cycles(self):
+    def bench(self, clients, cycles_each):
         out = sh(self.bin, "bench", "acquire", "--lockspace", "T", "--path", self.dev, "--resources", str(self.args.resources),
-                 "--clients", str(self.args.clients), "--cycles", str(max(1, self.args.cycles // self.args.clients)),
-                 "--run-dir", self.run_dir(1), "--json").stdout
-        rows = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
-        one = next(r for r in rows if r["clients"] == 1)
-        many = next(r for r in rows if r["clients"] == self.args.clients)
-        # bench runs --cycles per client; the one-client row ran the same count once.
+                 "--clients", str(clients), "--cycles", str(cycles_each), "--run-dir", self.run_dir(1), "--json").stdout
+        return [json.loads(l) for l in out.splitlines() if l.startswith("{")][-1]
+
+    def cycles(self):
+        # As for sanlock: --cycles cycles by one client, then spread over the clients.
+        one = self.bench(1, self.args.cycles)
+        many = self.bench(self.args.clients, max(1, self.args.cycles // self.args.clients))
         return one["seconds"] / one["cycles"] * 1000, one["cycles_per_second"], many["cycles_per_second"]
 
     def renewal_counters(self, host):
@@ -153,6 +128,8 @@ class Sanlock(Implementation):
     def __init__(self, args, work):
         self.args, self.dev, self.work = args, args.device, work
         self.shim = os.path.join(work, "setrlimit-shim.so")
+        here = os.path.dirname(os.path.abspath(__file__))
+        sh("cc", "-shared", "-fPIC", "-o", self.shim, os.path.join(here, "bench", "setrlimit-shim.c"), "-ldl")
         self.daemons = {}
 
     def lockspace_args(self, host):
@@ -316,10 +293,7 @@ def measure_takeover(impl, args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", required=True)
-    ap.add_argument("--tenure", required=True)
-    ap.add_argument("--work", required=True)
+    ap = tool_arguments(__doc__)
     ap.add_argument("--num-hosts", default="2000,64")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--resources", type=int, default=64)
@@ -343,7 +317,8 @@ def main():
                 r.update(impl=impl.name, num_hosts=num_hosts, round=rnd + 1)
                 print(json.dumps(r), file=sys.stderr, flush=True)
                 results.append(r)
-        if args.takeover:
+        if args.takeover and num_hosts == int(args.num_hosts.split(",")[0]):
+            # Takeover times do not depend on the layout: measured once.
             for impl in impls:
                 print(f"num_hosts {num_hosts}: {impl.name} forced request and crash takeover…", file=sys.stderr, flush=True)
                 r = measure_takeover(impl, args)

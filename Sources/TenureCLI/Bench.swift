@@ -9,8 +9,8 @@ import TenureFormat
 /// process sees them. Speed is measured here, never asserted in tests.
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure Tenure through a running daemon (acquire + release cycles).",
-        subcommands: [AcquireCycles.self]
+        abstract: "Measure Tenure through a running daemon: acquire + release cycles, memory.",
+        subcommands: [AcquireCycles.self, Memory.self]
     )
 }
 
@@ -34,14 +34,7 @@ extension Bench {
             """
         )
 
-        @Option(help: "The lockspace the daemon has joined.")
-        var lockspace: String
-        @Option(help: "The lease file or device.")
-        var path: String
-        @Option(name: .customLong("first-offset"), help: ArgumentHelp("Offset of R0 (default 1M).", valueName: "OFFSET"))
-        var firstOffset = "1M"
-        @Option(help: ArgumentHelp("Area size of the layout (default 1M).", valueName: "SIZE"))
-        var align = "1M"
+        @OptionGroup var layout: BenchLayout
         @Option(help: "How many resources R0… exist (at least --clients).")
         var resources: Int
         @Option(help: "Clients for the concurrent measurement (1...\(Self.maxClients)).")
@@ -72,11 +65,7 @@ extension Bench {
 
         func run() async throws {
             try await reportingErrors {
-                guard let first = LeaseStringSyntax.parseSize(firstOffset), let step = LeaseStringSyntax.parseSize(align), step > 0 else {
-                    throw TenureError(.invalidArgument, "--first-offset \(firstOffset) or --align \(align) is not a size.", remedy: "Write bytes, e.g. 1M.")
-                }
-                let path = LeaseStringSyntax.escape(self.path), lockspace = self.lockspace
-                let resource: @Sendable (Int) -> String = { i in "\(lockspace):R\(i):\(path):\(first + UInt64(i) * step)" }
+                let resource = try layout.resourceNamer()
                 for count in clients == 1 ? [1] : [1, clients] {
                     let m = try measure(clients: count, resource: resource)
                     if json {
@@ -151,4 +140,193 @@ extension Bench {
 final class ConnectionBox: @unchecked Sendable {
     let connection: TenureConnection
     init(_ connection: TenureConnection) { self.connection = connection }
+}
+
+extension Bench {
+    struct Memory: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The daemon's resident memory holding many leases, then over a soak of acquire + release cycles.",
+            discussion: """
+            Holds --resources leases (R0, R1, … as `tenure direct format` laid them \
+            out) through one connection and reads the daemon's resident size \
+            (status); releases them; then runs --clients clients cycling on their \
+            own resources for --soak-seconds, sampling the resident size every \
+            --sample-seconds. Prints one line per measurement (--json: one object).
+
+            Example:
+              tenure direct format --lockspace B --path /var/tmp/b.leases --create 1100M --resources 1000 --max-hosts 64
+              tenure client add-lockspace -s B:1:/var/tmp/b.leases:0
+              tenure bench memory --lockspace B --path /var/tmp/b.leases --resources 1000 --soak-seconds 600
+            """
+        )
+
+        @OptionGroup var layout: BenchLayout
+        @Option(help: "Leases to hold at once (R0 … R(N-1) must exist).")
+        var resources: Int
+        @Option(help: "Clients cycling during the soak (each on its own resource).")
+        var clients = 8
+        @Option(name: .customLong("soak-seconds"), help: "Length of the soak (0: none).")
+        var soakSeconds = 600
+        @Option(name: .customLong("sample-seconds"), help: "Resident size sampled this often during the soak.")
+        var sampleSeconds = 30
+        @Option(name: .customLong("hold-seconds"), help: "Keep the leases this long before releasing them; on a block device, its traffic meanwhile is reported.")
+        var holdSeconds = 0
+        @Flag(help: "One JSON object per measurement.")
+        var json = false
+        @OptionGroup var options: ClientOptions
+
+        func validate() throws {
+            guard resources >= 1 else { throw ValidationError("--resources must be at least 1.") }
+            guard (1...AcquireCycles.maxClients).contains(clients), clients <= resources else {
+                throw ValidationError("--clients must be 1...\(AcquireCycles.maxClients) and at most --resources.")
+            }
+            guard soakSeconds >= 0, sampleSeconds >= 1 else { throw ValidationError("--soak-seconds must be ≥ 0 and --sample-seconds ≥ 1.") }
+        }
+
+        struct Held: Encodable { let measure = "held_leases"; let leases: Int; let residentKibBefore: Int; let residentKib: Int }
+        struct Traffic: Encodable {
+            let measure = "idle_traffic_holding"; let leases: Int; let seconds: Int
+            let readsPerSecond: Double; let bytesReadPerSecond: Double; let writesPerSecond: Double; let bytesWrittenPerSecond: Double
+        }
+        struct Soak: Encodable {
+            let measure = "soak"; let seconds: Double; let clients: Int; let cycles: Int
+            let residentKibStart: Int; let residentKibEnd: Int; let residentKibMax: Int; let samplesKib: [Int]
+        }
+
+        func run() async throws {
+            try await reportingErrors {
+                let resource = try layout.resourceNamer()
+                let runDir = options.runDir
+                let before = try Self.resident(runDir)
+                let holder = try TenureConnection(runDir: runDir)
+                try holder.register()
+                var names: [String] = []
+                for start in stride(from: 0, to: resources, by: Wire.maxResourcesPerRequest) {
+                    let batch = (start..<min(start + Wire.maxResourcesPerRequest, resources)).map(resource)
+                    _ = try holder.acquire(batch)
+                    names += (start..<min(start + Wire.maxResourcesPerRequest, resources)).map { "R\($0)" }
+                }
+                let held = Held(leases: resources, residentKibBefore: before, residentKib: try Self.resident(runDir))
+                if holdSeconds > 0 { try measureHolding() }
+                for start in stride(from: 0, to: names.count, by: Wire.maxResourcesPerRequest) {
+                    try holder.release(Array(names[start..<min(start + Wire.maxResourcesPerRequest, names.count)]))
+                }
+                report(held, text: "holding \(resources) leases: resident \(held.residentKib) KiB (\(before) KiB before)")
+                guard soakSeconds > 0 else { return }
+                try soak(resource: resource, runDir: runDir)
+            }
+        }
+
+        /// K clients cycle until the soak ends; the resident size is sampled meanwhile.
+        func soak(resource: @escaping @Sendable (Int) -> String, runDir: String?) throws {
+            let cycles = Atomic<Int>(0), stop = Atomic<Bool>(false)
+            let failure = Mutex<TenureError?>(nil)
+            let connections = try (0..<clients).map { _ in ConnectionBox(try TenureConnection(runDir: runDir)) }
+            var samples = [try Self.resident(runDir)]
+            let start = DispatchTime.now().uptimeNanoseconds
+            let finished = DispatchSemaphore(value: 0)
+            let clients = self.clients
+            let runner = Thread {
+                AcquireCycles.onThreads(clients) { i in
+                    let connection = connections[i].connection
+                    do {
+                        try connection.register()
+                        while !stop.load(ordering: .relaxed) {
+                            _ = try connection.acquire([resource(i)])
+                            try connection.release(["R\(i)"])
+                            cycles.add(1, ordering: .relaxed)
+                        }
+                    } catch {
+                        failure.withLock { $0 = $0 ?? ((error as? TenureError) ?? TenureError(.ioFailed, "\(error)")) }
+                        stop.store(true, ordering: .relaxed)
+                    }
+                }
+                finished.signal()
+            }
+            runner.start()
+            let end = DispatchTime.now() + .seconds(soakSeconds)
+            while DispatchTime.now() < end, !stop.load(ordering: .relaxed) {
+                Thread.sleep(forTimeInterval: Double(min(sampleSeconds, soakSeconds)))
+                samples.append(try Self.resident(runDir))
+                if !json { print("  \(Int(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)) s: \(cycles.load(ordering: .relaxed)) cycles, resident \(samples.last!) KiB") }
+                fflush(nil)
+            }
+            stop.store(true, ordering: .relaxed)
+            finished.wait()
+            if let error = failure.withLock({ $0 }) { throw error }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            let result = Soak(seconds: seconds, clients: clients, cycles: cycles.load(ordering: .relaxed), residentKibStart: samples.first!,
+                              residentKibEnd: samples.last!, residentKibMax: samples.max()!, samplesKib: samples)
+            report(result, text: "soak: \(result.cycles) cycles by \(clients) clients in \(Int(seconds)) s; resident \(result.residentKibStart) → \(result.residentKibEnd) KiB (max \(result.residentKibMax))")
+        }
+
+        func report<T: Encodable>(_ value: T, text: String) {
+            print(json ? Terminal.json(value) : text)
+            fflush(nil)
+        }
+
+        /// Waits --hold-seconds with the leases held; on a block device,
+        /// reports what the device saw meanwhile (every host's I/O to it).
+        func measureHolding() throws {
+            let before = BlockDeviceStatistics.read(path: layout.path)
+            Thread.sleep(forTimeInterval: Double(holdSeconds))
+            guard let before, let after = BlockDeviceStatistics.read(path: layout.path) else { return }
+            let s = Double(holdSeconds)
+            let t = Traffic(leases: resources, seconds: holdSeconds, readsPerSecond: Double(after.reads - before.reads) / s,
+                            bytesReadPerSecond: Double(after.bytesRead - before.bytesRead) / s,
+                            writesPerSecond: Double(after.writes - before.writes) / s,
+                            bytesWrittenPerSecond: Double(after.bytesWritten - before.bytesWritten) / s)
+            report(t, text: String(format: "holding %d leases for %d s, the device saw %.1f reads/s (%.0f B/s), %.1f writes/s (%.0f B/s)",
+                                   resources, holdSeconds, t.readsPerSecond, t.bytesReadPerSecond, t.writesPerSecond, t.bytesWrittenPerSecond))
+        }
+
+        /// The daemon's resident size, from its status.
+        static func resident(_ runDir: String?) throws -> Int {
+            let status = try TenureConnection(runDir: runDir).status()
+            guard let object = try? JSONSerialization.jsonObject(with: Data(status.utf8)) as? [String: Any],
+                  let kib = object["resident_kib"] as? Int, kib > 0 else {
+                throw TenureError(.protocolError, "The daemon's status carries no resident size.", remedy: "Use a daemon of the same Tenure version.")
+            }
+            return kib
+        }
+    }
+}
+
+/// Where the bench's resources are: `tenure direct format`'s layout, R0, R1, …
+/// from --first-offset, one --align apart, in --lockspace on --path.
+struct BenchLayout: ParsableArguments {
+    @Option(help: "The lockspace the daemon has joined.")
+    var lockspace: String
+    @Option(help: "The lease file or device.")
+    var path: String
+    @Option(name: .customLong("first-offset"), help: ArgumentHelp("Offset of R0 (default 1M).", valueName: "OFFSET"))
+    var firstOffset = "1M"
+    @Option(help: ArgumentHelp("Area size of the layout (default 1M).", valueName: "SIZE"))
+    var align = "1M"
+
+    /// Resource i's string, LOCKSPACE:Ri:PATH:OFFSET.
+    func resourceNamer() throws -> @Sendable (Int) -> String {
+        guard let first = LeaseStringSyntax.parseSize(firstOffset), let step = LeaseStringSyntax.parseSize(align), step > 0 else {
+            throw TenureError(.invalidArgument, "--first-offset \(firstOffset) or --align \(align) is not a size.", remedy: "Write bytes, e.g. 1M.")
+        }
+        let path = LeaseStringSyntax.escape(self.path), lockspace = self.lockspace
+        return { i in "\(lockspace):R\(i):\(path):\(first + UInt64(i) * step)" }
+    }
+}
+
+/// A block device's counters from /sys/dev/block/MAJOR:MINOR/stat (all I/O
+/// to it, by every process), or nil for a path that is not a block device.
+struct BlockDeviceStatistics {
+    var reads: Int, bytesRead: Int, writes: Int, bytesWritten: Int
+
+    static func read(path: String) -> BlockDeviceStatistics? {
+        var st = stat()
+        guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFBLK else { return nil }
+        let major = (st.st_rdev >> 8) & 0xfff | ((st.st_rdev >> 32) & ~0xfff)
+        let minor = (st.st_rdev & 0xff) | ((st.st_rdev >> 12) & ~0xff)
+        guard let text = try? String(contentsOfFile: "/sys/dev/block/\(major):\(minor)/stat", encoding: .utf8) else { return nil }
+        let v = text.split(separator: " ").compactMap { Int($0) }
+        guard v.count >= 7 else { return nil }
+        return BlockDeviceStatistics(reads: v[0], bytesRead: v[2] * 512, writes: v[4], bytesWritten: v[6] * 512)
+    }
 }

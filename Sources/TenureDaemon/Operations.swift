@@ -399,10 +399,18 @@ extension Daemon {
             }
         }
         let object: [String: Any] = ["host_name": config.hostName, "lockspaces": spaces, "leases": leases,
+                                     "resident_kib": Self.residentKiB() ?? 0,
                                      "joining": joining.map(\.description).sorted(),
                                      "shutting_down": shuttingDown]
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)
+    }
+
+    /// This process's resident set size (VmRSS), for status and the bench.
+    static func residentKiB() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return nil }
+        return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
     }
 
     /// Stops serving: refused while leases are held unless forced; forced,

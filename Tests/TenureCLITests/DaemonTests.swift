@@ -465,12 +465,19 @@ struct DaemonTests {
 
     /// `tenure bench acquire` runs its cycles through the daemon: the JSON
     /// counts them, and the lver on disk shows every cycle committed.
-    @Test func theAcquireBenchCountsItsCycles() throws {
+    /// A daemon joined to lockspace D on a file laid out with `resources` leases.
+    func benchSetup(resources: Int) throws -> (Scratch, String, RunningDaemon) {
         let scratch = try Scratch()
-        let file = try scratch.file("leases.img", size: 6 << 20)
-        try Harness.tenureOK(["direct", "format", "--lockspace", "D", "--path", file, "--resources", "4", "--io-timeout", "1", "--max-hosts", "8"])
+        let file = try scratch.file("leases.img", size: (resources + 2) << 20)
+        try Harness.tenureOK(["direct", "format", "--lockspace", "D", "--path", file, "--resources", String(resources), "--io-timeout", "1", "--max-hosts", "8"])
         let daemon = try RunningDaemon(scratch: scratch)
         try daemon.clientOK(["add-lockspace", "-s", "D:1:\(file):0"])
+        return (scratch, file, daemon)
+    }
+
+    @Test func theAcquireBenchCountsItsCycles() throws {
+        let (scratch, file, daemon) = try benchSetup(resources: 4)
+        defer { withExtendedLifetime(scratch) {} }
         let bench = try Harness.tenureOK(["bench", "acquire", "--lockspace", "D", "--path", file, "--resources", "4", "--clients", "3",
                                           "--cycles", "10", "--json", "--run-dir", daemon.runDir])
         let lines = try bench.stdout.split(separator: "\n").map { try Harness.json(String($0)) }
@@ -484,6 +491,33 @@ struct DaemonTests {
             let leader = try Harness.json(try Harness.tenureOK(["direct", "read", "-r", "D:R\(r):\(file):\((r + 1) << 20)", "--json"]).stdout)["leader"] as? [String: Any]
             #expect(leader?["lver"] as? Int == expected, "R\(r)")
         }
+        #expect(try daemon.leases().isEmpty)
+    }
+
+    /// The memory bench holds what it says (the lvers move once per held
+    /// lease, the status shows the daemon's resident size) and its soak
+    /// counts cycles that happened on disk.
+    @Test func theMemoryBenchHoldsEveryLeaseAndSoaks() throws {
+        let (scratch, file, daemon) = try benchSetup(resources: 12)
+        defer { withExtendedLifetime(scratch) {} }
+        #expect((try daemon.status()["resident_kib"] as? Int ?? 0) > 1000, "the status reports the daemon's resident size")
+        let bench = try Harness.tenureOK(["bench", "memory", "--lockspace", "D", "--path", file, "--resources", "10", "--clients", "2",
+                                          "--soak-seconds", "2", "--sample-seconds", "1", "--json", "--run-dir", daemon.runDir])
+        let lines = try bench.stdout.split(separator: "\n").map { try Harness.json(String($0)) }
+        #expect(lines.map { $0["measure"] as? String } == ["held_leases", "soak"])
+        #expect(lines[0]["leases"] as? Int == 10)
+        #expect((lines[0]["resident_kib"] as? Int ?? 0) > 0)
+        let soakCycles = lines[1]["cycles"] as? Int ?? 0
+        #expect(soakCycles > 0 && (lines[1]["samples_kib"] as? [Int])?.count ?? 0 >= 2, "\(lines[1])")
+        // Held once each: R0 and R1 also cycled in the soak; R10 and R11 were never touched.
+        var lvers: [Int] = []
+        for r in 0..<12 {
+            let leader = try Harness.json(try Harness.tenureOK(["direct", "read", "-r", "D:R\(r):\(file):\((r + 1) << 20)", "--json"]).stdout)["leader"] as? [String: Any]
+            lvers.append(leader?["lver"] as? Int ?? -1)
+        }
+        #expect(Array(lvers[2..<10]) == Array(repeating: 1, count: 8))
+        #expect(lvers[0] + lvers[1] == 2 + soakCycles)
+        #expect(lvers[10] == 0 && lvers[11] == 0)
         #expect(try daemon.leases().isEmpty)
     }
 
