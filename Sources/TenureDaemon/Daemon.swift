@@ -103,6 +103,11 @@ public actor Daemon {
 
     /// Leases ("LOCKSPACE:NAME") an acquire is under way for.
     var acquiring: Set<String> = []
+    /// When each lockspace's held leases' request records are next read
+    /// whether or not anyone signalled.
+    var nextFullRequestPoll: [LeaseName: MonotonicInstant] = [:]
+    /// When this host last set bits to signal a request, by lockspace.
+    var signalledAt: [LeaseName: MonotonicInstant] = [:]
     var resources: [String: PaxosResource] = [:]
     public internal(set) var shuttingDown = false
     var background: [Task<Void, Never>] = []

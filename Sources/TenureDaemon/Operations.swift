@@ -209,8 +209,18 @@ extension Daemon {
     func requestLease(_ text: String, force: Bool) async throws {
         let spec = try ResourceSpec(parsing: text)
         let resource = try await self.resource(spec)
-        let (_, wanted) = try await PaxosLease.request(resource, lver: spec.lver, mode: force ? .force : .graceful, context: context)
+        let (leader, wanted) = try await PaxosLease.request(resource, lver: spec.lver, mode: force ? .force : .graceful, context: context)
         log.info("requested \(spec.name) at lver \(wanted) (\(force ? "force" : "graceful"))")
+        // Tell the owner to look now: our bit for it in our delta lease.
+        if let joined = lockspaces[spec.lockspace], let host = await joined.lockspace.localHost,
+           !leader.timestamp.isFree, !leader.ownerID.isNone, leader.ownerID != host.id {
+            do {
+                try await joined.lockspace.signal(leader.ownerID)
+                signalledAt[spec.lockspace] = context.clock.now()
+            } catch {
+                log.notice("could not signal host \(leader.ownerID) of the request (it will see it within 2N): \(error)")
+            }
+        }
     }
 
     // MARK: Fencing
@@ -347,6 +357,7 @@ extension Daemon {
         while !Task.isCancelled {
             try? await context.clock.sleep(for: config.requestPoll)
             await answerRequests()
+            await clearOldSignals()
             for pid in holders.keys where connections[pid] == nil && !Self.alive(pid) {
                 log.info("process \(pid) exited; releasing its leases")
                 await releaseAll(of: pid)
@@ -357,9 +368,16 @@ extension Daemon {
     /// A request for a version after the one held: force kills the holder
     /// (SIGKILL), graceful asks it (SIGTERM, then SIGKILL after the grace);
     /// then the lease is released so the requester can take it.
+    ///
+    /// The request records of held leases are read when a host in the
+    /// lockspace has set this host's bit (every second, one read of the
+    /// slots of hosts in use), and every 2N regardless (a requester that
+    /// cannot signal: `direct request`, a host the view does not cover), so
+    /// idle traffic does not grow by a read per held lease per second.
     func answerRequests() async {
+        let due = await lockspacesToPollForRequests()
         for (pid, leases) in holders {
-            for (name, held) in leases where !held.lease.shared {
+            for (name, held) in leases where !held.lease.shared && due.contains(held.lockspace) {
                 guard let request = try? await PaxosLease.pendingRequest(held.resource, held: held.lease),
                       holders[pid]?[name] != nil else { continue }
                 let force = request.forceMode == .force
@@ -368,6 +386,43 @@ extension Daemon {
                 if holders[pid]?[name] != nil {
                     try? await release([name], of: pid)
                 }
+            }
+        }
+    }
+
+    /// The lockspaces whose held leases' request records should be read now:
+    /// signalled, or due for the every-2N poll.
+    func lockspacesToPollForRequests() async -> Set<LeaseName> {
+        var due: Set<LeaseName> = []
+        let holding = Set(holders.values.flatMap { $0.values.filter { !$0.lease.shared }.map(\.lockspace) })
+        for name in holding {
+            guard let joined = lockspaces[name], let host = await joined.lockspace.localHost else { continue }
+            let now = context.clock.now()
+            let every = joined.lockspace.timeouts.renewalInterval
+            if now >= nextFullRequestPoll[name, default: now] {
+                nextFullRequestPoll[name] = now + every
+                due.insert(name)
+                continue
+            }
+            let widest = holders.values.flatMap { $0.values.filter { $0.lockspace == name }.map(\.resource.numHosts) }.max() ?? 1
+            // A failed read counts as a signal: better one poll too many than a request missed.
+            if (try? await joined.lockspace.observer.isSignalled(host.id, hostsUpTo: widest, refreshEvery: every)) ?? true {
+                log.debug("lockspace \(name): another host signalled this one; reading the request records of its leases")
+                due.insert(name)
+            }
+        }
+        return due
+    }
+
+    /// Bits this host set to signal a request are cleared after 6N (as
+    /// sanlock does): by then the holder has answered or never will.
+    func clearOldSignals() async {
+        let now = context.clock.now()
+        for (name, since) in signalledAt {
+            guard let joined = lockspaces[name] else { signalledAt[name] = nil; continue }
+            if now >= since + joined.lockspace.timeouts.renewalWarning {
+                await joined.lockspace.clearSignals()
+                signalledAt[name] = nil
             }
         }
     }

@@ -12,7 +12,7 @@ public actor Lockspace {
     public nonisolated let spec: LockspaceSpec
     public let slot: DeltaLeaseSlot
     public let ioTimeout: IOTimeout
-    public let timeouts: Timeouts
+    public nonisolated let timeouts: Timeouts
     /// Watches other hosts (through the observer's device).
     public nonisolated let observer: LockspaceObserver
     let context: EngineContext

@@ -109,6 +109,34 @@ public actor LockspaceObserver: HostLivenessOracle, BallotParticipantSource {
         return fresh.isFresh(at: context.clock.now()) || context.injectedBugs.contains(.staleParticipantView) ? fresh : nil
     }
 
+    /// Whether any host of the last participant view has host `id`'s bit
+    /// set in its bitmap: a requester asking `id` to look at its leases'
+    /// request records (sanlock's requesters set it too). Reads only the
+    /// slots of hosts in the view (one I/O when their ids are close); the
+    /// view is re-read when older than `refreshEvery` or too narrow.
+    public func isSignalled(_ id: HostID, hostsUpTo numHosts: Int, refreshEvery: Duration) async throws -> Bool {
+        var current = view
+        if current == nil || !current!.covers(numHosts: numHosts) || context.clock.now() >= current!.readIssuedAt + refreshEvery {
+            _ = try await participants(numHosts: numHosts)
+            current = view
+        }
+        let others = (current?.hosts ?? []).filter { $0 != id }
+        guard !others.isEmpty else { return false }
+        let s = geometry.sectorSize.bytes
+        for run in SectorRuns.coalesce(others.map { Int($0.rawValue) - 1 }) {
+            let bytes = try await device.read(at: areaOffset + UInt64(run.lowerBound * s), length: run.count * s)
+            let now = context.clock.now()
+            for index in run {
+                let sector = bytes[((index - run.lowerBound) * s)..<((index - run.lowerBound + 1) * s)]
+                let record = LeaderRecord(decoding: sector)
+                guard record.validKind == .delta, record.spaceName == name else { continue }
+                table.record(record, for: HostID(UInt64(index + 1)), at: now)
+                if !record.timestamp.isFree, HostBitmap(decoding: sector).contains(id) { return true }
+            }
+        }
+        return false
+    }
+
     /// The state of host `id` from what has been seen, without reading.
     public func state(of id: HostID) -> HostState? {
         table[id]?.state(at: context.clock.now(), context: context, fallback: fallbackIOTimeout)

@@ -148,6 +148,29 @@ struct DaemonTests {
         #expect(try Harness.json(taken.stdout)["lver"] as? Int == 2)
     }
 
+    /// A requester with a daemon signals the holder through its delta
+    /// lease's bitmap, so the holder reads its request records at once
+    /// instead of at its every-2N poll.
+    @Test func aRequestThroughADaemonSignalsTheHolder() throws {
+        let scratch = try Scratch()
+        // io_timeout 3: the holder's unprompted poll of request records comes every 6 s.
+        let (holderDaemon, file) = try setUp(scratch, extra: ["--io-timeout", "3"])
+        let requester = try RunningDaemon(scratch: scratch, name: "nodeB")
+        try requester.clientOK(["add-lockspace", "-s", "D:2:\(file):0"])
+        let holder = try Background(["client", "hold", "-r", "D:R1:\(file):2M", "--run-dir", holderDaemon.runDir])
+        #expect(try eventually { try holderDaemon.leases().count == 1 })
+        // The first poll after the lease was taken is an unprompted one; let it pass.
+        usleep(1_500_000)
+        try requester.clientOK(["request", "-r", "D:R1:\(file):2M", "--force"])
+        #expect(eventually { !isAlive(holder.process.processIdentifier) }, "the holder was not killed")
+        #expect(try eventually { try diskState(file, 1)["state"] as? String == "free" }, "the lease was not given up")
+        let sleeper = try Background(["client", "hold", "-r", "D:R1:\(file):2M", "--run-dir", requester.runDir])
+        #expect(try eventually { try requester.leases().first?["lver"] as? Int == 2 }, "the requester took the lease")
+        kill(sleeper.process.processIdentifier, SIGKILL)
+        _ = try holderDaemon.clientOK(["shutdown", "--force"])
+        #expect(holderDaemon.process.wait().stderr.contains("another host signalled this one"), "the request arrived by the bitmap")
+    }
+
     @Test func aPrivilegedClientAcquiresForAnotherProcess() throws {
         let scratch = try Scratch()
         let (daemon, file) = try setUp(scratch)

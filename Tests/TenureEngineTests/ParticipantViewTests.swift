@@ -115,3 +115,26 @@ import TenureTestKit
         #expect(SectorRuns.coalesce([5, 5, 5]) == [5..<6])
     }
 }
+
+/// A requester signals a holder by setting the holder's bit in its own
+/// delta lease; the holder reads only the slots of hosts in its view.
+@Suite struct RequestSignalTests {
+    @Test func aBitSetByAHostInTheViewIsSeenAndNoOtherIs() async throws {
+        let c = try await Cluster()
+        let holder = try await c.join(1)
+        var requester = try await c.join(3)
+        _ = holder
+        let observer = c.observer()
+        #expect(try await observer.isSignalled(HostID(1), hostsUpTo: 8, refreshEvery: .seconds(2)) == false)
+        let slot3 = try c.slot(3)
+        var bits = HostBitmap()
+        bits.insert(HostID(1))
+        requester = try await DeltaLease.updateBitmap(slot3, hold: requester, bitmap: bits)
+        #expect(try await observer.isSignalled(HostID(1), hostsUpTo: 8, refreshEvery: .seconds(2)))
+        #expect(try await observer.isSignalled(HostID(2), hostsUpTo: 8, refreshEvery: .seconds(2)) == false, "only host 1's bit is set")
+        // A released slot's stale bits do not count.
+        try await DeltaLease.release(slot3, hold: requester, context: c.context)
+        c.clock.advance(by: .seconds(3))
+        #expect(try await observer.isSignalled(HostID(1), hostsUpTo: 8, refreshEvery: .seconds(2)) == false)
+    }
+}
