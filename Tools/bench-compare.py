@@ -151,6 +151,9 @@ class Sanlock(Implementation):
     def start(self, host):
         run = self.env(host)["SANLOCK_RUN_DIR"]
         os.makedirs(run, exist_ok=True)
+        # A socket left by a daemon that was killed would look like a started one.
+        if os.path.exists(os.path.join(run, "sanlock.sock")):
+            os.unlink(os.path.join(run, "sanlock.sock"))
         env = self.env(host)
         env["LD_PRELOAD"] = self.shim
         log = open(os.path.join(run, "daemon.log"), "w")

@@ -97,10 +97,16 @@ public actor LockspaceObserver: HostLivenessOracle, BallotParticipantSource {
         var hosts: [HostID] = []
         for i in 0..<count {
             let id = HostID(UInt64(i + 1))
-            let record = LeaderRecord(decoding: bytes[(i * s)..<((i + 1) * s)])
-            if record.validKind == .delta, record.spaceName == name {
-                table.record(record, for: id, at: read)
-                if record.timestamp.isFree { continue }
+            let sector = bytes[(i * s)..<((i + 1) * s)]
+            // A slot whose timestamp is not 0 takes part, whatever else it
+            // holds; only one that reads free must prove to be a valid free
+            // record of this lockspace to be skipped.
+            if LeaderRecord.timestampIsFree(inSector: sector) {
+                let record = LeaderRecord(decoding: sector)
+                if record.validKind == .delta, record.spaceName == name {
+                    table.record(record, for: id, at: read)
+                    continue
+                }
             }
             hosts.append(id)
         }

@@ -109,7 +109,7 @@ public struct LeaderRecord: Hashable, Sendable {
         lver = LeaseVersion(r.u64(at: 48))
         spaceName = LeaseName(diskBytes: r.nameBytes(at: 56))
         resourceName = LeaseName(diskBytes: r.nameBytes(at: 104))
-        timestamp = DiskTimestamp(r.u64(at: 152))
+        timestamp = DiskTimestamp(r.u64(at: Self.timestampOffset))
         unused1 = r.u64(at: 160)
         checksum = r.u32(at: 168)
         unused2 = r.u16(at: 172)
@@ -137,7 +137,7 @@ public struct LeaderRecord: Hashable, Sendable {
         w.put(lver.rawValue, at: 48)
         w.put(spaceName, at: 56)
         w.put(resourceName, at: 104)
-        w.put(timestamp.rawValue, at: 152)
+        w.put(timestamp.rawValue, at: Self.timestampOffset)
         w.put(unused1, at: 160)
         w.put(unused2, at: 172)
         w.put(ioTimeout.rawValue, at: 174)
@@ -169,6 +169,15 @@ public struct LeaderRecord: Hashable, Sendable {
             sector.replaceSubrange(HostBitmap.offsetInSector..<(HostBitmap.offsetInSector + HostBitmap.bytes), with: bitmap.bytes)
         }
         return sector
+    }
+
+    /// Where the timestamp lies in the sector.
+    public static let timestampOffset = 152
+
+    /// Whether the timestamp field of the record in `sector` is 0, without
+    /// decoding the rest (a host slot that is not free needs no more).
+    public static func timestampIsFree(inSector sector: ArraySlice<UInt8>) -> Bool {
+        ByteReader(sector).u64(at: timestampOffset) == 0
     }
 
     /// The kind this record validly is (magic, major version and checksum all

@@ -210,13 +210,17 @@ public struct MemoryImage: Sendable, Equatable {
         var out = [UInt8](repeating: 0, count: Int(range.count))
         guard !range.isEmpty else { return out }
         let size = UInt64(sectorSize.bytes)
-        for sector in (range.lowerBound / size)...((range.upperBound - 1) / size) {
-            guard let data = sectors[sector] else { continue }
-            let sectorStart = sector * size
-            let from = max(range.lowerBound, sectorStart)
-            let to = min(range.upperBound, sectorStart + size)
-            for at in from..<to {
-                out[Int(at - range.lowerBound)] = data[Int(at - sectorStart)]
+        out.withUnsafeMutableBytes { target in
+            for sector in (range.lowerBound / size)...((range.upperBound - 1) / size) {
+                guard let data = sectors[sector] else { continue }
+                let sectorStart = sector * size
+                let from = max(range.lowerBound, sectorStart)
+                let to = min(range.upperBound, sectorStart + size)
+                data.withUnsafeBytes { source in
+                    let start = Int(from - sectorStart)
+                    target.baseAddress!.advanced(by: Int(from - range.lowerBound))
+                        .copyMemory(from: source.baseAddress!.advanced(by: start), byteCount: Int(to - from))
+                }
             }
         }
         return out

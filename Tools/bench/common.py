@@ -38,6 +38,9 @@ def block_stat(dev):
 def start_tenure_daemon(tenure, run_dir, io_timeout, host_name, *extra):
     """A `tenure daemon` in the foreground without a watchdog; returns once its socket exists."""
     os.makedirs(run_dir, exist_ok=True)
+    # A socket left by a daemon that was killed would look like a started one.
+    if os.path.exists(os.path.join(run_dir, "tenure.sock")):
+        os.unlink(os.path.join(run_dir, "tenure.sock"))
     log = open(os.path.join(run_dir, "daemon.log"), "a")
     p = subprocess.Popen([tenure, "daemon", "--foreground", "--run-dir", run_dir, "--watchdog", "none",
                           "--io-timeout", str(io_timeout), "--host-name", host_name, "--config", "/dev/null", *extra],
