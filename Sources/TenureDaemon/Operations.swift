@@ -448,18 +448,32 @@ extension Daemon {
                                           "bytes_read": Int(io.bytesRead), "bytes_written": Int(io.bytesWritten)],
                            "participant_view_reads": await joined.lockspace.observer.viewReads])
         }
-        let leases = holders.sorted { $0.key < $1.key }.flatMap { pid, held in
+        let all = holders.sorted { $0.key < $1.key }.flatMap { pid, held in
             held.values.sorted { $0.name < $1.name }.map { l -> [String: Any] in
                 ["pid": Int(pid), "resource": l.lease.stateString, "lver": Int(l.lease.lver.rawValue), "shared": l.lease.shared]
             }
         }
+        // The reply is one protocol field: list leases while they fit, and count them all.
+        var leases: [[String: Any]] = []
+        var budget = Self.statusLeaseBytes
+        for lease in all {
+            let size = (lease["resource"] as? String ?? "").utf8.count + 64
+            guard size <= budget else { break }
+            budget -= size
+            leases.append(lease)
+        }
         let object: [String: Any] = ["host_name": config.hostName, "lockspaces": spaces, "leases": leases,
+                                     "lease_count": all.count, "leases_omitted": all.count - leases.count,
                                      "resident_kib": Self.residentKiB() ?? 0,
                                      "joining": joining.map(\.description).sorted(),
                                      "shutting_down": shuttingDown]
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)
     }
+
+    /// Room for the lease list in a status reply: the rest of the largest
+    /// field (64 KiB) is left to the lockspaces and the other keys.
+    static let statusLeaseBytes = 48 * 1024
 
     /// This process's resident set size (VmRSS), for status and the bench.
     static func residentKiB() -> Int? {

@@ -161,7 +161,13 @@ public final class DaemonServer: @unchecked Sendable {
                 return
             }
             inFlight.withLock { $0 += 1 }
-            let reply = wait { await daemon.handle(request, from: peer) }
+            var reply = wait { await daemon.handle(request, from: peer) }
+            if (try? reply.encoded()) == nil {
+                // Too large for the protocol: say so instead of closing silently.
+                log.error("the reply to command \(request.command) of process \(peer.pid) exceeds the protocol's limits")
+                reply = Message.reply(to: request, error: TenureError(.limitReached, "The reply exceeds the protocol's limit of \(Wire.maxPayloadBytes) bytes.",
+                                                                       remedy: "Ask for less at once (e.g. inquire one process)."))
+            }
             let written: Bool
             do { try MessageSocket.write(reply, to: fd); written = true } catch { written = false }
             inFlight.withLock { $0 -= 1 }
