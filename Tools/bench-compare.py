@@ -85,6 +85,21 @@ class Tenure(Implementation):
         self.client(host, "add-lockspace", "-s", self.lockspace(host))
         return time.monotonic() - start
 
+    def join_and_idle(self, host):
+        """`tenure bench lockspace`: the join, then renewals by the daemon's counters and the device's."""
+        out = sh(self.bin, "bench", "lockspace", "-s", self.lockspace(host), "--idle-seconds", str(self.args.idle_seconds),
+                 "--stay", "--json", "--run-dir", self.run_dir(host)).stdout
+        rows = {r["measure"]: r for r in map(json.loads, out.splitlines())}
+        result = {"join_s": rows["join"]["seconds"]}
+        if "idle_renewal" in rows:
+            r = rows["idle_renewal"]
+            result.update(idle_read_bytes_per_renewal=r["device_bytes_read_per_renewal"],
+                          idle_write_bytes_per_renewal=r["device_bytes_written_per_renewal"],
+                          idle_ios_per_renewal=r["device_ios_per_renewal"],
+                          engine_renewal_bytes_read=r["engine_bytes_read_per_renewal"],
+                          engine_renewal_bytes_written=r["engine_bytes_written_per_renewal"])
+        return result
+
     def leave(self, host):
         self.client(host, "rem-lockspace", "T", check=False)
 
@@ -101,11 +116,6 @@ class Tenure(Implementation):
         one = self.bench(1, self.args.cycles)
         many = self.bench(self.args.clients, max(1, self.args.cycles // self.args.clients))
         return one["seconds"] / one["cycles"] * 1000, one["cycles_per_second"], many["cycles_per_second"]
-
-    def renewal_counters(self, host):
-        status = json.loads(self.client(host, "status", "--json").stdout)
-        space = status["lockspaces"][0]
-        return space["renewals"], space["renewal_io"]
 
     def holder(self, host, i):
         """A process holding resource i through the daemon of `host`."""
@@ -207,8 +217,15 @@ print(one / n * 1000, n / one, k * per / many)
         ms, one_rate, many_rate = map(float, self.python(1, code).stdout.split())
         return ms, one_rate, many_rate
 
-    def renewal_counters(self, host):
-        return None, None
+    def join_and_idle(self, host):
+        result = {"join_s": self.join(host)}
+        if self.args.idle_seconds > 0:
+            # sanlock renews every 2 × io_timeout; it has no counters to ask.
+            def renewals():
+                time.sleep(self.args.idle_seconds)
+                return self.args.idle_seconds / (2 * self.args.io_timeout)
+            result.update(idle_traffic(self.dev, self.args.idle_seconds, renewals))
+        return result
 
     def holder(self, host, i):
         code = f"""
@@ -242,28 +259,23 @@ def measure_basic(impl, args):
     out = {}
     pid = impl.start(1)
     try:
-        out["join_s"] = impl.join(1)
+        out.update(impl.join_and_idle(1))
         out["ms_per_cycle"], out["cycles_per_s_1"], out[f"cycles_per_s_{args.clients}"] = impl.cycles()
         out["rss_kib"] = rss_kib(pid)
-        if args.idle_seconds > 0:
-            renewals0, io0 = impl.renewal_counters(1)
-            b0 = block_stat(args.device)
-            time.sleep(args.idle_seconds)
-            b1 = block_stat(args.device)
-            renewals1, io1 = impl.renewal_counters(1)
-            d = diff(b0, b1)
-            renewals = (renewals1 - renewals0) if renewals0 is not None else args.idle_seconds / (2 * args.io_timeout)
-            renewals = max(renewals, 1)
-            out["idle_read_bytes_per_renewal"] = d["read_bytes"] / renewals
-            out["idle_write_bytes_per_renewal"] = d["write_bytes"] / renewals
-            out["idle_ios_per_renewal"] = (d["reads"] + d["writes"]) / renewals
-            if io0 is not None:
-                out["engine_renewal_bytes_read"] = (io1["bytes_read"] - io0["bytes_read"]) / renewals
-                out["engine_renewal_bytes_written"] = (io1["bytes_written"] - io0["bytes_written"]) / renewals
         impl.leave(1)
     finally:
         impl.stop(1)
     return out
+
+
+def idle_traffic(dev, seconds, renewals_during):
+    """The device's traffic per renewal over `seconds`, `renewals_during()` counting them."""
+    b0 = block_stat(dev)
+    renewals = renewals_during()
+    d = diff(b0, block_stat(dev))
+    renewals = max(renewals, 1)
+    return {"idle_read_bytes_per_renewal": d["read_bytes"] / renewals, "idle_write_bytes_per_renewal": d["write_bytes"] / renewals,
+            "idle_ios_per_renewal": (d["reads"] + d["writes"]) / renewals}
 
 
 def measure_takeover(impl, args):

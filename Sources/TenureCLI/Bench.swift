@@ -9,8 +9,8 @@ import TenureFormat
 /// process sees them. Speed is measured here, never asserted in tests.
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure Tenure through a running daemon: acquire + release cycles, memory.",
-        subcommands: [AcquireCycles.self, Memory.self]
+        abstract: "Measure Tenure through a running daemon: acquire + release cycles, joining and renewing, memory.",
+        subcommands: [AcquireCycles.self, Memory.self, LockspaceCosts.self]
     )
 }
 
@@ -328,5 +328,89 @@ struct BlockDeviceStatistics {
         let v = text.split(separator: " ").compactMap { Int($0) }
         guard v.count >= 7 else { return nil }
         return BlockDeviceStatistics(reads: v[0], bytesRead: v[2] * 512, writes: v[4], bytesWritten: v[6] * 512)
+    }
+}
+
+extension Bench {
+    struct LockspaceCosts: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "lockspace",
+            abstract: "The time to join a lockspace, then the I/O of each renewal while idle.",
+            discussion: """
+            Joins -s LOCKSPACE through the daemon (timed: the delta-lease \
+            algorithm waits 2 × io_timeout after its write), watches it renew \
+            for --idle-seconds, and reports the bytes and I/Os per renewal by the \
+            daemon's own counters of its renewal handle and, on a block device, \
+            by the device's statistics (everything any process did to it). \
+            Leaves the lockspace at the end unless --stay.
+
+            Example:
+              tenure bench lockspace -s B:1:/dev/loop0:0 --idle-seconds 60
+            """
+        )
+
+        @Option(name: .customShort("s"), help: ArgumentHelp("The lockspace to join, NAME:HOST_ID:PATH:OFFSET.", valueName: "LOCKSPACE"))
+        var lockspace: String
+        @Option(name: .customLong("idle-seconds"), help: "How long to watch the renewals (0: join only).")
+        var idleSeconds = 60
+        @Flag(help: "Stay joined at the end.")
+        var stay = false
+        @Flag(help: "One JSON object per measurement.")
+        var json = false
+        @OptionGroup var options: ClientOptions
+
+        struct Join: Encodable { let measure = "join"; let seconds: Double }
+        struct Renewal: Encodable {
+            let measure = "idle_renewal"; let seconds: Int; let renewals: Int
+            let engineBytesReadPerRenewal: Double; let engineBytesWrittenPerRenewal: Double; let engineIosPerRenewal: Double
+            let deviceBytesReadPerRenewal: Double?; let deviceBytesWrittenPerRenewal: Double?; let deviceIosPerRenewal: Double?
+        }
+
+        func run() async throws {
+            try await reportingErrors {
+                let spec = try LockspaceSpec(parsing: lockspace)
+                let connection = try options.connect()
+                let start = DispatchTime.now().uptimeNanoseconds
+                _ = try connection.addLockspace(lockspace)
+                let join = Join(seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+                report(join, text: String(format: "joined %@ in %.3f s", spec.name.description, join.seconds))
+                if idleSeconds > 0 {
+                    let (renewals0, io0) = try counters(connection, spec.name.description)
+                    let device0 = BlockDeviceStatistics.read(path: spec.disk.path)
+                    try await Task.sleep(for: .seconds(idleSeconds))
+                    let (renewals1, io1) = try counters(connection, spec.name.description)
+                    let device1 = BlockDeviceStatistics.read(path: spec.disk.path)
+                    let n = Double(max(renewals1 - renewals0, 1))
+                    let engine = (io1.0 - io0.0, io1.1 - io0.1, io1.2 - io0.2 + io1.3 - io0.3)
+                    let device = device0.flatMap { d0 in device1.map { d1 in (d1.bytesRead - d0.bytesRead, d1.bytesWritten - d0.bytesWritten, d1.reads - d0.reads + d1.writes - d0.writes) } }
+                    let r = Renewal(seconds: idleSeconds, renewals: renewals1 - renewals0,
+                                    engineBytesReadPerRenewal: Double(engine.0) / n, engineBytesWrittenPerRenewal: Double(engine.1) / n,
+                                    engineIosPerRenewal: Double(engine.2) / n,
+                                    deviceBytesReadPerRenewal: device.map { Double($0.0) / n }, deviceBytesWrittenPerRenewal: device.map { Double($0.1) / n },
+                                    deviceIosPerRenewal: device.map { Double($0.2) / n })
+                    report(r, text: String(format: "%d renewals in %d s: %.0f B read, %.0f B written, %.1f I/Os per renewal (daemon's counters)",
+                                           r.renewals, idleSeconds, r.engineBytesReadPerRenewal, r.engineBytesWrittenPerRenewal, r.engineIosPerRenewal)
+                        + (device.map { _ in String(format: "; the device saw %.0f B read, %.0f B written, %.1f I/Os per renewal",
+                                                        r.deviceBytesReadPerRenewal!, r.deviceBytesWrittenPerRenewal!, r.deviceIosPerRenewal!) } ?? ""))
+                }
+                if !stay { try connection.removeLockspace(spec.name.description) }
+            }
+        }
+
+        /// Renewals and the renewal handle's (bytes read, bytes written, reads, writes), from status.
+        func counters(_ connection: TenureConnection, _ name: String) throws -> (Int, (Int, Int, Int, Int)) {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(try connection.status().utf8)) as? [String: Any],
+                  let space = (object["lockspaces"] as? [[String: Any]])?.first(where: { $0["name"] as? String == name }),
+                  let renewals = space["renewals"] as? Int, let io = space["renewal_io"] as? [String: Int] else {
+                throw TenureError(.protocolError, "The daemon's status does not show lockspace \(name) with its renewal counters.",
+                                  remedy: "Use a daemon of the same Tenure version.")
+            }
+            return (renewals, (io["bytes_read"] ?? 0, io["bytes_written"] ?? 0, io["reads"] ?? 0, io["writes"] ?? 0))
+        }
+
+        func report<T: Encodable>(_ value: T, text: String) {
+            print(json ? Terminal.json(value) : text)
+            fflush(nil)
+        }
     }
 }

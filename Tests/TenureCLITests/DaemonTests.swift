@@ -517,6 +517,26 @@ struct DaemonTests {
         #expect(try daemon.leases().isEmpty)
     }
 
+    /// The lockspace bench: a join waits the settle time (2N, N = 1 s) and a
+    /// renewal moves at most two sectors, by the daemon's own counters.
+    @Test func theLockspaceBenchTimesTheJoinAndCountsRenewalIO() throws {
+        let scratch = try Scratch()
+        let file = try scratch.file("leases.img", size: 4 << 20)
+        try Harness.tenureOK(["direct", "format", "--lockspace", "D", "--path", file, "--resources", "1", "--io-timeout", "1"])
+        let daemon = try RunningDaemon(scratch: scratch)
+        let bench = try Harness.tenureOK(["bench", "lockspace", "-s", "D:1:\(file):0", "--idle-seconds", "5", "--json", "--run-dir", daemon.runDir])
+        let lines = try bench.stdout.split(separator: "\n").map { try Harness.json(String($0)) }
+        #expect(lines.map { $0["measure"] as? String } == ["join", "idle_renewal"])
+        #expect((lines[0]["seconds"] as? Double ?? 0) >= 2, "the join waited 2N: \(lines[0])")
+        let renewal = lines[1]
+        #expect((renewal["renewals"] as? Int ?? 0) >= 1, "\(renewal)")
+        let written = renewal["engine_bytes_written_per_renewal"] as? Double ?? -1
+        let read = renewal["engine_bytes_read_per_renewal"] as? Double ?? -1
+        #expect(written > 0 && written <= 1024 && read > 0 && read <= 1024, "at most two sectors each way per renewal: \(renewal)")
+        #expect(renewal["device_bytes_read_per_renewal"] == nil, "a file has no block-device statistics")
+        #expect((try daemon.status()["lockspaces"] as? [[String: Any]])?.isEmpty == true, "it left the lockspace")
+    }
+
     /// The memory bench holds what it says (the lvers move once per held
     /// lease, the status shows the daemon's resident size) and its soak
     /// counts cycles that happened on disk.
