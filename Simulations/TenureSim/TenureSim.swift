@@ -54,6 +54,8 @@ struct TenureSim: ParsableCommand {
     @Flag(name: .customLong("print-trace"), help: "Print every trace line on stderr as it happens (the summary keeps the last \(Trace.keptLines)).")
     var printTrace = false
 
+    @Flag(name: .customLong("no-liveness"), help: "Skip the liveness phase: safety under faults only (for runs with thousands of hosts).")
+    var noLiveness = false
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
@@ -72,6 +74,7 @@ struct TenureSim: ParsableCommand {
         config.resources = resources
         config.disks = disks
         config.steps = steps
+        config.liveness = !noLiveness
         config.faults = try FaultMix(parsing: faults)
         config.injectedBugs = Set(try injectBug.map { name in
             guard let bug = InjectedBug(rawValue: name) else {

@@ -122,6 +122,10 @@ public struct SimConfig: Sendable {
     public var steps: UInt64 = 50_000
     public var faults = FaultMix.standard
     public var injectedBugs: Set<InjectedBug> = []
+    /// Run the liveness phase after the fault phase (every host must then
+    /// hold every resource within a bound). Off for scale runs, where
+    /// thousands of hosts taking turns would take hours of simulated time.
+    public var liveness = true
     /// io_timeout N of every host.
     public var ioTimeout = IOTimeout(seconds: 1)
     /// The watchdog fire time W of every host.

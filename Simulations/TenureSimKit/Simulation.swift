@@ -128,7 +128,7 @@ public final class Simulation: @unchecked Sendable {
 
         // Phase 2: liveness.
         var livenessSeconds: Double?
-        if checker.violations.isEmpty {
+        if checker.violations.isEmpty, config.liveness {
             livenessSeconds = runLiveness()
         }
         phase = .stopping
@@ -147,6 +147,7 @@ public final class Simulation: @unchecked Sendable {
     func describeConfig() -> String {
         "hosts \(config.hosts), resources \(config.resources), disks \(config.disks), steps \(config.steps), io_timeout \(config.ioTimeout.seconds)s, W \(config.watchdogFire), faults \(config.faults)"
             + (config.injectedBugs.isEmpty ? "" : ", injected bugs \(config.injectedBugs.map(\.rawValue).sorted().joined(separator: ","))")
+            + (config.liveness ? "" : ", no liveness phase")
     }
 
     /// Runs the scheduler while `goOn` holds and no violation was found,

@@ -177,7 +177,8 @@ public struct LeaderRecord: Hashable, Sendable {
     /// Whether the timestamp field of the record in `sector` is 0, without
     /// decoding the rest (a host slot that is not free needs no more).
     public static func timestampIsFree(inSector sector: ArraySlice<UInt8>) -> Bool {
-        ByteReader(sector).u64(at: timestampOffset) == 0
+        let at = sector.startIndex + timestampOffset
+        return sector[at..<(at + 8)].allSatisfy { $0 == 0 }
     }
 
     /// The kind this record validly is (magic, major version and checksum all
