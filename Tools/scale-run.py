@@ -6,10 +6,11 @@ cleans up). Every daemon joins the lockspace and renews; worker threads make
 processes on random hosts take random resources for a moment
 (`tenure client hold -r R -- sleep`), so hosts contend for every resource.
 
-An independent witness checks the result: each holder's interval, from the
-moment it printed its lver to the moment it exited, lies inside the time it
-held the lease, so two intervals of one resource must never overlap, and the
-lvers of one resource must grow in the order they were taken. At the end
+An independent witness checks the result: the command each holder runs
+reads the clock when it starts and when it ends; `hold` starts it after the
+lease is acquired and releases after it exits, so two such intervals of
+one resource must never overlap, and the lvers of one resource must grow
+in the order they were taken. At the end
 every daemon's status must show its lockspace valid; the worst renewal gaps
 are reported.
 """
@@ -29,7 +30,10 @@ def main():
     ap.add_argument("--minutes", type=float, default=3)
     ap.add_argument("--io-timeout", type=int, default=2)
     ap.add_argument("--hold-ms", type=int, default=100)
+    ap.add_argument("--inject-bug", help="run the daemons with a known safety bug (TENURE_INJECT_BUG): the witness must fail the run")
     args = ap.parse_args()
+    if args.inject_bug:
+        os.environ["TENURE_INJECT_BUG"] = args.inject_bug
     t, dev = args.tenure, args.device
 
     def run_dir(h):
@@ -72,16 +76,18 @@ def main():
             while time.monotonic() < stop:
                 h, r = rnd.randint(1, args.hosts), rnd.randrange(args.resources)
                 res = f"S:R{r}:{dev}:{(r + 1) * MIB}"
-                p = subprocess.Popen([t, "client", "hold", "-r", res, "--run-dir", run_dir(h), "--", "sleep", str(args.hold_ms / 1000)],
+                # The witness runs inside the hold: `hold` starts the command
+                # after the lease is acquired and releases it after the command
+                # exits, so the command's own clock readings lie within the hold.
+                witness = f"date +%s%N; sleep {args.hold_ms / 1000}; date +%s%N"
+                p = subprocess.Popen([t, "client", "hold", "-r", res, "--run-dir", run_dir(h), "--", "/bin/sh", "-c", witness],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                line = p.stdout.readline()
-                got = time.monotonic()
                 out, err = p.communicate()
-                end = time.monotonic()
+                lines = out.split()
                 with lock:
-                    if p.returncode == 0 and line:
-                        lver = int(line.strip().split(":")[-1])
-                        intervals[r].append((got, end, lver, h))
+                    if p.returncode == 0 and len(lines) == 3:
+                        lver = int(lines[0].split(":")[-1])
+                        intervals[r].append((int(lines[1]) / 1e9, int(lines[2]) / 1e9, lver, h))
                     elif "held-by-live-host" in err or "lease-in-use" in err:
                         refused[0] += 1
                     else:

@@ -5,7 +5,7 @@
 # once and that lvers only grew. Needs root (loop device).
 #
 #   Tools/scale-run.sh [--hosts 64] [--resources 8] [--workers 12] [--minutes 3]
-#                      [--io-timeout 2] [--hold-ms 100]
+#                      [--io-timeout 2] [--hold-ms 100] [--inject-bug ignore-live-owner]
 #
 # Prints one JSON summary (acquisitions, refusals, overlaps, lost lockspaces,
 # worst renewal gaps, daemon memory) and exits 1 if safety or a lockspace failed.

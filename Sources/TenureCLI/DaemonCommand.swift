@@ -84,6 +84,7 @@ struct DaemonCommand: AsyncParsableCommand {
         }
         let dir = runDir ?? file["run-dir"] ?? Wire.runDir(ProcessInfo.processInfo.environment)
         var c = DaemonConfig(runDir: dir, hostName: hostName ?? file["host-name"] ?? ProcessInfo.processInfo.hostName.prefixBytes(48))
+        c.injectedBugs = try injectedBugsFromEnvironment()
         if let v = try ioTimeout ?? file.int("io-timeout") { c.ioTimeout = try validIOTimeout(v) }
         let dog = watchdog ?? file["watchdog"] ?? "/dev/watchdog"
         c.watchdogDevice = dog == "none" ? nil : dog

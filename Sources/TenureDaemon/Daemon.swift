@@ -21,8 +21,13 @@ public struct DaemonConfig: Sendable {
     public var killGrace: Duration?
     /// Group that owns the socket (mode 0660) and may act for other pids.
     public var socketGroup: String?
-    /// How often a holder's request records are read (one sector per lease).
+    /// How often the daemon looks for requests aimed at its leases (the
+    /// bitmaps of hosts in use; the leases' request records when signalled,
+    /// or every 2N) and for holders that exited.
     public var requestPoll: Duration = .seconds(1)
+    /// Known safety bugs to switch on: only to prove a witness can fail
+    /// (`TENURE_INJECT_BUG`; see ``InjectedBug``). Empty in every real run.
+    public var injectedBugs: Set<InjectedBug> = []
     /// The most clients connected at once.
     public var maxConnections = 1024
     /// The most leases held at once, over all processes.
@@ -123,7 +128,7 @@ public actor Daemon {
         let logger = log
         context = EngineContext(clock: SystemMonotonicClock.shared, log: { event in
             logger.debug("\(event)")
-        }, watchdogFire: config.watchdogFire)
+        }, watchdogFire: config.watchdogFire, injectedBugs: config.injectedBugs)
     }
 
     /// Starts the background loops: request polling and dead-pid reaping.
