@@ -44,6 +44,11 @@ public enum MessageSocket {
         try writeAll(try message.encoded(), to: fd)
     }
 
+    /// Sends a message already encoded (`Message.encoded()`).
+    public static func write(encoded bytes: [UInt8], to fd: Int32) throws(TenureError) {
+        try writeAll(bytes, to: fd)
+    }
+
     /// Reads one message; nil when the peer closed cleanly between messages.
     public static func read(from fd: Int32) throws(TenureError) -> Message? {
         guard let headerBytes = try readExactly(Wire.headerBytes, from: fd, eofAllowed: true) else { return nil }

@@ -162,14 +162,18 @@ public final class DaemonServer: @unchecked Sendable {
             }
             inFlight.withLock { $0 += 1 }
             var reply = wait { await daemon.handle(request, from: peer) }
-            if (try? reply.encoded()) == nil {
+            let encoded: [UInt8]
+            if let bytes = try? reply.encoded() {
+                encoded = bytes
+            } else {
                 // Too large for the protocol: say so instead of closing silently.
                 log.error("the reply to command \(request.command) of process \(peer.pid) exceeds the protocol's limits")
                 reply = Message.reply(to: request, error: TenureError(.limitReached, "The reply exceeds the protocol's limit of \(Wire.maxPayloadBytes) bytes.",
                                                                        remedy: "Ask for less at once (e.g. inquire one process)."))
+                encoded = (try? reply.encoded()) ?? []
             }
             let written: Bool
-            do { try MessageSocket.write(reply, to: fd); written = true } catch { written = false }
+            do { try MessageSocket.write(encoded: encoded, to: fd); written = !encoded.isEmpty } catch { written = false }
             inFlight.withLock { $0 -= 1 }
             guard written else { return }
             if reply.text(0) == String(ResultCode.unknownCommand.rawValue) { return }
