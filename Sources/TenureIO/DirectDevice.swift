@@ -286,14 +286,13 @@ final class AIOCore: Sendable {
         }
         guard alone else { return }
         defer { state.withLock { $0.polling = false } }
-        let events = UnsafeMutablePointer<io_event>.allocate(capacity: 1)
-        defer { events.deallocate() }
+        var event = io_event()
         let until = clock.now() + Self.soloPollWindow
         var noWait = timespec(tv_sec: 0, tv_nsec: 0)
         repeat {
-            let count = io_getevents(context.raw, 0, 1, events, &noWait)
+            let count = io_getevents(context.raw, 0, 1, &event, &noWait)
             if count > 0 {
-                reap(events[0])
+                reap(event)
                 submitReady()
                 return
             }
