@@ -61,15 +61,21 @@ public actor LockspaceObserver: HostLivenessOracle, BallotParticipantSource {
     public func observeRange(upTo last: HostID) async throws -> [(HostID, LeaderRecord, HostBitmap)] {
         let count = Int(min(last.rawValue, UInt64(geometry.maxHosts)))
         guard count > 0 else { return [] }
+        return try await observeSlots(0..<count)
+    }
+
+    /// Reads the slots at indexes `run` (host id − 1) in one I/O and records
+    /// each valid record of this lockspace; returns those with their bitmaps.
+    func observeSlots(_ run: Range<Int>) async throws -> [(HostID, LeaderRecord, HostBitmap)] {
         let s = geometry.sectorSize.bytes
-        let bytes = try await device.read(at: areaOffset, length: count * s)
+        let bytes = try await device.read(at: areaOffset + UInt64(run.lowerBound * s), length: run.count * s)
         let now = context.clock.now()
         var out: [(HostID, LeaderRecord, HostBitmap)] = []
-        for i in 0..<count {
+        for (i, index) in run.enumerated() {
             let sector = bytes[(i * s)..<((i + 1) * s)]
             let record = LeaderRecord(decoding: sector)
             guard record.validKind == .delta, record.spaceName == name else { continue }
-            let id = HostID(UInt64(i + 1))
+            let id = HostID(UInt64(index + 1))
             table.record(record, for: id, at: now)
             out.append((id, record, HostBitmap(decoding: sector)))
         }
@@ -90,7 +96,6 @@ public actor LockspaceObserver: HostLivenessOracle, BallotParticipantSource {
         }
         let count = min(max(numHosts, view?.covered ?? 0), geometry.maxHosts)
         let s = geometry.sectorSize.bytes
-        let issued = context.clock.now()
         let bytes = try await device.read(at: areaOffset, length: count * s)
         viewReads += 1
         let read = context.clock.now()
@@ -110,7 +115,7 @@ public actor LockspaceObserver: HostLivenessOracle, BallotParticipantSource {
             }
             hosts.append(id)
         }
-        let fresh = ParticipantView(hosts: hosts, covered: count, readIssuedAt: issued)
+        let fresh = ParticipantView(hosts: hosts, covered: count, readIssuedAt: now)
         view = fresh
         return fresh.isFresh(at: context.clock.now()) || context.injectedBugs.contains(.staleParticipantView) ? fresh : nil
     }
@@ -127,17 +132,9 @@ public actor LockspaceObserver: HostLivenessOracle, BallotParticipantSource {
             current = view
         }
         let others = (current?.hosts ?? []).filter { $0 != id }
-        guard !others.isEmpty else { return false }
-        let s = geometry.sectorSize.bytes
         for run in SectorRuns.coalesce(others.map { Int($0.rawValue) - 1 }) {
-            let bytes = try await device.read(at: areaOffset + UInt64(run.lowerBound * s), length: run.count * s)
-            let now = context.clock.now()
-            for index in run {
-                let sector = bytes[((index - run.lowerBound) * s)..<((index - run.lowerBound + 1) * s)]
-                let record = LeaderRecord(decoding: sector)
-                guard record.validKind == .delta, record.spaceName == name else { continue }
-                table.record(record, for: HostID(UInt64(index + 1)), at: now)
-                if !record.timestamp.isFree, HostBitmap(decoding: sector).contains(id) { return true }
+            for (_, record, bitmap) in try await observeSlots(run) where !record.timestamp.isFree && bitmap.contains(id) {
+                return true
             }
         }
         return false
