@@ -143,7 +143,7 @@ final class ConnectionBox: @unchecked Sendable {
 }
 
 extension Bench {
-    struct Memory: AsyncParsableCommand {
+    struct Memory: AsyncParsableCommand, BenchReporting {
         static let configuration = CommandConfiguration(
             abstract: "The daemon's resident memory holding many leases, then over a soak of acquire + release cycles.",
             discussion: """
@@ -260,10 +260,6 @@ extension Bench {
             report(result, text: "soak: \(result.cycles) cycles by \(clients) clients in \(Int(seconds)) s; resident \(result.residentKibStart) → \(result.residentKibEnd) KiB (max \(result.residentKibMax))")
         }
 
-        func report<T: Encodable>(_ value: T, text: String) {
-            print(json ? Terminal.json(value) : text)
-            fflush(nil)
-        }
 
         /// Waits --hold-seconds with the leases held; on a block device,
         /// reports what the device saw meanwhile (every host's I/O to it).
@@ -282,14 +278,33 @@ extension Bench {
 
         /// The daemon's resident size, from its status.
         static func resident(_ runDir: String?) throws -> Int {
-            let status = try TenureConnection(runDir: runDir).status()
-            guard let object = try? JSONSerialization.jsonObject(with: Data(status.utf8)) as? [String: Any],
-                  let kib = object["resident_kib"] as? Int, kib > 0 else {
+            guard let kib = try daemonStatus(try TenureConnection(runDir: runDir))["resident_kib"] as? Int, kib > 0 else {
                 throw TenureError(.protocolError, "The daemon's status carries no resident size.", remedy: "Use a daemon of the same Tenure version.")
             }
             return kib
         }
     }
+}
+
+/// A bench command's output: one line per measurement, or one JSON object with --json.
+protocol BenchReporting {
+    var json: Bool { get }
+}
+
+extension BenchReporting {
+    func report<T: Encodable>(_ value: T, text: String) {
+        print(json ? Terminal.json(value) : text)
+        fflush(nil)
+    }
+}
+
+/// The daemon's status (JSON) as an object.
+func daemonStatus(_ connection: TenureConnection) throws -> [String: Any] {
+    let text = try connection.status()
+    guard let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] else {
+        throw TenureError(.protocolError, "The daemon's status is not a JSON object.", remedy: "Use a daemon of the same Tenure version.")
+    }
+    return object
 }
 
 /// Where the bench's resources are: `tenure direct format`'s layout, R0, R1, …
@@ -332,7 +347,7 @@ struct BlockDeviceStatistics {
 }
 
 extension Bench {
-    struct LockspaceCosts: AsyncParsableCommand {
+    struct LockspaceCosts: AsyncParsableCommand, BenchReporting {
         static let configuration = CommandConfiguration(
             commandName: "lockspace",
             abstract: "The time to join a lockspace, then the I/O of each renewal while idle.",
@@ -399,8 +414,7 @@ extension Bench {
 
         /// Renewals and the renewal handle's (bytes read, bytes written, reads, writes), from status.
         func counters(_ connection: TenureConnection, _ name: String) throws -> (Int, (Int, Int, Int, Int)) {
-            guard let object = try? JSONSerialization.jsonObject(with: Data(try connection.status().utf8)) as? [String: Any],
-                  let space = (object["lockspaces"] as? [[String: Any]])?.first(where: { $0["name"] as? String == name }),
+            guard let space = (try daemonStatus(connection)["lockspaces"] as? [[String: Any]])?.first(where: { $0["name"] as? String == name }),
                   let renewals = space["renewals"] as? Int, let io = space["renewal_io"] as? [String: Int] else {
                 throw TenureError(.protocolError, "The daemon's status does not show lockspace \(name) with its renewal counters.",
                                   remedy: "Use a daemon of the same Tenure version.")
@@ -408,9 +422,5 @@ extension Bench {
             return (renewals, (io["bytes_read"] ?? 0, io["bytes_written"] ?? 0, io["reads"] ?? 0, io["writes"] ?? 0))
         }
 
-        func report<T: Encodable>(_ value: T, text: String) {
-            print(json ? Terminal.json(value) : text)
-            fflush(nil)
-        }
     }
 }
