@@ -142,9 +142,6 @@ class Sanlock(Implementation):
         sh("cc", "-shared", "-fPIC", "-o", self.shim, os.path.join(here, "bench", "setrlimit-shim.c"), "-ldl")
         self.daemons = {}
 
-    def lockspace_args(self, host):
-        return ["S", host, self.dev, SANLOCK_AREA]
-
     def offset(self, i):
         return SANLOCK_AREA + (i + 1) * MIB
 

@@ -12,7 +12,7 @@ Run through Tools/bench-scaling.sh. Two tables:
    renewals, plus the read of each held lease's request record once a
    second; and the daemon's resident size.
 """
-import json, os, subprocess, sys, time
+import json, os, subprocess, sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench"))
 from common import sh, start_tenure_daemon, tool_arguments  # noqa: E402
