@@ -23,7 +23,15 @@ public struct Generation: RawRepresentable, Hashable, Comparable, Sendable, Cust
     public init(rawValue: UInt64) { self.rawValue = rawValue }
     public init(_ value: UInt64) { self.rawValue = value }
     public static let zero = Generation(0)
-    public var next: Generation { Generation(rawValue &+ 1) }
+    /// The generation after this one; throws at the largest, which only a
+    /// damaged (or hostile) record can hold: a generation never wraps to 0.
+    public func next() throws(TenureError) -> Generation {
+        guard rawValue < UInt64.max else {
+            throw TenureError(.badRecord, "A delta lease's generation is \(rawValue), the largest there is: it cannot be joined again.",
+                              remedy: "The record is damaged; re-initialise the lockspace once no host uses it.")
+        }
+        return Generation(rawValue + 1)
+    }
     public static func < (a: Generation, b: Generation) -> Bool { a.rawValue < b.rawValue }
     public var description: String { String(rawValue) }
 }
@@ -35,7 +43,15 @@ public struct LeaseVersion: RawRepresentable, Hashable, Comparable, Sendable, Cu
     public init(rawValue: UInt64) { self.rawValue = rawValue }
     public init(_ value: UInt64) { self.rawValue = value }
     public static let zero = LeaseVersion(0)
-    public var next: LeaseVersion { LeaseVersion(rawValue &+ 1) }
+    /// The version after this one; throws at the largest, which only a
+    /// damaged (or hostile) record can hold: a fencing token never wraps to 0.
+    public func next() throws(TenureError) -> LeaseVersion {
+        guard rawValue < UInt64.max else {
+            throw TenureError(.badRecord, "A lease is at lver \(rawValue), the largest there is: no later version can be handed out.",
+                              remedy: "The record is damaged; re-initialise the lease once no host uses it.")
+        }
+        return LeaseVersion(rawValue + 1)
+    }
     public static func < (a: LeaseVersion, b: LeaseVersion) -> Bool { a.rawValue < b.rawValue }
     public var description: String { String(rawValue) }
 }
@@ -107,6 +123,9 @@ public struct IOTimeout: RawRepresentable, Hashable, Comparable, Sendable, Custo
     /// The smallest io_timeout the engine uses: a record carrying 0 (or
     /// less) is treated as this. Every host's join waits at least 2 × this.
     public static let minimumSeconds = 1
+    /// The largest io_timeout Tenure accepts from a user or a client: longer
+    /// would leave a lost host's holders alive for 8 × this.
+    public static let maxSeconds = 300
     public var seconds: Int { Int(rawValue) }
     public static func < (a: IOTimeout, b: IOTimeout) -> Bool { a.rawValue < b.rawValue }
     public var description: String { "\(rawValue)s" }

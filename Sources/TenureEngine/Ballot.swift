@@ -120,8 +120,26 @@ struct Ballot {
     /// The first ballot number of `host` after seeing `maxSeen`: the next
     /// multiple of the stride above it, plus the host id. Matches sanlock,
     /// so mixed clusters never share a ballot number.
-    static func firstBallot(host: HostID, maxSeen: UInt64, stride: UInt64) -> UInt64 {
+    ///
+    /// Every operand may come from disk: an overflow (a ballot number near
+    /// 2^64 in a checksum-valid dblock) is a bad record, never a trap.
+    static func firstBallot(host: HostID, maxSeen: UInt64, stride: UInt64) throws(TenureError) -> UInt64 {
         guard maxSeen > 0 else { return host.rawValue }
-        return maxSeen - maxSeen % stride + stride + host.rawValue
+        let (base, o1) = (maxSeen - maxSeen % stride).addingReportingOverflow(stride)
+        let (first, o2) = base.addingReportingOverflow(host.rawValue)
+        guard !o1, !o2 else { throw ballotOverflow(maxSeen) }
+        return first
+    }
+
+    /// The next ballot number of the same host after `mbal`.
+    static func nextBallot(after mbal: UInt64, stride: UInt64) throws(TenureError) -> UInt64 {
+        let (next, overflow) = mbal.addingReportingOverflow(stride)
+        guard !overflow else { throw ballotOverflow(mbal) }
+        return next
+    }
+
+    static func ballotOverflow(_ mbal: UInt64) -> TenureError {
+        TenureError(.badRecord, "A dblock holds ballot number \(mbal): no higher ballot number fits in 64 bits.",
+                    remedy: "The lease record is damaged; re-initialise it once no host uses it.")
     }
 }

@@ -107,7 +107,7 @@ public enum DeltaLease {
     /// Two reads of a slot show the same holder, not renewed in between.
     static func sameHolder(_ a: LeaderRecord, _ b: LeaderRecord) -> Bool {
         a.ownerID == b.ownerID && a.ownerGeneration == b.ownerGeneration && a.timestamp == b.timestamp
-            && a.resourceName == b.resourceName
+            && a.resourceName == b.resourceName && a.joinIncarnation == b.joinIncarnation
     }
 
     /// Step 2: write our record over `previous`.
@@ -115,18 +115,24 @@ public enum DeltaLease {
                                context: EngineContext) async throws -> DeltaLeaseHold {
         var record = previous
         record.ownerID = slot.hostID
-        record.ownerGeneration = previous.ownerGeneration.next
+        record.ownerGeneration = try previous.ownerGeneration.next()
         record.resourceName = name
         record.ioTimeout = ioTimeout
         record.timestamp = context.diskTimestamp()
         record.writeID = .none
         record.writeGeneration = .zero
         record.writeTimestamp = .free
+        record.joinIncarnation = newIncarnation(context)
         let started = context.clock.now()
         let bitmap = HostBitmap()
         try await write(slot, record, bitmap: bitmap)
         return DeltaLeaseHold(host: LocalHost(id: slot.hostID, generation: record.ownerGeneration, name: name),
                               written: record.sealed, bitmap: bitmap, lastRenewalStart: started)
+    }
+
+    /// A join's incarnation: random and never 0 (0 is what sanlock writes).
+    static func newIncarnation(_ context: EngineContext) -> UInt64 {
+        context.random(UInt64.max - 1) + 1
     }
 
     /// Step 3: wait 2N, then the slot must still hold exactly what we wrote.
@@ -153,7 +159,7 @@ public enum DeltaLease {
         try checkStillOurs(slot, current: current, hold: hold)
         var record = hold.written
         let now = context.diskTimestamp()
-        record.timestamp = now > hold.written.timestamp ? now : DiskTimestamp(hold.written.timestamp.rawValue + 1)
+        record.timestamp = now > hold.written.timestamp ? now : DiskTimestamp(hold.written.timestamp.rawValue &+ 1)
         try await write(slot, record, bitmap: hold.bitmap)
         var renewed = hold
         renewed.written = record.sealed
@@ -163,14 +169,16 @@ public enum DeltaLease {
 
     /// Whether `current` is what this host wrote: the record of its last
     /// successful write, or one of its later writes that timed out and landed
-    /// since (same owner, generation and name, a later timestamp: only this
-    /// host writes its timestamps, and they only grow).
+    /// since (same owner, generation, name and join incarnation, a later
+    /// timestamp: only this host writes its timestamps, and they only grow).
+    /// Another join of the same host id — a cloned host, a second daemon —
+    /// has another incarnation, so its record is never taken for ours.
     static func isOurs(_ current: LeaderRecord, hold: DeltaLeaseHold) -> Bool {
         if current == hold.written { return true }
         let w = hold.written
         return current.ownerID == w.ownerID && current.ownerGeneration == w.ownerGeneration
             && current.resourceName == w.resourceName && current.spaceName == w.spaceName
-            && current.ioTimeout == w.ioTimeout && current.timestamp > w.timestamp
+            && current.ioTimeout == w.ioTimeout && current.joinIncarnation == w.joinIncarnation && current.timestamp > w.timestamp
     }
 
     static func checkStillOurs(_ slot: DeltaLeaseSlot, current: LeaderRecord, hold: DeltaLeaseHold) throws {

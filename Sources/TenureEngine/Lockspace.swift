@@ -18,8 +18,11 @@ public actor Lockspace {
     let context: EngineContext
 
     public private(set) var hold: DeltaLeaseHold? {
-        didSet { published.withLock { $0 = hold.map { $0.lastRenewalStart + timeouts.renewalFailure } } }
+        didSet { published.withLock { $0 = expiry } }
     }
+    /// When the lockspace was found lost before its expiry (its slot
+    /// rewritten by another join of our host id): holders must die now.
+    private var lostAt: MonotonicInstant?
     /// ``expiry``, readable without a hop onto the actor: a fencing timer
     /// must not wait behind a renewal stuck in I/O.
     private let published = Mutex<MonotonicInstant?>(nil)
@@ -60,7 +63,8 @@ public actor Lockspace {
     /// lost: every holder of a lease in it must be dead. nil before joining.
     public var expiry: MonotonicInstant? {
         guard let hold else { return nil }
-        return hold.lastRenewalStart + timeouts.renewalFailure
+        let renewed = hold.lastRenewalStart + timeouts.renewalFailure
+        return lostAt.map { min($0, renewed) } ?? renewed
     }
 
     /// When the next renewal is due.
@@ -113,6 +117,8 @@ public actor Lockspace {
     func markLost(_ error: TenureError) -> TenureError {
         if lostReason == nil {
             lostReason = error
+            lostAt = context.clock.now()
+            published.withLock { $0 = expiry }
             context.log(EngineEvent(.lockspaceLost, error.message))
         }
         return lostReason!

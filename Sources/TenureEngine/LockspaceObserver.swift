@@ -6,6 +6,9 @@ public protocol HostLivenessOracle: Sendable {
     /// Reads host `id`'s delta lease now and returns it with the state the
     /// observer concludes from it and from everything it has seen before.
     func observe(_ id: HostID) async throws -> (record: LeaderRecord, state: HostState)
+    /// The largest host id of the lockspace (its max_hosts): an owner named
+    /// beyond it is a damaged record, not a host to watch.
+    var hostCapacity: Int { get }
 }
 
 /// Watches host slots of one lockspace and keeps what it saw. Used by the
@@ -15,6 +18,7 @@ public actor LockspaceObserver: HostLivenessOracle, BallotParticipantSource {
     public let device: any BlockDevice
     public let areaOffset: UInt64
     public nonisolated let geometry: LeaseGeometry
+    public nonisolated var hostCapacity: Int { geometry.maxHosts }
     public let name: LeaseName
     /// The io_timeout to assume for a host whose record carries none.
     public let fallbackIOTimeout: IOTimeout

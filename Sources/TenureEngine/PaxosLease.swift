@@ -70,6 +70,12 @@ public enum PaxosLease {
             let areas = try await resource.readAreas(including: host.id)
             let leader = PaxosResource.newest(areas.map(\.leader))
             if let target = regressedLeaderTarget(leader, areas: areas) {
+                // A version no later one can follow is no version a ballot
+                // ever started: only a damaged (or hostile) dblock names it.
+                guard target < LeaseVersion(.max) else {
+                    throw TenureError(.badRecord, "A dblock of \(resource.spec.name) claims a vote at lver \(target), the largest there is, while the leader is at lver \(leader.lver).",
+                                      remedy: "The lease area is damaged; re-initialise it once no host uses it.")
+                }
                 repairs += 1
                 guard repairs <= maxLaterVersionAborts else {
                     throw TenureError(.badRecord,
@@ -122,6 +128,11 @@ public enum PaxosLease {
     static func judgeOwner(_ resource: PaxosResource, leader: LeaderRecord, areas: [DiskArea], host: LocalHost,
                            oracle: (any HostLivenessOracle)?, options: AcquireOptions, context: EngineContext) async throws -> Judgement {
         let owner = leader.ownerID
+        if let oracle, owner.isNone || owner.rawValue > UInt64(oracle.hostCapacity) {
+            throw TenureError(.badRecord,
+                              "The leader of \(resource.spec.name) names owner host \(owner), outside the lockspace's host ids 1...\(oracle.hostCapacity) (lver \(leader.lver)).",
+                              remedy: "The lease record is damaged or belongs to another lockspace; re-initialise it once no host uses it.")
+        }
         guard let oracle else {
             throw TenureError(.heldByLiveHost,
                               "\(resource.spec.name) is held by host \(owner) (generation \(owner.isNone ? 0 : leader.ownerGeneration.rawValue), lver \(leader.lver)) and no lockspace was given to judge whether that host is alive.",
@@ -179,7 +190,8 @@ public enum PaxosLease {
         // released at M was held at M, so M was committed.
         let started = valid.map(\.lver).max() ?? .zero
         let released = valid.filter { $0.isReleased && $0.bal > 0 }.map(\.lver).max() ?? .zero
-        guard started.rawValue >= leader.lver.rawValue + 2 || released > leader.lver else { return nil }
+        // started ≥ leader + 2, written so that no value read from disk can overflow.
+        guard started > leader.lver && started.rawValue - leader.lver.rawValue >= 2 || released > leader.lver else { return nil }
         // The newest version still holding a vote is re-decided; a later one
         // with no vote was not decided and is left to its ballots.
         let voted = valid.filter { $0.bal > 0 && !$0.inp.isNone && $0.lver > leader.lver }
@@ -195,7 +207,7 @@ public enum PaxosLease {
                                       host: LocalHost, context: EngineContext) async throws {
         context.log(EngineEvent(.ballotAborted, "\(host) found \(resource.spec.name)'s leader back at lver \(leader.lver) below voted lver \(target); re-deciding lver \(target)"))
         let maxSeen = areas.flatMap(\.dblocks).filter { $0.dblock.isValid }.map(\.dblock.mbal).max() ?? 0
-        let mbal = Ballot.firstBallot(host: host.id, maxSeen: maxSeen, stride: resource.ballotStride)
+        let mbal = try Ballot.firstBallot(host: host.id, maxSeen: maxSeen, stride: resource.ballotStride)
         var base = leader
         base.lver = LeaseVersion(target.rawValue - 1)
         do {
@@ -237,8 +249,8 @@ public enum PaxosLease {
     /// have committed this version (possibly naming us) or moved past it.
     static func ballotUntilDecided(_ resource: PaxosResource, host: LocalHost, leader: LeaderRecord, maxSeen: UInt64, ownVote: PaxosDblock?,
                                    keepMode: ModeBlock, shortHold: Bool, context: EngineContext) async throws -> BallotResult {
-        let next = leader.lver.next
-        var mbal = Ballot.firstBallot(host: host.id, maxSeen: maxSeen, stride: resource.ballotStride)
+        let next = try leader.lver.next()
+        var mbal = try Ballot.firstBallot(host: host.id, maxSeen: maxSeen, stride: resource.ballotStride)
         var vote = ownVote
         var current = leader
         var first = true
@@ -281,7 +293,7 @@ public enum PaxosLease {
                 }
                 let backoff = context.timeouts(.standard).ballotBackoffMax.nanosecondsClamped
                 try await context.clock.sleep(for: .nanoseconds(Int64(context.random(max(backoff, 1)))))
-                mbal += resource.ballotStride
+                mbal = try Ballot.nextBallot(after: mbal, stride: resource.ballotStride)
             }
         }
     }
@@ -463,7 +475,7 @@ public enum PaxosLease {
             try await resource.writeRequest(.none)
             return (leader, .zero)
         }
-        let wanted = lver ?? leader.lver.next
+        let wanted = try lver ?? leader.lver.next()
         guard wanted > leader.lver else {
             throw TenureError(.lverMismatch, "Requested lver \(wanted), but \(resource.spec.name) is already at lver \(leader.lver).",
                               remedy: "Request a later lver than the current one (leave it out to mean the current lver + 1).")

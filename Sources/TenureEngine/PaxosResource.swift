@@ -52,6 +52,10 @@ public struct PaxosResource: Sendable {
             throw TenureError(.badRecord, "The lease \(spec) declares \(first.numHosts) hosts; a \(geometry) area holds 1...\(geometry.maxHosts).",
                               remedy: "The record is damaged; re-initialise it only if no host uses it.")
         }
+        guard first.maxHosts <= UInt64(LeaseGeometry.absoluteMaxHosts) else {
+            throw TenureError(.badRecord, "The lease \(spec) declares max_hosts \(first.maxHosts); no lease layout has more than \(LeaseGeometry.absoluteMaxHosts).",
+                              remedy: "The record is damaged; re-initialise it only if no host uses it.")
+        }
         let stride = first.maxHosts >= UInt64(numHosts) ? first.maxHosts : UInt64(geometry.maxHosts)
         return PaxosResource(spec: spec, devices: devices, geometry: geometry, numHosts: numHosts, ballotStride: stride)
     }

@@ -55,6 +55,8 @@ public struct LeaderRecord: Hashable, Sendable {
     /// Resource: the resource's name. Lockspace: the owning host's name.
     public var resourceName: LeaseName
     public var timestamp: DiskTimestamp
+    /// Unused by sanlock (it writes 0 and never reads it back). In a delta
+    /// lease Tenure keeps its ``joinIncarnation`` here.
     public var unused1: UInt64
     /// As stored; ``encoded()`` recomputes it.
     public var checksum: UInt32
@@ -246,4 +248,17 @@ struct ReadChecksum: Hashable, Sendable {
     var checksum: UInt32?
     static func == (_: ReadChecksum, _: ReadChecksum) -> Bool { true }
     func hash(into hasher: inout Hasher) {}
+}
+
+extension LeaderRecord {
+    /// A delta lease's join incarnation: a random non-zero number drawn by
+    /// each join and kept by its renewals, so two joins of one host id can
+    /// never write identical records — not even two daemons with the same
+    /// host name joining in the same second. It lives in the record's unused
+    /// word (offset 160, inside the checksum); sanlock writes 0 there and
+    /// ignores it, so either side's tools read the record as before.
+    public var joinIncarnation: UInt64 {
+        get { unused1 }
+        set { unused1 = newValue }
+    }
 }

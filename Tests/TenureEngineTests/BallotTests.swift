@@ -44,14 +44,27 @@ import TenureTestKit
         #expect(adopted.inp == HostID(2) && adopted.inp2 == Generation(9) && adopted.inp3 == DiskTimestamp(50) && adopted.bal == 6001)
     }
 
-    @Test func ballotNumbersAreDisjointPerHostLikeSanlocks() {
-        #expect(Ballot.firstBallot(host: HostID(7), maxSeen: 0, stride: 2000) == 7)
-        #expect(Ballot.firstBallot(host: HostID(7), maxSeen: 2003, stride: 2000) == 4007)
-        #expect(Ballot.firstBallot(host: HostID(2000), maxSeen: 4000, stride: 2000) == 8000)
+    /// Ballot numbers come from disk: one near 2^64 is a bad record, not a
+    /// crash (a checksum-valid dblock with mbal 2^64 − 1 trapped the daemon).
+    @Test func aBallotNumberNear2To64IsABadRecordNotATrap() {
+        for maxSeen in [UInt64.max, UInt64.max - 1000, UInt64.max - 1609] {
+            #expect(throws: TenureError.self) { try Ballot.firstBallot(host: HostID(7), maxSeen: maxSeen, stride: 2000) }
+        }
+        #expect(throws: TenureError.self) { try Ballot.nextBallot(after: UInt64.max - 10, stride: 2000) }
+        #expect((try? Ballot.nextBallot(after: 7, stride: 2000)) == 2007)
+        #expect(throws: TenureError.self) { try LeaseVersion(.max).next() }
+        #expect(throws: TenureError.self) { try Generation(.max).next() }
+        #expect((try? LeaseVersion(41).next()) == LeaseVersion(42))
+    }
+
+    @Test func ballotNumbersAreDisjointPerHostLikeSanlocks() throws {
+        #expect(try Ballot.firstBallot(host: HostID(7), maxSeen: 0, stride: 2000) == 7)
+        #expect(try Ballot.firstBallot(host: HostID(7), maxSeen: 2003, stride: 2000) == 4007)
+        #expect(try Ballot.firstBallot(host: HostID(2000), maxSeen: 4000, stride: 2000) == 8000)
         // Every ballot host h ever uses is ≡ h (mod stride): no two hosts share one.
         var used: [UInt64: UInt64] = [:]
         for h in UInt64(1)...50 {
-            var m = Ballot.firstBallot(host: HostID(h), maxSeen: h * 977, stride: 2000)
+            var m = try Ballot.firstBallot(host: HostID(h), maxSeen: h * 977, stride: 2000)
             for _ in 0..<20 {
                 #expect(used[m] == nil, "ballot \(m) used by hosts \(used[m] ?? 0) and \(h)")
                 used[m] = h

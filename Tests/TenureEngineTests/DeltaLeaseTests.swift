@@ -96,7 +96,7 @@ import TenureTestKit
         // Another host overwrites the slot (an operator mistake): the next renewal notices.
         var intruder = hold.written
         intruder.resourceName = "intruder"
-        intruder.ownerGeneration = intruder.ownerGeneration.next
+        intruder.ownerGeneration = try intruder.ownerGeneration.next()
         c.storage.poke(intruder.encodedSector(.bytes512), at: 0)
         let stale = hold
         await expectTenureError(.lockspaceLost) { _ = try await DeltaLease.renew(try c.slot(1), hold: stale, context: c.context) }
