@@ -50,7 +50,7 @@ let package = Package(
         .target(
             name: "TenureCLI",
             dependencies: [
-                "TenureCore", "TenureFormat", "TenureEngine", "TenureIO", "TenureClient", "TenureDaemon",
+                "TenureCore", "TenureFormat", "TenureEngine", "TenureIO", "TenureClient", "TenureDaemon", "CTenureSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -83,8 +83,12 @@ static int call(int fd, uint16_t command, struct msg *m, struct tenure_error *er
     if (rc < 0) return rc;
     if ((rc = read_all(fd, m->buf, TENURE_HEADER_BYTES)) < 0) return rc;
     uint32_t length = get32(m->buf + 8);
+    /* A reply to command 0, seq 0 is the daemon refusing the connection
+     * itself (too many clients): its error is the answer. */
+    int refusal = get16(m->buf + 6) == TENURE_REPLY && get32(m->buf + 12) == 0;
     if (get32(m->buf) != TENURE_MAGIC || get16(m->buf + 4) != TENURE_PROTO_VERSION ||
-        get16(m->buf + 6) != (command | TENURE_REPLY) || get32(m->buf + 12) != seq || length > TENURE_MAX_PAYLOAD_BYTES)
+        (!refusal && (get16(m->buf + 6) != (command | TENURE_REPLY) || get32(m->buf + 12) != seq)) ||
+        length > TENURE_MAX_PAYLOAD_BYTES)
         return -EPROTO;
     if ((rc = read_all(fd, m->buf + TENURE_HEADER_BYTES, length)) < 0) return rc;
     m->len = TENURE_HEADER_BYTES + length;

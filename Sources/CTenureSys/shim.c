@@ -7,6 +7,12 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/vfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
 #include <linux/fs.h>
 #include <linux/watchdog.h>
 
@@ -52,4 +58,66 @@ int tenure_watchdog_set_timeout(int fd, int *seconds) {
 int tenure_watchdog_keepalive(int fd) {
     int dummy = 0;
     return ioctl(fd, WDIOC_KEEPALIVE, &dummy);
+}
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+int tenure_pidfd_open(int32_t pid) {
+    return (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+}
+
+int tenure_peer_pidfd(int fd) {
+    int pidfd = -1;
+    socklen_t len = sizeof(pidfd);
+    int rc = getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len);
+    return rc == 0 ? pidfd : -1;
+}
+
+int tenure_pidfd_send_signal(int pidfd, int signal) {
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, signal, NULL, 0);
+}
+
+int tenure_pidfd_exited(int pidfd) {
+    struct pollfd p = { .fd = pidfd, .events = POLLIN, .revents = 0 };
+    int rc = poll(&p, 1, 0);
+    if (rc < 0) return -1;
+    return (p.revents & (POLLIN | POLLHUP)) ? 1 : 0;
+}
+
+int32_t tenure_spawn_as(const char *path, char *const argv[], char *const envp[], uint32_t uid, uint32_t gid) {
+    pid_t child = fork();
+    if (child != 0) return child;
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (int s = 1; s < NSIG; s++) {
+        if (s != SIGKILL && s != SIGSTOP) signal(s, SIG_DFL);
+    }
+    int null = open("/dev/null", O_RDWR);
+    if (null < 0) _exit(127);
+    dup2(null, 0);
+    dup2(null, 1);
+    dup2(null, 2);
+    syscall(SYS_close_range, 3, ~0U, 0);
+    if (setgroups(0, NULL) != 0 && getuid() == 0) _exit(127);
+    if (setgid((gid_t)gid) != 0) _exit(127);
+    if (setuid((uid_t)uid) != 0) _exit(127);
+    execve(path, argv, envp);
+    _exit(127);
+}
+
+int tenure_exec_holding(const char *file, char *const argv[], int keep_fd) {
+    int flags = fcntl(keep_fd, F_GETFD);
+    if (flags < 0 || fcntl(keep_fd, F_SETFD, flags & ~FD_CLOEXEC) < 0) return -1;
+    for (int s = 1; s < NSIG; s++) {
+        if (s != SIGKILL && s != SIGSTOP) signal(s, SIG_DFL);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    pthread_sigmask(SIG_SETMASK, &none, NULL);
+    execvp(file, argv);
+    return -1;
 }

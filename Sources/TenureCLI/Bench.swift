@@ -35,7 +35,7 @@ extension Bench {
         )
 
         @OptionGroup var layout: BenchLayout
-        @Option(help: "How many resources R0… exist (at least --clients).")
+        @Option(parsing: .unconditional, help: "How many resources R0… exist (at least --clients).")
         var resources: Int
         @Option(help: "Clients for the concurrent measurement (1...\(Self.maxClients)).")
         var clients = 32
@@ -161,7 +161,7 @@ extension Bench {
         )
 
         @OptionGroup var layout: BenchLayout
-        @Option(help: "Leases to hold at once (R0 … R(N-1) must exist).")
+        @Option(parsing: .unconditional, help: "Leases to hold at once (R0 … R(N-1) must exist).")
         var resources: Int
         @Option(help: "Clients cycling during the soak (each on its own resource).")
         var clients = 8

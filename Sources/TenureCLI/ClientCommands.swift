@@ -1,3 +1,4 @@
+import CTenureSys
 import ArgumentParser
 import Foundation
 import TenureClient
@@ -38,7 +39,7 @@ extension Client {
             discussion: "Example:\n  tenure client add-lockspace -s LS:1:/dev/mapper/leases:0")
         @Option(name: .customShort("s"), help: ArgumentHelp("NAME:HOST_ID:PATH:OFFSET", valueName: "LOCKSPACE"))
         var lockspace: String
-        @Option(name: .customLong("io-timeout"), help: "io_timeout for this lockspace (default: the daemon's).")
+        @Option(name: .customLong("io-timeout"), parsing: .unconditional, help: "io_timeout for this lockspace (default: the daemon's).")
         var ioTimeout: Int = 0
         @Flag(name: .customLong("async"), help: "Return at once; the daemon goes on joining (see status).")
         var asynchronous = false
@@ -46,6 +47,10 @@ extension Client {
 
         func run() async throws {
             try await reportingErrors {
+                guard ioTimeout == 0 || (1...IOTimeout.maxSeconds).contains(ioTimeout) else {
+                    throw TenureError(.invalidArgument, "--io-timeout \(ioTimeout) is outside 1...\(IOTimeout.maxSeconds) seconds.",
+                                      remedy: "Leave it out to use the daemon's, or give 1...\(IOTimeout.maxSeconds).")
+                }
                 let generation = try options.connect().addLockspace(lockspace, ioTimeoutSeconds: ioTimeout, async: asynchronous)
                 print(asynchronous ? "Joining \(lockspace); `tenure client status` shows when it is joined." : "Joined \(lockspace) (generation \(generation)).")
             }
@@ -71,8 +76,11 @@ extension Client {
             abstract: "Acquire leases for this process, print their lvers, and hold them until it ends.",
             discussion: """
             Without a command, holds until killed (or --seconds pass), then releases. \
-            With a command after --, runs it while the leases are held: the command \
-            inherits the registration, so the daemon kills it if the leases are lost.
+            With a command after --, this process becomes the command (exec) once the \
+            leases are held: the command itself holds them, with the registration's \
+            socket, a clean signal mask and default signal handling, so the daemon's \
+            fencing (killpath, SIGTERM, SIGKILL) reaches it when the leases are lost or \
+            forced away, and its exit releases them.
 
             Examples:
               tenure client hold -r LS:vm1:/dev/mapper/leases:1M --seconds 60
@@ -82,7 +90,7 @@ extension Client {
         var resources: [String]
         @Flag(help: "Acquire shared leases.")
         var shared = false
-        @Option(help: "Release after this many seconds.")
+        @Option(parsing: .unconditional, help: "Release after this many seconds.")
         var seconds: Int?
         @Option(help: ArgumentHelp("A program the daemon runs instead of SIGTERM to stop this process (the pid is in $TENURE_KILL_PID); words after the first are its arguments.", valueName: "PROGRAM"))
         var killpath: String?
@@ -108,6 +116,9 @@ extension Client {
         func run() async throws {
             try await reportingErrors {
                 let flags = try restrictFlags()
+                if let seconds, seconds < 0 {
+                    throw TenureError(.invalidArgument, "--seconds \(seconds) is negative.", remedy: "Give how long to hold, in seconds (0 or more), or leave it out to hold until killed.")
+                }
                 let connection = try options.connect()
                 try connection.register()
                 if let killpath {
@@ -119,13 +130,7 @@ extension Client {
                 print(states.joined(separator: "\n"))
                 fflush(nil)
                 if !command.isEmpty {
-                    let process = Process()
-                    process.executableURL = URL(fileURLWithPath: command[0].contains("/") ? command[0] : "/usr/bin/env")
-                    process.arguments = command[0].contains("/") ? Array(command.dropFirst()) : command
-                    try process.run()
-                    process.waitUntilExit()
-                    if flags & Wire.restrictAll == 0 { try? connection.release(["*"]) }
-                    throw ExitCode(process.terminationStatus)
+                    try becomeHolder(command, keeping: connection.fd)
                 }
                 if let seconds {
                     try await Task.sleep(for: .seconds(seconds))
@@ -138,13 +143,22 @@ extension Client {
         }
     }
 
+    /// Replaces this process with `command`, keeping the registration `fd`.
+    static func becomeHolder(_ command: [String], keeping fd: Int32) throws -> Never {
+        var argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) } + [nil]
+        _ = tenure_exec_holding(command[0], &argv, fd)
+        let e = errno
+        throw TenureError(e == ENOENT ? .notFound : .permissionDenied, "Cannot run \(command[0]): \(String(cString: strerror(e))).",
+                          remedy: "Give a program on PATH or by its path; the leases are released as this process exits.", errno: e)
+    }
+
     struct Acquire: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Acquire leases for another process (--pid; root or the socket group).",
             discussion: "Example:\n  tenure client acquire --pid 4242 -r LS:vm1:/dev/mapper/leases:1M")
         @Option(name: .customShort("r"), help: ArgumentHelp("A resource (repeat for several).", valueName: "RESOURCE"))
         var resources: [String]
-        @Option(name: [.customShort("p"), .long], help: "The process that will hold the leases.")
+        @Option(name: [.customShort("p"), .long], parsing: .unconditional, help: "The process that will hold the leases.")
         var pid: Int32
         @Flag(help: "Acquire shared leases.")
         var shared = false
@@ -161,7 +175,7 @@ extension Client {
         static let configuration = CommandConfiguration(abstract: "Release leases of a process (--pid; root or the socket group).")
         @Argument(help: "Resource names, or * for all.")
         var names: [String] = ["*"]
-        @Option(name: [.customShort("p"), .long], help: "The process whose leases to release.")
+        @Option(name: [.customShort("p"), .long], parsing: .unconditional, help: "The process whose leases to release.")
         var pid: Int32
         @OptionGroup var options: ClientOptions
 
@@ -175,7 +189,7 @@ extension Client {
 
     struct Inquire: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print the state string of a process's leases (resource strings with lvers).")
-        @Option(name: [.customShort("p"), .long], help: "The process.")
+        @Option(name: [.customShort("p"), .long], parsing: .unconditional, help: "The process.")
         var pid: Int32
         @Flag(help: "Print JSON: {\"pid\": …, \"leases\": [state strings]}.")
         var json = false
@@ -200,7 +214,7 @@ extension Client {
             discussion: "Example:\n  tenure client convert vm1 --pid 4242 --shared")
         @Argument(help: "The resource name.")
         var name: String
-        @Option(name: [.customShort("p"), .long], help: "The process holding it.")
+        @Option(name: [.customShort("p"), .long], parsing: .unconditional, help: "The process holding it.")
         var pid: Int32
         @Flag(exclusivity: .exclusive, help: "Convert to shared, or to exclusive.")
         var mode: Mode

@@ -39,16 +39,16 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(name: .customLong("host-name"), help: "Name written into this host's delta leases (default: the machine's host name).")
     var hostName: String?
 
-    @Option(name: .customLong("io-timeout"), help: ArgumentHelp("io_timeout of lockspaces this host joins, in seconds.", valueName: "SECONDS"))
+    @Option(name: .customLong("io-timeout"), parsing: .unconditional, help: ArgumentHelp("io_timeout of lockspaces this host joins, in seconds.", valueName: "SECONDS"))
     var ioTimeout: Int?
 
     @Option(help: ArgumentHelp("Watchdog device, or none (test setups only: nothing resets a host that cannot kill its holders).", valueName: "PATH|none"))
     var watchdog: String?
 
-    @Option(name: .customLong("watchdog-fire"), help: ArgumentHelp("Watchdog fire time W in seconds; every host of a cluster must use the same.", valueName: "SECONDS"))
+    @Option(name: .customLong("watchdog-fire"), parsing: .unconditional, help: ArgumentHelp("Watchdog fire time W in seconds; every host of a cluster must use the same.", valueName: "SECONDS"))
     var watchdogFire: Int?
 
-    @Option(name: .customLong("kill-grace"), help: ArgumentHelp("Seconds from SIGTERM to SIGKILL when fencing (default from W: 40, 15 if W < 60, 0 if W < 30).", valueName: "SECONDS"))
+    @Option(name: .customLong("kill-grace"), parsing: .unconditional, help: ArgumentHelp("Seconds from SIGTERM to SIGKILL when fencing (default from W: 40, 15 if W < 60, 0 if W < 30).", valueName: "SECONDS"))
     var killGrace: Int?
 
     @Option(name: .customLong("socket-group"), help: "Group that owns the socket and may act for other processes (libvirt's).")
@@ -57,10 +57,10 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "LEVEL"))
     var logLevel: String?
 
-    @Option(name: .customLong("max-connections"), help: "The most clients connected at once (default 1024).")
+    @Option(name: .customLong("max-connections"), parsing: .unconditional, help: "The most clients connected at once (default 1024).")
     var maxConnections: Int?
 
-    @Option(name: .customLong("max-leases"), help: "The most leases held at once, over all processes (default 4096).")
+    @Option(name: .customLong("max-leases"), parsing: .unconditional, help: "The most leases held at once, over all processes (default 4096).")
     var maxLeases: Int?
 
     @Option(name: .customLong("log-file"), help: ArgumentHelp("Where a detached daemon logs (default: RUN_DIR/tenure.log).", valueName: "FILE"))

@@ -68,6 +68,10 @@ extension Direct {
         }
 
         private func initLockspace(_ spec: LockspaceSpec) async throws {
+            if let maxHosts = layout.maxHosts {
+                throw TenureError(.invalidArgument, "--max-hosts \(maxHosts) applies to resource leases (-r); a lockspace has a slot for every host id its layout allows.",
+                                  remedy: "Leave --max-hosts out with -s; to limit host ids, choose the layout (--sector-size, --align).")
+            }
             let ioTimeout = try layout.parsedIOTimeout()
             try await Devices.with(spec.disk.path) { device in
                 let geometry = try layout.geometry(for: device)
@@ -135,7 +139,7 @@ extension Direct {
         @Option(help: ArgumentHelp("File or block device to write.", valueName: "PATH"))
         var path: String
 
-        @Option(help: ArgumentHelp("Number of resource leases, named R0, R1, …", valueName: "N"))
+        @Option(parsing: .unconditional, help: ArgumentHelp("Number of resource leases, named R0, R1, …", valueName: "N"))
         var resources: Int?
 
         @Option(help: ArgumentHelp("Comma-separated resource names, instead of --resources.", valueName: "NAMES"))

@@ -34,7 +34,7 @@ func injectedBugsFromEnvironment() throws -> Set<InjectedBug> {
 
 /// Options every daemonless lease command shares.
 struct EngineOptions: ParsableArguments {
-    @Option(name: .customLong("watchdog-fire"), help: ArgumentHelp("Watchdog fire time W in seconds assumed for every host (hosts are dead 8N + W after their last renewal).", valueName: "SECONDS"))
+    @Option(name: .customLong("watchdog-fire"), parsing: .unconditional, help: ArgumentHelp("Watchdog fire time W in seconds assumed for every host (hosts are dead 8N + W after their last renewal).", valueName: "SECONDS"))
     var watchdogFire: Int = Timeouts.defaultWatchdogFireSeconds
 
     @Flag(name: .shortAndLong, help: "Print each step of the algorithm on stderr.")
@@ -67,9 +67,9 @@ extension Direct {
         var lockspace: String
         @Option(name: .customLong("host-name"), help: "Name written into the delta lease (default: this machine's host name).")
         var hostName: String?
-        @Option(name: .customLong("io-timeout"), help: "io_timeout to record and use, in seconds.")
+        @Option(name: .customLong("io-timeout"), parsing: .unconditional, help: "io_timeout to record and use, in seconds.")
         var ioTimeout: Int = 10
-        @Option(help: ArgumentHelp("After joining, keep renewing for this many seconds, then release (a live host for tests and drills).", valueName: "SECONDS"))
+        @Option(parsing: .unconditional, help: ArgumentHelp("After joining, keep renewing for this many seconds, then release (a live host for tests and drills).", valueName: "SECONDS"))
         var hold: Int?
         @OptionGroup var engine: EngineOptions
 
@@ -157,9 +157,9 @@ extension Direct {
         )
         @Option(name: .customShort("r"), help: ArgumentHelp("Resource, LOCKSPACE:NAME:PATH:OFFSET[:PATH:OFFSET…][:LVER].", valueName: "RESOURCE"))
         var resource: String
-        @Option(name: .customLong("host-id"), help: "This host's id.")
+        @Option(name: .customLong("host-id"), parsing: .unconditional, help: "This host's id.")
         var hostID: UInt64
-        @Option(name: .customLong("generation"), help: "This host's generation (default: from its delta lease with -s, else 0).")
+        @Option(name: .customLong("generation"), parsing: .unconditional, help: "This host's generation (default: from its delta lease with -s, else 0).")
         var generation: UInt64?
         @Option(name: .customShort("s"), help: ArgumentHelp("The lockspace, to judge owners and read our generation.", valueName: "LOCKSPACE"))
         var lockspace: String?
@@ -196,9 +196,9 @@ extension Direct {
         )
         @Option(name: .customShort("r"), help: ArgumentHelp("Resource, LOCKSPACE:NAME:PATH:OFFSET.", valueName: "RESOURCE"))
         var resource: String
-        @Option(name: .customLong("host-id"), help: "The holder's host id.")
+        @Option(name: .customLong("host-id"), parsing: .unconditional, help: "The holder's host id.")
         var hostID: UInt64
-        @Option(name: .customLong("generation"), help: "The holder's generation (default: the lease's owner generation).")
+        @Option(name: .customLong("generation"), parsing: .unconditional, help: "The holder's generation (default: the lease's owner generation).")
         var generation: UInt64?
         @Option(name: .customShort("s"), help: ArgumentHelp("The lockspace, to read the holder's generation.", valueName: "LOCKSPACE"))
         var lockspace: String?

@@ -44,7 +44,7 @@ extension Direct {
         }
 
         private func readLockspace(_ spec: LockspaceSpec) async throws {
-            try await Devices.with(spec.disk.path) { device in
+            try await Devices.with(spec.disk.path, access: .readOnly) { device in
                 let snapshot = try await LeaseAreas.readLockspace(on: device, at: spec.disk.offset, name: spec.name)
                 if !spec.hostID.isNone { try snapshot.geometry.validate(hostID: spec.hostID) }
                 let view = LockspaceView(snapshot, host: spec.hostID)
@@ -55,7 +55,7 @@ extension Direct {
         private func readResource(_ spec: ResourceSpec) async throws {
             var views: [ResourceView] = []
             for disk in spec.disks {
-                try await Devices.with(disk.path) { device in
+                try await Devices.with(disk.path, access: .readOnly) { device in
                     let snapshot = try await LeaseAreas.readResource(on: device, at: disk.offset, lockspace: spec.lockspace, name: spec.name)
                     views.append(ResourceView(snapshot))
                 }
@@ -102,7 +102,7 @@ extension Direct {
             }
             let start = fields.count > 1 ? try LeaseStringSyntax.offset(fields[1], in: target) : 0
             let requested = fields.count > 2 ? try LeaseStringSyntax.offset(fields[2], in: target) : nil
-            try await Devices.with(fields[0]) { device in
+            try await Devices.with(fields[0], access: .readOnly) { device in
                 guard start % UInt64(device.sectorSize.bytes) == 0, start < device.sizeBytes else {
                     throw TenureError(.misaligned, "Offset \(start) is not a sector-aligned offset inside \(device.path) (\(device.sizeBytes) bytes).",
                                       remedy: "Use a multiple of \(device.sectorSize) below the device size.")

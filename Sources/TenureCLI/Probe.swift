@@ -62,7 +62,7 @@ extension Direct {
             guard let engine = IOEngine(rawValue: engine) else {
                 throw TenureError(.invalidArgument, "--engine \(engine) is not an I/O engine.", remedy: "Use aio or sync.")
             }
-            let device = try openBlockDevice(path: path, engine: engine, ioTimeout: .milliseconds(deadlineMilliseconds))
+            let device = try openBlockDevice(path: path, engine: engine, ioTimeout: .milliseconds(deadlineMilliseconds), access: .readOnly)
             let clock = SystemMonotonicClock()
             var latencies: [Duration] = []
             var firstFailure: TenureError?

@@ -112,7 +112,10 @@ public final class TenureConnection {
             throw TenureError(.daemonUnavailable, "The Tenure daemon closed the connection without replying.",
                               remedy: "Check the daemon's log; it may have stopped.")
         }
-        guard reply.command == command.rawValue | Wire.replyFlag, reply.seq == seq,
+        // A reply to command 0, seq 0 is the daemon refusing the connection
+        // itself (too many clients) or a message it could not read: its error stands.
+        let refusal = reply.command == Wire.replyFlag && reply.seq == 0
+        guard reply.command == command.rawValue | Wire.replyFlag && reply.seq == seq || refusal,
               let first = reply.text(0), let raw = Int32(first), let result = ResultCode(rawValue: raw) else {
             throw TenureError(.protocolError, "The daemon's reply does not match the request (command \(reply.command), seq \(reply.seq)).")
         }

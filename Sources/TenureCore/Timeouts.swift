@@ -65,4 +65,20 @@ public struct Timeouts: Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         "io_timeout \(ioTimeout), watchdog \(watchdogFire): renew every \(renewalInterval), lost at \(renewalFailure), dead at \(hostDead)"
     }
+
+    // MARK: Fixed intervals (not derived from N or W)
+
+    /// How often a fencing daemon checks whether the processes it stops are gone.
+    public static let fencePoll: Duration = .milliseconds(50)
+    /// How often a process that survives SIGKILL (or, restricted to SIGTERM,
+    /// ignores it) is signalled again while its leases stay held.
+    public static let fenceResignal: Duration = .seconds(1)
+    /// How often fencing that does not end is logged again.
+    public static let fenceWarningEvery: Duration = .seconds(10)
+    /// How often the daemon looks whether a lockspace was lost before its
+    /// expiry (a renewal found its slot rewritten by another join of its host id).
+    public static let lossCheck: Duration = .seconds(1)
+    /// A connection that never registered and holds no leases is closed
+    /// after this long without a request.
+    public static let idleConnection: Duration = .seconds(10)
 }

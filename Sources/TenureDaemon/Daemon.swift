@@ -49,8 +49,20 @@ public struct Peer: Sendable, Hashable {
     public let pid: Int32
     public let uid: UInt32
     public let gid: UInt32
-    /// Root, or a member of the socket group: may act for other pids.
-    public let privileged: Bool
+    /// Root, or the daemon's own user: joins and leaves lockspaces, requests
+    /// leases, stops the daemon, acts for any process.
+    public let isAdmin: Bool
+    /// A member of the socket group: acts for other processes of its own user.
+    public let inSocketGroup: Bool
+
+    public init(connection: UInt64, pid: Int32, uid: UInt32, gid: UInt32, isAdmin: Bool, inSocketGroup: Bool) {
+        self.connection = connection
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+        self.isAdmin = isAdmin
+        self.inSocketGroup = inSocketGroup
+    }
 }
 
 /// One lockspace this host has joined: its delta lease, renewed on its own
@@ -70,11 +82,20 @@ final class JoinedLockspace: @unchecked Sendable {
     }
 }
 
-/// How the daemon may stop a process (killpath, restrict).
-struct ProcessControl: Sendable {
-    var killpath: [String]?
-    var sigkillOnly = false
-    var sigtermOnly = false
+/// A client-side device handle and how many users hold it.
+struct OpenDevice {
+    let device: any BlockDevice
+    var users: Int
+}
+
+/// The daemon's named limits.
+public enum Limits {
+    /// Connection places kept for administrators (root): clients that
+    /// fill every other place never lock root out of status and shutdown.
+    public static let reservedAdminConnections = 4
+    /// The most lease files and devices the daemon keeps open at once
+    /// (each has a descriptor, an io_context and a reaper thread).
+    public static let maxOpenDevices = 256
 }
 
 /// A lease a process holds through the daemon.
@@ -97,10 +118,17 @@ public actor Daemon {
     var holders: [Int32: [String: ProcessLease]] = [:]
     /// Open connections per pid: a pid with none and no longer alive loses its leases.
     var connections: [Int32: Int] = [:]
-    var devices: [String: any BlockDevice] = [:]
+    /// Client-side device handles, counted by their users (``retainDevice(_:)``).
+    var devices: [String: OpenDevice] = [:]
+    /// Processes being stopped (fenced): their leases stay held until they are gone.
+    var fencing: Set<Int32> = []
     /// Connections that restricted themselves: no further requests.
     var restricted: Set<UInt64> = []
-    var controls: [Int32: ProcessControl] = [:]
+    /// The local processes the daemon deals with (connected, or holding
+    /// leases), each named by a pidfd.
+    var processes: [Int32: LocalProcess] = [:]
+    /// Connections that sent `register`: they are never closed for idling.
+    var registered: Set<UInt64> = []
     /// Lockspaces an asynchronous add is joining.
     var joining: Set<LeaseName> = []
 
@@ -169,121 +197,170 @@ public actor Daemon {
     // MARK: Requests from clients
 
     /// Answers one request. Never throws: failures become error replies.
-    public func handle(_ request: Message, from peer: Peer) async -> Message {
-        guard let command = Command(rawValue: request.command) else {
-            return .reply(to: request, .unknownCommand, ["protocol-error", "Unknown command \(request.command).", "Use a client of the same Tenure release."])
-        }
-        if restricted.contains(peer.connection) {
-            return .reply(to: request, error: TenureError(.permissionDenied, "This connection restricted itself: it may make no further requests.",
-                                                          remedy: "A privileged client (root or the socket group) acts for this process instead."))
-        }
-        if shuttingDown && command != .status && command != .release && command != .inquire {
-            return .reply(to: request, error: TenureError(.shuttingDown, "The daemon is shutting down.", remedy: "Retry once it has restarted."))
+    public func handle(_ message: Message, from peer: Peer) async -> Message {
+        let command: Command, request: DaemonRequest
+        do {
+            (command, request) = try DaemonRequest.decode(message)
+        } catch {
+            let code: ResultCode = Command(rawValue: message.command) == nil ? .unknownCommand : ResultCode(error.code)
+            return .reply(to: message, code, [error.code.rawValue, error.message, error.remedy])
         }
         do {
-            switch command {
-            case .register:
-                return .reply(to: request, .ok, [])
-            case .addLockspace:
-                let text = try field(request, 0, "lockspace"), hostName = request.text(1) ?? ""
-                let io = Int(request.text(2) ?? "0") ?? 0
-                if request.text(3) == "async" {
-                    let spec = try LockspaceSpec(parsing: text)
-                    guard lockspaces[spec.name] == nil, !joining.contains(spec.name) else {
-                        throw TenureError(.alreadyExists, "Lockspace \(spec.name) is joined or being joined already.")
-                    }
-                    joining.insert(spec.name)
-                    background.append(Task {
-                        do { _ = try await self.addLockspace(text, hostName: hostName, ioTimeout: io) } catch {
-                            self.log.error("joining \(text) failed: \(error)")
-                        }
-                        self.finishedJoining(spec.name)
-                    })
-                    return .reply(to: request, .ok, ["joining"])
-                }
-                return .reply(to: request, .ok, [try await addLockspace(text, hostName: hostName, ioTimeout: io)])
-            case .remLockspace:
-                try await removeLockspace(try field(request, 0, "lockspace name"))
-                return .reply(to: request, .ok, [])
-            case .acquire:
-                let pid = try targetPid(request, peer)
-                let flags = UInt32(request.text(1) ?? "0") ?? 0
-                let names = (2..<request.fields.count).compactMap { request.text($0) }
-                return .reply(to: request, .ok, try await acquire(names, for: pid, shared: flags & Wire.acquireShared != 0))
-            case .release:
-                let pid = try targetPid(request, peer)
-                try await release((1..<request.fields.count).compactMap { request.text($0) }, of: pid)
-                return .reply(to: request, .ok, [])
-            case .inquire:
-                return .reply(to: request, .ok, [inquire(try targetPid(request, peer))])
-            case .status:
-                return .reply(to: request, .ok, [await status()])
-            case .request:
-                try await requestLease(try field(request, 0, "resource"), force: request.text(1) == "1")
-                return .reply(to: request, .ok, [])
-            case .killpath:
-                let program = try field(request, 0, "killpath program")
-                guard program.hasPrefix("/"), FileManager.default.isExecutableFile(atPath: program) else {
-                    throw TenureError(.invalidArgument, "The killpath \(program) is not an executable file given by its absolute path.")
-                }
-                controls[peer.pid, default: ProcessControl()].killpath = [program] + (1..<request.fields.count).compactMap { request.text($0) }
-                log.info("process \(peer.pid) set its killpath: \(controls[peer.pid]!.killpath!.joined(separator: " "))")
-                return .reply(to: request, .ok, [])
-            case .restrict:
-                guard let flags = UInt32(request.text(0) ?? "") else { throw TenureError(.invalidArgument, "Restrict takes a number of flags.") }
-                if flags & Wire.restrictSigkill != 0 { controls[peer.pid, default: ProcessControl()].sigkillOnly = true }
-                if flags & Wire.restrictSigterm != 0 { controls[peer.pid, default: ProcessControl()].sigtermOnly = true }
-                if flags & Wire.restrictAll != 0 { restricted.insert(peer.connection) }
-                return .reply(to: request, .ok, [])
-            case .convert:
-                let pid = try targetPid(request, peer)
-                let name = try field(request, 1, "resource name")
-                return .reply(to: request, .ok, [try await convert(name, of: pid, shared: request.text(2) == "shared")])
-            case .hostStatus:
-                return .reply(to: request, .ok, [try await hostStatus(try field(request, 0, "lockspace name"))])
-            case .shutdown:
-                guard peer.privileged else { throw TenureError(.permissionDenied, "Only root or the socket group may stop the daemon.") }
-                try await shutdown(force: request.text(0) == "1")
-                return .reply(to: request, .ok, [])
-            }
+            try admit(request, command, from: peer)
+            return .reply(to: message, .ok, try await perform(request, from: peer))
         } catch let error as TenureError {
-            return .reply(to: request, error: error)
+            return .reply(to: message, error: error)
         } catch {
-            return .reply(to: request, error: TenureError(.cancelled, "The request was cancelled: \(error)."))
+            return .reply(to: message, error: TenureError(.cancelled, "The request was cancelled: \(error)."))
         }
     }
 
-    func field(_ m: Message, _ i: Int, _ what: String) throws -> String {
-        guard let text = m.text(i), !text.isEmpty else {
-            throw TenureError(.invalidArgument, "The request lacks its \(what).", remedy: "Use a client of the same Tenure release.")
+    /// Refuses what this connection may not ask now: a restricted connection
+    /// asks nothing, a shutting-down daemon takes only release and reads,
+    /// and each request needs its privilege (``Privilege``).
+    func admit(_ request: DaemonRequest, _ command: Command, from peer: Peer) throws {
+        if restricted.contains(peer.connection) {
+            throw TenureError(.permissionDenied, "This connection restricted itself: it may make no further requests.",
+                              remedy: "An administrator (root) acts for this process instead.")
         }
-        return text
+        if shuttingDown && command != .status && command != .release && command != .inquire {
+            throw TenureError(.shuttingDown, "The daemon is shutting down.", remedy: "Retry once it has restarted.")
+        }
+        if request.needs == .admin && !peer.isAdmin {
+            throw TenureError(.permissionDenied, "Only root (or the daemon's own user) may \(command.purpose); process \(peer.pid) runs as user \(peer.uid).",
+                              remedy: "Run the command as root.")
+        }
     }
 
-    /// The pid a request acts for: the caller (0 or its own pid), or, for a
-    /// privileged caller, another live process.
-    func targetPid(_ m: Message, _ peer: Peer) throws -> Int32 {
-        guard let text = m.text(0), let pid = Int32(text), pid >= 0 else {
-            throw TenureError(.invalidArgument, "The request's pid \"\(m.text(0) ?? "")\" is not a process id.")
+    /// Carries out a request admitted for `peer`; returns the reply's fields.
+    func perform(_ request: DaemonRequest, from peer: Peer) async throws -> [String] {
+        switch request {
+        case .register:
+            registered.insert(peer.connection)
+            return []
+        case .addLockspace(let text, let hostName, let io, let async):
+            let spec = try LockspaceSpec(parsing: text)
+            try reserveJoin(spec.name)
+            guard async else {
+                defer { finishedJoining(spec.name) }
+                return [try await addLockspace(spec, hostName: hostName, ioTimeout: io)]
+            }
+            background.append(Task {
+                do { _ = try await self.addLockspace(spec, hostName: hostName, ioTimeout: io) } catch {
+                    self.log.error("joining \(text) failed: \(error)")
+                }
+                self.finishedJoining(spec.name)
+            })
+            return ["joining"]
+        case .remLockspace(let name):
+            try await removeLockspace(name)
+            return []
+        case .acquire(let pid, let shared, let resources):
+            return try await acquire(resources, for: try target(pid, peer), shared: shared)
+        case .release(let pid, let names):
+            try await release(names, of: try target(pid, peer))
+            return []
+        case .inquire(let pid):
+            return [inquire(try target(pid, peer))]
+        case .status:
+            return [await status()]
+        case .request(let resource, let force):
+            try await requestLease(resource, force: force)
+            return []
+        case .killpath(let program, let arguments):
+            guard program.hasPrefix("/"), access(program, X_OK) == 0 else {
+                throw TenureError(.invalidArgument, "The killpath \(program) is not an executable file given by its absolute path.")
+            }
+            try process(peer.pid, for: peer).control.killpath = [program] + arguments
+            log.info("process \(peer.pid) (user \(peer.uid)) set its killpath: \(([program] + arguments).joined(separator: " "))")
+            return []
+        case .restrict(let flags):
+            let tracked = try process(peer.pid, for: peer)
+            if flags & Wire.restrictSigkill != 0 { tracked.control.sigkillOnly = true }
+            if flags & Wire.restrictSigterm != 0 { tracked.control.sigtermOnly = true }
+            guard !(tracked.control.sigkillOnly && tracked.control.sigtermOnly) else {
+                tracked.control.sigkillOnly = flags & Wire.restrictSigkill != 0
+                tracked.control.sigtermOnly = flags & Wire.restrictSigterm != 0
+                throw TenureError(.invalidArgument, "Process \(peer.pid) restricted itself to one signal already; it cannot ask for the other.")
+            }
+            if flags & Wire.restrictAll != 0 { restricted.insert(peer.connection) }
+            return []
+        case .convert(let pid, let name, let shared):
+            return [try await convert(name, of: try target(pid, peer), shared: shared)]
+        case .hostStatus(let lockspace):
+            return [try await hostStatus(lockspace)]
+        case .shutdown(let force):
+            try await shutdown(force: force)
+            return []
         }
+    }
+
+    /// Marks `name` as being joined, refusing a second join of the same name
+    /// (synchronous or not) until the first has finished or failed.
+    func reserveJoin(_ name: LeaseName) throws {
+        guard lockspaces[name] == nil, !joining.contains(name) else {
+            throw TenureError(.alreadyExists, "Lockspace \(name) is joined or being joined already.",
+                              remedy: "Remove it first (`tenure client rem-lockspace \(name)`) to join with another host id.")
+        }
+        joining.insert(name)
+    }
+
+    /// The process a request acts for: the caller (pid 0 or its own), or —
+    /// for root, or a socket-group member acting for its own user's process
+    /// — another live process.
+    func target(_ pid: Int32, _ peer: Peer) throws -> Int32 {
         if pid == 0 || pid == peer.pid { return peer.pid }
-        guard peer.privileged else {
+        guard peer.isAdmin || peer.inSocketGroup else {
             throw TenureError(.permissionDenied, "Process \(peer.pid) may not act for process \(pid).",
-                              remedy: "Only root or members of the daemon's socket group act for other processes.")
+                              remedy: "Only root, or a member of the daemon's socket group for its own user's processes, acts for another process.")
         }
-        guard Glibc.kill(pid, 0) == 0 || errno == EPERM else {
-            throw TenureError(.invalidArgument, "Process \(pid) does not exist.")
+        let tracked = try process(pid, for: peer)
+        guard peer.isAdmin || tracked.uid == peer.uid else {
+            throw TenureError(.permissionDenied, "Process \(pid) belongs to user \(tracked.uid); process \(peer.pid) (user \(peer.uid)) may not act for it.",
+                              remedy: "Run the command as root, or as the user that owns process \(pid).")
         }
         return pid
     }
 
+    /// The tracked process `pid`, named by a pidfd opened now if it is not
+    /// tracked yet (or the pid was reused since).
+    func process(_ pid: Int32, for peer: Peer) throws -> LocalProcess {
+        if let known = processes[pid], !known.exited { return known }
+        let credentials = pid == peer.pid ? (peer.uid, peer.gid) : (processCredentials(pid) ?? (UInt32.max, UInt32.max))
+        let opened = try LocalProcess.open(pid: pid, uid: credentials.0, gid: credentials.1)
+        processes[pid] = opened
+        return opened
+    }
+
     // MARK: Connections
 
-    public func connected(_ peer: Peer) -> Bool {
+    /// Whether a new connection may stay: the last ``Limits/reservedAdminConnections``
+    /// places are kept for administrators, so idle clients never lock root
+    /// out of status and shutdown. `pidfd` names the connecting process.
+    public func connected(_ peer: Peer, pidfd: Int32) -> Bool {
         let total = connections.values.reduce(0, +)
-        guard total < config.maxConnections else { return false }
+        let limit = peer.isAdmin ? config.maxConnections : config.maxConnections - min(Limits.reservedAdminConnections, config.maxConnections / 2)
+        guard total < limit else {
+            if pidfd >= 0 { Glibc.close(pidfd) }
+            return false
+        }
         connections[peer.pid, default: 0] += 1
+        if let known = processes[peer.pid], !known.exited {
+            if pidfd >= 0 { Glibc.close(pidfd) }
+        } else if pidfd >= 0 {
+            // A record left by an earlier process with this pid is replaced:
+            // its killpath and restrictions were that process's.
+            processes[peer.pid] = LocalProcess(pid: peer.pid, pidfd: pidfd, uid: peer.uid, gid: peer.gid)
+        } else {
+            processes[peer.pid] = try? LocalProcess.open(pid: peer.pid, uid: peer.uid, gid: peer.gid)
+        }
         return true
+    }
+
+    /// Whether a connection may be closed for idling: it never registered
+    /// and its process holds no leases.
+    public func mayCloseIdle(_ peer: Peer) -> Bool {
+        !registered.contains(peer.connection) && holders[peer.pid] == nil
     }
 
     /// The connection of `pid` closed: when it was its last, the process is
@@ -292,9 +369,30 @@ public actor Daemon {
         connections[peer.pid, default: 1] -= 1
         if connections[peer.pid] == 0 { connections[peer.pid] = nil }
         restricted.remove(peer.connection)
-        if connections[peer.pid] == nil && holders[peer.pid] == nil { controls[peer.pid] = nil }
+        registered.remove(peer.connection)
+        if connections[peer.pid] == nil && holders[peer.pid] == nil { processes[peer.pid] = nil }
         guard connections[peer.pid] == nil, holders[peer.pid] != nil else { return }
+        // A holder being fenced keeps its leases until it is gone, even if it
+        // closed its connection: the poll loop releases them after.
+        guard !fencing.contains(peer.pid) || !isRunning(peer.pid) else {
+            log.warning("process \(peer.pid), being fenced, closed its last connection; its leases stay held until it is gone")
+            return
+        }
         log.info("process \(peer.pid) closed its last connection; releasing its leases")
         await releaseAll(of: peer.pid)
+        if connections[peer.pid] == nil && holders[peer.pid] == nil { processes[peer.pid] = nil }
+    }
+}
+
+extension Command {
+    /// What the command does, for a refusal: "join a lockspace".
+    var purpose: String {
+        switch self {
+        case .addLockspace: "join a lockspace"
+        case .remLockspace: "leave a lockspace"
+        case .request: "request another holder's lease"
+        case .shutdown: "stop the daemon"
+        default: "\(self)"
+        }
     }
 }

@@ -1,3 +1,4 @@
+import CTenureSys
 import Foundation
 import TenureClient
 import TenureCore
@@ -8,31 +9,73 @@ import TenureIO
 extension Daemon {
     // MARK: Devices
 
-    /// The shared client handle for `path` (resources and observers), opened once.
-    func device(_ path: String) throws -> any BlockDevice {
-        if let open = devices[path] { return open }
+    /// The shared client handle for `path` (resources and observers), opened
+    /// on first use and counted: each user (a joined lockspace, a held
+    /// lease, an operation in flight) holds one reference, and the handle —
+    /// its descriptor, io_context and reaper — is closed with the last.
+    func retainDevice(_ path: String) throws -> any BlockDevice {
+        if let open = devices[path] {
+            devices[path]!.users += 1
+            return open.device
+        }
+        guard devices.count < Limits.maxOpenDevices else {
+            throw TenureError(.limitReached, "The daemon has \(devices.count) devices open, its limit.",
+                              remedy: "Release leases on other lease files first, or keep leases on fewer files.")
+        }
         let opened = try openBlockDevice(path: path, engine: .aio, ioTimeout: config.timeouts.ioTimeout)
-        devices[path] = opened
+        devices[path] = OpenDevice(device: opened, users: 1)
         return opened
+    }
+
+    /// Drops one reference to `path`'s handle; the last closes it.
+    func releaseDevice(_ path: String) async {
+        guard let open = devices[path] else { return }
+        guard open.users <= 1 else {
+            devices[path]!.users -= 1
+            return
+        }
+        devices[path] = nil
+        resources = resources.filter { !$0.value.spec.disks.contains { $0.path == path } }
+        await open.device.close()
+        log.debug("closed \(path): no lease, lockspace or operation uses it")
+    }
+
+    /// Runs `body` with a reference to every disk of `spec` held.
+    func withDevices<T>(of spec: ResourceSpec, _ body: () async throws -> T) async throws -> T {
+        var taken: [String] = []
+        do {
+            for disk in spec.disks {
+                _ = try retainDevice(disk.path)
+                taken.append(disk.path)
+            }
+            let result = try await body()
+            for path in taken { await releaseDevice(path) }
+            return result
+        } catch {
+            for path in taken { await releaseDevice(path) }
+            throw error
+        }
     }
 
     // MARK: Lockspaces
 
-    /// Joins `text` ("NAME:HOST_ID:PATH:OFFSET") and starts renewing it.
-    func addLockspace(_ text: String, hostName: String, ioTimeout: Int) async throws -> String {
-        let spec = try LockspaceSpec(parsing: text)
+    /// Joins `spec` and starts renewing it; the caller reserved its name (``reserveJoin(_:)``).
+    func addLockspace(_ spec: LockspaceSpec, hostName: String?, ioTimeout: IOTimeout?) async throws -> String {
+        let text = spec.description
         guard !spec.hostID.isNone else {
             throw TenureError(.invalidArgument, "\(text) names host id 0.", remedy: "Give this host's id (1 or more) in the lockspace string.")
         }
         guard lockspaces[spec.name] == nil else {
             throw TenureError(.alreadyExists, "Lockspace \(spec.name) is joined already.", remedy: "Remove it first to join with another host id.")
         }
-        let io = ioTimeout > 0 ? IOTimeout(seconds: UInt16(clamping: ioTimeout)) : config.ioTimeout
-        let name = try LeaseName(hostName.isEmpty ? config.hostName : hostName, what: "host name")
+        let io = ioTimeout ?? config.ioTimeout
+        let name = try LeaseName(hostName ?? config.hostName, what: "host name")
         // Renewal has a handle, an io_context and a reaper of its own.
         let renewalDevice = try openBlockDevice(path: spec.disk.path, engine: .aio, ioTimeout: .seconds(Int64(io.seconds)))
+        var clientPath: String?
         do {
-            let clientDevice = try device(spec.disk.path)
+            let clientDevice = try retainDevice(spec.disk.path)
+            clientPath = spec.disk.path
             let observer = try await LockspaceObserver.open(spec, device: clientDevice, context: context)
             let lockspace = try Lockspace(spec: spec, renewalDevice: renewalDevice, observer: observer, ioTimeout: io, context: context)
             log.info("joining lockspace \(spec.name) as host \(spec.hostID) (io_timeout \(io.seconds)s)")
@@ -44,6 +87,7 @@ extension Daemon {
             return String(host.generation.rawValue)
         } catch {
             await renewalDevice.close()
+            if let clientPath { await releaseDevice(clientPath) }
             throw error
         }
     }
@@ -70,6 +114,7 @@ extension Daemon {
         for task in joined.tasks { task.cancel() }
         try? await joined.lockspace.leave()
         await joined.renewalDevice.close()
+        await releaseDevice(joined.spec.disk.path)
         log.info("left lockspace \(name)")
     }
 
@@ -92,7 +137,10 @@ extension Daemon {
         key.lver = nil
         key.shared = false
         if let open = resources[key.description] { return open }
-        let opened = try await PaxosResource.open(key, devices: try spec.disks.map { try device($0.path) })
+        guard spec.disks.allSatisfy({ devices[$0.path] != nil }) else {
+            preconditionFailure("resource(\(spec)) called without its devices retained")
+        }
+        let opened = try await PaxosResource.open(key, devices: spec.disks.map { devices[$0.path]!.device })
         resources[key.description] = opened
         return opened
     }
@@ -106,55 +154,63 @@ extension Daemon {
         guard leaseCount + texts.count <= config.maxLeases else {
             throw TenureError(.limitReached, "The daemon holds \(leaseCount) leases; its limit is \(config.maxLeases).")
         }
+        let specs = try texts.map { try ResourceSpec(parsing: $0) }
         var taken: [ProcessLease] = []
         do {
-            for text in texts {
-                let spec = try ResourceSpec(parsing: text)
-                guard holders[pid]?[spec.name.description] == nil else {
-                    throw TenureError(.alreadyExists, "Process \(pid) holds \(spec.name) already.")
-                }
-                // This host's own processes: the disk cannot tell them apart (the
-                // lease names the host, not the process), so the daemon must. A lease
-                // another local process holds, or is acquiring, is refused here;
-                // sharing is allowed between local sharers.
-                let key = "\(spec.lockspace):\(spec.name)"
-                if let other = localHolder(of: spec, except: pid), !(other.shared && (shared || spec.shared)) {
-                    throw TenureError(.heldByLiveHost, "\(spec.name) is held by process \(other.pid) on this host.",
-                                      remedy: "Wait for it to release the lease, or ask it to with `request`.")
-                }
-                guard !acquiring.contains(key) else {
-                    throw TenureError(.heldByLiveHost, "\(spec.name) is being acquired by another process on this host.",
-                                      remedy: "Retry in a moment.")
-                }
-                acquiring.insert(key)
-                defer { acquiring.remove(key) }
-                let (joined, host) = try await self.joined(spec.lockspace)
-                var resource = try await self.resource(spec)
-                // Ballots read only the dblocks of hosts that can take part.
-                resource.participants = joined.lockspace.observer
-                try resource.validate(host: host.id)
-                let lease = try await PaxosLease.acquire(resource, host: host, oracle: joined.lockspace.observer,
-                                                         options: AcquireOptions(shared: shared || spec.shared, requiredLver: spec.lver, noWait: true),
-                                                         context: context)
-                // A lease won after the lockspace expired is never handed out.
-                guard await joined.lockspace.isValid(at: context.clock.now()) else {
-                    try? await PaxosLease.release(resource, held: lease, context: context)
-                    throw TenureError(.lockspaceLost, "Lockspace \(spec.lockspace) expired while \(spec.name) was acquired.")
-                }
-                let held = ProcessLease(lockspace: spec.lockspace, resource: resource, lease: lease)
+            for spec in specs {
+                let held = try await withDevices(of: spec) { try await acquireOne(spec, for: pid, shared: shared) }
+                for disk in spec.disks { _ = try retainDevice(disk.path) }
                 taken.append(held)
                 holders[pid, default: [:]][held.name] = held
-                log.info("process \(pid) acquired \(lease)")
+                log.info("process \(pid) acquired \(held.lease)")
             }
         } catch {
             for held in taken {
                 holders[pid]?[held.name] = nil
                 try? await PaxosLease.release(held.resource, held: held.lease, context: context)
+                for disk in held.lease.resource.disks { await releaseDevice(disk.path) }
             }
             if holders[pid]?.isEmpty == true { holders[pid] = nil }
             throw error
         }
         return taken.map(\.lease.stateString)
+    }
+
+    /// One resource of an acquire: local arbitration, the ballot, and the
+    /// check that the lockspace was still valid when it was won.
+    func acquireOne(_ spec: ResourceSpec, for pid: Int32, shared: Bool) async throws -> ProcessLease {
+        guard holders[pid]?[spec.name.description] == nil else {
+            throw TenureError(.alreadyExists, "Process \(pid) holds \(spec.name) already.")
+        }
+        // This host's own processes: the disk cannot tell them apart (the
+        // lease names the host, not the process), so the daemon must. A lease
+        // another local process holds, or is acquiring, is refused here;
+        // sharing is allowed between local sharers.
+        let key = "\(spec.lockspace):\(spec.name)"
+        if let other = localHolder(of: spec, except: pid), !(other.shared && (shared || spec.shared)) {
+            throw TenureError(.heldByLiveHost, "\(spec.name) is held by process \(other.pid) on this host.",
+                              remedy: "Wait for it to release the lease, or ask it to with `request`.")
+        }
+        guard !acquiring.contains(key) else {
+            throw TenureError(.heldByLiveHost, "\(spec.name) is being acquired by another process on this host.",
+                              remedy: "Retry in a moment.")
+        }
+        acquiring.insert(key)
+        defer { acquiring.remove(key) }
+        let (joined, host) = try await self.joined(spec.lockspace)
+        var resource = try await self.resource(spec)
+        // Ballots read only the dblocks of hosts that can take part.
+        resource.participants = joined.lockspace.observer
+        try resource.validate(host: host.id)
+        let lease = try await PaxosLease.acquire(resource, host: host, oracle: joined.lockspace.observer,
+                                                 options: AcquireOptions(shared: shared || spec.shared, requiredLver: spec.lver, noWait: true),
+                                                 context: context)
+        // A lease won after the lockspace expired is never handed out.
+        guard await joined.lockspace.isValid(at: context.clock.now()) else {
+            try? await PaxosLease.release(resource, held: lease, context: context)
+            throw TenureError(.lockspaceLost, "Lockspace \(spec.lockspace) expired while \(spec.name) was acquired.")
+        }
+        return ProcessLease(lockspace: spec.lockspace, resource: resource, lease: lease)
     }
 
     /// A local process other than `pid` holding `spec`'s lease, if any.
@@ -179,22 +235,33 @@ extension Daemon {
         var firstError: Error?
         for name in chosen.sorted() {
             guard let lease = holders[pid]?.removeValue(forKey: name) else { continue }
-            // The disk has one shared mark per host: it stays while another
-            // local process still shares the lease.
-            if lease.lease.shared, localHolder(of: lease.lease.resource, except: pid) != nil {
-                log.info("process \(pid) released \(lease.lease); other local sharers keep it")
-                continue
-            }
             do {
-                try await PaxosLease.release(lease.resource, held: lease.lease, context: context)
-                log.info("process \(pid) released \(lease.lease)")
+                try await releaseOnDisk(lease, of: pid)
             } catch {
                 log.warning("releasing \(lease.lease) of process \(pid) failed: \(error)")
                 firstError = firstError ?? error
             }
+            for disk in lease.lease.resource.disks { await releaseDevice(disk.path) }
         }
         if holders[pid]?.isEmpty == true { holders[pid] = nil }
         if let firstError { throw firstError }
+    }
+
+    /// Gives up `lease` on disk, unless that would be wrong: another local
+    /// process still shares it (the disk has one shared mark per host), or
+    /// its lockspace is lost — then nothing is written, since another host
+    /// may own the lease by now and a late write of ours could undo its commit.
+    func releaseOnDisk(_ lease: ProcessLease, of pid: Int32) async throws {
+        if lease.lease.shared, localHolder(of: lease.lease.resource, except: pid) != nil {
+            log.info("process \(pid) released \(lease.lease); other local sharers keep it")
+            return
+        }
+        guard let joined = lockspaces[lease.lockspace], await joined.lockspace.isValid(at: context.clock.now()) else {
+            log.warning("process \(pid) gave up \(lease.lease) of a lost lockspace; nothing is written to the lease")
+            return
+        }
+        try await PaxosLease.release(lease.resource, held: lease.lease, context: context)
+        log.info("process \(pid) released \(lease.lease)")
     }
 
     func releaseAll(of pid: Int32) async {
@@ -206,14 +273,19 @@ extension Daemon {
     }
 
     /// Writes a request for `text`'s lease (force: its holder is killed).
+    /// The lockspace must be joined here: nothing is opened for one that is not.
     func requestLease(_ text: String, force: Bool) async throws {
         let spec = try ResourceSpec(parsing: text)
-        let resource = try await self.resource(spec)
-        let (leader, wanted) = try await PaxosLease.request(resource, lver: spec.lver, mode: force ? .force : .graceful, context: context)
+        guard let joined = lockspaces[spec.lockspace] else {
+            throw TenureError(.noLockspace, "Lockspace \(spec.lockspace) is not joined on this host; a request goes through a joined lockspace.",
+                              remedy: "Join it first (`tenure client add-lockspace`), or write the request with `tenure direct request`.")
+        }
+        let (leader, wanted) = try await withDevices(of: spec) {
+            try await PaxosLease.request(try await self.resource(spec), lver: spec.lver, mode: force ? .force : .graceful, context: context)
+        }
         log.info("requested \(spec.name) at lver \(wanted) (\(force ? "force" : "graceful"))")
         // Tell the owner to look now: our bit for it in our delta lease.
-        if let joined = lockspaces[spec.lockspace], let host = await joined.lockspace.localHost,
-           !leader.timestamp.isFree, !leader.ownerID.isNone, leader.ownerID != host.id {
+        if let host = await joined.lockspace.localHost, !leader.timestamp.isFree, !leader.ownerID.isNone, leader.ownerID != host.id {
             do {
                 try await joined.lockspace.signal(leader.ownerID)
                 signalledAt[spec.lockspace] = context.clock.now()
@@ -225,80 +297,135 @@ extension Daemon {
 
     // MARK: Fencing
 
-    /// Waits for the lockspace's expiry; if it is lost then, kills every
-    /// process holding a lease in it and gives the leases up.
+    /// Waits for the lockspace's expiry; if it is lost then, stops every
+    /// process holding a lease in it. The leases stay in the table — so the
+    /// watchdog stays unpetted — until each holder is gone (``stop``).
     func fence(_ joined: JoinedLockspace) async {
         while !Task.isCancelled {
             guard let expiry = joined.lockspace.publishedExpiry else { return }
-            do { try await context.clock.sleep(until: expiry) } catch { return }
+            // Wake at the expiry, or sooner: a renewal that finds our slot
+            // rewritten (another join of our host id) loses the lockspace at once.
+            do { try await context.clock.sleep(until: min(expiry, context.clock.now() + Timeouts.lossCheck)) } catch { return }
             guard let lost = await joined.lockspace.checkExpiry() else { continue }
             log.critical("lockspace \(joined.spec.name) lost: \(lost.message) Killing its lease holders.")
             let victims = holders.filter { $0.value.values.contains { $0.lockspace == joined.spec.name } }.map(\.key)
             let names = Set(holders.values.flatMap { $0.values.filter { $0.lockspace == joined.spec.name }.map(\.name) })
-            await kill(victims, graceful: true, why: "lockspace \(joined.spec.name) lost", for: names)
+            await stop(victims, graceful: true, why: "lockspace \(joined.spec.name) lost", for: names)
             for pid in victims {
                 for (name, lease) in holders[pid] ?? [:] where lease.lockspace == joined.spec.name {
                     holders[pid]?[name] = nil
+                    for disk in lease.lease.resource.disks { await releaseDevice(disk.path) }
                 }
                 if holders[pid]?.isEmpty == true { holders[pid] = nil }
             }
+            log.notice("every holder of a lease in lost lockspace \(joined.spec.name) is gone")
             return
         }
     }
 
-    /// SIGTERM (graceful) then SIGKILL after the grace, and waits until each
-    /// process is gone (bounded: a process stuck in the kernel is left to the watchdog).
+    /// Stops `pids`, the holders of `leases` (nil: of everything), and
+    /// returns only once each is gone or has given every one of them up.
     ///
-    /// `for`: the leases (by name) the stop is about. A process that gave all
-    /// of them up meanwhile — a killpath that paused a VM, whose manager then
-    /// released its leases — is spared SIGKILL: it no longer holds them.
-    func kill(_ pids: [Int32], graceful: Bool, why: String, for leases: Set<String>? = nil) async {
+    /// The fencing rule: a lease is given up only when its holders are gone,
+    /// or the host is reset. So this never gives up: it asks (the killpath,
+    /// or SIGTERM) and waits the grace, then escalates — SIGKILL, or SIGTERM
+    /// again for a process that allows only SIGTERM — every
+    /// ``Timeouts/fenceResignal`` until the process is gone. Meanwhile its
+    /// leases stay held; for a lost lockspace that keeps the watchdog
+    /// unpetted, so the host is reset before another host may take them.
+    ///
+    /// A process that gave all of `leases` up meanwhile — a killpath that
+    /// paused a VM, whose manager then released its leases — is spared: it
+    /// no longer holds them.
+    func stop(_ pids: [Int32], graceful: Bool, why: String, for leases: Set<String>? = nil) async {
         guard !pids.isEmpty else { return }
-        func stillHolds(_ pid: Int32) -> Bool {
-            guard let leases else { return true }
-            return (holders[pid] ?? [:]).keys.contains { leases.contains($0) }
+        fencing.formUnion(pids)
+        defer { fencing.subtract(pids) }
+        func remaining() -> [Int32] {
+            pids.filter { pid in isRunning(pid) && (leases.map { l in (holders[pid] ?? [:]).keys.contains { l.contains($0) } } ?? true) }
         }
-        let gentle = pids.filter { controls[$0]?.sigkillOnly != true }
-        if graceful && !gentle.isEmpty && (config.effectiveKillGrace > .zero || gentle.contains { controls[$0]?.killpath != nil }) {
-            for pid in gentle { stopGently(pid, why: why) }
+        let askFirst = pids.filter { pid in
+            let control = processes[pid]?.control ?? ProcessControl()
+            return control.sigtermOnly || (graceful && !control.sigkillOnly)
+        }
+        if !askFirst.isEmpty {
+            for pid in askFirst { stopGently(pid, why: why) }
             // A killpath (pausing a VM through libvirt, say) gets at least W/2
             // to act, still within the W the fencing argument allows.
-            let usesKillpath = gentle.contains { controls[$0]?.killpath != nil }
+            let usesKillpath = askFirst.contains { processes[$0]?.control.killpath != nil }
             let grace = usesKillpath ? max(config.effectiveKillGrace, config.watchdogFire / 2) : config.effectiveKillGrace
             let deadline = context.clock.now() + grace
-            while context.clock.now() < deadline, pids.contains(where: { Self.alive($0) && stillHolds($0) }) {
-                try? await context.clock.sleep(for: .milliseconds(50))
+            while context.clock.now() < deadline, !remaining().isEmpty {
+                try? await context.clock.sleep(for: Timeouts.fencePoll)
             }
         }
-        // A process that allows only SIGTERM is left to the watchdog.
-        let survivors = pids.filter { Self.alive($0) && stillHolds($0) && controls[$0]?.sigtermOnly != true }
-        for pid in survivors { Glibc.kill(pid, SIGKILL) }
-        if !survivors.isEmpty { log.warning("sent SIGKILL to \(survivors) (\(why))") }
-        let deadline = context.clock.now() + .seconds(5)
-        while context.clock.now() < deadline, pids.contains(where: { Self.alive($0) }) {
-            try? await context.clock.sleep(for: .milliseconds(20))
+        var lastSignal: MonotonicInstant?
+        var lastWarning: MonotonicInstant?
+        let started = context.clock.now()
+        while true {
+            let left = remaining()
+            if left.isEmpty { return }
+            let now = context.clock.now()
+            if lastSignal.map({ now >= $0 + Timeouts.fenceResignal }) ?? true {
+                lastSignal = now
+                for pid in left {
+                    let onlyTerm = processes[pid]?.control.sigtermOnly == true
+                    signal(pid, onlyTerm ? SIGTERM : SIGKILL)
+                }
+            }
+            if lastWarning.map({ now >= $0 + Timeouts.fenceWarningEvery }) ?? true {
+                lastWarning = now
+                let waited = now - started
+                log.critical("fencing (\(why)): processes \(left) still hold their leases \(waited) after SIGKILL (or SIGTERM where restricted); the leases stay held, and the watchdog resets this host if a lockspace is lost")
+            }
+            try? await context.clock.sleep(for: Timeouts.fencePoll)
         }
     }
 
-    /// The killpath if the process set one (with its pid in TENURE_KILL_PID), else SIGTERM.
+    /// Whether `pid` still runs: by its pidfd when the daemon tracks it, so
+    /// a reused pid never counts as the holder.
+    func isRunning(_ pid: Int32) -> Bool {
+        if let tracked = processes[pid] { return !tracked.exited }
+        return Self.alive(pid)
+    }
+
+    /// Signals `pid` through its pidfd (never a later process with its pid).
+    func signal(_ pid: Int32, _ signal: Int32) {
+        guard let tracked = processes[pid] else {
+            log.error("process \(pid) holds leases but is not tracked by a pidfd; not signalling a pid that may have been reused")
+            return
+        }
+        tracked.signal(signal)
+    }
+
+    /// The killpath if the process set one (with its pid in TENURE_KILL_PID),
+    /// run with that process's own user and group, else SIGTERM.
     func stopGently(_ pid: Int32, why: String) {
-        guard let killpath = controls[pid]?.killpath else {
-            Glibc.kill(pid, SIGTERM)
+        guard let tracked = processes[pid], let killpath = tracked.control.killpath else {
+            signal(pid, SIGTERM)
             log.warning("sent SIGTERM to process \(pid) (\(why)); SIGKILL in \(config.effectiveKillGrace)")
             return
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: killpath[0])
-        process.arguments = Array(killpath.dropFirst())
-        process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", Wire.killPidEnvironment: String(pid)]
-        process.standardInput = FileHandle.nullDevice
-        do {
-            try process.run()
-            log.warning("ran killpath \(killpath.joined(separator: " ")) for process \(pid) (\(why)); SIGKILL in \(config.effectiveKillGrace)")
-        } catch {
-            log.error("killpath \(killpath[0]) for process \(pid) failed to start (\(error)); sending SIGTERM")
-            Glibc.kill(pid, SIGTERM)
+        let environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "\(Wire.killPidEnvironment)=\(pid)"]
+        let child = spawn(killpath, environment: environment, uid: tracked.uid, gid: tracked.gid)
+        if child > 0 {
+            log.warning("ran killpath \(killpath.joined(separator: " ")) as user \(tracked.uid) for process \(pid) (\(why)); SIGKILL in \(config.effectiveKillGrace)")
+            background.append(Task.detached { var status: Int32 = 0; _ = waitpid(child, &status, 0) })
+        } else {
+            log.error("killpath \(killpath[0]) for process \(pid) failed to start (\(String(cString: strerror(errno)))); sending SIGTERM")
+            signal(pid, SIGTERM)
         }
+    }
+
+    /// fork + exec of `argv` as `uid`/`gid` (CTenureSys does the child's side in C).
+    func spawn(_ argv: [String], environment: [String], uid: UInt32, gid: UInt32) -> Int32 {
+        var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        var cEnv: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
+        defer {
+            for p in cArgs { free(p) }
+            for p in cEnv { free(p) }
+        }
+        return tenure_spawn_as(argv[0], &cArgs, &cEnv, uid, gid)
     }
 
     /// Converts `name` held by `pid` to shared or exclusive.
@@ -341,6 +468,7 @@ extension Daemon {
     }
 
     /// Whether `pid` still runs (a zombie counts as gone: it holds nothing).
+    /// Only for a process the daemon does not track by a pidfd.
     static func alive(_ pid: Int32) -> Bool {
         guard Glibc.kill(pid, 0) == 0 else { return errno == EPERM }
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
@@ -358,16 +486,19 @@ extension Daemon {
             try? await context.clock.sleep(for: config.requestPoll)
             await answerRequests()
             await clearOldSignals()
-            for pid in holders.keys where connections[pid] == nil && !Self.alive(pid) {
+            for pid in holders.keys where connections[pid] == nil && !isRunning(pid) && !fencing.contains(pid) {
                 log.info("process \(pid) exited; releasing its leases")
                 await releaseAll(of: pid)
+                if holders[pid] == nil { processes[pid] = nil }
             }
         }
     }
 
     /// A request for a version after the one held: force kills the holder
     /// (SIGKILL), graceful asks it (SIGTERM, then SIGKILL after the grace);
-    /// then the lease is released so the requester can take it.
+    /// once it is gone the lease is released so the requester can take it.
+    /// Each holder is stopped in a task of its own, so one that will not
+    /// die does not hold up the answers to other requests.
     ///
     /// The request records of held leases are read when a host in the
     /// lockspace has set this host's bit (every second, one read of the
@@ -376,18 +507,25 @@ extension Daemon {
     /// idle traffic does not grow by a read per held lease per second.
     func answerRequests() async {
         let due = await lockspacesToPollForRequests()
-        for (pid, leases) in holders {
+        for (pid, leases) in holders where !fencing.contains(pid) {
             for (name, held) in leases where !held.lease.shared && due.contains(held.lockspace) {
                 guard let request = try? await PaxosLease.pendingRequest(held.resource, held: held.lease),
-                      holders[pid]?[name] != nil else { continue }
+                      holders[pid]?[name] != nil, !fencing.contains(pid) else { continue }
                 let force = request.forceMode == .force
                 log.warning("request for \(held.lease) at lver \(request.lver) (\(force ? "force" : "graceful")): stopping process \(pid)")
-                await kill([pid], graceful: !force, why: "request for \(name)", for: [name])
-                if holders[pid]?[name] != nil {
-                    try? await release([name], of: pid)
-                }
+                fencing.insert(pid)
+                background.append(Task {
+                    await self.stop([pid], graceful: !force, why: "request for \(name)", for: [name])
+                    await self.releaseIfStillHeld(name, of: pid)
+                })
             }
         }
+    }
+
+    /// After a request's holder is gone: give the lease up if nobody has.
+    func releaseIfStillHeld(_ name: String, of pid: Int32) async {
+        guard holders[pid]?[name] != nil else { return }
+        try? await release([name], of: pid)
     }
 
     /// The lockspaces whose held leases' request records should be read now:
@@ -466,6 +604,8 @@ extension Daemon {
                                      "lease_count": all.count, "leases_omitted": all.count - leases.count,
                                      "resident_kib": Self.residentKiB() ?? 0,
                                      "joining": joining.map(\.description).sorted(),
+                                     "fencing": fencing.sorted().map(Int.init),
+                                     "open_devices": devices.count,
                                      "shutting_down": shuttingDown]
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)
@@ -491,11 +631,11 @@ extension Daemon {
                               remedy: "Stop them first, or shut down with force (their holders are killed).")
         }
         shuttingDown = true
-        await kill(pids, graceful: true, why: "daemon shutdown")
+        await stop(pids, graceful: true, why: "daemon shutdown")
         for pid in pids { await releaseAll(of: pid) }
         for name in Array(lockspaces.keys) { try? await removeLockspace(name.description) }
         for task in background { task.cancel() }
-        for device in devices.values { await device.close() }
+        for open in devices.values { await open.device.close() }
         devices = [:]
         watchdog?.closeCleanly()
         log.info("shut down")

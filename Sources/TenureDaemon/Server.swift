@@ -27,8 +27,7 @@ public final class DaemonServer: @unchecked Sendable {
     public init(config: DaemonConfig, log: Logger) throws {
         self.config = config
         self.log = log
-        try FileManager.default.createDirectory(atPath: config.runDir, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o755])
+        try Self.prepareRunDir(config.runDir)
         adminGroup = try config.socketGroup.map { name in
             guard let group = getgrnam(name) else {
                 throw TenureError(.invalidArgument, "The socket group \(name) does not exist.", remedy: "Create it, or leave --socket-group out.")
@@ -52,8 +51,38 @@ public final class DaemonServer: @unchecked Sendable {
         }
     }
 
+    /// Creates the run dir (0755) if it is missing, and refuses one that
+    /// another user could write: whoever can write it can replace the socket
+    /// or the pid file and stand in for the daemon.
+    static func prepareRunDir(_ dir: String) throws {
+        if access(dir, F_OK) != 0 {
+            try? FileManager.default.createDirectory(atPath: (dir as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            guard mkdir(dir, 0o755) == 0 || errno == EEXIST else {
+                let e = errno
+                throw TenureError(.ioFailed, "Cannot create the run dir \(dir): \(String(cString: strerror(e))).",
+                                  remedy: "Free space and inodes on its filesystem (df -h, df -i), or give another --run-dir.", errno: e)
+            }
+        }
+        var info = stat()
+        guard lstat(dir, &info) == 0 else {
+            throw TenureError(.ioFailed, "Cannot inspect the run dir \(dir): \(String(cString: strerror(errno))).", errno: errno)
+        }
+        guard info.st_mode & S_IFMT == S_IFDIR else {
+            throw TenureError(.invalidArgument, "The run dir \(dir) is not a folder (a link or a file stands there).",
+                              remedy: "Remove it, or give another --run-dir.")
+        }
+        guard info.st_uid == 0 || info.st_uid == geteuid() else {
+            throw TenureError(.permissionDenied, "The run dir \(dir) belongs to user \(info.st_uid), neither root nor this daemon's user: that user could replace the socket.",
+                              remedy: "chown it to root (or this daemon's user), or give another --run-dir.")
+        }
+        guard info.st_mode & (S_IWGRP | S_IWOTH) == 0 else {
+            throw TenureError(.permissionDenied, "The run dir \(dir) is writable by its group or by every user (mode \(String(info.st_mode & 0o7777, radix: 8))): they could replace the socket or the pid file.",
+                              remedy: "chmod go-w \(dir), or give another --run-dir.")
+        }
+    }
+
     static func lockPidFile(_ path: String) throws -> Int32 {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard fd >= 0 else {
             throw TenureError(.permissionDenied, "Cannot open the pid file \(path): \(String(cString: strerror(errno))).",
                               remedy: "Run as root, or give a writable --run-dir.", errno: errno)
@@ -64,9 +93,15 @@ public final class DaemonServer: @unchecked Sendable {
             throw TenureError(.alreadyExists, "Another Tenure daemon (pid \(other)) runs on this run dir.",
                               remedy: "Stop it first, or give this one another --run-dir.")
         }
-        ftruncate(fd, 0)
         let text = "\(getpid())\n"
-        _ = text.withCString { write(fd, $0, strlen($0)) }
+        let written = text.withCString { ftruncate(fd, 0) == 0 ? pwrite(fd, $0, strlen($0), 0) : -1 }
+        guard written == text.utf8.count, fsync(fd) == 0 else {
+            let e = errno
+            Glibc.close(fd)
+            unlink(path)
+            throw TenureError(.ioFailed, "Cannot write the pid file \(path): \(String(cString: strerror(e))).",
+                              remedy: "Free space on the run dir's filesystem (df -h \(path)), or give another --run-dir.", errno: e)
+        }
         return fd
     }
 
@@ -112,8 +147,11 @@ public final class DaemonServer: @unchecked Sendable {
                 continue
             }
             nextConnection += 1
-            let peer = Peer(connection: nextConnection, pid: pid, uid: uid, gid: gid, privileged: uid == 0 || Self.inGroup(pid: pid, gid: gid, group: adminGroup))
-            let thread = Thread { [self] in self.converse(fd, peer) }
+            let peer = Peer(connection: nextConnection, pid: pid, uid: uid, gid: gid, isAdmin: uid == 0 || uid == geteuid(),
+                            inSocketGroup: Self.inGroup(pid: pid, gid: gid, group: adminGroup))
+            // Taken now: it names the process that connected, even if it exits and its pid is reused.
+            let pidfd = tenure_peer_pidfd(fd)
+            let thread = Thread { [self] in self.converse(fd, peer, pidfd: pidfd) }
             thread.name = "tenure-client-\(pid)"
             thread.start()
         }
@@ -139,17 +177,30 @@ public final class DaemonServer: @unchecked Sendable {
         return box.value!
     }
 
-    /// One connection: its registration lasts as long as it is open.
-    func converse(_ fd: Int32, _ peer: Peer) {
+    /// One connection: its registration lasts as long as it is open. One
+    /// that never registers and holds nothing is closed after
+    /// ``Timeouts/idleConnection`` without a request.
+    func converse(_ fd: Int32, _ peer: Peer, pidfd: Int32) {
         defer { Glibc.close(fd) }
         let daemon = self.daemon
-        guard wait({ await daemon.connected(peer) }) else {
-            let refusal = Message.reply(to: Message(command: 0, seq: 0, fields: []), error: TenureError(.limitReached, "Too many clients are connected."))
+        guard wait({ await daemon.connected(peer, pidfd: pidfd) }) else {
+            log.warning("refused a connection of process \(peer.pid) (user \(peer.uid)): too many clients")
+            let refusal = Message.reply(to: Message(command: 0, seq: 0, fields: []),
+                                        error: TenureError(.limitReached, "Too many clients are connected to the Tenure daemon (its limit is \(config.maxConnections), \(Limits.reservedAdminConnections) of them kept for root).",
+                                                           remedy: "Retry later, close idle clients, or raise --max-connections."))
             try? MessageSocket.write(refusal, to: fd)
             return
         }
         defer { wait { await daemon.disconnected(peer) } }
+        var mayIdleOut = true
         while true {
+            if mayIdleOut && !Self.readable(fd, within: Timeouts.idleConnection) {
+                if wait({ await daemon.mayCloseIdle(peer) }) {
+                    log.notice("closing the idle connection of process \(peer.pid): no request for \(Timeouts.idleConnection)")
+                    return
+                }
+                mayIdleOut = false
+            }
             let request: Message
             do {
                 guard let read = try MessageSocket.read(from: fd) else { return }
@@ -161,6 +212,7 @@ public final class DaemonServer: @unchecked Sendable {
                 return
             }
             inFlight.withLock { $0 += 1 }
+            if request.command == Command.register.rawValue || request.command == Command.acquire.rawValue { mayIdleOut = false }
             var reply = wait { await daemon.handle(request, from: peer) }
             let encoded: [UInt8]
             if let bytes = try? reply.encoded() {
@@ -177,6 +229,17 @@ public final class DaemonServer: @unchecked Sendable {
             inFlight.withLock { $0 -= 1 }
             guard written else { return }
             if reply.text(0) == String(ResultCode.unknownCommand.rawValue) { return }
+        }
+    }
+
+    /// Whether `fd` has something to read (or was closed) within `timeout`.
+    static func readable(_ fd: Int32, within timeout: Duration) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let ms = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        while true {
+            let rc = poll(&p, 1, ms)
+            if rc < 0 && errno == EINTR { continue }
+            return rc != 0
         }
     }
 

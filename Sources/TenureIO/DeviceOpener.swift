@@ -56,12 +56,35 @@ public struct IOStatistics: Sendable, Equatable, CustomStringConvertible {
 /// - Throws: `TenureError` with `.notFound`, `.permissionDenied`,
 ///   `.directIOUnsupported`, `.invalidArgument` (not a regular file or block
 ///   device) or `.invalidGeometry` (a sector size other than 512 or 4096).
+///   - access: `.readOnly` for commands that only read (`direct read`,
+///     `dump`, `probe`): they need no write permission, and a write through
+///     such a handle is refused before it reaches the kernel.
 public func openBlockDevice(
-    path: String, engine: IOEngine = .aio, ioTimeout: Duration
+    path: String, engine: IOEngine = .aio, ioTimeout: Duration, access: DeviceAccess = .readWrite
 ) throws -> any MeasuredBlockDevice {
     switch engine {
-    case .aio: return try DirectDevice(path: path, ioTimeout: ioTimeout)
-    case .sync: return try SyncDirectDevice(path: path)
+    case .aio: return try DirectDevice(path: path, ioTimeout: ioTimeout, access: access)
+    case .sync: return try SyncDirectDevice(path: path, access: access)
+    }
+}
+
+/// Whether a device handle may write.
+public enum DeviceAccess: Sendable {
+    case readWrite, readOnly
+
+    var openFlags: Int32 {
+        switch self {
+        case .readWrite: DeviceOpener.openFlags
+        case .readOnly: (DeviceOpener.openFlags & ~O_RDWR) | O_RDONLY
+        }
+    }
+
+    /// The refusal of a write through a read-only handle.
+    func checkWrite(_ path: String) throws(TenureError) {
+        guard self == .readWrite else {
+            throw TenureError(.permissionDenied, "\(path) was opened read-only; this command does not write.",
+                              remedy: "This is a bug in the command that tried to write; report it.")
+        }
     }
 }
 
@@ -93,10 +116,10 @@ public enum DeviceOpener {
     /// The path is checked with stat(2) before it is opened, so a character
     /// device (say /dev/watchdog, which opening would arm) or a FIFO is
     /// refused without being opened.
-    public static func open(path: String) throws(TenureError) -> OpenedDevice {
+    public static func open(path: String, access: DeviceAccess = .readWrite) throws(TenureError) -> OpenedDevice {
         let before = try status(of: path)
         try requireFileOrBlockDevice(before, path: path)
-        let fd = try openDirect(path: path)
+        let fd = try openDirect(path: path, flags: access.openFlags)
         do {
             return try describe(fd: fd, path: path)
         } catch {
@@ -185,9 +208,9 @@ public enum DeviceOpener {
         }
     }
 
-    private static func openDirect(path: String) throws(TenureError) -> FileDescriptor {
+    private static func openDirect(path: String, flags: Int32 = openFlags) throws(TenureError) -> FileDescriptor {
         do {
-            let fd = try Syscall.run(SyscallContext("open", path: path), { Glibc.open(path, openFlags) })
+            let fd = try Syscall.run(SyscallContext("open", path: path), { Glibc.open(path, flags) })
             return FileDescriptor(rawValue: fd)
         } catch where error.errno == EINVAL {
             // open(2) says EINVAL for O_DIRECT when the filesystem has no direct I/O.
@@ -195,7 +218,7 @@ public enum DeviceOpener {
         } catch where error.code == .permissionDenied {
             throw TenureError(
                 .permissionDenied,
-                "Cannot open \(path) for reading and writing: \(Errno(rawValue: error.errno ?? EACCES)).",
+                "Cannot open \(path) for \(flags & O_ACCMODE == O_RDONLY ? "reading" : "reading and writing"): \(Errno(rawValue: error.errno ?? EACCES)).",
                 remedy: error.remedy, errno: error.errno)
         }
     }

@@ -45,11 +45,13 @@ public final class DirectDevice: MeasuredBlockDevice {
     public let ioTimeout: Duration
 
     private let core: AIOCore
+    private let access: DeviceAccess
 
     /// Opens `path` (see ``DeviceOpener/open(path:)``) with an io_context and a reaper thread.
-    public init(path: String, ioTimeout: Duration) throws {
+    public init(path: String, ioTimeout: Duration, access: DeviceAccess = .readWrite) throws {
         precondition(ioTimeout > .zero, "ioTimeout must be positive")
-        let opened = try DeviceOpener.open(path: path)
+        let opened = try DeviceOpener.open(path: path, access: access)
+        self.access = access
         do {
             core = try AIOCore(opened: opened, ioTimeout: ioTimeout)
         } catch {
@@ -75,6 +77,7 @@ public final class DirectDevice: MeasuredBlockDevice {
     }
 
     public func write(_ bytes: [UInt8], at offset: UInt64) async throws {
+        try access.checkWrite(path)
         try checkRequest(offset: offset, length: bytes.count, limit: Self.maxIOBytes)
         let request = IORequest(.write, offset: offset, buffer: AlignedBuffer(copying: bytes), fd: core.fd)
         _ = try await core.perform(request)

@@ -29,10 +29,12 @@ public final class SyncDirectDevice: MeasuredBlockDevice {
     }
 
     private let state: Mutex<State>
+    private let access: DeviceAccess
 
     /// Opens `path` (see ``DeviceOpener/open(path:)``).
-    public init(path: String) throws {
-        let opened = try DeviceOpener.open(path: path)
+    public init(path: String, access: DeviceAccess = .readWrite) throws {
+        let opened = try DeviceOpener.open(path: path, access: access)
+        self.access = access
         self.path = path
         self.sectorSize = opened.sectorSize
         self.sizeBytes = opened.sizeBytes
@@ -57,6 +59,7 @@ public final class SyncDirectDevice: MeasuredBlockDevice {
     }
 
     public func write(_ bytes: [UInt8], at offset: UInt64) async throws {
+        try access.checkWrite(path)
         try checkRequest(offset: offset, length: bytes.count, limit: Self.maxIOBytes)
         let buffer = AlignedBuffer(copying: bytes)
         try transfer(.write, buffer, at: offset) { fd in

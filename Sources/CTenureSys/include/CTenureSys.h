@@ -47,4 +47,34 @@ int tenure_watchdog_set_timeout(int fd, int *seconds);
 /// ioctl(fd, WDIOC_KEEPALIVE): pets a watchdog. Returns 0, or -1 with errno set.
 int tenure_watchdog_keepalive(int fd);
 
+/// pidfd_open(pid, 0): a descriptor that names one process, never a later
+/// one that reuses its pid. Returns the descriptor, or -1 with errno set.
+int tenure_pidfd_open(int32_t pid);
+
+/// getsockopt(fd, SO_PEERPIDFD): a pidfd of the process at the other end of
+/// a Unix socket, taken when it connected (Linux 6.5+). Returns the
+/// descriptor, or -1 with errno set (ENOPROTOOPT on older kernels).
+int tenure_peer_pidfd(int fd);
+
+/// pidfd_send_signal(pidfd, signal, NULL, 0). Returns 0, or -1 with errno set
+/// (ESRCH once the process has exited).
+int tenure_pidfd_send_signal(int pidfd, int signal);
+
+/// poll(pidfd, POLLIN, 0): 1 once the process has exited (a zombie counts),
+/// 0 while it runs, -1 with errno set.
+int tenure_pidfd_exited(int pidfd);
+
+/// fork, then in the child: a clean signal mask and default dispositions,
+/// stdin/stdout/stderr on /dev/null, every other descriptor closed,
+/// setgroups(0)/setgid(gid)/setuid(uid), execve(path, argv, envp); the child
+/// exits 127 if any step fails. Only async-signal-safe calls run between fork
+/// and exec. Returns the child's pid, or -1 with errno set (fork failed).
+int32_t tenure_spawn_as(const char *path, char *const argv[], char *const envp[], uint32_t uid, uint32_t gid);
+
+/// Becomes `file` (searched on PATH like execvp) with `argv`, keeping
+/// `keep_fd` open across the exec (it carries a lease registration), with an
+/// empty signal mask and every signal at its default disposition, so the
+/// program can be stopped like any other. Returns only on failure: -1 with errno set.
+int tenure_exec_holding(const char *file, char *const argv[], int keep_fd);
+
 #endif

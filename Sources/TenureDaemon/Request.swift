@@ -1,0 +1,187 @@
+import TenureClient
+import TenureCore
+
+/// One client request, decoded and checked at the edge. The daemon acts only
+/// on these values: a malformed field is refused with an error naming it,
+/// never replaced by a default (a bad pid is not 0, unknown flag bits are
+/// not "exclusive", a convert mode is "shared" or "exclusive" and nothing else).
+enum DaemonRequest: Sendable, Equatable {
+    /// A pid field: the caller itself (0 or its own pid), or another process.
+    typealias TargetPid = Int32
+
+    case register
+    case addLockspace(text: String, hostName: String?, ioTimeout: IOTimeout?, async: Bool)
+    case remLockspace(name: String)
+    case acquire(pid: TargetPid, shared: Bool, resources: [String])
+    case release(pid: TargetPid, names: [String])
+    case inquire(pid: TargetPid)
+    case status
+    case request(resource: String, force: Bool)
+    case shutdown(force: Bool)
+    case killpath(program: String, arguments: [String])
+    case restrict(flags: UInt32)
+    case convert(pid: TargetPid, name: String, shared: Bool)
+    case hostStatus(lockspace: String)
+
+    /// Decodes `message`, or throws an `invalidArgument` / `protocolError`
+    /// that names the bad field.
+    static func decode(_ message: Message) throws(TenureError) -> (Command, DaemonRequest) {
+        guard let command = Command(rawValue: message.command) else {
+            throw TenureError(.protocolError, "Unknown command \(message.command).", remedy: "Use a client of the same Tenure release.")
+        }
+        let f = Fields(message: message, command: command)
+        let request: DaemonRequest
+        switch command {
+        case .register:
+            try f.count(0...0)
+            request = .register
+        case .addLockspace:
+            try f.count(1...4)
+            let io = try f.optionalNumber(2, "io_timeout", in: 0...Int(IOTimeout.maxSeconds))
+            let mode = try f.optionalText(3, "join mode")
+            guard mode == nil || mode == "async" else {
+                throw f.bad(3, "join mode", "is \"\(mode!)\"", allowed: "\"async\" or nothing")
+            }
+            request = .addLockspace(text: try f.text(0, "lockspace"), hostName: try f.optionalText(1, "host name"),
+                                    ioTimeout: io.flatMap { $0 == 0 ? nil : IOTimeout(seconds: UInt16($0)) }, async: mode != nil)
+        case .remLockspace:
+            try f.count(1...1)
+            request = .remLockspace(name: try f.text(0, "lockspace name"))
+        case .acquire:
+            try f.count(3...(2 + Wire.maxResourcesPerRequest))
+            let flags = try f.number(1, "acquire flags", in: 0...Int(UInt32.max))
+            guard UInt32(flags) & ~Wire.acquireShared == 0 else {
+                throw f.bad(1, "acquire flags", "are 0x\(String(flags, radix: 16))", allowed: "0 or \(Wire.acquireShared) (shared)")
+            }
+            request = .acquire(pid: try f.pid(0), shared: UInt32(flags) & Wire.acquireShared != 0, resources: try f.texts(from: 2, "resource"))
+        case .release:
+            try f.count(1...(1 + Wire.maxResourcesPerRequest))
+            request = .release(pid: try f.pid(0), names: try f.texts(from: 1, "resource name"))
+        case .inquire:
+            try f.count(1...1)
+            request = .inquire(pid: try f.pid(0))
+        case .status:
+            try f.count(0...0)
+            request = .status
+        case .request:
+            try f.count(2...2)
+            let mode = try f.text(1, "request mode")
+            guard mode == "1" || mode == "2" else { throw f.bad(1, "request mode", "is \"\(mode)\"", allowed: "1 (force) or 2 (graceful)") }
+            request = .request(resource: try f.text(0, "resource"), force: mode == "1")
+        case .shutdown:
+            try f.count(0...1)
+            let force = try f.optionalText(0, "force flag") ?? "0"
+            guard force == "0" || force == "1" else { throw f.bad(0, "force flag", "is \"\(force)\"", allowed: "0 or 1") }
+            request = .shutdown(force: force == "1")
+        case .killpath:
+            try f.count(1...Wire.maxFields)
+            request = .killpath(program: try f.text(0, "killpath program"), arguments: try f.texts(from: 1, "killpath argument", allowEmpty: true))
+        case .restrict:
+            try f.count(1...1)
+            let flags = try f.number(0, "restrict flags", in: 0...Int(UInt32.max))
+            let known = Wire.restrictAll | Wire.restrictSigkill | Wire.restrictSigterm
+            guard UInt32(flags) & ~known == 0 else {
+                throw f.bad(0, "restrict flags", "are 0x\(String(flags, radix: 16))", allowed: "a combination of \(Wire.restrictAll) (all), \(Wire.restrictSigkill) (sigkill) and \(Wire.restrictSigterm) (sigterm)")
+            }
+            guard UInt32(flags) & Wire.restrictSigkill == 0 || UInt32(flags) & Wire.restrictSigterm == 0 else {
+                throw f.bad(0, "restrict flags", "ask for both SIGKILL only and SIGTERM only", allowed: "at most one of sigkill and sigterm")
+            }
+            request = .restrict(flags: UInt32(flags))
+        case .convert:
+            try f.count(3...3)
+            let mode = try f.text(2, "convert mode")
+            guard mode == "shared" || mode == "exclusive" else {
+                throw f.bad(2, "convert mode", "is \"\(mode)\"", allowed: "\"shared\" or \"exclusive\"")
+            }
+            request = .convert(pid: try f.pid(0), name: try f.text(1, "resource name"), shared: mode == "shared")
+        case .hostStatus:
+            try f.count(1...1)
+            request = .hostStatus(lockspace: try f.text(0, "lockspace name"))
+        }
+        return (command, request)
+    }
+
+    /// What the request needs of its sender (docs/operations.md, "Privileges").
+    var needs: Privilege {
+        switch self {
+        case .addLockspace, .remLockspace, .request, .shutdown: .admin
+        default: .anyone
+        }
+    }
+}
+
+/// Who may do what. The model (docs/operations.md, "Privileges"):
+/// - anyone who can connect (the socket is 0660: root and the socket group)
+///   registers, acquires, releases, converts and inquires its *own* leases,
+///   sets its own killpath (run with its own credentials) and restrictions,
+///   and reads status;
+/// - acting for another process needs root, or the socket group and the
+///   same user as that process;
+/// - joining and leaving lockspaces, requesting another holder's lease
+///   (which signals it, or a process on another host), and stopping the
+///   daemon need an administrator: root or the daemon's own user.
+enum Privilege: Sendable, Equatable {
+    case anyone
+    case admin
+}
+
+/// The fields of one message, read with checks that name the field.
+private struct Fields {
+    let message: Message
+    let command: Command
+
+    func count(_ allowed: ClosedRange<Int>) throws(TenureError) {
+        guard allowed.contains(message.fields.count) else {
+            throw TenureError(.invalidArgument, "A \(command) request has \(message.fields.count) fields; it takes \(allowed.lowerBound == allowed.upperBound ? "\(allowed.lowerBound)" : "\(allowed.lowerBound)...\(allowed.upperBound)").",
+                              remedy: "Use a client of the same Tenure release.")
+        }
+    }
+
+    func bad(_ i: Int, _ what: String, _ problem: String, allowed: String) -> TenureError {
+        TenureError(.invalidArgument, "The \(what) (field \(i) of a \(command) request) \(problem); allowed: \(allowed).",
+                    remedy: "Use a client of the same Tenure release, or correct the value.")
+    }
+
+    /// Field `i` as text: valid UTF-8 without NUL bytes (a NUL would cut a path short in C).
+    func optionalText(_ i: Int, _ what: String) throws(TenureError) -> String? {
+        guard i < message.fields.count else { return nil }
+        let bytes = message.fields[i]
+        guard !bytes.contains(0) else { throw bad(i, what, "contains a NUL byte", allowed: "text without NUL bytes") }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw bad(i, what, "is not UTF-8", allowed: "UTF-8 text") }
+        return text.isEmpty ? nil : text
+    }
+
+    func text(_ i: Int, _ what: String) throws(TenureError) -> String {
+        guard let text = try optionalText(i, what) else {
+            throw TenureError(.invalidArgument, "The \(command) request lacks its \(what) (field \(i)).", remedy: "Use a client of the same Tenure release.")
+        }
+        return text
+    }
+
+    func texts(from first: Int, _ what: String, allowEmpty: Bool = false) throws(TenureError) -> [String] {
+        var all: [String] = []
+        for i in first..<max(first, message.fields.count) {
+            all.append(allowEmpty ? (try optionalText(i, what) ?? "") : try text(i, what))
+        }
+        return all
+    }
+
+    func optionalNumber(_ i: Int, _ what: String, in range: ClosedRange<Int>) throws(TenureError) -> Int? {
+        guard let text = try optionalText(i, what) else { return nil }
+        guard let value = Int(text), range.contains(value) else {
+            throw bad(i, what, "is \"\(text)\"", allowed: "a whole number in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return value
+    }
+
+    func number(_ i: Int, _ what: String, in range: ClosedRange<Int>) throws(TenureError) -> Int {
+        guard let value = try optionalNumber(i, what, in: range) else {
+            throw TenureError(.invalidArgument, "The \(command) request lacks its \(what) (field \(i)).", remedy: "Use a client of the same Tenure release.")
+        }
+        return value
+    }
+
+    func pid(_ i: Int) throws(TenureError) -> Int32 {
+        Int32(try number(i, "pid", in: 0...Int(Int32.max)))
+    }
+}
