@@ -133,16 +133,12 @@ struct DaemonCommand: AsyncParsableCommand {
     func detach(_ settings: DaemonConfig) throws {
         var arguments = Array(CommandLine.arguments.dropFirst()) + ["--foreground"]
         if runDir == nil { arguments += ["--run-dir", settings.runDir] }
-        try FileManager.default.createDirectory(atPath: settings.runDir, withIntermediateDirectories: true)
+        try DaemonServer.prepareRunDir(settings.runDir)
         let logPath = logFile ?? settings.runDir + "/tenure.log"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         process.arguments = arguments
-        guard FileManager.default.createFile(atPath: logPath, contents: nil) || FileManager.default.fileExists(atPath: logPath),
-              let out = FileHandle(forWritingAtPath: logPath) else {
-            throw TenureError(.permissionDenied, "Cannot write the log file \(logPath).", remedy: "Give a writable --log-file.")
-        }
-        out.seekToEndOfFile()
+        let out = try Self.openLog(logPath)
         process.standardOutput = out
         process.standardError = out
         process.standardInput = FileHandle.nullDevice
@@ -158,6 +154,24 @@ struct DaemonCommand: AsyncParsableCommand {
             usleep(100_000)
         }
         throw TenureError(.daemonUnavailable, "The daemon did not answer within 10 s.", remedy: "See \(logPath).")
+    }
+}
+
+extension DaemonCommand {
+    /// Opens the detached daemon's log for appending and writes its first
+    /// line, so a full or read-only filesystem stops the start with the cause
+    /// instead of losing every later line in silence.
+    static func openLog(_ path: String) throws -> FileHandle {
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o640)
+        let line = "tenure daemon starting (pid of the launcher \(getpid()))\n"
+        let written = fd < 0 ? -1 : line.withCString { write(fd, $0, strlen($0)) }
+        guard written == line.utf8.count else {
+            let e = errno
+            if fd >= 0 { close(fd) }
+            throw TenureError(.ioFailed, "Cannot write the log file \(path): \(String(cString: strerror(e))).",
+                              remedy: "Free space and inodes on its filesystem (df -h, df -i), or give another --log-file.", errno: e)
+        }
+        return FileHandle(fileDescriptor: fd, closeOnDealloc: true)
     }
 }
 

@@ -54,7 +54,7 @@ public final class DaemonServer: @unchecked Sendable {
     /// Creates the run dir (0755) if it is missing, and refuses one that
     /// another user could write: whoever can write it can replace the socket
     /// or the pid file and stand in for the daemon.
-    static func prepareRunDir(_ dir: String) throws {
+    public static func prepareRunDir(_ dir: String) throws {
         if access(dir, F_OK) != 0 {
             try? FileManager.default.createDirectory(atPath: (dir as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             guard mkdir(dir, 0o755) == 0 || errno == EEXIST else {
