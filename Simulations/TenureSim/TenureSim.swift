@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import TenureCore
 import TenureEngine
 import TenureSimKit
@@ -51,6 +52,13 @@ struct TenureSim: ParsableCommand {
     @Option(help: ArgumentHelp("Swarm mode: this many runs with seeds from --seed on, each with a random fault mix, host and disk count.", valueName: "RUNS"))
     var swarm: Int?
 
+    @Option(help: ArgumentHelp("With --swarm: run the seeds in this many processes at once (1...\(Self.maxJobs)); only the failing seeds and the totals are printed.", valueName: "J"))
+    var jobs = 1
+
+    /// The most swarm processes at once, and the most runs one swarm takes.
+    static let maxJobs = 64
+    static let maxSwarmRuns = 1_000_000
+
     @Flag(name: .customLong("print-trace"), help: "Print every trace line on stderr as it happens (the summary keeps the last \(Trace.keptLines)).")
     var printTrace = false
 
@@ -99,9 +107,13 @@ struct TenureSim: ParsableCommand {
     }
 
     func runSwarm(_ runs: Int) throws {
-        guard (1...100_000).contains(runs) else {
-            throw TenureError(.invalidArgument, "--swarm \(runs) is outside 1...100000.", remedy: "Give a number of runs.")
+        guard (1...Self.maxSwarmRuns).contains(runs) else {
+            throw TenureError(.invalidArgument, "--swarm \(runs) is outside 1...\(Self.maxSwarmRuns).", remedy: "Give a number of runs.")
         }
+        guard (1...Self.maxJobs).contains(jobs) else {
+            throw TenureError(.invalidArgument, "--jobs \(jobs) is outside 1...\(Self.maxJobs).", remedy: "Give about one job per core (nproc).")
+        }
+        if jobs > 1 && runs > 1 { return try runSwarmInParallel(runs) }
         var totalSteps: UInt64 = 0, wall = 0.0, failed: [UInt64] = []
         for i in 0..<runs {
             let runSeed = seed &+ UInt64(i)
@@ -117,6 +129,67 @@ struct TenureSim: ParsableCommand {
             }
         }
         print("swarm: \(runs) runs, \(failed.count) with violations\(failed.isEmpty ? "" : " (seeds \(failed.map(String.init).joined(separator: ", ")))"), \(totalSteps) steps in \(String(format: "%.1f", wall)) s = \(String(format: "%.0f", Double(totalSteps) / max(wall, 1e-9))) steps/s")
+        if !failed.isEmpty { throw ExitCode(1) }
+    }
+
+    /// Splits the seeds into `jobs` contiguous ranges, runs each in a child
+    /// `tenure-sim --swarm` process, and prints the failing seeds with the
+    /// line that replays each, then the totals. Exit status 1 if any failed.
+    func runSwarmInParallel(_ runs: Int) throws {
+        let started = Date()
+        let per = (runs + jobs - 1) / jobs
+        var children: [(Process, Pipe)] = []
+        for j in 0..<jobs {
+            let first = j * per
+            let count = min(per, runs - first)
+            guard count > 0 else { break }
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+            var words = ["--swarm", String(count), "--seed", String(seed &+ UInt64(first)), "--hosts", String(hosts),
+                         "--resources", String(resources), "--steps", String(steps)]
+            for bug in injectBug { words += ["--inject-bug", bug] }
+            if noLiveness { words.append("--no-liveness") }
+            process.arguments = words
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = FileHandle.standardError
+            try process.run()
+            children.append((process, pipe))
+        }
+        let outputs = Mutex<[Int: String]>([:])
+        let pipes = children.map(\.1)
+        DispatchQueue.concurrentPerform(iterations: pipes.count) { i in
+            let text = String(decoding: pipes[i].fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            outputs.withLock { $0[i] = text }
+        }
+        var passed = 0, failed: [UInt64] = [], lines: [String] = []
+        for i in children.indices {
+            children[i].0.waitUntilExit()
+            var failing = false
+            for line in (outputs.withLock { $0[i] } ?? "").split(separator: "\n").map(String.init) {
+                if line.hasPrefix("seed ") {
+                    failing = line.contains(": VIOLATION")
+                    if failing {
+                        failed.append(UInt64(line.dropFirst(5).prefix { $0.isNumber }) ?? 0)
+                        lines.append(line)
+                    } else {
+                        passed += 1
+                    }
+                } else if failing && line.hasPrefix("  ") {
+                    lines.append(line)
+                }
+            }
+            if children[i].0.terminationStatus != 0 && children[i].0.terminationStatus != 1 {
+                throw TenureError(.ioFailed, "A swarm process exited with status \(children[i].0.terminationStatus).", remedy: "Run its range alone to see why.")
+            }
+        }
+        for line in lines { print(line) }
+        for seed in failed { print("replay: tenure-sim --swarm 1 --seed \(seed) --hosts \(hosts) --resources \(resources) --steps \(steps)") }
+        let wall = Date().timeIntervalSince(started)
+        print("swarm: \(passed + failed.count) runs in \(children.count) jobs, \(failed.count) with violations\(failed.isEmpty ? "" : " (seeds \(failed.map(String.init).joined(separator: ", ")))"), \(String(format: "%.0f", wall)) s wall, \(String(format: "%.0f", Double(passed + failed.count) / max(wall, 1e-9) * 60)) seeds/min")
+        guard passed + failed.count == runs else {
+            throw TenureError(.ioFailed, "The swarm processes reported \(passed + failed.count) of \(runs) runs.", remedy: "Rerun; a process may have been killed.")
+        }
         if !failed.isEmpty { throw ExitCode(1) }
     }
 

@@ -126,6 +126,9 @@ public struct SimConfig: Sendable {
     /// hold every resource within a bound). Off for scale runs, where
     /// thousands of hosts taking turns would take hours of simulated time.
     public var liveness = true
+    /// Hosts boot at random within this long after the start (their first
+    /// joins spread over it).
+    public var bootSpread: Duration = .seconds(2)
     /// io_timeout N of every host.
     public var ioTimeout = IOTimeout(seconds: 1)
     /// The watchdog fire time W of every host.

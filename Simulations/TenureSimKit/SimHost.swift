@@ -220,7 +220,9 @@ final class SimHost: @unchecked Sendable {
     func fence(_ ls: Lockspace, _ generation: Int) async {
         while isCurrent(generation) {
             guard let expiry = ls.publishedExpiry else { return }
-            do { try await clock.sleep(until: expiry) } catch { return }
+            // As the daemon: wake at the expiry, or sooner, since a renewal
+            // that finds the slot rewritten loses the lockspace at once.
+            do { try await clock.sleep(until: min(expiry, clock.now() + Timeouts.lossCheck)) } catch { return }
             guard await ls.checkExpiry() != nil else { continue }
             let window = sim.config.fenceWindow.nanosecondsClamped
             let delay = Duration.nanoseconds(Int64(random.withRandom { $0.below(window + 1) }))

@@ -120,7 +120,8 @@ public final class Simulation: @unchecked Sendable {
             config.faults.sharedHostID && i == config.hosts - 1 && config.hosts > 1 ? HostID(1) : HostID(UInt64(i + 1))
         }
         hosts = ids.enumerated().map { SimHost(index: $0.offset, id: $0.element, simulation: self) }
-        for host in hosts { host.boot(after: .milliseconds(Int64(random.below(2000)))) }
+        let spread = Int(config.bootSpread.nanosecondsClamped / 1_000_000)
+        for host in hosts { host.boot(after: .milliseconds(Int64(random.below(max(spread, 1))))) }
         scheduler.spawn { await self.chaos() }
 
         // Phase 1: faults, for the configured number of steps.

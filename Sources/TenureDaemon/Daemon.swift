@@ -174,7 +174,7 @@ public actor Daemon {
     /// other host may take those leases (8N + W after the last renewal).
     func mayPet(at now: MonotonicInstant) -> Bool {
         for (name, joined) in lockspaces where holders.values.contains(where: { $0.values.contains { $0.lockspace == name } }) {
-            guard let expiry = joined.lockspace.publishedExpiry, now < expiry else { return false }
+            guard let expiry = joined.lockspace.publishedExpiry, now < expiry, !joined.lockspace.publishedLost else { return false }
         }
         return true
     }

@@ -38,6 +38,9 @@ struct Ballot {
     /// read or a previous ballot of ours. Disk Paxos's phase 1 keeps it: a
     /// value this host may have decided must stay visible to later ballots.
     var previousVote: PaxosDblock? = nil
+    /// This acquisition's value's timestamp (inp3): unique per acquisition
+    /// of this host generation (``EngineContext/proposalStamp(above:)``).
+    var proposal: DiskTimestamp
     /// Only for re-deciding a version behind a leader that went back:
     /// dblocks of later versions are expected then, not a reason to abort.
     var ignoreLaterVersions = false
@@ -57,6 +60,12 @@ struct Ballot {
             dblock.inp = vote.inp
             dblock.inp2 = vote.inp2
             dblock.inp3 = vote.inp3
+            // A released mark stays with its vote: it is the proof that this
+            // version was handed out (and given back), which a leader put
+            // back by a late write is repaired from. Dropping it let a later
+            // ballot for the same version adopt our old value and hand the
+            // version out again (the simulator found this, seed 910354).
+            dblock.flags |= vote.flags & PaxosDblock.releasedFlag
         }
         let seen1 = try await phase(1, dblock)
         dblock = choose(dblock, seen: seen1)
@@ -95,7 +104,7 @@ struct Ballot {
 
     /// Disk Paxos's choice of input: the value of the highest ballot any
     /// host has voted in for this version, else our own (us, our
-    /// generation, now).
+    /// generation, this acquisition's proposal stamp).
     func choose(_ dblock: PaxosDblock, seen: [[DblockSlot]]) -> PaxosDblock {
         var chosen = dblock
         var best: PaxosDblock?
@@ -111,7 +120,7 @@ struct Ballot {
         } else {
             chosen.inp = host.id
             chosen.inp2 = host.generation
-            chosen.inp3 = context.diskTimestamp()
+            chosen.inp3 = proposal
         }
         chosen.bal = mbal
         return chosen

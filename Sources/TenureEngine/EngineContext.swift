@@ -1,3 +1,4 @@
+import Synchronization
 import TenureCore
 import TenureFormat
 
@@ -16,6 +17,8 @@ public struct EngineContext: Sendable {
     /// Known bugs switched on to prove that the checkers catch them. Empty
     /// in every real run; see ``InjectedBug``.
     public var injectedBugs: Set<InjectedBug>
+    /// The proposals this host made, shared by every copy of the context.
+    public let proposals = ProposalStamps()
 
     public init(clock: any MonotonicClock,
                 random: @escaping @Sendable (UInt64) -> UInt64 = { UInt64.random(in: 0..<$0) },
@@ -37,6 +40,33 @@ public struct EngineContext: Sendable {
     /// The current time as a delta-lease timestamp (never 0, which means free).
     public func diskTimestamp() -> DiskTimestamp {
         DiskTimestamp(max(1, clock.now().wholeSeconds))
+    }
+
+    /// The timestamp (inp3) of a new acquisition's proposal: the clock's
+    /// seconds, but above every proposal this host made before and above
+    /// `atLeastAbove` (our own dblock's last vote, which another process of
+    /// this host generation may have written). So no two acquisitions of one
+    /// host generation ever propose the same value — the proposal is what
+    /// tells an acquisition's own win from a version an earlier acquisition
+    /// of ours already won.
+    public func proposalStamp(above atLeastAbove: DiskTimestamp = .free) -> DiskTimestamp {
+        proposals.next(now: diskTimestamp(), above: atLeastAbove)
+    }
+}
+
+/// The last proposal timestamp a host made (see ``EngineContext/proposalStamp(above:)``).
+public final class ProposalStamps: Sendable {
+    private let last = Mutex(DiskTimestamp.free)
+
+    public init() {}
+
+    func next(now: DiskTimestamp, above floor: DiskTimestamp) -> DiskTimestamp {
+        last.withLock { last in
+            let bound = max(last, floor)
+            let stamp = now > bound ? now : DiskTimestamp(bound.rawValue &+ 1)
+            last = stamp
+            return stamp
+        }
     }
 }
 

@@ -18,11 +18,13 @@ public actor Lockspace {
     let context: EngineContext
 
     public private(set) var hold: DeltaLeaseHold? {
-        didSet { published.withLock { $0 = expiry } }
+        didSet { published.withLock { $0 = hold.map { $0.lastRenewalStart + timeouts.renewalFailure } } }
     }
-    /// When the lockspace was found lost before its expiry (its slot
-    /// rewritten by another join of our host id): holders must die now.
-    private var lostAt: MonotonicInstant?
+    /// Set once the lockspace is lost, readable without a hop onto the actor:
+    /// a renewal that finds its slot rewritten by another join of our host
+    /// id loses it before its expiry, and the watchdog must stop at once.
+    private let publishedLostFlag = Mutex(false)
+    public nonisolated var publishedLost: Bool { publishedLostFlag.withLock { $0 } }
     /// ``expiry``, readable without a hop onto the actor: a fencing timer
     /// must not wait behind a renewal stuck in I/O.
     private let published = Mutex<MonotonicInstant?>(nil)
@@ -63,8 +65,7 @@ public actor Lockspace {
     /// lost: every holder of a lease in it must be dead. nil before joining.
     public var expiry: MonotonicInstant? {
         guard let hold else { return nil }
-        let renewed = hold.lastRenewalStart + timeouts.renewalFailure
-        return lostAt.map { min($0, renewed) } ?? renewed
+        return hold.lastRenewalStart + timeouts.renewalFailure
     }
 
     /// When the next renewal is due.
@@ -117,8 +118,7 @@ public actor Lockspace {
     func markLost(_ error: TenureError) -> TenureError {
         if lostReason == nil {
             lostReason = error
-            lostAt = context.clock.now()
-            published.withLock { $0 = expiry }
+            publishedLostFlag.withLock { $0 = true }
             context.log(EngineEvent(.lockspaceLost, error.message))
         }
         return lostReason!

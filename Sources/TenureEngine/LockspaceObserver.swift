@@ -109,10 +109,13 @@ public actor LockspaceObserver: HostLivenessOracle, BallotParticipantSource {
             let sector = bytes[(i * s)..<((i + 1) * s)]
             // A slot whose timestamp is not 0 takes part, whatever else it
             // holds; only one that reads free must prove to be a valid free
-            // record of this lockspace to be skipped.
+            // record of this lockspace, never joined (generation 0), to be
+            // skipped. A host that joined before and left keeps its dblocks:
+            // they may hold the only vote for a version, or the only proof
+            // that a late write took the leader back (docs/safety.md).
             if LeaderRecord.timestampIsFree(inSector: sector) {
                 let record = LeaderRecord(decoding: sector)
-                if record.validKind == .delta, record.spaceName == name {
+                if record.validKind == .delta, record.spaceName == name, record.ownerGeneration == .zero {
                     table.record(record, for: id, at: read)
                     continue
                 }

@@ -65,24 +65,13 @@ public enum PaxosLease {
                                options: AcquireOptions = AcquireOptions(), context: EngineContext) async throws -> HeldLease {
         try resource.validate(host: host.id)
         var repairs = 0
+        // This acquisition's value: drawn once, kept across its ballots.
+        var proposal: DiskTimestamp?
         restart: while true {
             try Task.checkCancellation()
             let areas = try await resource.readAreas(including: host.id)
             let leader = PaxosResource.newest(areas.map(\.leader))
-            if let target = regressedLeaderTarget(leader, areas: areas) {
-                // A version no later one can follow is no version a ballot
-                // ever started: only a damaged (or hostile) dblock names it.
-                guard target < LeaseVersion(.max) else {
-                    throw TenureError(.badRecord, "A dblock of \(resource.spec.name) claims a vote at lver \(target), the largest there is, while the leader is at lver \(leader.lver).",
-                                      remedy: "The lease area is damaged; re-initialise it once no host uses it.")
-                }
-                repairs += 1
-                guard repairs <= maxLaterVersionAborts else {
-                    throw TenureError(.badRecord,
-                                      "The leader of \(resource.spec.name) is at lver \(leader.lver), but its dblocks have reached lver \(target) and repairing it keeps failing.",
-                                      remedy: "Retry later; if it persists, the lease area is damaged: re-initialise it once no host uses it.")
-                }
-                try await repairRegressedLeader(resource, leader: leader, areas: areas, target: target, host: host, context: context)
+            if try await repairIfLeaderWentBack(resource, leader: leader, areas: areas, host: host, repairs: &repairs, context: context) {
                 continue restart
             }
             if let required = options.requiredLver, leader.lver != required {
@@ -96,7 +85,9 @@ public enum PaxosLease {
                 if verdict == .restart { continue restart }
             }
             let maxSeen = areas.flatMap(\.dblocks).filter { $0.dblock.isValid }.map(\.dblock.mbal).max() ?? 0
-            switch try await ballotUntilDecided(resource, host: host, leader: leader, maxSeen: maxSeen, ownVote: ownVote(areas, host: host.id),
+            let own = ownVote(areas, host: host.id)
+            proposal = proposal ?? newProposal(for: host, after: own, context: context)
+            switch try await ballotUntilDecided(resource, host: host, leader: leader, maxSeen: maxSeen, ownVote: own, proposal: proposal!,
                                                 keepMode: .exclusive, shortHold: options.shared, context: context) {
             case .restart:
                 continue restart
@@ -177,13 +168,38 @@ public enum PaxosLease {
         return !owner.isEmpty && owner.allSatisfy { $0.dblock.isReleased && $0.dblock.lver == leader.lver }
     }
 
+    /// When the dblocks show the leader went back (``regressedLeaderTarget``),
+    /// re-decides the version they name and returns true: the caller starts
+    /// over from the repaired leader. Every path that runs a ballot checks
+    /// this first — a ballot run from a leader that went back would decide a
+    /// version that was handed out already (the simulator found a convert to
+    /// exclusive that skipped it, seed 1019855).
+    static func repairIfLeaderWentBack(_ resource: PaxosResource, leader: LeaderRecord, areas: [DiskArea], host: LocalHost,
+                                       repairs: inout Int, context: EngineContext) async throws -> Bool {
+        guard let target = regressedLeaderTarget(leader, areas: areas) else { return false }
+        // A version no later one can follow is no version a ballot ever
+        // started: only a damaged (or hostile) dblock names it.
+        guard target < LeaseVersion(.max) else {
+            throw TenureError(.badRecord, "A dblock of \(resource.spec.name) claims a vote at lver \(target), the largest there is, while the leader is at lver \(leader.lver).",
+                              remedy: "The lease area is damaged; re-initialise it once no host uses it.")
+        }
+        repairs += 1
+        guard repairs <= maxLaterVersionAborts else {
+            throw TenureError(.badRecord,
+                              "The leader of \(resource.spec.name) is at lver \(leader.lver), but its dblocks have reached lver \(target) and repairing it keeps failing.",
+                              remedy: "Retry later; if it persists, the lease area is damaged: re-initialise it once no host uses it.")
+        }
+        try await repairRegressedLeader(resource, leader: leader, areas: areas, target: target, host: host, context: context)
+        return true
+    }
+
     /// A leader that went back: a write of an older leader landed late (an
     /// I/O slower than its deadline) over a newer one. The dblocks still
     /// show it: a ballot for lver M only starts after a leader at M − 1 was
     /// read, so a dblock at M ≥ leader + 2 proves versions up to M − 1 were
     /// committed, and a dblock marked released at M > leader proves M was.
-    /// Returns the newest version still holding a vote, to re-decide (the
-    /// simulator found the regression, seeds 1127 and 20098).
+    /// Returns the newest version any dblock names, to re-decide by a
+    /// ballot (the simulator found the regression, seeds 1127 and 20098).
     static func regressedLeaderTarget(_ leader: LeaderRecord, areas: [DiskArea]) -> LeaseVersion? {
         let valid = areas.flatMap(\.dblocks).map(\.dblock).filter(\.isValid)
         // A ballot for M started after a leader at M − 1 was read; a dblock
@@ -192,10 +208,14 @@ public enum PaxosLease {
         let released = valid.filter { $0.isReleased && $0.bal > 0 }.map(\.lver).max() ?? .zero
         // started ≥ leader + 2, written so that no value read from disk can overflow.
         guard started > leader.lver && started.rawValue - leader.lver.rawValue >= 2 || released > leader.lver else { return nil }
-        // The newest version still holding a vote is re-decided; a later one
-        // with no vote was not decided and is left to its ballots.
-        let voted = valid.filter { $0.bal > 0 && !$0.inp.isNone && $0.lver > leader.lver }
-        return voted.map(\.lver).max()
+        // The newest version any dblock names is re-decided, vote or not:
+        // every version below it was committed, and its own votes are intact
+        // (no host has moved past it). Re-deciding only the newest version
+        // still holding a vote is not enough: a host that committed later
+        // versions may have started a ballot since, and its phase-1 write
+        // replaced its vote (the simulator found this, seed 22 of a
+        // duplicated host id).
+        return started
     }
 
     /// Re-decides version `target` by an ordinary Disk Paxos ballot. A vote
@@ -205,20 +225,42 @@ public enum PaxosLease {
     /// acquire then starts over and judges that owner as usual.
     static func repairRegressedLeader(_ resource: PaxosResource, leader: LeaderRecord, areas: [DiskArea], target: LeaseVersion,
                                       host: LocalHost, context: EngineContext) async throws {
-        context.log(EngineEvent(.ballotAborted, "\(host) found \(resource.spec.name)'s leader back at lver \(leader.lver) below voted lver \(target); re-deciding lver \(target)"))
+        context.log(EngineEvent(.ballotAborted, "\(host) found \(resource.spec.name)'s leader back at lver \(leader.lver) below lver \(target) named by a dblock; re-deciding lver \(target)"))
         let maxSeen = areas.flatMap(\.dblocks).filter { $0.dblock.isValid }.map(\.dblock.mbal).max() ?? 0
         let mbal = try Ballot.firstBallot(host: host.id, maxSeen: maxSeen, stride: resource.ballotStride)
         var base = leader
         base.lver = LeaseVersion(target.rawValue - 1)
         do {
+            let own = ownVote(areas, host: host.id)
             let outcome = try await Ballot(resource: resource, host: host, lver: target, mbal: mbal, mode: .exclusive, context: context,
-                                           previousVote: ownVote(areas, host: host.id), ignoreLaterVersions: true).run()
+                                           previousVote: own, proposal: newProposal(for: host, after: own, context: context),
+                                           ignoreLaterVersions: true).run()
             _ = try await commit(resource, over: base, decided: outcome.decided, host: host, shortHold: false, context: context)
         } catch let abort as BallotAbort {
             context.log(EngineEvent(.ballotAborted, "\(host) repair ballot \(mbal) for \(resource.spec.name) lver \(target) aborted in \(abort)"))
             let backoff = context.timeouts(.standard).ballotBackoffMax.nanosecondsClamped
             try await context.clock.sleep(for: .nanoseconds(Int64(context.random(max(backoff, 1)))))
         }
+    }
+
+    /// A new acquisition's proposal stamp, above our own last vote's when
+    /// that vote is this host generation's.
+    static func newProposal(for host: LocalHost, after own: PaxosDblock?, context: EngineContext) -> DiskTimestamp {
+        let floor = own.flatMap { $0.inp == host.id && $0.inp2 == host.generation ? $0.inp3 : nil } ?? .free
+        return context.proposalStamp(above: floor)
+    }
+
+    /// Whether `leader` names this acquisition's own value: our host id and
+    /// generation and this acquisition's proposal stamp. The same host id and
+    /// generation with another stamp is a version an *earlier* acquisition
+    /// of ours won (and handed out): never ours to hand out again.
+    static func namesOurProposal(_ leader: LeaderRecord, host: LocalHost, proposal: DiskTimestamp) -> Bool {
+        leader.ownerID == host.id && leader.ownerGeneration == host.generation && leader.timestamp == proposal
+    }
+
+    /// The same host id and generation as ours, but another acquisition's value.
+    static func namesAnEarlierAcquisitionOfOurs(_ leader: LeaderRecord, host: LocalHost, proposal: DiskTimestamp) -> Bool {
+        leader.ownerID == host.id && leader.ownerGeneration == host.generation && !leader.timestamp.isFree && leader.timestamp != proposal
     }
 
     /// Our dblock with the highest vote among the disks read.
@@ -248,8 +290,13 @@ public enum PaxosLease {
     /// the commit. Each retry first re-reads the leader: another host may
     /// have committed this version (possibly naming us) or moved past it.
     static func ballotUntilDecided(_ resource: PaxosResource, host: LocalHost, leader: LeaderRecord, maxSeen: UInt64, ownVote: PaxosDblock?,
-                                   keepMode: ModeBlock, shortHold: Bool, context: EngineContext) async throws -> BallotResult {
+                                   proposal: DiskTimestamp, keepMode: ModeBlock, shortHold: Bool,
+                                   context: EngineContext) async throws -> BallotResult {
         let next = try leader.lver.next()
+        // Our own dblock's version never goes down: a ballot below it would
+        // erase what it proves. The leader went back; start over, and the
+        // repair check sees it.
+        if let own = ownVote, own.lver > next { return .restart }
         var mbal = try Ballot.firstBallot(host: host.id, maxSeen: maxSeen, stride: resource.ballotStride)
         var vote = ownVote
         var current = leader
@@ -260,20 +307,26 @@ public enum PaxosLease {
             if !first { current = try await resource.readLeader() }
             first = false
             if current.lver == next {
-                if current.ownerID == host.id && current.ownerGeneration == host.generation && !current.timestamp.isFree {
+                if namesOurProposal(current, host: host, proposal: proposal) {
                     // Another host committed our value. Its ballot's reads are not ours:
                     // read the dblocks now, so the shared holders are checked all the same
                     // (the simulator found an exclusive holder next to a sharer without this).
                     return .won(committed: current, lastRead: try await resource.readDblocks(including: host.id))
                 }
+                // An earlier acquisition of ours won this version: start over above it.
+                if namesAnEarlierAcquisitionOfOurs(current, host: host, proposal: proposal) { return .restart }
                 throw acquiredByOther(resource, current)
             }
             if current.lver > next || !sameLeaderState(current, leader) { return .restart }
             do {
                 let outcome = try await Ballot(resource: resource, host: host, lver: next, mbal: mbal, mode: keepMode, context: context,
-                                               previousVote: vote).run()
+                                               previousVote: vote, proposal: proposal).run()
                 let committed = try await commit(resource, over: leader, decided: outcome.decided, host: host, shortHold: shortHold, context: context)
-                guard committed.ownerID == host.id, committed.ownerGeneration == host.generation else {
+                guard namesOurProposal(committed, host: host, proposal: proposal) else {
+                    // The ballot adopted a vote of an earlier acquisition of ours (its value
+                    // was decided then, and handed out): that version is not ours to hand
+                    // out again (the simulator found this, seed 920305).
+                    if namesAnEarlierAcquisitionOfOurs(committed, host: host, proposal: proposal) { return .restart }
                     throw acquiredByOther(resource, committed)
                 }
                 return .won(committed: committed, lastRead: outcome.lastRead)
@@ -435,15 +488,22 @@ public enum PaxosLease {
     public static func convertToExclusive(_ resource: PaxosResource, held: HeldLease, oracle: (any HostLivenessOracle)?,
                                           context: EngineContext) async throws -> HeldLease {
         guard held.shared else { return held }
+        var proposal: DiskTimestamp?
+        var repairs = 0
         while true {
             let areas = try await resource.readAreas(including: held.host.id)
             let leader = PaxosResource.newest(areas.map(\.leader))
+            if try await repairIfLeaderWentBack(resource, leader: leader, areas: areas, host: held.host, repairs: &repairs, context: context) {
+                continue
+            }
             if needsOwnerJudgement(leader, host: held.host) {
                 if try await judgeOwner(resource, leader: leader, areas: areas, host: held.host, oracle: oracle,
                                         options: AcquireOptions(noWait: true), context: context) == .restart { continue }
             }
             let maxSeen = areas.flatMap(\.dblocks).filter { $0.dblock.isValid }.map(\.dblock.mbal).max() ?? 0
-            switch try await ballotUntilDecided(resource, host: held.host, leader: leader, maxSeen: maxSeen, ownVote: ownVote(areas, host: held.host.id),
+            let own = ownVote(areas, host: held.host.id)
+            proposal = proposal ?? newProposal(for: held.host, after: own, context: context)
+            switch try await ballotUntilDecided(resource, host: held.host, leader: leader, maxSeen: maxSeen, ownVote: own, proposal: proposal!,
                                                 keepMode: .shared(held.host.generation), shortHold: false, context: context) {
             case .restart:
                 continue

@@ -9,7 +9,7 @@ import TenureTestKit
 
     func ballot(_ c: Cluster, mbal: UInt64) async throws -> Ballot {
         Ballot(resource: try await c.resource(0), host: LocalHost(id: HostID(1), generation: Generation(4)), lver: LeaseVersion(3),
-               mbal: mbal, mode: .exclusive, context: c.context)
+               mbal: mbal, mode: .exclusive, context: c.context, proposal: DiskTimestamp(77))
     }
 
     @Test func abortsOnAHigherBallotForTheSameVersion() async throws {

@@ -33,14 +33,18 @@ struct SimulationTests {
 
     /// The checker can fail: each injected bug is caught within a short run.
     /// A stale participant view only hides a host that was away when the
-    /// view was read, so that bug needs hosts leaving and joining again.
+    /// view was read, so that bug needs hosts joining for the first time
+    /// while others already ballot.
     @Test(arguments: InjectedBug.allCases)
     func theCheckerCatchesAnInjectedBug(_ bug: InjectedBug) throws {
         var caught: [UInt64] = []
         for seed in UInt64(1)...10 {
             var c = Self.config(seed: seed, steps: 30_000, faults: .none)
             if bug == .staleParticipantView {
-                c.faults.leave = 0.2
+                // Views keep every host that ever joined, so a stale view
+                // hides only a host joining for the first time after it was
+                // read: spread the first joins over 20 s.
+                c.bootSpread = .seconds(20)
                 c.hosts = 8
                 c.resources = 1
                 c.steps = 60_000
@@ -101,6 +105,48 @@ struct SimulationTests {
         let s = try Simulation(config: c).run()
         let passed = s.passed
         #expect(passed, "seed \(seed) (\(bug)) fails again:\n\(Self.report(s))")
+    }
+
+    /// The seeds that handed out an lver twice, replayed exactly as
+    /// `tenure-sim --swarm 1 --seed S` runs them (50,000 steps, up to 6 hosts
+    /// and 3 resources). docs/safety.md explains each cause and its fix.
+    @Test(arguments: [
+        (UInt64(800217), "named by the issue: hosts leaving and rejoining; passes since views read every host that ever joined"),
+        (UInt64(800284), "named by the issue: hosts leaving and rejoining; passes since views read every host that ever joined"),
+        (UInt64(803009), "named by the issue: hosts leaving and rejoining; passes since views read every host that ever joined"),
+        (UInt64(804014), "named by the issue: hosts leaving and rejoining; passes since views read every host that ever joined"),
+        (UInt64(804698), "named by the issue: hosts leaving and rejoining; passes since views read every host that ever joined"),
+        (UInt64(9174), "swarm twin of seed 22: a duplicated host id and a leader put back"),
+        (UInt64(900917), "the only proof of a put-back leader was the dblock of a host that had left"),
+        (UInt64(900234), "a lockspace lost early (slot rewritten) was fenced only at its expiry"),
+        (UInt64(906381), "a lockspace lost early (slot rewritten) was fenced only at its expiry"),
+        (UInt64(906511), "a renewal that found its slot rewritten lost the lockspace, but fencing waited for the expiry"),
+        (UInt64(905894), "a lockspace lost early (slot rewritten) was fenced only at its expiry"),
+        (UInt64(910354), "a repair ballot's phase 1 dropped the released mark of the version it re-decided"),
+        (UInt64(910585), "a ballot adopted the vote of an earlier acquisition of the same host and handed its version out again"),
+        (UInt64(920305), "a ballot adopted the vote of an earlier acquisition of the same host and handed its version out again"),
+        (UInt64(1019855), "a convert to exclusive balloted from a leader that had gone back, below its own dblock"),
+        (UInt64(1013453), "a convert to exclusive balloted from a leader that had gone back, below its own dblock"),
+    ])
+    func seedsThatHandedOutAnLverTwice(_ seed: UInt64, _ bug: String) throws {
+        let c = SimConfig.swarm(seed: seed, base: SimConfig(seed: seed), maxHosts: 6, maxResources: 3)
+        let s = try Simulation(config: c).run()
+        let passed = s.passed
+        #expect(passed, "seed \(seed) (\(bug)) fails again:\n\(Self.report(s))")
+    }
+
+    /// docs/simulation.md's former open finding: a duplicated host id and
+    /// late writes took a leader back past a version whose vote a later
+    /// phase-1 write had replaced.
+    @Test func seed22NeverHandsOutAnLverTwice() throws {
+        var c = SimConfig(seed: 22)
+        c.hosts = 5
+        c.resources = 2
+        c.steps = 50_000
+        c.faults = try FaultMix(parsing: "slow=0.00932,error=0.01852,hang=0.0103,sameid")
+        let s = try Simulation(config: c).run()
+        let passed = s.passed
+        #expect(passed, "\(Self.report(s))")
     }
 
     @Test func manyHostsRun() throws {

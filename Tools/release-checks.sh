@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The checks that need the release build (too slow in debug), run by CI after
+# `swift test`:
+#   1. every simulator seed that once handed out an lver twice, replayed as
+#      `tenure-sim --swarm 1 --seed S` runs it (docs/safety.md);
+#   2. a swarm of fresh seeds with every fault in the rotation, in parallel.
+# TENURE_SWARM_SEEDS (default 3000) sets the swarm's size; a long run, such
+# as docs/simulation.md's 100,000 seeds, is the same command with more.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seeds=${TENURE_SWARM_SEEDS:-3000}
+first=${TENURE_SWARM_FIRST_SEED:-3000000}
+jobs=$(nproc)
+
+swift build -c release --product tenure-sim
+sim=.build/release/tenure-sim
+
+echo "release-checks: the seeds that handed out an lver twice"
+"$sim" --seed 22 --hosts 5 --resources 2 --steps 50000 --faults slow=0.00932,error=0.01852,hang=0.0103,sameid >/dev/null
+for seed in 800217 800284 803009 804014 804698 9174 900234 900917 905894 906381 906511 910354 910585 920305 1013453 1019855; do
+  "$sim" --swarm 1 --seed "$seed" >/dev/null || { "$sim" --swarm 1 --seed "$seed"; exit 1; }
+done
+
+echo "release-checks: a swarm of $seeds fresh seeds from $first, $jobs jobs"
+"$sim" --swarm "$seeds" --seed "$first" --jobs "$jobs"
