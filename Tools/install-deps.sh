@@ -6,11 +6,12 @@
 #                     daemon in the daemon interop tests
 #   gcc             - builds the setrlimit shim that lets sanlock's daemon start in a sandbox,
 #                     and libtenure and the libvirt plugin (Tools/build-libtenure.sh)
+#   spin            - the model checker for Models/*.pml (Tools/model-check.sh)
 #   libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients, qemu-system-x86, qemu-utils
 #                   - a real libvirtd with QEMU (TCG) loads the plugin in the libvirt tests
 # Idempotent and quiet when everything is there. Needs root (or sudo).
 set -euo pipefail
-packages=(libaio-dev sanlock python3-sanlock gcc
+packages=(libaio-dev sanlock python3-sanlock gcc spin
           libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils)
 missing=()
 for p in "${packages[@]}"; do

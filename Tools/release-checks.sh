@@ -3,7 +3,8 @@
 # `swift test`:
 #   1. every simulator seed that once handed out an lver twice, replayed as
 #      `tenure-sim --swarm 1 --seed S` runs it (docs/safety.md);
-#   2. a swarm of fresh seeds with every fault in the rotation, in parallel.
+#   2. a swarm of fresh seeds with every fault in the rotation, in parallel;
+#   3. the spin models of the protocol and of fencing (Tools/model-check.sh).
 # TENURE_SWARM_SEEDS (default 3000) sets the swarm's size; a long run, such
 # as docs/simulation.md's 100,000 seeds, is the same command with more.
 set -euo pipefail
@@ -23,3 +24,6 @@ done
 
 echo "release-checks: a swarm of $seeds fresh seeds from $first, $jobs jobs"
 "$sim" --swarm "$seeds" --seed "$first" --jobs "$jobs"
+
+echo "release-checks: the models"
+Tools/model-check.sh
