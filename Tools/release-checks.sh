@@ -18,7 +18,7 @@ sim=.build/release/tenure-sim
 
 echo "release-checks: the seeds that handed out an lver twice"
 "$sim" --seed 22 --hosts 5 --resources 2 --steps 50000 --faults slow=0.00932,error=0.01852,hang=0.0103,sameid >/dev/null
-for seed in 800217 800284 803009 804014 804698 9174 900234 900917 905894 906381 906511 910354 910585 920305 1013453 1019855; do
+for seed in 800217 800284 803009 804014 804698 9174 900234 900917 905894 906381 906511 910354 910585 920305 1013453 1019855 5001505 5039049 5057169 5065053 5075333 5075711 5078088 5085130 5092416; do
   "$sim" --swarm 1 --seed "$seed" >/dev/null || { "$sim" --swarm 1 --seed "$seed"; exit 1; }
 done
 

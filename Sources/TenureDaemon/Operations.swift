@@ -187,9 +187,20 @@ extension Daemon {
         // another local process holds, or is acquiring, is refused here;
         // sharing is allowed between local sharers.
         let key = "\(spec.lockspace):\(spec.name)"
-        if let other = localHolder(of: spec, except: pid), !(other.shared && (shared || spec.shared)) {
-            throw TenureError(.heldByLiveHost, "\(spec.name) is held by process \(other.pid) on this host.",
-                              remedy: "Wait for it to release the lease, or ask it to with `request`.")
+        if let other = localHolder(of: spec, except: pid) {
+            guard other.shared && (shared || spec.shared) else {
+                throw TenureError(.heldByLiveHost, "\(spec.name) is held by process \(other.pid) on this host.",
+                                  remedy: "Wait for it to release the lease, or ask it to with `request`.")
+            }
+            // This host shares the lease already: the disk has one shared mark
+            // per host, and it is there. Another ballot would write an
+            // exclusive mode block while it runs, hiding the mark from other
+            // hosts' exclusive acquires while our sharer still holds.
+            if let shared = holders[other.pid]?[spec.name.description], shared.lockspace == spec.lockspace,
+               spec.lver == nil || spec.lver == shared.lease.lver {
+                _ = try await self.joined(spec.lockspace)
+                return shared
+            }
         }
         guard !acquiring.contains(key) else {
             throw TenureError(.heldByLiveHost, "\(spec.name) is being acquired by another process on this host.",

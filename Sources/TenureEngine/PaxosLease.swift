@@ -71,7 +71,8 @@ public enum PaxosLease {
             try Task.checkCancellation()
             let areas = try await resource.readAreas(including: host.id)
             let leader = PaxosResource.newest(areas.map(\.leader))
-            if try await repairIfLeaderWentBack(resource, leader: leader, areas: areas, host: host, repairs: &repairs, context: context) {
+            if try await repairIfLeaderWentBack(resource, leader: leader, areas: areas, host: host, keepMode: .exclusive,
+                                                repairs: &repairs, context: context) {
                 continue restart
             }
             if let required = options.requiredLver, leader.lver != required {
@@ -174,8 +175,13 @@ public enum PaxosLease {
     /// this first — a ballot run from a leader that went back would decide a
     /// version that was handed out already (the simulator found a convert to
     /// exclusive that skipped it, seed 1019855).
+    ///
+    /// `keepMode`: the mode block the repair ballot writes into our sector —
+    /// a sharer's stays shared, or other hosts would not see it (the
+    /// simulator found an exclusive holder beside a sharer whose repair had
+    /// cleared its mark, seed 5085130).
     static func repairIfLeaderWentBack(_ resource: PaxosResource, leader: LeaderRecord, areas: [DiskArea], host: LocalHost,
-                                       repairs: inout Int, context: EngineContext) async throws -> Bool {
+                                       keepMode: ModeBlock, repairs: inout Int, context: EngineContext) async throws -> Bool {
         guard let target = regressedLeaderTarget(leader, areas: areas) else { return false }
         // A version no later one can follow is no version a ballot ever
         // started: only a damaged (or hostile) dblock names it.
@@ -189,7 +195,7 @@ public enum PaxosLease {
                               "The leader of \(resource.spec.name) is at lver \(leader.lver), but its dblocks have reached lver \(target) and repairing it keeps failing.",
                               remedy: "Retry later; if it persists, the lease area is damaged: re-initialise it once no host uses it.")
         }
-        try await repairRegressedLeader(resource, leader: leader, areas: areas, target: target, host: host, context: context)
+        try await repairRegressedLeader(resource, leader: leader, areas: areas, target: target, host: host, keepMode: keepMode, context: context)
         return true
     }
 
@@ -224,7 +230,7 @@ public enum PaxosLease {
     /// commit puts the leader back at `target`, naming that value's host; the
     /// acquire then starts over and judges that owner as usual.
     static func repairRegressedLeader(_ resource: PaxosResource, leader: LeaderRecord, areas: [DiskArea], target: LeaseVersion,
-                                      host: LocalHost, context: EngineContext) async throws {
+                                      host: LocalHost, keepMode: ModeBlock, context: EngineContext) async throws {
         context.log(EngineEvent(.ballotAborted, "\(host) found \(resource.spec.name)'s leader back at lver \(leader.lver) below lver \(target) named by a dblock; re-deciding lver \(target)"))
         let maxSeen = areas.flatMap(\.dblocks).filter { $0.dblock.isValid }.map(\.dblock.mbal).max() ?? 0
         let mbal = try Ballot.firstBallot(host: host.id, maxSeen: maxSeen, stride: resource.ballotStride)
@@ -232,7 +238,7 @@ public enum PaxosLease {
         base.lver = LeaseVersion(target.rawValue - 1)
         do {
             let own = ownVote(areas, host: host.id)
-            let outcome = try await Ballot(resource: resource, host: host, lver: target, mbal: mbal, mode: .exclusive, context: context,
+            let outcome = try await Ballot(resource: resource, host: host, lver: target, mbal: mbal, mode: keepMode, context: context,
                                            previousVote: own, proposal: newProposal(for: host, after: own, context: context),
                                            ignoreLaterVersions: true).run()
             _ = try await commit(resource, over: base, decided: outcome.decided, host: host, shortHold: false, context: context)
@@ -384,20 +390,26 @@ public enum PaxosLease {
     /// A live sharer makes the acquire fail, and the lease is freed again.
     static func clearSharedHolders(_ resource: PaxosResource, held: HeldLease, seen: [[DblockSlot]], keeping mode: ModeBlock = .exclusive,
                                    oracle: (any HostLivenessOracle)?, context: EngineContext) async throws {
-        var sharers: [HostID: DblockSlot] = [:]
-        for disk in seen { for slot in disk where slot.mode.isShared && slot.hostID != held.host.id { sharers[slot.hostID] = slot } }
-        for (id, slot) in sharers.sorted(by: { $0.key < $1.key }) {
+        // Every shared mark of each host, over the disks read: with several
+        // disks, one may still hold an older incarnation's mark while another
+        // holds the current one (the simulator found a live sharer cleared
+        // because the last disk read showed its previous generation, seed 5078088).
+        var marks: [HostID: [ModeBlock]] = [:]
+        for disk in seen { for slot in disk where slot.mode.isShared && slot.hostID != held.host.id { marks[slot.hostID, default: []].append(slot.mode) } }
+        for (id, modes) in marks.sorted(by: { $0.key < $1.key }) {
             if let oracle {
                 let (record, state) = try await oracle.observe(id)
-                let gone = record.timestamp.isFree || record.ownerGeneration != slot.mode.generation || state.canBeTakenOver
-                if gone {
-                    try await resource.writeDblock(slot.dblock, mode: .exclusive, of: id)
+                let gone = record.timestamp.isFree || state.canBeTakenOver || !modes.contains { $0.generation == record.ownerGeneration }
+                // The newest copy of its dblock is what is written back: an older
+                // one would erase a vote (seed 9078's lesson).
+                if gone, let newest = newestOwn(seen, host: id) {
+                    try await resource.writeDblock(newest, mode: .exclusive, of: id)
                     context.log(EngineEvent(.sharedCleared, "cleared the shared mark of gone host \(id) on \(resource.spec.name)"))
                     continue
                 }
             }
             try? await release(resource, held: held, keeping: mode, context: context)
-            throw TenureError(.leaseInUse, "\(resource.spec.name) is held shared by host \(id) (generation \(slot.mode.generation)).",
+            throw TenureError(.leaseInUse, "\(resource.spec.name) is held shared by host \(id) (generation \(modes.map(\.generation.description).joined(separator: ", "))).",
                               remedy: "Wait until every shared holder releases it.")
         }
     }
@@ -493,7 +505,9 @@ public enum PaxosLease {
         while true {
             let areas = try await resource.readAreas(including: held.host.id)
             let leader = PaxosResource.newest(areas.map(\.leader))
-            if try await repairIfLeaderWentBack(resource, leader: leader, areas: areas, host: held.host, repairs: &repairs, context: context) {
+            // A sharer's repair ballot keeps its shared mark (it still shares).
+            if try await repairIfLeaderWentBack(resource, leader: leader, areas: areas, host: held.host, keepMode: .shared(held.host.generation),
+                                                repairs: &repairs, context: context) {
                 continue
             }
             if needsOwnerJudgement(leader, host: held.host) {

@@ -117,6 +117,25 @@ struct HardeningTests {
         kill(second.process.processIdentifier, SIGKILL)
     }
 
+    /// A second local sharer joins the host's shared hold without a ballot:
+    /// a ballot would write an exclusive mode block while it ran, hiding
+    /// this host's shared mark from other hosts while the first sharer holds.
+    @Test func aSecondLocalSharerRunsNoBallot() throws {
+        let scratch = try Scratch()
+        let (daemon, file) = try setUp(scratch)
+        let first = try Background(["client", "hold", "--shared", "-r", "D:R0:\(file):1M", "--run-dir", daemon.runDir])
+        #expect(try eventually { try daemon.leases().count == 1 })
+        func leaderLver() throws -> Int? { (try diskState(file, 0)["leader"] as? [String: Any])?["lver"] as? Int }
+        let lverAfterFirst = try #require(try leaderLver())
+        #expect(lverAfterFirst >= 1)
+        let second = try Background(["client", "hold", "--shared", "-r", "D:R0:\(file):1M", "--run-dir", daemon.runDir])
+        #expect(try eventually { try daemon.leases().count == 2 }, "the second sharer was refused: \(second.output)")
+        #expect(try leaderLver() == lverAfterFirst, "the second local sharer ran a ballot")
+        kill(first.process.processIdentifier, SIGKILL)
+        kill(second.process.processIdentifier, SIGKILL)
+        #expect(try eventually { try daemon.leases().isEmpty })
+    }
+
     // MARK: 2. Two joins of one host id are told apart
 
     /// Two daemons with the same host name join one host id at the same

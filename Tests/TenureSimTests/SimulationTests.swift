@@ -127,6 +127,10 @@ struct SimulationTests {
         (UInt64(920305), "a ballot adopted the vote of an earlier acquisition of the same host and handed its version out again"),
         (UInt64(1019855), "a convert to exclusive balloted from a leader that had gone back, below its own dblock"),
         (UInt64(1013453), "a convert to exclusive balloted from a leader that had gone back, below its own dblock"),
+        (UInt64(5085130), "a sharer's repair ballot wrote an exclusive mode block and hid its shared mark"),
+        (UInt64(5039049), "a sharer's repair ballot wrote an exclusive mode block and hid its shared mark"),
+        (UInt64(5078088), "a live sharer was cleared because one disk still showed its previous generation's mark"),
+        (UInt64(5075333), "a live sharer was cleared because one disk still showed its previous generation's mark"),
     ])
     func seedsThatHandedOutAnLverTwice(_ seed: UInt64, _ bug: String) throws {
         let c = SimConfig.swarm(seed: seed, base: SimConfig(seed: seed), maxHosts: 6, maxResources: 3)
