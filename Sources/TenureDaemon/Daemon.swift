@@ -120,8 +120,12 @@ public actor Daemon {
     var connections: [Int32: Int] = [:]
     /// Client-side device handles, counted by their users (``retainDevice(_:)``).
     var devices: [String: OpenDevice] = [:]
-    /// Processes being stopped (fenced): their leases stay held until they are gone.
-    var fencing: Set<Int32> = []
+    /// Processes being stopped (fenced), with how many stops are under way
+    /// for each (a request's and a lost lockspace's may overlap): their
+    /// leases stay held until they are gone.
+    var fencing: [Int32: Int] = [:]
+    /// Holders a request is being answered for (one task each).
+    var answering: Set<Int32> = []
     /// Connections that restricted themselves: no further requests.
     var restricted: Set<UInt64> = []
     /// The local processes the daemon deals with (connected, or holding
@@ -374,7 +378,7 @@ public actor Daemon {
         guard connections[peer.pid] == nil, holders[peer.pid] != nil else { return }
         // A holder being fenced keeps its leases until it is gone, even if it
         // closed its connection: the poll loop releases them after.
-        guard !fencing.contains(peer.pid) || !isRunning(peer.pid) else {
+        guard fencing[peer.pid] == nil || !isRunning(peer.pid) else {
             log.warning("process \(peer.pid), being fenced, closed its last connection; its leases stay held until it is gone")
             return
         }

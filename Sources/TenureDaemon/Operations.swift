@@ -350,8 +350,13 @@ extension Daemon {
     /// no longer holds them.
     func stop(_ pids: [Int32], graceful: Bool, why: String, for leases: Set<String>? = nil) async {
         guard !pids.isEmpty else { return }
-        fencing.formUnion(pids)
-        defer { fencing.subtract(pids) }
+        for pid in pids { fencing[pid, default: 0] += 1 }
+        defer {
+            for pid in pids {
+                fencing[pid, default: 1] -= 1
+                if fencing[pid] == 0 { fencing[pid] = nil }
+            }
+        }
         func remaining() -> [Int32] {
             pids.filter { pid in isRunning(pid) && (leases.map { l in (holders[pid] ?? [:]).keys.contains { l.contains($0) } } ?? true) }
         }
@@ -497,7 +502,7 @@ extension Daemon {
             try? await context.clock.sleep(for: config.requestPoll)
             await answerRequests()
             await clearOldSignals()
-            for pid in holders.keys where connections[pid] == nil && !isRunning(pid) && !fencing.contains(pid) {
+            for pid in holders.keys where connections[pid] == nil && !isRunning(pid) && fencing[pid] == nil {
                 log.info("process \(pid) exited; releasing its leases")
                 await releaseAll(of: pid)
                 if holders[pid] == nil { processes[pid] = nil }
@@ -518,20 +523,23 @@ extension Daemon {
     /// idle traffic does not grow by a read per held lease per second.
     func answerRequests() async {
         let due = await lockspacesToPollForRequests()
-        for (pid, leases) in holders where !fencing.contains(pid) {
+        for (pid, leases) in holders where !answering.contains(pid) {
             for (name, held) in leases where !held.lease.shared && due.contains(held.lockspace) {
                 guard let request = try? await PaxosLease.pendingRequest(held.resource, held: held.lease),
-                      holders[pid]?[name] != nil, !fencing.contains(pid) else { continue }
+                      holders[pid]?[name] != nil, !answering.contains(pid) else { continue }
                 let force = request.forceMode == .force
                 log.warning("request for \(held.lease) at lver \(request.lver) (\(force ? "force" : "graceful")): stopping process \(pid)")
-                fencing.insert(pid)
+                answering.insert(pid)
                 background.append(Task {
                     await self.stop([pid], graceful: !force, why: "request for \(name)", for: [name])
                     await self.releaseIfStillHeld(name, of: pid)
+                    await self.answered(pid)
                 })
             }
         }
     }
+
+    func answered(_ pid: Int32) { answering.remove(pid) }
 
     /// After a request's holder is gone: give the lease up if nobody has.
     func releaseIfStillHeld(_ name: String, of pid: Int32) async {
@@ -615,7 +623,7 @@ extension Daemon {
                                      "lease_count": all.count, "leases_omitted": all.count - leases.count,
                                      "resident_kib": Self.residentKiB() ?? 0,
                                      "joining": joining.map(\.description).sorted(),
-                                     "fencing": fencing.sorted().map(Int.init),
+                                     "fencing": fencing.keys.sorted().map(Int.init),
                                      "open_devices": devices.count,
                                      "shutting_down": shuttingDown]
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
