@@ -40,6 +40,16 @@ extension Daemon {
         log.debug("closed \(path): no lease, lockspace or operation uses it")
     }
 
+    /// A held lease keeps a reference to each of its disks' handles while
+    /// it is in the table; these two take and drop it.
+    func retainDevices(of lease: ProcessLease) throws {
+        for disk in lease.lease.resource.disks { _ = try retainDevice(disk.path) }
+    }
+
+    func releaseDevices(of lease: ProcessLease) async {
+        for disk in lease.lease.resource.disks { await releaseDevice(disk.path) }
+    }
+
     /// Runs `body` with a reference to every disk of `spec` held.
     func withDevices<T>(of spec: ResourceSpec, _ body: () async throws -> T) async throws -> T {
         var taken: [String] = []
@@ -159,7 +169,7 @@ extension Daemon {
         do {
             for spec in specs {
                 let held = try await withDevices(of: spec) { try await acquireOne(spec, for: pid, shared: shared) }
-                for disk in spec.disks { _ = try retainDevice(disk.path) }
+                try retainDevices(of: held)
                 taken.append(held)
                 holders[pid, default: [:]][held.name] = held
                 log.info("process \(pid) acquired \(held.lease)")
@@ -168,7 +178,7 @@ extension Daemon {
             for held in taken {
                 holders[pid]?[held.name] = nil
                 try? await PaxosLease.release(held.resource, held: held.lease, context: context)
-                for disk in held.lease.resource.disks { await releaseDevice(disk.path) }
+                await releaseDevices(of: held)
             }
             if holders[pid]?.isEmpty == true { holders[pid] = nil }
             throw error
@@ -252,7 +262,7 @@ extension Daemon {
                 log.warning("releasing \(lease.lease) of process \(pid) failed: \(error)")
                 firstError = firstError ?? error
             }
-            for disk in lease.lease.resource.disks { await releaseDevice(disk.path) }
+            await releaseDevices(of: lease)
         }
         if holders[pid]?.isEmpty == true { holders[pid] = nil }
         if let firstError { throw firstError }
@@ -325,7 +335,7 @@ extension Daemon {
             for pid in victims {
                 for (name, lease) in holders[pid] ?? [:] where lease.lockspace == joined.spec.name {
                     holders[pid]?[name] = nil
-                    for disk in lease.lease.resource.disks { await releaseDevice(disk.path) }
+                    await releaseDevices(of: lease)
                 }
                 if holders[pid]?.isEmpty == true { holders[pid] = nil }
             }
