@@ -72,8 +72,12 @@ struct OperatorTests {
                                      "-r", "D:R0:\(file):1M", "--killpath", script, "--run-dir", daemon.runDir])
         #expect(try eventually { try daemon.leases().count == 1 }, "nobody could not hold a lease: \(holder.output)")
         try daemon.clientOK(["request", "-r", "D:R0:\(file):1M", "--graceful"])
-        #expect(eventually { FileManager.default.fileExists(atPath: drop + "/uid") }, "the killpath never ran")
-        let uid = (try? String(contentsOfFile: drop + "/uid", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        // `id -u > file` creates the file before it writes: wait for the line.
+        func written() -> String? {
+            (try? String(contentsOfFile: drop + "/uid", encoding: .utf8)).flatMap { $0.hasSuffix("\n") ? $0 : nil }
+        }
+        #expect(eventually { written() != nil }, "the killpath never ran")
+        let uid = written()?.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(uid == "65534", "the killpath ran as user \(uid ?? "?"), not as the holder's user")
         #expect(eventually { !isAlive(holder.process.processIdentifier) })
     }
