@@ -41,9 +41,6 @@ struct Ballot {
     /// This acquisition's value's timestamp (inp3): unique per acquisition
     /// of this host generation (``EngineContext/proposalStamp(above:)``).
     var proposal: DiskTimestamp
-    /// Only for re-deciding a version behind a leader that went back:
-    /// dblocks of later versions are expected then, not a reason to abort.
-    var ignoreLaterVersions = false
 
     /// What a completed ballot decided, and the dblocks its last read saw.
     struct Outcome {
@@ -92,7 +89,6 @@ struct Ballot {
         for disk in seen {
             for slot in disk where slot.dblock.isValid && slot.dblock.lver >= ours.lver {
                 if slot.dblock.lver > ours.lver {
-                    if ignoreLaterVersions { continue }
                     throw BallotAbort(phase: phase, reason: .laterVersion(host: slot.hostID, lver: slot.dblock.lver))
                 }
                 if slot.dblock.mbal > ours.mbal {

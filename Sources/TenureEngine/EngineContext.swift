@@ -83,13 +83,22 @@ public enum InjectedBug: String, Sendable, CaseIterable {
     /// Ballots keep using the first view of the participants forever, so a
     /// host that joins later goes unseen (the freshness rule switched off).
     case staleParticipantView = "stale-participant-view"
+    /// The host core keeps petting the watchdog after a lockspace with
+    /// holders is lost, so a holder that will not die is never reset.
+    case keepPettingAfterLoss = "keep-petting-after-loss"
+    /// The host core forgets one holder of a lost lockspace instead of
+    /// stopping it: the process runs on, and nothing keeps the watchdog unpetted.
+    case fenceSkipsAHolder = "fence-skips-a-holder"
+
+    /// The bugs inside the host core (the rest are the engine's).
+    public var isInHostCore: Bool { self == .keepPettingAfterLoss || self == .fenceSkipsAHolder }
 }
 
 /// Something the engine reports; `message` is for people, `kind` for counters and tests.
 public struct EngineEvent: Sendable, CustomStringConvertible {
     public enum Kind: String, Sendable {
         case joined, joinWaiting, renewed, renewalLate, renewalFailed, lockspaceLost, released
-        case ballotAborted, ballotCommitted, ownerJudged, leaseAcquired, leaseReleased, sharedCleared, requestWritten
+        case ballotAborted, ballotCommitted, ownerJudged, leaseAcquired, leaseReleased, goneSharerPassedOver, requestWritten
     }
     public var kind: Kind
     public var message: String

@@ -97,7 +97,7 @@ public enum PaxosLease {
                 if options.shared {
                     held = try await downgradeToShared(resource, held: held, context: context)
                 } else {
-                    try await clearSharedHolders(resource, held: held, seen: lastRead, oracle: oracle, context: context)
+                    try await checkSharedHolders(resource, held: held, seen: lastRead, oracle: oracle, context: context)
                 }
                 context.log(EngineEvent(.leaseAcquired, "\(host) acquired \(held)"))
                 return held
@@ -229,6 +229,13 @@ public enum PaxosLease {
     /// value already decided there, if any (Paxos never decides two). The
     /// commit puts the leader back at `target`, naming that value's host; the
     /// acquire then starts over and judges that owner as usual.
+    ///
+    /// A dblock of a later version seen by the ballot aborts it, as in any
+    /// ballot: that host read `target` committed and moved on, and its phase-1
+    /// write replaced its vote at `target`, so the votes left there may be
+    /// for a value never chosen (the simulator found a repair that passed
+    /// over such a dblock and decided a losing proposal, seed 5053008). The
+    /// caller starts over and re-reads the newest version named.
     static func repairRegressedLeader(_ resource: PaxosResource, leader: LeaderRecord, areas: [DiskArea], target: LeaseVersion,
                                       host: LocalHost, keepMode: ModeBlock, context: EngineContext) async throws {
         context.log(EngineEvent(.ballotAborted, "\(host) found \(resource.spec.name)'s leader back at lver \(leader.lver) below lver \(target) named by a dblock; re-deciding lver \(target)"))
@@ -239,8 +246,7 @@ public enum PaxosLease {
         do {
             let own = ownVote(areas, host: host.id)
             let outcome = try await Ballot(resource: resource, host: host, lver: target, mbal: mbal, mode: keepMode, context: context,
-                                           previousVote: own, proposal: newProposal(for: host, after: own, context: context),
-                                           ignoreLaterVersions: true).run()
+                                           previousVote: own, proposal: newProposal(for: host, after: own, context: context)).run()
             _ = try await commit(resource, over: base, decided: outcome.decided, host: host, shortHold: false, context: context)
         } catch let abort as BallotAbort {
             context.log(EngineEvent(.ballotAborted, "\(host) repair ballot \(mbal) for \(resource.spec.name) lver \(target) aborted in \(abort)"))
@@ -386,9 +392,9 @@ public enum PaxosLease {
     }
 
     /// Step 5, exclusive: every other host whose mode block says shared must
-    /// be gone (its host id free, rejoined, or dead); its mark is cleared.
-    /// A live sharer makes the acquire fail, and the lease is freed again.
-    static func clearSharedHolders(_ resource: PaxosResource, held: HeldLease, seen: [[DblockSlot]], keeping mode: ModeBlock = .exclusive,
+    /// be gone (its host id free, rejoined, or dead); its mark is passed
+    /// over and left on disk. A live sharer makes the acquire fail, and the lease is freed again.
+    static func checkSharedHolders(_ resource: PaxosResource, held: HeldLease, seen: [[DblockSlot]], keeping mode: ModeBlock = .exclusive,
                                    oracle: (any HostLivenessOracle)?, context: EngineContext) async throws {
         // Every shared mark of each host, over the disks read: with several
         // disks, one may still hold an older incarnation's mark while another
@@ -399,12 +405,14 @@ public enum PaxosLease {
         for (id, modes) in marks.sorted(by: { $0.key < $1.key }) {
             if let oracle {
                 let (record, state) = try await oracle.observe(id)
-                let gone = record.timestamp.isFree || state.canBeTakenOver || !modes.contains { $0.generation == record.ownerGeneration }
-                // The newest copy of its dblock is what is written back: an older
-                // one would erase a vote (seed 9078's lesson).
-                if gone, let newest = newestOwn(seen, host: id) {
-                    try await resource.writeDblock(newest, mode: .exclusive, of: id)
-                    context.log(EngineEvent(.sharedCleared, "cleared the shared mark of gone host \(id) on \(resource.spec.name)"))
+                // A gone sharer's mark is passed over, never cleared: a host
+                // writes only its own dblock. A clearing write that landed late
+                // erased the mark of the same host id rejoined and sharing
+                // again (seed 5018305). A passed-over mark stays harmless: the
+                // host it names is gone for good, and a rejoined host carries a
+                // new generation its old mark does not match.
+                if record.timestamp.isFree || state.canBeTakenOver || !modes.contains(where: { $0.generation == record.ownerGeneration }) {
+                    context.log(EngineEvent(.goneSharerPassedOver, "passed over the shared mark of gone host \(id) on \(resource.spec.name)"))
                     continue
                 }
             }
@@ -525,7 +533,7 @@ public enum PaxosLease {
                 let exclusive = HeldLease(resource: held.resource, lver: committed.lver, leader: committed, shared: false, host: held.host)
                 // On failure the leader is freed and our shared mark kept (the
                 // simulator found a sharer left unmarked without this, seed 7098).
-                try await clearSharedHolders(resource, held: exclusive, seen: lastRead, keeping: .shared(held.host.generation),
+                try await checkSharedHolders(resource, held: exclusive, seen: lastRead, keeping: .shared(held.host.generation),
                                              oracle: oracle, context: context)
                 let own = newestOwn(lastRead, host: held.host.id) ?? PaxosDblock(lver: committed.lver)
                 try await resource.writeDblock(own, mode: .exclusive, of: held.host.id)

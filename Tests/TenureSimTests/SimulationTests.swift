@@ -131,6 +131,8 @@ struct SimulationTests {
         (UInt64(5039049), "a sharer's repair ballot wrote an exclusive mode block and hid its shared mark"),
         (UInt64(5078088), "a live sharer was cleared because one disk still showed its previous generation's mark"),
         (UInt64(5075333), "a live sharer was cleared because one disk still showed its previous generation's mark"),
+        (UInt64(5018305), "a clearing write of a gone sharer's dblock landed late, over the mark of the same host id rejoined and sharing"),
+        (UInt64(5053008), "a repair ballot passed over a later version's dblock and decided a proposal that had lost"),
     ])
     func seedsThatHandedOutAnLverTwice(_ seed: UInt64, _ bug: String) throws {
         let c = SimConfig.swarm(seed: seed, base: SimConfig(seed: seed), maxHosts: 6, maxResources: 3)
