@@ -32,6 +32,9 @@ let package = Package(
         .target(name: "TenureFormat", dependencies: ["TenureCore"]),
         // The algorithms: lease areas, delta leases, Disk Paxos. Talks to the world only through the seams.
         .target(name: "TenureEngine", dependencies: ["TenureCore", "TenureFormat"]),
+        // The host core: every decision the daemon makes about local processes and their
+        // leases, as events in and directives out. The daemon and the simulator drive it.
+        .target(name: "TenureHost", dependencies: ["TenureCore", "TenureFormat", "TenureEngine"]),
         // Linux implementations of the seams: O_DIRECT + libaio device, sync fallback, clock.
         .target(name: "TenureIO", dependencies: ["TenureCore", "CTenureSys"]),
         // The client protocol, declared once in C: the daemon, the Swift client and libtenure share it.
@@ -41,7 +44,7 @@ let package = Package(
         // The daemon: socket server, leases held for processes, fencing.
         .target(
             name: "TenureDaemon",
-            dependencies: ["TenureClient", "TenureCore", "TenureFormat", "TenureEngine", "TenureIO", "CTenureSys",
+            dependencies: ["TenureClient", "TenureCore", "TenureFormat", "TenureEngine", "TenureHost", "TenureIO", "CTenureSys",
                            .product(name: "Logging", package: "swift-log")]
         ),
         // In-memory device and manual clock for unit tests and the simulator.
@@ -59,7 +62,7 @@ let package = Package(
         // The deterministic simulator: the real engine, many hosts, every fault, replayable by seed.
         .target(
             name: "TenureSimKit",
-            dependencies: ["TenureCore", "TenureFormat", "TenureEngine", "TenureTestKit"],
+            dependencies: ["TenureCore", "TenureFormat", "TenureEngine", "TenureHost", "TenureTestKit"],
             path: "Simulations/TenureSimKit"
         ),
         .executableTarget(
@@ -71,6 +74,7 @@ let package = Package(
         .testTarget(name: "TenureFormatTests", dependencies: ["TenureFormat", "TenureCore"]),
         .testTarget(name: "TenureTestKitTests", dependencies: ["TenureTestKit", "TenureCore"]),
         .testTarget(name: "TenureEngineTests", dependencies: ["TenureEngine", "TenureTestKit", "TenureFormat", "TenureCore"]),
+        .testTarget(name: "TenureHostTests", dependencies: ["TenureHost", "TenureEngine", "TenureFormat", "TenureCore"]),
         .testTarget(name: "TenureSimTests", dependencies: ["TenureSimKit", "TenureEngine", "TenureCore"]),
         .testTarget(name: "TenureIOTests", dependencies: ["TenureIO", "TenureCore", "TenureTestKit"]),
         .testTarget(

@@ -68,6 +68,8 @@ public struct Timeouts: Hashable, Sendable, CustomStringConvertible {
 
     // MARK: Fixed intervals (not derived from N or W)
 
+    /// How often the watchdog is petted while it may be: well inside W.
+    public static func petInterval(watchdogFire: Duration) -> Duration { min(.seconds(1), watchdogFire / 4) }
     /// How often a fencing daemon checks whether the processes it stops are gone.
     public static let fencePoll: Duration = .milliseconds(50)
     /// How often a process that survives SIGKILL (or, restricted to SIGTERM,

@@ -1,0 +1,435 @@
+import TenureCore
+import TenureEngine
+import TenureFormat
+
+/// Every decision one host makes about its local processes and their
+/// leases, as events in and directives out: which process holds what,
+/// arbitration between local processes, the validity check before a lease
+/// won is handed over, release when a process exits, requests for our
+/// leases, whom to fence after a lockspace is lost and how (killpath,
+/// SIGTERM, SIGKILL after the grace), and when the watchdog may be petted.
+///
+/// No syscalls, no clock, no threads: every event carries the time, and
+/// what the core wants done comes back as ``HostDirective``s. The daemon and
+/// the simulator are its two drivers (docs/architecture.md), so what the
+/// simulator's checker judges is what the daemon runs.
+///
+/// The fencing rule it keeps (docs/operations.md): a lease is given up only
+/// when its holder is gone, or the host is reset. A process being stopped
+/// keeps its leases — and, for a lost lockspace, keeps the watchdog
+/// unpetted — until the shell reports it exited.
+public struct HostCore: Sendable {
+    public let settings: HostCoreSettings
+
+    /// What the core knows of each joined lockspace.
+    struct LockspaceFacts: Sendable {
+        /// The instant from which its leases must not be used (8N after the
+        /// last renewal started); nil before the join completed.
+        var expiry: MonotonicInstant?
+        /// Lost for good (expired, or its slot rewritten by another join).
+        var lost = false
+    }
+
+    /// A process the core deals with.
+    struct ProcessRecord: Sendable {
+        var control = ProcessControl()
+        var exited = false
+    }
+
+    /// One stop under way; several may overlap (a request's and a lost lockspace's).
+    struct Stop: Sendable {
+        var reason: StopReason
+        /// The leases the stop is for: a process that gave them all up
+        /// meanwhile (a killpath that paused a VM whose manager then
+        /// released) is spared. nil: everything it holds.
+        var leases: Set<String>?
+        /// Escalation (SIGKILL, or SIGTERM again) starts here.
+        var graceUntil: MonotonicInstant
+    }
+
+    struct Fencing: Sendable {
+        var stops: [Stop] = []
+        var lastSignal: MonotonicInstant?
+        var lastWarning: MonotonicInstant?
+        var started: MonotonicInstant
+    }
+
+    private(set) var lockspaces: [LeaseName: LockspaceFacts] = [:]
+    private(set) var processes: [ProcessID: ProcessRecord] = [:]
+    /// pid → resource name → lease.
+    public private(set) var leases: [ProcessID: [String: HeldLease]] = [:]
+    /// Leases ("LOCKSPACE:NAME") a ballot is under way for.
+    private(set) var acquiring: Set<String> = []
+    var fencing: [ProcessID: Fencing] = [:]
+    var lastPet: MonotonicInstant?
+    /// Whether the last tick petted (or would have): for logging the changes.
+    public internal(set) var petting = true
+
+    public init(settings: HostCoreSettings) {
+        self.settings = settings
+    }
+
+    // MARK: Reading the state
+
+    /// Every lease held, by process.
+    public var holders: [ProcessID] { leases.keys.sorted() }
+    public var leaseCount: Int { leases.values.reduce(0) { $0 + $1.count } }
+    /// Processes being stopped now.
+    public var fencedProcesses: [ProcessID] { fencing.keys.sorted() }
+    public func isFencing(_ pid: ProcessID) -> Bool { fencing[pid] != nil }
+    public func control(of pid: ProcessID) -> ProcessControl { processes[pid]?.control ?? ProcessControl() }
+    public func isTracked(_ pid: ProcessID) -> Bool { processes[pid] != nil }
+    public func isJoined(_ name: LeaseName) -> Bool { lockspaces[name] != nil }
+
+    /// Whether leases in lockspace `name` may be used at `now`.
+    public func isValid(_ name: LeaseName, at now: MonotonicInstant) -> Bool {
+        guard let facts = lockspaces[name], !facts.lost, let expiry = facts.expiry else { return false }
+        return now < expiry
+    }
+
+    /// The lockspace-qualified key local arbitration uses.
+    static func key(_ spec: ResourceSpec) -> String { "\(spec.lockspace):\(spec.name)" }
+
+    /// A local process other than `pid` holding `spec`'s lease, if any.
+    func localHolder(of spec: ResourceSpec, except pid: ProcessID) -> (pid: ProcessID, lease: HeldLease)? {
+        for holder in leases.keys.sorted() where holder != pid {
+            if let lease = leases[holder]?[spec.name.description], lease.resource.lockspace == spec.lockspace {
+                return (holder, lease)
+            }
+        }
+        return nil
+    }
+
+    /// Every exclusive lease whose request record is worth reading: held,
+    /// and no request for it is being answered yet.
+    public var leasesToWatchForRequests: [(ProcessID, HeldLease)] {
+        var out: [(ProcessID, HeldLease)] = []
+        for pid in leases.keys.sorted() {
+            for (name, lease) in leases[pid]!.sorted(by: { $0.key < $1.key }) where !lease.shared {
+                let answering = fencing[pid]?.stops.contains { $0.reason == .request(name) } ?? false
+                if !answering { out.append((pid, lease)) }
+            }
+        }
+        return out
+    }
+
+    // MARK: Lockspaces
+
+    /// The shell joined `name`; its renewals will report the expiry.
+    public mutating func lockspaceJoined(_ name: LeaseName, expiry: MonotonicInstant?) {
+        lockspaces[name] = LockspaceFacts(expiry: expiry)
+    }
+
+    /// What the renewal loop last published: the expiry, and whether the
+    /// lockspace was lost early (its slot rewritten). A loss is forever.
+    public mutating func lockspaceRenewed(_ name: LeaseName, expiry: MonotonicInstant?) {
+        guard lockspaces[name] != nil else { return }
+        lockspaces[name]!.expiry = expiry
+    }
+
+    /// Whether `name` may be left now: not while a process holds a lease in
+    /// it, nor while a ballot runs in it (other hosts' participant views
+    /// skip a free slot, docs/timeouts.md).
+    public func checkMayLeave(_ name: LeaseName) throws {
+        let users = leases.filter { $0.value.values.contains { $0.resource.lockspace == name } }.map(\.key).sorted()
+        guard users.isEmpty else {
+            throw TenureError(.leaseInUse, "Processes \(users.map(\.description).joined(separator: ", ")) hold leases in lockspace \(name).",
+                              remedy: "Release them first.")
+        }
+        let inFlight = acquiring.filter { $0.hasPrefix("\(name):") }.sorted()
+        guard inFlight.isEmpty else {
+            throw TenureError(.leaseInUse, "Lockspace \(name) has acquires in progress (\(inFlight.joined(separator: ", "))).",
+                              remedy: "Retry once they finish, and release what they acquired first.")
+        }
+    }
+
+    public mutating func lockspaceLeft(_ name: LeaseName) {
+        lockspaces[name] = nil
+    }
+
+    /// The lockspace is lost: every process holding a lease in it is
+    /// stopped (``startStop``); its leases stay held until it is gone.
+    public mutating func lockspaceLost(_ name: LeaseName, why: String, at now: MonotonicInstant) -> [HostDirective] {
+        guard lockspaces[name] != nil else { return [] }
+        lockspaces[name]!.lost = true
+        var victims = leases.filter { $0.value.values.contains { $0.resource.lockspace == name } }.map(\.key).sorted()
+        var out: [HostDirective] = []
+        guard !victims.isEmpty else { return out }
+        out.append(.log(.critical, "lockspace \(name) lost: \(why) Stopping the holders of its leases: processes \(victims.map(\.description).joined(separator: ", "))."))
+        if settings.injectedBugs.contains(.fenceSkipsAHolder) {
+            // Known bug, for the checker: one holder is forgotten, not stopped.
+            let skipped = victims.removeFirst()
+            out += forgetLeases(of: skipped, in: name)
+        }
+        for pid in victims {
+            let names = Set(leases[pid]!.filter { $0.value.resource.lockspace == name }.map(\.key))
+            out += startStop(pid, graceful: true, reason: .lockspaceLost(name), leases: names, at: now)
+        }
+        return out
+    }
+
+    private mutating func forgetLeases(of pid: ProcessID, in name: LeaseName) -> [HostDirective] {
+        var out: [HostDirective] = []
+        for (key, lease) in (leases[pid] ?? [:]).sorted(by: { $0.key < $1.key }) where lease.resource.lockspace == name {
+            leases[pid]![key] = nil
+            out.append(.forget(pid, lease))
+        }
+        if leases[pid]?.isEmpty == true { leases[pid] = nil }
+        return out
+    }
+
+    // MARK: Processes
+
+    /// A process the shell now names by a pidfd (it connected, or a lease is
+    /// acquired for it). A record left by an earlier process with this
+    /// number is replaced: its killpath and restrictions were that process's.
+    public mutating func track(_ pid: ProcessID) {
+        if processes[pid] == nil || processes[pid]!.exited { processes[pid] = ProcessRecord() }
+    }
+
+    /// The shell no longer names `pid` (it disconnected holding nothing).
+    public mutating func untrack(_ pid: ProcessID) {
+        guard leases[pid] == nil, fencing[pid] == nil else { return }
+        processes[pid] = nil
+    }
+
+    public mutating func setKillpath(_ argv: [String], for pid: ProcessID) {
+        track(pid)
+        processes[pid]!.control.killpath = argv
+    }
+
+    /// `restrict`: a process may pick one signal it is stopped with, never both.
+    public mutating func restrict(_ pid: ProcessID, sigkillOnly: Bool, sigtermOnly: Bool) throws {
+        track(pid)
+        var control = processes[pid]!.control
+        control.sigkillOnly = control.sigkillOnly || sigkillOnly
+        control.sigtermOnly = control.sigtermOnly || sigtermOnly
+        guard !(control.sigkillOnly && control.sigtermOnly) else {
+            throw TenureError(.invalidArgument, "Process \(pid) restricted itself to one signal already; it cannot ask for the other.")
+        }
+        processes[pid]!.control = control
+    }
+
+    /// The process exited: it holds nothing any more. Each of its leases is
+    /// given up (``giveUp``), and any stop of it is over.
+    public mutating func processExited(_ pid: ProcessID, at now: MonotonicInstant) -> [HostDirective] {
+        if processes[pid] != nil { processes[pid]!.exited = true }
+        var out: [HostDirective] = []
+        if fencing.removeValue(forKey: pid) != nil {
+            out.append(.log(.notice, "process \(pid), being stopped, is gone"))
+        } else if leases[pid] != nil {
+            out.append(.log(.info, "process \(pid) exited; releasing its leases"))
+        }
+        out += giveUpAll(of: pid, at: now)
+        processes[pid] = nil
+        return out
+    }
+
+    /// The process closed its last connection. Its leases are given up —
+    /// unless it is being stopped and still runs: then they stay held until
+    /// it is gone (the fencing rule).
+    public mutating func disconnected(_ pid: ProcessID, stillRunning: Bool, at now: MonotonicInstant) -> [HostDirective] {
+        guard leases[pid] != nil else {
+            untrack(pid)
+            return []
+        }
+        if fencing[pid] != nil && stillRunning {
+            return [.log(.warning, "process \(pid), being stopped, closed its last connection; its leases stay held until it is gone")]
+        }
+        var out: [HostDirective] = [.log(.info, "process \(pid) closed its last connection; releasing its leases")]
+        out += giveUpAll(of: pid, at: now)
+        fencing[pid] = nil
+        untrack(pid)
+        return out
+    }
+
+    private mutating func giveUpAll(of pid: ProcessID, at now: MonotonicInstant) -> [HostDirective] {
+        var out: [HostDirective] = []
+        for name in (leases[pid] ?? [:]).keys.sorted() { out += giveUp(name, of: pid, at: now) }
+        return out
+    }
+
+    /// Drops `name` from `pid` and says how it is given up: written on disk,
+    /// unless another local process still shares it (the disk has one shared
+    /// mark per host) or its lockspace is no longer valid (another host may
+    /// own it by now, and a late write of ours could undo its commit).
+    mutating func giveUp(_ name: String, of pid: ProcessID, at now: MonotonicInstant) -> [HostDirective] {
+        guard let lease = leases[pid]?.removeValue(forKey: name) else { return [] }
+        if leases[pid]?.isEmpty == true { leases[pid] = nil }
+        if lease.shared, localHolder(of: lease.resource, except: pid) != nil {
+            return [.log(.info, "process \(pid) released \(lease); other local sharers keep it"), .forget(pid, lease)]
+        }
+        guard isValid(lease.resource.lockspace, at: now) else {
+            return [.log(.warning, "process \(pid) gave up \(lease) of a lost lockspace; nothing is written to the lease"), .forget(pid, lease)]
+        }
+        return [.writeRelease(pid, lease)]
+    }
+
+    // MARK: Acquire, release, convert
+
+    /// What an acquire of one resource needs, after local arbitration.
+    public enum AcquireStep: Sendable {
+        /// Another local process shares this lease at the version asked: the
+        /// host's one shared mark covers this process too, with no ballot
+        /// (another would write an exclusive mode block while it runs,
+        /// hiding the mark from other hosts). It is handed over already.
+        case shareLocalHold(HeldLease)
+        /// Run the engine's acquire, then report with ``ballotEnded``.
+        case ballot
+    }
+
+    /// Refuses an acquire of `count` resources past the lease limit.
+    public func checkRoom(for count: Int) throws {
+        guard leaseCount + count <= settings.maxLeases else {
+            throw TenureError(.limitReached, "The daemon holds \(leaseCount) leases; its limit is \(settings.maxLeases).")
+        }
+    }
+
+    /// Local arbitration for `pid` acquiring `spec`: the disk cannot tell
+    /// this host's processes apart (the lease names the host), so the core
+    /// must. A lease another local process holds, or is acquiring, is
+    /// refused; sharing is allowed between local sharers.
+    public mutating func arbitrate(_ spec: ResourceSpec, for pid: ProcessID, shared: Bool, at now: MonotonicInstant) throws -> AcquireStep {
+        try requireValid(spec.lockspace, at: now)
+        guard leases[pid]?[spec.name.description] == nil else {
+            throw TenureError(.alreadyExists, "Process \(pid) holds \(spec.name) already.")
+        }
+        if let other = localHolder(of: spec, except: pid) {
+            guard other.lease.shared && (shared || spec.shared) else {
+                throw TenureError(.heldByLiveHost, "\(spec.name) is held by process \(other.pid) on this host.",
+                                  remedy: "Wait for it to release the lease, or ask it to with `request`.")
+            }
+            if spec.lver == nil || spec.lver == other.lease.lver {
+                track(pid)
+                leases[pid, default: [:]][spec.name.description] = other.lease
+                return .shareLocalHold(other.lease)
+            }
+        }
+        let key = Self.key(spec)
+        guard !acquiring.contains(key) else {
+            throw TenureError(.heldByLiveHost, "\(spec.name) is being acquired by another process on this host.",
+                              remedy: "Retry in a moment.")
+        }
+        acquiring.insert(key)
+        track(pid)
+        return .ballot
+    }
+
+    /// How a won ballot ends.
+    public enum Handover: Sendable {
+        /// The lease is the process's now.
+        case handedOver(HeldLease)
+        /// Not handed over: give it up as the directives say, and answer the error.
+        case refused(TenureError, [HostDirective])
+    }
+
+    /// The engine's acquire for `spec` ended: `won` is the lease, or nil if
+    /// it failed. A lease won after its lockspace stopped being valid is
+    /// never handed over — and not written back either (another host may
+    /// own it by now); one won for a process that exited meanwhile is given up.
+    public mutating func ballotEnded(_ spec: ResourceSpec, for pid: ProcessID, won: HeldLease?, at now: MonotonicInstant) -> Handover? {
+        acquiring.remove(Self.key(spec))
+        guard let won else { return nil }
+        guard isValid(spec.lockspace, at: now) else {
+            return .refused(TenureError(.lockspaceLost, "Lockspace \(spec.lockspace) expired while \(spec.name) was acquired.",
+                                        remedy: "Check the storage, then remove and add the lockspace again."),
+                            [.log(.warning, "won \(won) after lockspace \(spec.lockspace) stopped being valid; not used, nothing written"), .forget(pid, won)])
+        }
+        guard let record = processes[pid], !record.exited else {
+            return .refused(TenureError(.notOwner, "Process \(pid) exited while \(spec.name) was acquired."),
+                            [.log(.info, "process \(pid) exited while \(won) was acquired; releasing it"), .writeRelease(pid, won)])
+        }
+        leases[pid, default: [:]][spec.name.description] = won
+        return .handedOver(won)
+    }
+
+    /// An acquire of several resources failed part-way: the ones it took are
+    /// given up again (all or nothing).
+    public mutating func abandon(_ names: [String], of pid: ProcessID, at now: MonotonicInstant) -> [HostDirective] {
+        var out: [HostDirective] = []
+        for name in names { out += giveUp(name, of: pid, at: now) }
+        return out
+    }
+
+    /// `release` of `names` (all for `*` or none named) held by `pid`.
+    public mutating func release(_ names: [String], of pid: ProcessID, at now: MonotonicInstant) throws -> [HostDirective] {
+        guard let held = leases[pid] else {
+            throw TenureError(.notOwner, "Process \(pid) holds no leases.")
+        }
+        let chosen = names.contains("*") || names.isEmpty ? held.keys.sorted() : names
+        for name in chosen where held[name] == nil {
+            throw TenureError(.notOwner, "Process \(pid) does not hold \(name).", remedy: "`tenure client inquire` lists what it holds.")
+        }
+        var out: [HostDirective] = []
+        for name in chosen.sorted() { out += giveUp(name, of: pid, at: now) }
+        return out
+    }
+
+    /// What a convert needs.
+    public enum ConvertStep: Sendable {
+        /// Nothing to do: the lease is in that mode already, for this host.
+        case done(HeldLease)
+        /// Run the engine's convert, then report with ``converted``.
+        case run(HeldLease)
+    }
+
+    public func prepareConvert(_ name: String, of pid: ProcessID, toShared shared: Bool, at now: MonotonicInstant) throws -> ConvertStep {
+        guard let held = leases[pid]?[name] else {
+            throw TenureError(.notOwner, "Process \(pid) does not hold \(name).")
+        }
+        let other = localHolder(of: held.resource, except: pid)
+        if !shared, let other {
+            throw TenureError(.leaseInUse, "\(name) is shared with process \(other.pid) on this host.",
+                              remedy: "Wait until every other sharer releases it.")
+        }
+        // Only a holder alone can be exclusive: with other local sharers, it is shared already.
+        if shared, other != nil { return .done(held) }
+        try requireValid(held.resource.lockspace, at: now)
+        return .run(held)
+    }
+
+    public mutating func converted(_ name: String, of pid: ProcessID, to lease: HeldLease) {
+        guard leases[pid]?[name] != nil else { return }
+        leases[pid]![name] = lease
+    }
+
+    func requireValid(_ name: LeaseName, at now: MonotonicInstant) throws {
+        guard lockspaces[name] != nil else {
+            throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.",
+                              remedy: "Join it first: `tenure client add-lockspace -s \(name):HOST_ID:PATH:OFFSET`.")
+        }
+        guard isValid(name, at: now) else {
+            throw TenureError(.lockspaceLost, "Lockspace \(name) is lost on this host; its leases cannot be used.",
+                              remedy: "Check the storage, then remove and add the lockspace again.")
+        }
+    }
+
+    // MARK: Requests
+
+    /// The request record of `name`, held by `pid`, asks for a later
+    /// version: force stops the holder at once (SIGKILL), graceful asks it
+    /// first. Once it is gone its leases are given up and the requester
+    /// can take the lease.
+    public mutating func requestSeen(for name: String, heldBy pid: ProcessID, force: Bool, lver: LeaseVersion,
+                                     at now: MonotonicInstant) -> [HostDirective] {
+        guard let lease = leases[pid]?[name], !lease.shared else { return [] }
+        if fencing[pid]?.stops.contains(where: { $0.reason == .request(name) }) == true { return [] }
+        return [.log(.warning, "request for \(lease) at lver \(lver) (\(force ? "force" : "graceful")): stopping process \(pid)")]
+            + startStop(pid, graceful: !force, reason: .request(name), leases: [name], at: now)
+    }
+
+    // MARK: Shutdown
+
+    /// Stops serving: refused while leases are held unless forced; forced,
+    /// every holder is stopped, and its leases are given up once it is gone.
+    public mutating func shutdown(force: Bool, at now: MonotonicInstant) throws -> [HostDirective] {
+        let pids = holders
+        if !pids.isEmpty && !force {
+            throw TenureError(.leaseInUse, "Processes \(pids.map(\.description).joined(separator: ", ")) hold leases.",
+                              remedy: "Stop them first, or shut down with force (their holders are killed).")
+        }
+        var out: [HostDirective] = []
+        for pid in pids { out += startStop(pid, graceful: true, reason: .shutdown, leases: nil, at: now) }
+        return out
+    }
+}

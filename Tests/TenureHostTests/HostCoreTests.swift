@@ -1,0 +1,219 @@
+import Testing
+import TenureCore
+import TenureEngine
+import TenureFormat
+@testable import TenureHost
+
+/// The host core alone: events in, directives out, no I/O and no clock.
+@Suite struct HostCoreTests {
+    static let ls: LeaseName = "LS"
+    static let w: Duration = .seconds(4)
+
+    func at(_ seconds: Double) -> MonotonicInstant { MonotonicInstant(nanoseconds: UInt64(seconds * 1e9) + 1_000_000_000_000) }
+
+    func core(grace: Duration = .seconds(1), bugs: Set<InjectedBug> = []) -> HostCore {
+        var c = HostCore(settings: HostCoreSettings(watchdogFire: Self.w, killGrace: grace, injectedBugs: bugs))
+        c.lockspaceJoined(Self.ls, expiry: at(16))
+        return c
+    }
+
+    func spec(_ name: String, shared: Bool = false) throws -> ResourceSpec {
+        ResourceSpec(lockspace: Self.ls, name: try LeaseName(name), disks: [try LeaseDisk(path: "/var/tmp/leases", offset: 1_048_576)], shared: shared)
+    }
+
+    func lease(_ spec: ResourceSpec, lver: UInt64, shared: Bool = false) -> HeldLease {
+        HeldLease(resource: spec, lver: LeaseVersion(lver),
+                  leader: LeaderRecord(kind: .paxos, geometry: .standard512, spaceName: Self.ls, resourceName: spec.name),
+                  shared: shared, host: LocalHost(id: HostID(1), generation: Generation(1)))
+    }
+
+    /// Acquires `name` for `pid` as a driver would: arbitration, the ballot, the hand-over.
+    @discardableResult
+    func acquire(_ c: inout HostCore, _ name: String, pid: Int32, lver: UInt64, shared: Bool = false, now: Double = 1) throws -> HeldLease {
+        let s = try spec(name)
+        switch try c.arbitrate(s, for: ProcessID(pid), shared: shared, at: at(now)) {
+        case .shareLocalHold(let held):
+            return held
+        case .ballot:
+            guard case .handedOver(let held) = c.ballotEnded(s, for: ProcessID(pid), won: lease(s, lver: lver, shared: shared), at: at(now)) else {
+                Issue.record("not handed over")
+                return lease(s, lver: lver)
+            }
+            return held
+        }
+    }
+
+    func signals(_ d: [HostDirective]) -> [String] {
+        d.compactMap {
+            switch $0 {
+            case .signal(let pid, let s): "\(pid):\(s)"
+            case .runKillpath(let pid, _): "\(pid):killpath"
+            default: nil
+            }
+        }
+    }
+
+    func releases(_ d: [HostDirective]) -> [String] {
+        d.compactMap {
+            switch $0 {
+            case .writeRelease(let pid, let l): "write \(pid) \(l.resource.name)"
+            case .forget(let pid, let l): "forget \(pid) \(l.resource.name)"
+            default: nil
+            }
+        }
+    }
+
+    @Test func localArbitrationRefusesASecondExclusiveHolder() throws {
+        var c = core()
+        try acquire(&c, "R1", pid: 10, lver: 1)
+        #expect(throws: TenureError.self) { try c.arbitrate(try spec("R1"), for: ProcessID(11), shared: false, at: at(2)) }
+        #expect(throws: TenureError.self) { try c.arbitrate(try spec("R1"), for: ProcessID(11), shared: true, at: at(2)) }
+        // A ballot under way for another process is refused too.
+        #expect(try { if case .ballot = try c.arbitrate(try spec("R2"), for: ProcessID(12), shared: false, at: at(2)) { true } else { false } }())
+        #expect(throws: TenureError.self) { try c.arbitrate(try spec("R2"), for: ProcessID(13), shared: false, at: at(2)) }
+    }
+
+    @Test func localSharersShareTheHostsOneHoldAndTheLastOneWritesTheRelease() throws {
+        var c = core()
+        let first = try acquire(&c, "R1", pid: 10, lver: 3, shared: true)
+        let second = try acquire(&c, "R1", pid: 11, lver: 99, shared: true)
+        #expect(second.lver == first.lver)
+        #expect(releases(try c.release(["R1"], of: ProcessID(10), at: at(2))) == ["forget 10 R1"])
+        #expect(releases(try c.release(["R1"], of: ProcessID(11), at: at(2))) == ["write 11 R1"])
+    }
+
+    @Test func aLeaseWonAfterTheExpiryIsNeitherHandedOverNorWritten() throws {
+        var c = core()
+        let s = try spec("R1")
+        _ = try c.arbitrate(s, for: ProcessID(10), shared: false, at: at(15))
+        guard case .refused(let error, let d) = c.ballotEnded(s, for: ProcessID(10), won: lease(s, lver: 1), at: at(16)) else {
+            Issue.record("handed over after the expiry")
+            return
+        }
+        #expect(error.code == .lockspaceLost)
+        #expect(releases(d) == ["forget 10 R1"])
+        #expect(c.leases.isEmpty)
+    }
+
+    @Test func aLeaseWonForAProcessThatExitedIsReleased() throws {
+        var c = core()
+        let s = try spec("R1")
+        _ = try c.arbitrate(s, for: ProcessID(10), shared: false, at: at(1))
+        _ = c.processExited(ProcessID(10), at: at(1.5))
+        guard case .refused(_, let d) = c.ballotEnded(s, for: ProcessID(10), won: lease(s, lver: 1), at: at(2)) else {
+            Issue.record("handed over to a process that exited")
+            return
+        }
+        #expect(releases(d) == ["write 10 R1"])
+    }
+
+    @Test func aLostLockspaceStopsEveryHolderAndKeepsTheirLeasesUntilTheyAreGone() throws {
+        var c = core(grace: .seconds(1))
+        try acquire(&c, "R1", pid: 10, lver: 1)
+        try acquire(&c, "R2", pid: 11, lver: 1)
+        c.setKillpath(["/usr/bin/kp"], for: ProcessID(11))
+        let d = c.lockspaceLost(Self.ls, why: "expired.", at: at(16))
+        #expect(signals(d) == ["10:SIGTERM", "11:killpath"])
+        // Not petted from the loss on, holders or not gone.
+        #expect(!c.mayPet(at: at(16)))
+        // SIGKILL after the grace (1 s), the killpath's after W/2 (2 s); again every second.
+        #expect(signals(c.tick(at: at(16.5))) == [])
+        #expect(signals(c.tick(at: at(17))) == ["10:SIGKILL"])
+        #expect(signals(c.tick(at: at(17.5))) == [])
+        #expect(signals(c.tick(at: at(18))) == ["10:SIGKILL", "11:SIGKILL"])
+        #expect(c.leaseCount == 2)
+        // Gone: nothing is written for a lost lockspace.
+        #expect(releases(c.processExited(ProcessID(10), at: at(18.1))) == ["forget 10 R1"])
+        #expect(!c.mayPet(at: at(18.2)))
+        #expect(releases(c.processExited(ProcessID(11), at: at(18.2))) == ["forget 11 R2"])
+        #expect(c.mayPet(at: at(18.3)))
+        #expect(c.fencedProcesses.isEmpty)
+    }
+
+    @Test func restrictionsChooseTheSignal() throws {
+        var c = core(grace: .zero)
+        try acquire(&c, "R1", pid: 10, lver: 1)
+        try acquire(&c, "R2", pid: 11, lver: 1)
+        try c.restrict(ProcessID(10), sigkillOnly: true, sigtermOnly: false)
+        try c.restrict(ProcessID(11), sigkillOnly: false, sigtermOnly: true)
+        #expect(throws: TenureError.self) { try c.restrict(ProcessID(11), sigkillOnly: true, sigtermOnly: false) }
+        let d = c.lockspaceLost(Self.ls, why: "expired.", at: at(16))
+        #expect(signals(d) == ["10:SIGKILL", "11:SIGTERM"])
+        #expect(signals(c.tick(at: at(17))) == ["10:SIGKILL", "11:SIGTERM"])
+    }
+
+    @Test func aForcedRequestKillsAndThenReleasesOnDisk() throws {
+        var c = core()
+        try acquire(&c, "R1", pid: 10, lver: 4)
+        #expect(c.leasesToWatchForRequests.count == 1)
+        let d = c.requestSeen(for: "R1", heldBy: ProcessID(10), force: true, lver: LeaseVersion(5), at: at(2))
+        #expect(signals(d) == ["10:SIGKILL"])
+        #expect(c.leasesToWatchForRequests.isEmpty)
+        // Seen again before it is gone: no second stop.
+        #expect(signals(c.requestSeen(for: "R1", heldBy: ProcessID(10), force: true, lver: LeaseVersion(5), at: at(2.5))) == [])
+        #expect(releases(c.processExited(ProcessID(10), at: at(2.6))) == ["write 10 R1"])
+    }
+
+    @Test func aHolderThatGivesTheLeaseUpIsSpared() throws {
+        var c = core(grace: .seconds(5))
+        try acquire(&c, "R1", pid: 10, lver: 4)
+        try acquire(&c, "R2", pid: 10, lver: 4)
+        _ = c.requestSeen(for: "R1", heldBy: ProcessID(10), force: false, lver: LeaseVersion(5), at: at(2))
+        #expect(releases(try c.release(["R1"], of: ProcessID(10), at: at(3))) == ["write 10 R1"])
+        _ = c.tick(at: at(3.1))
+        #expect(c.fencedProcesses.isEmpty)
+        #expect(signals(c.tick(at: at(8))) == [])
+    }
+
+    @Test func aFencedProcessKeepsItsLeasesWhenItDisconnects() throws {
+        var c = core()
+        try acquire(&c, "R1", pid: 10, lver: 1)
+        _ = c.lockspaceLost(Self.ls, why: "expired.", at: at(16))
+        #expect(releases(c.disconnected(ProcessID(10), stillRunning: true, at: at(16.1))) == [])
+        #expect(c.leaseCount == 1)
+        #expect(releases(c.disconnected(ProcessID(10), stillRunning: false, at: at(16.2))) == ["forget 10 R1"])
+    }
+
+    @Test func petsOnlyWhileEveryLockspaceWithHoldersIsValid() throws {
+        var c = core()
+        #expect(c.tick(at: at(1)).contains { if case .pet = $0 { true } else { false } })
+        // Not again before the pet interval (W/4 = 1 s).
+        #expect(!c.tick(at: at(1.5)).contains { if case .pet = $0 { true } else { false } })
+        try acquire(&c, "R1", pid: 10, lver: 1)
+        #expect(c.mayPet(at: at(15.9)))
+        #expect(!c.mayPet(at: at(16)))
+        #expect(!c.tick(at: at(16)).contains { if case .pet = $0 { true } else { false } })
+    }
+
+    @Test func injectedBugsBreakWhatTheyName() throws {
+        var petting = core(bugs: [.keepPettingAfterLoss])
+        try acquire(&petting, "R1", pid: 10, lver: 1)
+        _ = petting.lockspaceLost(Self.ls, why: "expired.", at: at(16))
+        #expect(petting.mayPet(at: at(17)))
+
+        var skipping = core(bugs: [.fenceSkipsAHolder])
+        try acquire(&skipping, "R1", pid: 10, lver: 1)
+        try acquire(&skipping, "R2", pid: 11, lver: 1)
+        let d = skipping.lockspaceLost(Self.ls, why: "expired.", at: at(16))
+        #expect(signals(d) == ["11:SIGTERM"])
+        #expect(skipping.holders == [ProcessID(11)])
+    }
+
+    @Test func leavingIsRefusedWhileHeldOrAcquiring() throws {
+        var c = core()
+        try acquire(&c, "R1", pid: 10, lver: 1)
+        #expect(throws: TenureError.self) { try c.checkMayLeave(Self.ls) }
+        _ = try c.release(["*"], of: ProcessID(10), at: at(2))
+        try c.checkMayLeave(Self.ls)
+        _ = try c.arbitrate(try spec("R2"), for: ProcessID(11), shared: false, at: at(2))
+        #expect(throws: TenureError.self) { try c.checkMayLeave(Self.ls) }
+    }
+
+    @Test func shutdownIsRefusedWhileHeldUnlessForced() throws {
+        var c = core()
+        try acquire(&c, "R1", pid: 10, lver: 1)
+        #expect(throws: TenureError.self) { try c.shutdown(force: false, at: at(2)) }
+        #expect(signals(try c.shutdown(force: true, at: at(2))) == ["10:SIGTERM"])
+        #expect(releases(c.processExited(ProcessID(10), at: at(2.5))) == ["write 10 R1"])
+    }
+}
