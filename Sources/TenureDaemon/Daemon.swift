@@ -4,6 +4,7 @@ import TenureClient
 import TenureCore
 import TenureEngine
 import TenureFormat
+import TenureHost
 import TenureIO
 
 /// The daemon's settings; every one is also a `tenure daemon` flag and a
@@ -98,14 +99,6 @@ public enum Limits {
     public static let maxOpenDevices = 256
 }
 
-/// A lease a process holds through the daemon.
-struct ProcessLease: Sendable {
-    let lockspace: LeaseName
-    let resource: PaxosResource
-    var lease: HeldLease
-    var name: String { lease.resource.name.description }
-}
-
 /// The daemon's state and every operation on it. Lockspace renewal runs in
 /// tasks of its own, on device handles of its own, so client work never
 /// delays it; everything else goes through this actor.
@@ -114,18 +107,14 @@ public actor Daemon {
     let log: Logger
     let context: EngineContext
     var lockspaces: [LeaseName: JoinedLockspace] = [:]
-    /// pid → resource name → lease.
-    var holders: [Int32: [String: ProcessLease]] = [:]
+    /// Every decision about local processes and their leases (TenureHost);
+    /// this actor is its shell: it decodes, does the I/O and carries out
+    /// the core's directives.
+    var core: HostCore
     /// Open connections per pid: a pid with none and no longer alive loses its leases.
     var connections: [Int32: Int] = [:]
     /// Client-side device handles, counted by their users (``retainDevice(_:)``).
     var devices: [String: OpenDevice] = [:]
-    /// Processes being stopped (fenced), with how many stops are under way
-    /// for each (a request's and a lost lockspace's may overlap): their
-    /// leases stay held until they are gone.
-    var fencing: [Int32: Int] = [:]
-    /// Holders a request is being answered for (one task each).
-    var answering: Set<Int32> = []
     /// Connections that restricted themselves: no further requests.
     var restricted: Set<UInt64> = []
     /// The local processes the daemon deals with (connected, or holding
@@ -138,8 +127,6 @@ public actor Daemon {
 
     func finishedJoining(_ name: LeaseName) { joining.remove(name) }
 
-    /// Leases ("LOCKSPACE:NAME") an acquire is under way for.
-    var acquiring: Set<String> = []
     /// When each lockspace's held leases' request records are next read
     /// whether or not anyone signalled.
     var nextFullRequestPoll: [LeaseName: MonotonicInstant] = [:]
@@ -151,7 +138,8 @@ public actor Daemon {
 
     /// nil with `--watchdog none`.
     let watchdog: WatchdogDevice?
-    var petting = true
+    /// Pets that failed (logged each time), for status.
+    var petFailures = 0
 
     public init(config: DaemonConfig, log: Logger, watchdog: WatchdogDevice? = nil) {
         self.config = config
@@ -161,40 +149,36 @@ public actor Daemon {
         context = EngineContext(clock: SystemMonotonicClock.shared, log: { event in
             logger.debug("\(event)")
         }, watchdogFire: config.watchdogFire, injectedBugs: config.injectedBugs)
+        core = HostCore(settings: HostCoreSettings(watchdogFire: config.watchdogFire, killGrace: config.effectiveKillGrace,
+                                                   maxLeases: config.maxLeases, injectedBugs: config.injectedBugs))
     }
 
-    /// Starts the background loops: request polling and dead-pid reaping.
+    /// Starts the background loops: request polling, fencing and exits,
+    /// and the watchdog's pets.
     public func start() {
         background.append(Task { await self.pollLoop() })
+        background.append(Task { await self.fenceLoop() })
         if watchdog != nil { background.append(Task { await self.petLoop() }) }
     }
 
-    /// How often the watchdog is petted while it may be: well inside W.
-    var petInterval: Duration { min(.seconds(1), config.watchdogFire / 4) }
-
-    /// Whether every lockspace with lease holders is still valid: only then
-    /// may the watchdog be petted. A lockspace lost with holders still alive
-    /// lets the watchdog reset the host within W of the expiry, before any
-    /// other host may take those leases (8N + W after the last renewal).
-    func mayPet(at now: MonotonicInstant) -> Bool {
-        for (name, joined) in lockspaces where holders.values.contains(where: { $0.values.contains { $0.lockspace == name } }) {
-            guard let expiry = joined.lockspace.publishedExpiry, now < expiry, !joined.lockspace.publishedLost else { return false }
-        }
-        return true
-    }
-
+    /// Pets the watchdog whenever the core says it may and is due; on a loop
+    /// of its own, so that no release's I/O delays it.
     func petLoop() async {
         while !Task.isCancelled {
-            let now = context.clock.now()
-            if mayPet(at: now) {
-                watchdog?.pet()
-                if !petting { log.notice("watchdog petting resumed") }
-                petting = true
-            } else if petting {
-                petting = false
-                log.critical("a lockspace with lease holders has expired: the watchdog is no longer petted and resets this host within \(config.watchdogFire) unless every holder is gone")
-            }
-            try? await context.clock.sleep(for: petInterval)
+            observeLockspaces()
+            await carryOut(core.petIfDue(at: context.clock.now()))
+            try? await context.clock.sleep(for: Timeouts.petInterval(watchdogFire: config.watchdogFire) / 4)
+        }
+    }
+
+    /// One pet; a failure is logged and counted, never ignored.
+    func pet() {
+        guard let watchdog else { return }
+        do {
+            try watchdog.pet()
+        } catch {
+            petFailures += 1
+            log.error("petting the watchdog failed (\(petFailures) so far): \(error)")
         }
     }
 
@@ -275,18 +259,14 @@ public actor Daemon {
             guard program.hasPrefix("/"), access(program, X_OK) == 0 else {
                 throw TenureError(.invalidArgument, "The killpath \(program) is not an executable file given by its absolute path.")
             }
-            try process(peer.pid, for: peer).control.killpath = [program] + arguments
+            _ = try process(peer.pid, for: peer)
+            core.setKillpath([program] + arguments, for: ProcessID(peer.pid))
             log.info("process \(peer.pid) (user \(peer.uid)) set its killpath: \(([program] + arguments).joined(separator: " "))")
             return []
         case .restrict(let flags):
-            let tracked = try process(peer.pid, for: peer)
-            if flags & Wire.restrictSigkill != 0 { tracked.control.sigkillOnly = true }
-            if flags & Wire.restrictSigterm != 0 { tracked.control.sigtermOnly = true }
-            guard !(tracked.control.sigkillOnly && tracked.control.sigtermOnly) else {
-                tracked.control.sigkillOnly = flags & Wire.restrictSigkill != 0
-                tracked.control.sigtermOnly = flags & Wire.restrictSigterm != 0
-                throw TenureError(.invalidArgument, "Process \(peer.pid) restricted itself to one signal already; it cannot ask for the other.")
-            }
+            _ = try process(peer.pid, for: peer)
+            try core.restrict(ProcessID(peer.pid), sigkillOnly: flags & Wire.restrictSigkill != 0,
+                              sigtermOnly: flags & Wire.restrictSigterm != 0)
             if flags & Wire.restrictAll != 0 { restricted.insert(peer.connection) }
             return []
         case .convert(let pid, let name, let shared):
@@ -333,6 +313,7 @@ public actor Daemon {
         let credentials = pid == peer.pid ? (peer.uid, peer.gid) : (processCredentials(pid) ?? (UInt32.max, UInt32.max))
         let opened = try LocalProcess.open(pid: pid, uid: credentials.0, gid: credentials.1)
         processes[pid] = opened
+        core.trackNew(ProcessID(pid))
         return opened
     }
 
@@ -351,12 +332,12 @@ public actor Daemon {
         connections[peer.pid, default: 0] += 1
         if let known = processes[peer.pid], !known.exited {
             if pidfd >= 0 { Glibc.close(pidfd) }
-        } else if pidfd >= 0 {
+        } else {
             // A record left by an earlier process with this pid is replaced:
             // its killpath and restrictions were that process's.
-            processes[peer.pid] = LocalProcess(pid: peer.pid, pidfd: pidfd, uid: peer.uid, gid: peer.gid)
-        } else {
-            processes[peer.pid] = try? LocalProcess.open(pid: peer.pid, uid: peer.uid, gid: peer.gid)
+            processes[peer.pid] = pidfd >= 0 ? LocalProcess(pid: peer.pid, pidfd: pidfd, uid: peer.uid, gid: peer.gid)
+                                             : try? LocalProcess.open(pid: peer.pid, uid: peer.uid, gid: peer.gid)
+            core.trackNew(ProcessID(peer.pid))
         }
         return true
     }
@@ -364,7 +345,7 @@ public actor Daemon {
     /// Whether a connection may be closed for idling: it never registered
     /// and its process holds no leases.
     public func mayCloseIdle(_ peer: Peer) -> Bool {
-        !registered.contains(peer.connection) && holders[peer.pid] == nil
+        !registered.contains(peer.connection) && core.leases[ProcessID(peer.pid)] == nil
     }
 
     /// The connection of `pid` closed: when it was its last, the process is
@@ -374,17 +355,25 @@ public actor Daemon {
         if connections[peer.pid] == 0 { connections[peer.pid] = nil }
         restricted.remove(peer.connection)
         registered.remove(peer.connection)
-        if connections[peer.pid] == nil && holders[peer.pid] == nil { processes[peer.pid] = nil }
-        guard connections[peer.pid] == nil, holders[peer.pid] != nil else { return }
-        // A holder being fenced keeps its leases until it is gone, even if it
-        // closed its connection: the poll loop releases them after.
-        guard fencing[peer.pid] == nil || !isRunning(peer.pid) else {
-            log.warning("process \(peer.pid), being fenced, closed its last connection; its leases stay held until it is gone")
-            return
+        guard connections[peer.pid] == nil else { return }
+        let pid = ProcessID(peer.pid)
+        observeLockspaces()
+        await carryOut(core.disconnected(pid, stillRunning: isRunning(peer.pid), at: context.clock.now()))
+        if !core.isTracked(pid) { processes[peer.pid] = nil }
+    }
+}
+
+extension HostLogLevel {
+    /// The swift-log level of a core log line.
+    var logging: Logger.Level {
+        switch self {
+        case .debug: .debug
+        case .info: .info
+        case .notice: .notice
+        case .warning: .warning
+        case .error: .error
+        case .critical: .critical
         }
-        log.info("process \(peer.pid) closed its last connection; releasing its leases")
-        await releaseAll(of: peer.pid)
-        if connections[peer.pid] == nil && holders[peer.pid] == nil { processes[peer.pid] = nil }
     }
 }
 

@@ -4,6 +4,7 @@ import TenureClient
 import TenureCore
 import TenureEngine
 import TenureFormat
+import TenureHost
 import TenureIO
 
 extension Daemon {
@@ -41,13 +42,13 @@ extension Daemon {
     }
 
     /// A held lease keeps a reference to each of its disks' handles while
-    /// it is in the table; these two take and drop it.
-    func retainDevices(of lease: ProcessLease) throws {
-        for disk in lease.lease.resource.disks { _ = try retainDevice(disk.path) }
+    /// the core has it; these two take and drop it.
+    func retainDevices(of lease: HeldLease) throws {
+        for disk in lease.resource.disks { _ = try retainDevice(disk.path) }
     }
 
-    func releaseDevices(of lease: ProcessLease) async {
-        for disk in lease.lease.resource.disks { await releaseDevice(disk.path) }
+    func releaseDevices(of lease: HeldLease) async {
+        for disk in lease.resource.disks { await releaseDevice(disk.path) }
     }
 
     /// Runs `body` with a reference to every disk of `spec` held.
@@ -93,6 +94,7 @@ extension Daemon {
             let joined = JoinedLockspace(spec: spec, lockspace: lockspace, renewalDevice: renewalDevice, clientDevice: clientDevice)
             joined.tasks = [Task { await lockspace.runRenewals() }, Task { await self.fence(joined) }]
             lockspaces[spec.name] = joined
+            core.lockspaceJoined(spec.name, expiry: lockspace.publishedExpiry)
             log.info("joined lockspace \(spec.name) as \(host)")
             return String(host.generation.rawValue)
         } catch {
@@ -108,19 +110,9 @@ extension Daemon {
         guard let joined = lockspaces[key] else {
             throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.")
         }
-        let users = holders.filter { $0.value.values.contains { $0.lockspace == key } }.map(\.key).sorted()
-        guard users.isEmpty else {
-            throw TenureError(.leaseInUse, "Processes \(users.map(String.init).joined(separator: ", ")) hold leases in lockspace \(name).",
-                              remedy: "Release them first.")
-        }
-        // A ballot in flight must end before the host id is released: other
-        // hosts' participant views skip a free slot (docs/timeouts.md).
-        let inFlight = acquiring.filter { $0.hasPrefix("\(key):") }.sorted()
-        guard inFlight.isEmpty else {
-            throw TenureError(.leaseInUse, "Lockspace \(name) has acquires in progress (\(inFlight.joined(separator: ", "))).",
-                              remedy: "Retry once they finish, and release what they acquired first.")
-        }
+        try core.checkMayLeave(key)
         lockspaces[key] = nil
+        core.lockspaceLeft(key)
         for task in joined.tasks { task.cancel() }
         try? await joined.lockspace.leave()
         await joined.renewalDevice.close()
@@ -128,19 +120,67 @@ extension Daemon {
         log.info("left lockspace \(name)")
     }
 
+    /// The joined lockspace `name` and this host in it; throws unless the
+    /// core holds it valid now.
     func joined(_ name: LeaseName) async throws -> (JoinedLockspace, LocalHost) {
-        guard let joined = lockspaces[name] else {
-            throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.",
-                              remedy: "Join it first: `tenure client add-lockspace -s \(name):HOST_ID:PATH:OFFSET`.")
-        }
-        guard await joined.lockspace.isValid(at: context.clock.now()), let host = await joined.lockspace.localHost else {
+        observeLockspaces()
+        try core.requireValid(name, at: context.clock.now())
+        guard let joined = lockspaces[name], let host = await joined.lockspace.localHost else {
             throw TenureError(.lockspaceLost, "Lockspace \(name) is lost on this host; its leases cannot be used.",
                               remedy: "Check the storage, then remove and add the lockspace again.")
         }
         return (joined, host)
     }
 
+    /// Tells the core what each lockspace's renewals last published.
+    func observeLockspaces() {
+        for (name, joined) in lockspaces {
+            core.lockspaceObserved(name, expiry: joined.lockspace.publishedExpiry, lost: joined.lockspace.publishedLost)
+        }
+    }
+
+    /// The core's decisions, carried out. Writes of releases are awaited;
+    /// the first error among them is returned (for a client's release).
+    /// `leasesHoldDevices`: false for a lease won but never handed over,
+    /// which took no device references of its own.
+    @discardableResult
+    func carryOut(_ directives: [HostDirective], leasesHoldDevices: Bool = true) async -> Error? {
+        var firstError: Error?
+        for directive in directives {
+            switch directive {
+            case .signal(let pid, let stop):
+                signal(pid.rawValue, stop == .kill ? SIGKILL : SIGTERM)
+            case .runKillpath(let pid, let argv):
+                runKillpath(argv, for: pid.rawValue)
+            case .writeRelease(let pid, let lease):
+                do {
+                    try await PaxosLease.release(try await resource(lease.resource), held: lease, context: context)
+                    log.info("process \(pid) released \(lease)")
+                } catch {
+                    log.warning("releasing \(lease) of process \(pid) failed: \(error)")
+                    firstError = firstError ?? error
+                }
+                if leasesHoldDevices { await releaseDevices(of: lease) }
+            case .forget(_, let lease):
+                if leasesHoldDevices { await releaseDevices(of: lease) }
+            case .pet:
+                pet()
+            case .log(let level, let text):
+                log.log(level: level.logging, "\(text)")
+            }
+        }
+        return firstError
+    }
+
     // MARK: Leases
+
+    /// The cache key of a resource: its string without lver or mode.
+    static func resourceKey(_ spec: ResourceSpec) -> String {
+        var key = spec
+        key.lver = nil
+        key.shared = false
+        return key.description
+    }
 
     func resource(_ spec: ResourceSpec) async throws -> PaxosResource {
         var key = spec
@@ -160,137 +200,72 @@ extension Daemon {
         guard !texts.isEmpty, texts.count <= Wire.maxResourcesPerRequest else {
             throw TenureError(.invalidArgument, "An acquire names \(texts.count) resources; it takes 1...\(Wire.maxResourcesPerRequest).")
         }
-        let leaseCount = holders.values.reduce(0) { $0 + $1.count }
-        guard leaseCount + texts.count <= config.maxLeases else {
-            throw TenureError(.limitReached, "The daemon holds \(leaseCount) leases; its limit is \(config.maxLeases).")
-        }
+        try core.checkRoom(for: texts.count)
         let specs = try texts.map { try ResourceSpec(parsing: $0) }
-        var taken: [ProcessLease] = []
+        var taken: [HeldLease] = []
         do {
             for spec in specs {
-                let held = try await withDevices(of: spec) { try await acquireOne(spec, for: pid, shared: shared) }
-                try retainDevices(of: held)
+                let held = try await withDevices(of: spec) {
+                    let held = try await acquireOne(spec, for: ProcessID(pid), shared: shared)
+                    try retainDevices(of: held)
+                    return held
+                }
                 taken.append(held)
-                holders[pid, default: [:]][held.name] = held
-                log.info("process \(pid) acquired \(held.lease)")
+                log.info("process \(pid) acquired \(held)")
             }
         } catch {
-            for held in taken {
-                holders[pid]?[held.name] = nil
-                try? await PaxosLease.release(held.resource, held: held.lease, context: context)
-                await releaseDevices(of: held)
-            }
-            if holders[pid]?.isEmpty == true { holders[pid] = nil }
+            await carryOut(core.abandon(taken.map(\.resource.name.description), of: ProcessID(pid), at: context.clock.now()))
             throw error
         }
-        return taken.map(\.lease.stateString)
+        return taken.map(\.stateString)
     }
 
-    /// One resource of an acquire: local arbitration, the ballot, and the
-    /// check that the lockspace was still valid when it was won.
-    func acquireOne(_ spec: ResourceSpec, for pid: Int32, shared: Bool) async throws -> ProcessLease {
-        guard holders[pid]?[spec.name.description] == nil else {
-            throw TenureError(.alreadyExists, "Process \(pid) holds \(spec.name) already.")
+    /// One resource of an acquire: the core's local arbitration, the
+    /// ballot, and the core's check that the lockspace was still valid when
+    /// it was won.
+    func acquireOne(_ spec: ResourceSpec, for pid: ProcessID, shared: Bool) async throws -> HeldLease {
+        observeLockspaces()
+        switch try core.arbitrate(spec, for: pid, shared: shared, at: context.clock.now()) {
+        case .shareLocalHold(let held):
+            return held
+        case .ballot:
+            break
         }
-        // This host's own processes: the disk cannot tell them apart (the
-        // lease names the host, not the process), so the daemon must. A lease
-        // another local process holds, or is acquiring, is refused here;
-        // sharing is allowed between local sharers.
-        let key = "\(spec.lockspace):\(spec.name)"
-        if let other = localHolder(of: spec, except: pid) {
-            guard other.shared && (shared || spec.shared) else {
-                throw TenureError(.heldByLiveHost, "\(spec.name) is held by process \(other.pid) on this host.",
-                                  remedy: "Wait for it to release the lease, or ask it to with `request`.")
-            }
-            // This host shares the lease already: the disk has one shared mark
-            // per host, and it is there. Another ballot would write an
-            // exclusive mode block while it runs, hiding the mark from other
-            // hosts' exclusive acquires while our sharer still holds.
-            if let shared = holders[other.pid]?[spec.name.description], shared.lockspace == spec.lockspace,
-               spec.lver == nil || spec.lver == shared.lease.lver {
-                _ = try await self.joined(spec.lockspace)
-                return shared
-            }
+        let won: HeldLease
+        do {
+            let (joined, host) = try await self.joined(spec.lockspace)
+            var resource = try await self.resource(spec)
+            // Ballots read only the dblocks of hosts that can take part.
+            resource.participants = joined.lockspace.observer
+            try resource.validate(host: host.id)
+            won = try await PaxosLease.acquire(resource, host: host, oracle: joined.lockspace.observer,
+                                               options: AcquireOptions(shared: shared || spec.shared, requiredLver: spec.lver, noWait: true),
+                                               context: context)
+        } catch {
+            _ = core.ballotEnded(spec, for: pid, won: nil, at: context.clock.now())
+            throw error
         }
-        guard !acquiring.contains(key) else {
-            throw TenureError(.heldByLiveHost, "\(spec.name) is being acquired by another process on this host.",
-                              remedy: "Retry in a moment.")
+        observeLockspaces()
+        switch core.ballotEnded(spec, for: pid, won: won, at: context.clock.now()) {
+        case .handedOver(let held):
+            return held
+        case .refused(let error, let directives):
+            await carryOut(directives, leasesHoldDevices: false)
+            throw error
+        case nil:
+            preconditionFailure("the core refused a lease it was given")
         }
-        acquiring.insert(key)
-        defer { acquiring.remove(key) }
-        let (joined, host) = try await self.joined(spec.lockspace)
-        var resource = try await self.resource(spec)
-        // Ballots read only the dblocks of hosts that can take part.
-        resource.participants = joined.lockspace.observer
-        try resource.validate(host: host.id)
-        let lease = try await PaxosLease.acquire(resource, host: host, oracle: joined.lockspace.observer,
-                                                 options: AcquireOptions(shared: shared || spec.shared, requiredLver: spec.lver, noWait: true),
-                                                 context: context)
-        // A lease won after the lockspace expired is never handed out.
-        guard await joined.lockspace.isValid(at: context.clock.now()) else {
-            try? await PaxosLease.release(resource, held: lease, context: context)
-            throw TenureError(.lockspaceLost, "Lockspace \(spec.lockspace) expired while \(spec.name) was acquired.")
-        }
-        return ProcessLease(lockspace: spec.lockspace, resource: resource, lease: lease)
-    }
-
-    /// A local process other than `pid` holding `spec`'s lease, if any.
-    func localHolder(of spec: ResourceSpec, except pid: Int32) -> (pid: Int32, shared: Bool)? {
-        for (holder, leases) in holders where holder != pid {
-            if let lease = leases[spec.name.description], lease.lockspace == spec.lockspace {
-                return (holder, lease.lease.shared)
-            }
-        }
-        return nil
     }
 
     /// Releases `names` (or "*" for all) of `pid`.
     func release(_ names: [String], of pid: Int32) async throws {
-        guard let held = holders[pid] else {
-            throw TenureError(.notOwner, "Process \(pid) holds no leases.")
-        }
-        let chosen = names.contains("*") || names.isEmpty ? Array(held.keys) : names
-        for name in chosen where held[name] == nil {
-            throw TenureError(.notOwner, "Process \(pid) does not hold \(name).", remedy: "`tenure client inquire` lists what it holds.")
-        }
-        var firstError: Error?
-        for name in chosen.sorted() {
-            guard let lease = holders[pid]?.removeValue(forKey: name) else { continue }
-            do {
-                try await releaseOnDisk(lease, of: pid)
-            } catch {
-                log.warning("releasing \(lease.lease) of process \(pid) failed: \(error)")
-                firstError = firstError ?? error
-            }
-            await releaseDevices(of: lease)
-        }
-        if holders[pid]?.isEmpty == true { holders[pid] = nil }
-        if let firstError { throw firstError }
-    }
-
-    /// Gives up `lease` on disk, unless that would be wrong: another local
-    /// process still shares it (the disk has one shared mark per host), or
-    /// its lockspace is lost — then nothing is written, since another host
-    /// may own the lease by now and a late write of ours could undo its commit.
-    func releaseOnDisk(_ lease: ProcessLease, of pid: Int32) async throws {
-        if lease.lease.shared, localHolder(of: lease.lease.resource, except: pid) != nil {
-            log.info("process \(pid) released \(lease.lease); other local sharers keep it")
-            return
-        }
-        guard let joined = lockspaces[lease.lockspace], await joined.lockspace.isValid(at: context.clock.now()) else {
-            log.warning("process \(pid) gave up \(lease.lease) of a lost lockspace; nothing is written to the lease")
-            return
-        }
-        try await PaxosLease.release(lease.resource, held: lease.lease, context: context)
-        log.info("process \(pid) released \(lease.lease)")
-    }
-
-    func releaseAll(of pid: Int32) async {
-        try? await release(["*"], of: pid)
+        observeLockspaces()
+        let directives = try core.release(names, of: ProcessID(pid), at: context.clock.now())
+        if let error = await carryOut(directives) { throw error }
     }
 
     func inquire(_ pid: Int32) -> String {
-        (holders[pid] ?? [:]).values.map(\.lease.stateString).sorted().joined(separator: " ")
+        (core.leases[ProcessID(pid)] ?? [:]).values.map(\.stateString).sorted().joined(separator: " ")
     }
 
     /// Writes a request for `text`'s lease (force: its holder is killed).
@@ -318,92 +293,35 @@ extension Daemon {
 
     // MARK: Fencing
 
-    /// Waits for the lockspace's expiry; if it is lost then, stops every
-    /// process holding a lease in it. The leases stay in the table — so the
-    /// watchdog stays unpetted — until each holder is gone (``stop``).
+    /// Waits for the lockspace's expiry, or a loss before it (a renewal
+    /// that found our slot rewritten); then tells the core, which stops
+    /// every holder of a lease in it (``HostCore/lockspaceLost``).
     func fence(_ joined: JoinedLockspace) async {
         while !Task.isCancelled {
             guard let expiry = joined.lockspace.publishedExpiry else { return }
-            // Wake at the expiry, or sooner: a renewal that finds our slot
-            // rewritten (another join of our host id) loses the lockspace at once.
             do { try await context.clock.sleep(until: min(expiry, context.clock.now() + Timeouts.lossCheck)) } catch { return }
             guard let lost = await joined.lockspace.checkExpiry() else { continue }
-            log.critical("lockspace \(joined.spec.name) lost: \(lost.message) Killing its lease holders.")
-            let victims = holders.filter { $0.value.values.contains { $0.lockspace == joined.spec.name } }.map(\.key)
-            let names = Set(holders.values.flatMap { $0.values.filter { $0.lockspace == joined.spec.name }.map(\.name) })
-            await stop(victims, graceful: true, why: "lockspace \(joined.spec.name) lost", for: names)
-            for pid in victims {
-                for (name, lease) in holders[pid] ?? [:] where lease.lockspace == joined.spec.name {
-                    holders[pid]?[name] = nil
-                    await releaseDevices(of: lease)
-                }
-                if holders[pid]?.isEmpty == true { holders[pid] = nil }
-            }
-            log.notice("every holder of a lease in lost lockspace \(joined.spec.name) is gone")
+            observeLockspaces()
+            await carryOut(core.lockspaceLost(joined.spec.name, why: lost.message, at: context.clock.now()))
             return
         }
     }
 
-    /// Stops `pids`, the holders of `leases` (nil: of everything), and
-    /// returns only once each is gone or has given every one of them up.
-    ///
-    /// The fencing rule: a lease is given up only when its holders are gone,
-    /// or the host is reset. So this never gives up: it asks (the killpath,
-    /// or SIGTERM) and waits the grace, then escalates — SIGKILL, or SIGTERM
-    /// again for a process that allows only SIGTERM — every
-    /// ``Timeouts/fenceResignal`` until the process is gone. Meanwhile its
-    /// leases stay held; for a lost lockspace that keeps the watchdog
-    /// unpetted, so the host is reset before another host may take them.
-    ///
-    /// A process that gave all of `leases` up meanwhile — a killpath that
-    /// paused a VM, whose manager then released its leases — is spared: it
-    /// no longer holds them.
-    func stop(_ pids: [Int32], graceful: Bool, why: String, for leases: Set<String>? = nil) async {
-        guard !pids.isEmpty else { return }
-        for pid in pids { fencing[pid, default: 0] += 1 }
-        defer {
-            for pid in pids {
-                fencing[pid, default: 1] -= 1
-                if fencing[pid] == 0 { fencing[pid] = nil }
-            }
-        }
-        func remaining() -> [Int32] {
-            pids.filter { pid in isRunning(pid) && (leases.map { l in (holders[pid] ?? [:]).keys.contains { l.contains($0) } } ?? true) }
-        }
-        let askFirst = pids.filter { pid in
-            let control = processes[pid]?.control ?? ProcessControl()
-            return control.sigtermOnly || (graceful && !control.sigkillOnly)
-        }
-        if !askFirst.isEmpty {
-            for pid in askFirst { stopGently(pid, why: why) }
-            // A killpath (pausing a VM through libvirt, say) gets at least W/2
-            // to act, still within the W the fencing argument allows.
-            let usesKillpath = askFirst.contains { processes[$0]?.control.killpath != nil }
-            let grace = usesKillpath ? max(config.effectiveKillGrace, config.watchdogFire / 2) : config.effectiveKillGrace
-            let deadline = context.clock.now() + grace
-            while context.clock.now() < deadline, !remaining().isEmpty {
-                try? await context.clock.sleep(for: Timeouts.fencePoll)
-            }
-        }
-        var lastSignal: MonotonicInstant?
-        var lastWarning: MonotonicInstant?
-        let started = context.clock.now()
-        while true {
-            let left = remaining()
-            if left.isEmpty { return }
+    /// Every ``Timeouts/fencePoll``: processes the core stops, and holders
+    /// without a connection, are looked at through their pidfds; exits go to
+    /// the core, then time does (escalation). Its directives are carried out here.
+    func fenceLoop() async {
+        while !Task.isCancelled {
+            observeLockspaces()
             let now = context.clock.now()
-            if lastSignal.map({ now >= $0 + Timeouts.fenceResignal }) ?? true {
-                lastSignal = now
-                for pid in left {
-                    let onlyTerm = processes[pid]?.control.sigtermOnly == true
-                    signal(pid, onlyTerm ? SIGTERM : SIGKILL)
-                }
+            var directives: [HostDirective] = []
+            let watched = Set(core.fencedProcesses + core.holders.filter { connections[$0.rawValue] == nil })
+            for pid in watched.sorted() where !isRunning(pid.rawValue) {
+                directives += core.processExited(pid, at: now)
+                processes[pid.rawValue] = nil
             }
-            if lastWarning.map({ now >= $0 + Timeouts.fenceWarningEvery }) ?? true {
-                lastWarning = now
-                let waited = now - started
-                log.critical("fencing (\(why)): processes \(left) still hold their leases \(waited) after SIGKILL (or SIGTERM where restricted); the leases stay held, and the watchdog resets this host if a lockspace is lost")
-            }
+            directives += core.tick(at: now)
+            await carryOut(directives)
             try? await context.clock.sleep(for: Timeouts.fencePoll)
         }
     }
@@ -424,18 +342,17 @@ extension Daemon {
         tracked.signal(signal)
     }
 
-    /// The killpath if the process set one (with its pid in TENURE_KILL_PID),
-    /// run with that process's own user and group, else SIGTERM.
-    func stopGently(_ pid: Int32, why: String) {
-        guard let tracked = processes[pid], let killpath = tracked.control.killpath else {
-            signal(pid, SIGTERM)
-            log.warning("sent SIGTERM to process \(pid) (\(why)); SIGKILL in \(config.effectiveKillGrace)")
+    /// Runs `killpath` (with the pid in TENURE_KILL_PID) as that process's
+    /// own user and group; SIGTERM if it cannot start.
+    func runKillpath(_ killpath: [String], for pid: Int32) {
+        guard let tracked = processes[pid] else {
+            log.error("process \(pid) is not tracked by a pidfd; its killpath is not run")
             return
         }
         let environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "\(Wire.killPidEnvironment)=\(pid)"]
         let child = spawn(killpath, environment: environment, uid: tracked.uid, gid: tracked.gid)
         if child > 0 {
-            log.warning("ran killpath \(killpath.joined(separator: " ")) as user \(tracked.uid) for process \(pid) (\(why)); SIGKILL in \(config.effectiveKillGrace)")
+            log.warning("ran killpath \(killpath.joined(separator: " ")) as user \(tracked.uid) for process \(pid)")
             background.append(Task.detached { var status: Int32 = 0; _ = waitpid(child, &status, 0) })
         } else {
             log.error("killpath \(killpath[0]) for process \(pid) failed to start (\(String(cString: strerror(errno)))); sending SIGTERM")
@@ -456,24 +373,20 @@ extension Daemon {
 
     /// Converts `name` held by `pid` to shared or exclusive.
     func convert(_ name: String, of pid: Int32, shared: Bool) async throws -> String {
-        guard var held = holders[pid]?[name] else {
-            throw TenureError(.notOwner, "Process \(pid) does not hold \(name).")
+        observeLockspaces()
+        let held: HeldLease
+        switch try core.prepareConvert(name, of: ProcessID(pid), toShared: shared, at: context.clock.now()) {
+        case .done(let lease): return lease.stateString
+        case .run(let lease): held = lease
         }
-        if !shared, let other = localHolder(of: held.lease.resource, except: pid) {
-            throw TenureError(.leaseInUse, "\(name) is shared with process \(other.pid) on this host.",
-                              remedy: "Wait until every other sharer releases it.")
-        }
-        if shared, localHolder(of: held.lease.resource, except: pid) != nil {
-            // Only a holder alone can be exclusive; nothing to convert.
-            return held.lease.stateString
-        }
-        let (joined, _) = try await self.joined(held.lockspace)
-        held.lease = shared
-            ? try await PaxosLease.convertToShared(held.resource, held: held.lease, context: context)
-            : try await PaxosLease.convertToExclusive(held.resource, held: held.lease, oracle: joined.lockspace.observer, context: context)
-        holders[pid]?[name] = held
-        log.info("process \(pid) converted \(held.lease)")
-        return held.lease.stateString
+        let (joined, _) = try await self.joined(held.resource.lockspace)
+        let resource = try await self.resource(held.resource)
+        let converted = shared
+            ? try await PaxosLease.convertToShared(resource, held: held, context: context)
+            : try await PaxosLease.convertToExclusive(resource, held: held, oracle: joined.lockspace.observer, context: context)
+        core.converted(name, of: ProcessID(pid), to: converted)
+        log.info("process \(pid) converted \(converted)")
+        return converted.stateString
     }
 
     /// Every host slot in use, with its state as this host sees it.
@@ -505,63 +418,41 @@ extension Daemon {
 
     // MARK: The poll loop
 
-    /// Every `requestPoll`: answer requests for held leases, and release
-    /// the leases of processes that exited without a connection.
+    /// Every `requestPoll`: look for requests aimed at held leases.
     func pollLoop() async {
         while !Task.isCancelled {
             try? await context.clock.sleep(for: config.requestPoll)
             await answerRequests()
             await clearOldSignals()
-            for pid in holders.keys where connections[pid] == nil && !isRunning(pid) && fencing[pid] == nil {
-                log.info("process \(pid) exited; releasing its leases")
-                await releaseAll(of: pid)
-                if holders[pid] == nil { processes[pid] = nil }
-            }
         }
     }
 
-    /// A request for a version after the one held: force kills the holder
-    /// (SIGKILL), graceful asks it (SIGTERM, then SIGKILL after the grace);
-    /// once it is gone the lease is released so the requester can take it.
-    /// Each holder is stopped in a task of its own, so one that will not
-    /// die does not hold up the answers to other requests.
+    /// Reads the request records of held exclusive leases and hands what
+    /// it finds to the core, which stops the holder (force: SIGKILL;
+    /// graceful: asked first); once it is gone its leases are given up, so
+    /// the requester can take them.
     ///
-    /// The request records of held leases are read when a host in the
-    /// lockspace has set this host's bit (every second, one read of the
-    /// slots of hosts in use), and every 2N regardless (a requester that
-    /// cannot signal: `direct request`, a host the view does not cover), so
-    /// idle traffic does not grow by a read per held lease per second.
+    /// The request records are read when a host in the lockspace has set
+    /// this host's bit (every second, one read of the slots of hosts in
+    /// use), and every 2N regardless (a requester that cannot signal: `direct
+    /// request`, a host the view does not cover), so idle traffic does not
+    /// grow by a read per held lease per second.
     func answerRequests() async {
         let due = await lockspacesToPollForRequests()
-        for (pid, leases) in holders where !answering.contains(pid) {
-            for (name, held) in leases where !held.lease.shared && due.contains(held.lockspace) {
-                guard let request = try? await PaxosLease.pendingRequest(held.resource, held: held.lease),
-                      holders[pid]?[name] != nil, !answering.contains(pid) else { continue }
-                let force = request.forceMode == .force
-                log.warning("request for \(held.lease) at lver \(request.lver) (\(force ? "force" : "graceful")): stopping process \(pid)")
-                answering.insert(pid)
-                background.append(Task {
-                    await self.stop([pid], graceful: !force, why: "request for \(name)", for: [name])
-                    await self.releaseIfStillHeld(name, of: pid)
-                    await self.answered(pid)
-                })
-            }
+        for (pid, held) in core.leasesToWatchForRequests where due.contains(held.resource.lockspace) {
+            guard let resource = try? await self.resource(held.resource),
+                  let request = try? await PaxosLease.pendingRequest(resource, held: held) else { continue }
+            await carryOut(core.requestSeen(for: held.resource.name.description, heldBy: pid, force: request.forceMode == .force,
+                                            lver: request.lver, at: context.clock.now()))
         }
-    }
-
-    func answered(_ pid: Int32) { answering.remove(pid) }
-
-    /// After a request's holder is gone: give the lease up if nobody has.
-    func releaseIfStillHeld(_ name: String, of pid: Int32) async {
-        guard holders[pid]?[name] != nil else { return }
-        try? await release([name], of: pid)
     }
 
     /// The lockspaces whose held leases' request records should be read now:
     /// signalled, or due for the every-2N poll.
     func lockspacesToPollForRequests() async -> Set<LeaseName> {
         var due: Set<LeaseName> = []
-        let holding = Set(holders.values.flatMap { $0.values.filter { !$0.lease.shared }.map(\.lockspace) })
+        let watched = core.leasesToWatchForRequests.map(\.1)
+        let holding = Set(watched.map(\.resource.lockspace))
         for name in holding {
             guard let joined = lockspaces[name], let host = await joined.lockspace.localHost else { continue }
             let now = context.clock.now()
@@ -571,7 +462,7 @@ extension Daemon {
                 due.insert(name)
                 continue
             }
-            let widest = holders.values.flatMap { $0.values.filter { $0.lockspace == name }.map(\.resource.numHosts) }.max() ?? 1
+            let widest = watched.filter { $0.resource.lockspace == name }.compactMap { resources[Self.resourceKey($0.resource)]?.numHosts }.max() ?? 1
             // A failed read counts as a signal: better one poll too many than a request missed.
             if (try? await joined.lockspace.observer.isSignalled(host.id, hostsUpTo: widest, refreshEvery: every)) ?? true {
                 log.debug("lockspace \(name): another host signalled this one; reading the request records of its leases")
@@ -615,9 +506,9 @@ extension Daemon {
                                           "bytes_read": Int(io.bytesRead), "bytes_written": Int(io.bytesWritten)],
                            "participant_view_reads": await joined.lockspace.observer.viewReads])
         }
-        let all = holders.sorted { $0.key < $1.key }.flatMap { pid, held in
-            held.values.sorted { $0.name < $1.name }.map { l -> [String: Any] in
-                ["pid": Int(pid), "resource": l.lease.stateString, "lver": Int(l.lease.lver.rawValue), "shared": l.lease.shared]
+        let all = core.leases.sorted { $0.key < $1.key }.flatMap { pid, held in
+            held.values.sorted { $0.resource.name.description < $1.resource.name.description }.map { l -> [String: Any] in
+                ["pid": Int(pid.rawValue), "resource": l.stateString, "lver": Int(l.lver.rawValue), "shared": l.shared]
             }
         }
         // The reply is one protocol field: list leases while they fit, and count them all.
@@ -633,7 +524,8 @@ extension Daemon {
                                      "lease_count": all.count, "leases_omitted": all.count - leases.count,
                                      "resident_kib": Self.residentKiB() ?? 0,
                                      "joining": joining.map(\.description).sorted(),
-                                     "fencing": fencing.keys.sorted().map(Int.init),
+                                     "fencing": core.fencedProcesses.map { Int($0.rawValue) },
+                                     "watchdog_pet_failures": petFailures,
                                      "open_devices": devices.count,
                                      "shutting_down": shuttingDown]
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
@@ -652,16 +544,17 @@ extension Daemon {
     }
 
     /// Stops serving: refused while leases are held unless forced; forced,
-    /// the holders are killed first. Then leases are released and lockspaces left.
+    /// the holders are stopped first and their leases given up once they
+    /// are gone. Then lockspaces are left.
     public func shutdown(force: Bool) async throws {
-        let pids = Array(holders.keys)
-        if !pids.isEmpty && !force {
-            throw TenureError(.leaseInUse, "Processes \(pids.sorted().map(String.init).joined(separator: ", ")) hold leases.",
-                              remedy: "Stop them first, or shut down with force (their holders are killed).")
-        }
+        observeLockspaces()
+        let directives = try core.shutdown(force: force, at: context.clock.now())
         shuttingDown = true
-        await stop(pids, graceful: true, why: "daemon shutdown")
-        for pid in pids { await releaseAll(of: pid) }
+        await carryOut(directives)
+        // The fence loop reports their exits to the core, which gives their leases up.
+        while !core.holders.isEmpty {
+            try? await context.clock.sleep(for: Timeouts.fencePoll)
+        }
         for name in Array(lockspaces.keys) { try? await removeLockspace(name.description) }
         for task in background { task.cancel() }
         for open in devices.values { await open.device.close() }

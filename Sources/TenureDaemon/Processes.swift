@@ -2,13 +2,6 @@ import CTenureSys
 import Glibc
 import TenureCore
 
-/// How the daemon may stop a process (killpath, restrict).
-struct ProcessControl: Sendable {
-    var killpath: [String]?
-    var sigkillOnly = false
-    var sigtermOnly = false
-}
-
 /// A local process the daemon deals with, named by a pidfd: a signal, or a
 /// check that it still runs, reaches this process and never a later one
 /// that happens to reuse its pid.
@@ -22,7 +15,6 @@ final class LocalProcess: @unchecked Sendable {
     let uid: UInt32
     let gid: UInt32
     private let pidfd: Int32
-    var control = ProcessControl()
 
     /// Takes ownership of `pidfd`.
     init(pid: Int32, pidfd: Int32, uid: UInt32, gid: UInt32) {

@@ -46,16 +46,23 @@ public final class WatchdogDevice: @unchecked Sendable {
         }
     }
 
-    /// Pets the watchdog: its fire time starts again.
-    public func pet() {
+    /// Pets the watchdog: its fire time starts again. Throws when the
+    /// device refused (the caller logs and counts it).
+    public func pet() throws {
         lock.lock()
         defer { lock.unlock() }
         guard !closed else { return }
+        let ok: Bool
         if isDevice {
-            _ = tenure_watchdog_keepalive(fd)
+            ok = tenure_watchdog_keepalive(fd) == 0
         } else {
             let line = "pet \(SystemMonotonicClockReading.nanoseconds())\n"
-            _ = line.withCString { Glibc.write(fd, $0, strlen($0)) }
+            ok = line.withCString { Glibc.write(fd, $0, strlen($0)) } == strlen(line)
+        }
+        guard ok else {
+            let e = errno
+            throw TenureError(.ioFailed, "Petting the watchdog \(path) failed: \(String(cString: strerror(e))).",
+                              remedy: "Check the watchdog driver; unpetted, it resets this host within its fire time.", errno: e)
         }
     }
 

@@ -16,14 +16,16 @@ extension HostCore {
         var out: [HostDirective] = []
         var graceUntil = now
         if askFirst {
+            let then = control.sigtermOnly ? "SIGTERM again" : "SIGKILL"
             if let killpath = control.killpath {
-                out.append(.runKillpath(pid, killpath))
                 graceUntil = now + settings.grace(usingKillpath: true)
+                out.append(.log(.warning, "running the killpath of process \(pid) (\(reason)); \(then) in \(graceUntil - now)"))
+                out.append(.runKillpath(pid, killpath))
             } else {
-                out.append(.signal(pid, .terminate))
                 graceUntil = now + settings.grace(usingKillpath: false)
+                out.append(.log(.warning, "sent SIGTERM to process \(pid) (\(reason)); \(then) in \(graceUntil - now)"))
+                out.append(.signal(pid, .terminate))
             }
-            out.append(.log(.warning, "asked process \(pid) to stop (\(reason)); \(control.sigtermOnly ? "SIGTERM again" : "SIGKILL") from \(graceUntil - now) on"))
         }
         var state = fencing[pid] ?? Fencing(started: now)
         state.stops.append(Stop(reason: reason, leases: names, graceUntil: graceUntil))
@@ -39,11 +41,9 @@ extension HostCore {
         guard state.lastSignal.map({ now >= $0 + Timeouts.fenceResignal }) ?? true else { return [] }
         state.lastSignal = now
         var out: [HostDirective] = [.signal(pid, control(of: pid).sigtermOnly ? .terminate : .kill)]
-        if state.lastWarning.map({ now >= $0 + Timeouts.fenceWarningEvery }) ?? true {
+        if now > state.started + Timeouts.fenceResignal, state.lastWarning.map({ now >= $0 + Timeouts.fenceWarningEvery }) ?? true {
             state.lastWarning = now
-            if now > state.started + Timeouts.fenceResignal {
-                out.append(.log(.critical, "fencing (\(state.stops.map(\.reason.description).joined(separator: ", "))): process \(pid) still holds its leases \(now - state.started) after it was asked to stop; they stay held, and the watchdog resets this host if a lockspace is lost"))
-            }
+            out.append(.log(.critical, "fencing (\(state.stops.map(\.reason.description).joined(separator: ", "))): process \(pid) still holds its leases \(now - state.started) after it was asked to stop; they stay held, and the watchdog resets this host if a lockspace is lost"))
         }
         fencing[pid] = state
         return out
@@ -52,8 +52,8 @@ extension HostCore {
     // MARK: Time
 
     /// Time passed: stops whose process gave up every lease they were for
-    /// end; stops past their grace escalate; the watchdog is petted when it
-    /// may be and is due. The shell reports exits (``processExited``) before.
+    /// end, and stops past their grace escalate. The shell reports exits
+    /// (``processExited``) first.
     public mutating func tick(at now: MonotonicInstant) -> [HostDirective] {
         var out: [HostDirective] = []
         for pid in fencing.keys.sorted() {
@@ -66,7 +66,6 @@ extension HostCore {
             }
             if now >= state.stops.map(\.graceUntil).min()! { out += escalate(pid, at: now) }
         }
-        out += petIfDue(at: now)
         return out
     }
 
@@ -82,7 +81,10 @@ extension HostCore {
         return true
     }
 
-    private mutating func petIfDue(at now: MonotonicInstant) -> [HostDirective] {
+    /// `.pet` when the watchdog may be petted and the pet interval has
+    /// passed; the change to and from "may not" is logged. Called on a
+    /// timer of its own, so that nothing slow (a release's I/O) delays it.
+    public mutating func petIfDue(at now: MonotonicInstant) -> [HostDirective] {
         guard mayPet(at: now) else {
             guard petting else { return [] }
             petting = false

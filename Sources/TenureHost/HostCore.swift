@@ -121,10 +121,13 @@ public struct HostCore: Sendable {
     }
 
     /// What the renewal loop last published: the expiry, and whether the
-    /// lockspace was lost early (its slot rewritten). A loss is forever.
-    public mutating func lockspaceRenewed(_ name: LeaseName, expiry: MonotonicInstant?) {
+    /// lockspace was lost early (its slot rewritten). A loss is forever; its
+    /// holders are stopped by ``lockspaceLost``, which the shell reports as
+    /// soon as it sees the loss.
+    public mutating func lockspaceObserved(_ name: LeaseName, expiry: MonotonicInstant?, lost: Bool) {
         guard lockspaces[name] != nil else { return }
         lockspaces[name]!.expiry = expiry
+        if lost { lockspaces[name]!.lost = true }
     }
 
     /// Whether `name` may be left now: not while a process holds a lease in
@@ -185,6 +188,13 @@ public struct HostCore: Sendable {
     /// number is replaced: its killpath and restrictions were that process's.
     public mutating func track(_ pid: ProcessID) {
         if processes[pid] == nil || processes[pid]!.exited { processes[pid] = ProcessRecord() }
+    }
+
+    /// The shell named a new process with a number the core knew: the old
+    /// one's killpath and restrictions do not carry over.
+    public mutating func trackNew(_ pid: ProcessID) {
+        guard leases[pid] == nil, fencing[pid] == nil else { return }
+        processes[pid] = ProcessRecord()
     }
 
     /// The shell no longer names `pid` (it disconnected holding nothing).
@@ -393,7 +403,8 @@ public struct HostCore: Sendable {
         leases[pid]![name] = lease
     }
 
-    func requireValid(_ name: LeaseName, at now: MonotonicInstant) throws {
+    /// Throws unless lockspace `name` is joined and valid at `now`.
+    public func requireValid(_ name: LeaseName, at now: MonotonicInstant) throws {
         guard lockspaces[name] != nil else {
             throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.",
                               remedy: "Join it first: `tenure client add-lockspace -s \(name):HOST_ID:PATH:OFFSET`.")

@@ -71,7 +71,7 @@ struct HardeningTests {
         #expect(try eventually { try daemon.leases().isEmpty }, "the lease stayed after its holder died")
         #expect(eventually { (DaemonTests().pets(watchdog).times.last ?? 0) > monotonicSeconds() - 2 }, "petting never resumed once the holder was gone")
         let log = daemon.stderrSoFar
-        #expect(log.contains("still hold their leases"), "the daemon did not say why it kept the lease")
+        #expect(log.contains("still holds its leases"), "the daemon did not say why it kept the lease")
     }
 
     /// A forced request for a lease whose holder allows only SIGTERM: the

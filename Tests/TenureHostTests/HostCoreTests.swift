@@ -176,13 +176,13 @@ import TenureFormat
 
     @Test func petsOnlyWhileEveryLockspaceWithHoldersIsValid() throws {
         var c = core()
-        #expect(c.tick(at: at(1)).contains { if case .pet = $0 { true } else { false } })
+        #expect(c.petIfDue(at: at(1)).contains { if case .pet = $0 { true } else { false } })
         // Not again before the pet interval (W/4 = 1 s).
-        #expect(!c.tick(at: at(1.5)).contains { if case .pet = $0 { true } else { false } })
+        #expect(!c.petIfDue(at: at(1.5)).contains { if case .pet = $0 { true } else { false } })
         try acquire(&c, "R1", pid: 10, lver: 1)
         #expect(c.mayPet(at: at(15.9)))
         #expect(!c.mayPet(at: at(16)))
-        #expect(!c.tick(at: at(16)).contains { if case .pet = $0 { true } else { false } })
+        #expect(!c.petIfDue(at: at(16)).contains { if case .pet = $0 { true } else { false } })
     }
 
     @Test func injectedBugsBreakWhatTheyName() throws {
