@@ -10,21 +10,26 @@ import TenureSimKit
 struct TenureSim: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tenure-sim",
-        abstract: "Run Tenure's engine for many simulated hosts under faults, replayable by seed.",
+        abstract: "Run Tenure's engine and host core for many simulated hosts under faults, replayable by seed.",
         discussion: """
-        One run: hosts join a lockspace on simulated shared disks and acquire, \
-        release, convert, request and hand over leases while faults strike \
-        (slow, failing, hanging, late and torn I/O, crashes, hosts cut off from a \
-        disk, lost lease disks, clock drift, a duplicated host id). A checker \
-        verifies mutual exclusion, fencing-token growth and fencing at every \
-        step; then faults stop and every host must hold every resource within \
-        a bound. The same seed replays the same run, byte for byte.
+        One run: hosts join a lockspace on simulated shared disks; their \
+        processes acquire, release, convert, request and hand over leases \
+        through each host's real host core (the daemon's decisions), while \
+        faults strike (slow, failing, hanging, late and torn I/O, crashes, hosts \
+        cut off from a disk, lost lease disks, clock drift, a duplicated host \
+        id, processes no signal can stop). Each host has a watchdog that resets \
+        it unless the core pets it. A checker verifies mutual exclusion between \
+        processes, fencing-token growth and fencing (every holder gone, or its \
+        host reset, by its lockspace's expiry plus the watchdog's fire time) at \
+        every step; then faults stop and every host must hold every resource \
+        within a bound. The same seed replays the same run, byte for byte.
 
         Examples:
           tenure-sim --seed 42 --hosts 8 --steps 100000
           tenure-sim --seed 7 --faults slow=0.01,crash=0.005,sameid --disks 3
           tenure-sim --swarm 200 --seed 1000
           tenure-sim --seed 3 --inject-bug skip-phase2-read   # must report a violation
+          tenure-sim --seed 1 --inject-bug keep-petting-after-loss --faults cutoff=0.05,stuck=0.3 --no-liveness --steps 100000
         """
     )
 
@@ -46,7 +51,7 @@ struct TenureSim: ParsableCommand {
     @Option(help: ArgumentHelp("Fault mix: none, standard, or name=probability,… (\(FaultMix.knobs.map(\.0).joined(separator: ", ")); flags sameid, mixedio).", valueName: "MIX"))
     var faults = "standard"
 
-    @Option(name: .customLong("inject-bug"), help: ArgumentHelp("Run with a known safety bug (\(InjectedBug.allCases.map(\.rawValue).joined(separator: ", "))); the checker must catch it.", valueName: "BUG"))
+    @Option(name: .customLong("inject-bug"), help: ArgumentHelp("Run with a known safety bug; the checker must catch it. In the engine: \(InjectedBug.allCases.filter { !$0.isInHostCore }.map(\.rawValue).joined(separator: ", ")); in the host core: \(InjectedBug.allCases.filter(\.isInHostCore).map(\.rawValue).joined(separator: ", ")) (these need a lockspace lost while leases are held: --faults cutoff=0.05,stuck=0.3 --no-liveness).", valueName: "BUG"))
     var injectBug: [String] = []
 
     @Option(help: ArgumentHelp("Swarm mode: this many runs with seeds from --seed on, each with a random fault mix, host and disk count.", valueName: "RUNS"))

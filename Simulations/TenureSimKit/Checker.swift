@@ -34,22 +34,34 @@ public final class Trace: @unchecked Sendable {
 /// 1. never two holders of a resource at once unless both hold it shared;
 /// 2. every exclusive acquisition's lver is greater than every lver handed
 ///    out before for that resource, and a shared one's greater than every
-///    exclusive one's (the fencing token only grows);
-/// 3. no host believes it holds a lease after its lockspace expired plus the
-///    fence window (its holders must have been killed by then).
+///    exclusive one's (the fencing token only grows) — except a process that
+///    joins its own host's shared hold, which gets that hold's lver;
+/// 3. no process holds a lease after its host's lockspace expired plus W
+///    (its holders must have died, or the watchdog reset the host, by then).
+///
+/// A holding begins when the host core hands a lease to a simulated process
+/// and ends when that process releases it, dies, or its host is reset —
+/// never when the core merely decides to stop it.
 public final class Checker: @unchecked Sendable {
     public struct Holding: Sendable, CustomStringConvertible {
         public let host: Int
         public let incarnation: Int
+        /// The simulated process holding it, on that host.
+        public let process: Int32
         public let hostID: HostID
         public let lver: LeaseVersion
         public var shared: Bool
-        public var description: String { "h\(host)#\(incarnation) (host id \(hostID), lver \(lver)\(shared ? ", shared" : ""))" }
+        public var description: String { "h\(host)#\(incarnation) pid \(process) (host id \(hostID), lver \(lver)\(shared ? ", shared" : ""))" }
+        func isSame(host: Int, process: Int32) -> Bool { self.host == host && self.process == process }
     }
 
     private(set) var holders: [Int: [Holding]] = [:]
     private(set) var maxLver: [Int: LeaseVersion] = [:]
     private(set) var maxExclusiveLver: [Int: LeaseVersion] = [:]
+    /// resource → host → the lver of the host's latest shared hold (an
+    /// acquisition shared, or a convert to shared): what a local process
+    /// joining the host's hold gets.
+    private(set) var sharedHold: [Int: [Int: LeaseVersion]] = [:]
     public private(set) var violations: [String] = []
     public private(set) var acquisitions = 0
 
@@ -61,40 +73,49 @@ public final class Checker: @unchecked Sendable {
     /// A host's process now holds `resource` at `lver`.
     func acquired(_ h: Holding, resource: Int, trace: Trace, at time: String) {
         acquisitions += 1
-        let others = holders[resource, default: []].filter { $0.host != h.host }
+        // Processes of one host are as distinct as hosts: the host core must
+        // arbitrate between them.
+        let others = holders[resource, default: []].filter { !$0.isSame(host: h.host, process: h.process) }
         if let conflict = others.first(where: { !$0.shared || !h.shared }) {
             violation("R\(resource): \(h) acquired while \(conflict) holds it", trace: trace, at: time)
         }
         // An exclusive holder's lver is above every lver handed out before. A
         // sharer's only above every exclusive one: two shared acquisitions
         // may return in the other order than they committed (both share).
+        // A process that joins its own host's shared hold (the host core's
+        // local share: one shared mark per host) gets that hold's lver: the
+        // token names the host's acquisition, which is not new.
+        let joinsHostHold = h.shared && sharedHold[resource]?[h.host] == h.lver
         let bound = h.shared ? maxExclusiveLver[resource] : maxLver[resource]
-        if let bound, h.lver <= bound {
+        if let bound, h.lver <= bound, !joinsHostHold {
             violation("R\(resource): \(h) got lver \(h.lver), not above \(bound) handed out before", trace: trace, at: time)
         }
         maxLver[resource] = Swift.max(maxLver[resource] ?? .zero, h.lver)
         if !h.shared { maxExclusiveLver[resource] = Swift.max(maxExclusiveLver[resource] ?? .zero, h.lver) }
-        holders[resource, default: []].removeAll { $0.host == h.host }
+        holders[resource, default: []].removeAll { $0.isSame(host: h.host, process: h.process) }
         holders[resource, default: []].append(h)
+        if h.shared { sharedHold[resource, default: [:]][h.host] = h.lver }
     }
 
     /// A holder converted between shared and exclusive without a new lver.
-    func converted(host: Int, resource: Int, shared: Bool, trace: Trace, at time: String) {
-        guard let index = holders[resource]?.firstIndex(where: { $0.host == host }) else { return }
+    func converted(host: Int, process: Int32, resource: Int, shared: Bool, trace: Trace, at time: String) {
+        guard let index = holders[resource]?.firstIndex(where: { $0.isSame(host: host, process: process) }) else { return }
         holders[resource]![index].shared = shared
-        if !shared, let other = holders[resource]!.first(where: { $0.host != host }) {
-            violation("R\(resource): h\(host) became exclusive while \(other) holds it", trace: trace, at: time)
+        if shared { sharedHold[resource, default: [:]][host] = holders[resource]![index].lver }
+        if !shared, let other = holders[resource]!.first(where: { !$0.isSame(host: host, process: process) }) {
+            violation("R\(resource): h\(host) pid \(process) became exclusive while \(other) holds it", trace: trace, at: time)
         }
     }
 
-    /// A host's process stopped holding `resource` (released, or killed).
-    func released(host: Int, resource: Int) {
-        holders[resource]?.removeAll { $0.host == host }
+    /// A host's process stopped holding `resource` (released it, or died).
+    func released(host: Int, process: Int32, resource: Int) {
+        holders[resource]?.removeAll { $0.isSame(host: host, process: process) }
     }
 
-    /// Every process of `host` is gone (crash, or fencing).
+    /// Every process of `host` is gone (a crash, or a reset by its watchdog).
     func droppedAll(host: Int) {
         for key in holders.keys { holders[key]!.removeAll { $0.host == host } }
+        for key in sharedHold.keys { sharedHold[key]![host] = nil }
     }
 
     /// Resources `host` holds, per the checker.

@@ -34,6 +34,9 @@ public struct FaultMix: Sendable, Equatable, CustomStringConvertible {
     public var mixedIOTimeout = false
     /// Clocks run at 1 ± this rate (0.01 = 1 %), drawn per host boot.
     public var clockDrift = 0.0
+    /// Per process: it ignores every signal (a process stuck in the kernel):
+    /// fencing cannot stop it, so only the watchdog's reset of its host can.
+    public var stuckProcess = 0.0
 
     public init() {}
 
@@ -53,6 +56,7 @@ public struct FaultMix: Sendable, Equatable, CustomStringConvertible {
         m.leave = 0.01
         m.sharedHostID = false
         m.clockDrift = 0.01
+        m.stuckProcess = 0.02
         return m
     }()
 
@@ -61,6 +65,7 @@ public struct FaultMix: Sendable, Equatable, CustomStringConvertible {
     nonisolated(unsafe) public static let knobs: [(String, WritableKeyPath<FaultMix, Double>)] = [
         ("slow", \.slowIO), ("error", \.ioError), ("hang", \.hang), ("late", \.lateWrite), ("torn", \.tornWrite),
         ("crash", \.crash), ("cutoff", \.cutOff), ("diskloss", \.diskLoss), ("drift", \.clockDrift), ("leave", \.leave),
+        ("stuck", \.stuckProcess),
     ]
 
     /// The largest clock drift the fencing argument allows with the
@@ -101,7 +106,7 @@ public struct FaultMix: Sendable, Equatable, CustomStringConvertible {
     public static func random(_ random: inout SimRandom) -> FaultMix {
         var m = FaultMix()
         for (_, path) in knobs where random.chance(0.6) {
-            let base = path == \FaultMix.clockDrift ? maxClockDrift : path == \FaultMix.diskLoss ? 0.04 : 0.02
+            let base = path == \FaultMix.clockDrift ? maxClockDrift : path == \FaultMix.diskLoss ? 0.04 : path == \FaultMix.stuckProcess ? 0.1 : 0.02
             m[keyPath: path] = base * Double(random.below(1000) + 1) / 1000
         }
         m.sharedHostID = random.chance(0.2)
@@ -153,9 +158,13 @@ public struct SimConfig: Sendable {
 
     public var largestIOTimeout: IOTimeout { faults.mixedIOTimeout ? IOTimeout(seconds: ioTimeout.rawValue * 2) : ioTimeout }
 
-    /// A host kills its holders within this long after its lockspace expires
-    /// (the daemon's kill, or the watchdog's reset). Half of W: the other
-    /// half is margin for the drift between clocks.
+    /// A host's holders are gone within this long after its lockspace
+    /// expires, by its own clock: the core's kill, or the watchdog's reset.
+    /// It is the fire time each simulated host arms its watchdog with (and
+    /// gives its core): half the W every host assumes of the others when it
+    /// waits 8N + W, so that the other half is margin for clock drift. The
+    /// watchdog is petted only while the lockspace is valid, so it fires by
+    /// the expiry plus this.
     public var fenceWindow: Duration { watchdogFire / 2 }
 
     /// The latest a write may land after it was issued: a slow I/O takes up

@@ -1,13 +1,17 @@
 import TenureCore
 import TenureEngine
 import TenureFormat
+import TenureHost
 import TenureTestKit
 
-/// One simulated host: the real engine (Lockspace, PaxosLease) over its own
-/// handles onto the shared disks, its own drifting clock, and the processes
-/// that hold its leases (modelled by `held`). A crash cancels every task
-/// and forgets `held` (memory lost, disk kept); a boot starts a new
-/// incarnation with a new clock, new handles and a new generation.
+/// One simulated machine: what a real host has and nothing it decides. It
+/// runs the real engine (Lockspace, PaxosLease) over its own handles onto
+/// the shared disks with its own drifting clock, and the real host core
+/// (TenureHost), whose directives it carries out on simulated processes
+/// (``SimProcess``) and a simulated watchdog that resets the machine when
+/// it is not petted within its fire time. A crash cancels every task and
+/// kills every process (memory lost, disk kept); a boot starts a new
+/// incarnation with a new clock, new handles, a new core and a new generation.
 final class SimHost: @unchecked Sendable {
     let index: Int
     let id: HostID
@@ -23,10 +27,22 @@ final class SimHost: @unchecked Sendable {
     private var cutOffRules: [Int: [MemoryDevice.FaultID]] = [:]
     private var lostDiskRules: [Int: MemoryDevice.FaultID] = [:]
     private(set) var lockspace: Lockspace?
+    /// Joins so far; a process's leases belong to the join they were won under.
+    private var joinEpoch = 0
+    /// The expiry of each join that is over, for the checker.
+    private var pastExpiries: [Int: MonotonicInstant] = [:]
     private var context: EngineContext
     private var resources: [PaxosResource?] = []
-    /// What this host's processes hold, by resource.
-    private var held: [Int: HeldLease] = [:]
+    /// The daemon's decisions, as the daemon makes them.
+    private var core: HostCore
+    /// The machine's processes that asked for leases, by pid.
+    private var processes: [ProcessID: SimProcess] = [:]
+    /// Processes that died since the core last heard (the shell's pidfd poll).
+    private var exited: [ProcessID] = []
+    private var nextPid: Int32 = 100
+    /// The watchdog's last pet (nil: armed at boot, never petted yet).
+    private var lastPet: MonotonicInstant?
+    private var bootedAt: MonotonicInstant
     private var tasks: [Task<Void, Never>] = []
     /// The chaos loop asked this host to leave the lockspace cleanly.
     private var leaveRequested = false
@@ -39,6 +55,16 @@ final class SimHost: @unchecked Sendable {
         clock = SimClock(scheduler: simulation.scheduler, offsetNanoseconds: 1_000_000_000_000, rate: 1)
         random = SharedRandom(simulation.random.fork())
         context = EngineContext(clock: clock)
+        core = HostCore(settings: Self.coreSettings(simulation.config))
+        bootedAt = clock.now()
+    }
+
+    /// The core as the daemon sets it up, with the simulation's watchdog
+    /// fire time (see ``SimConfig/fenceWindow``) and any injected core bugs.
+    static func coreSettings(_ config: SimConfig) -> HostCoreSettings {
+        let fire = config.fenceWindow
+        return HostCoreSettings(watchdogFire: fire, killGrace: Timeouts(ioTimeout: config.timeouts.ioTimeout, watchdogFire: fire).killGrace,
+                                injectedBugs: config.injectedBugs.filter(\.isInHostCore))
     }
 
     var label: String { "h\(index)#\(incarnation)" }
@@ -71,11 +97,21 @@ final class SimHost: @unchecked Sendable {
         cutOffRules = [:]
         lostDiskRules = [:]
         applyLostDisks()
-        held = [:]
+        core = HostCore(settings: Self.coreSettings(config))
+        processes = [:]
+        exited = []
+        pastExpiries = [:]
         resources = Array(repeating: nil, count: config.resources)
         let generation = incarnation
         tasks = [sim.scheduler.spawn {
             try? await self.clock.sleep(for: delay)
+            guard self.isCurrent(generation) else { return }
+            // The daemon starts: its watchdog is armed, its loops run.
+            self.bootedAt = self.clock.now()
+            self.lastPet = nil
+            self.tasks += [self.sim.scheduler.spawn { await self.watchdog(generation) },
+                           self.sim.scheduler.spawn { await self.petLoop(generation) },
+                           self.sim.scheduler.spawn { await self.fenceLoop(generation) }]
             await self.main(generation)
         }]
     }
@@ -87,7 +123,8 @@ final class SimHost: @unchecked Sendable {
         crashed = true
         for task in tasks { task.cancel() }
         tasks = []
-        held = [:]
+        processes = [:]
+        exited = []
         sim.checker.droppedAll(host: index)
         lockspace = nil
         if restart {
@@ -134,6 +171,175 @@ final class SimHost: @unchecked Sendable {
 
     func isCurrent(_ generation: Int) -> Bool { incarnation == generation && !crashed }
 
+    // MARK: The daemon's loops: watchdog, pets, fencing
+
+    /// The watchdog device: resets the machine once its fire time passes
+    /// without a pet.
+    func watchdog(_ generation: Int) async {
+        let fire = sim.config.fenceWindow
+        while isCurrent(generation) {
+            let fireAt = (lastPet ?? bootedAt) + fire
+            try? await clock.sleep(until: fireAt)
+            guard isCurrent(generation) else { return }
+            if clock.now() >= (lastPet ?? bootedAt) + fire {
+                note("WATCHDOG fired: the host is reset")
+                sim.count("watchdog.reset")
+                crash(restart: sim.phase == .faults)
+                return
+            }
+        }
+    }
+
+    /// As the daemon's pet loop: the core says when.
+    func petLoop(_ generation: Int) async {
+        let every = Timeouts.petInterval(watchdogFire: sim.config.fenceWindow) / 4
+        while isCurrent(generation) {
+            observeLockspace()
+            await carryOut(core.petIfDue(at: clock.now()), generation)
+            try? await clock.sleep(for: every)
+        }
+    }
+
+    /// As the daemon's fence loop: exits go to the core, then time does.
+    func fenceLoop(_ generation: Int) async {
+        while isCurrent(generation) {
+            observeLockspace()
+            var directives: [HostDirective] = []
+            let gone = exited
+            exited = []
+            for pid in gone { directives += core.processExited(pid, at: clock.now()) }
+            directives += core.tick(at: clock.now())
+            await carryOut(directives, generation)
+            try? await clock.sleep(for: Self.fencePoll)
+        }
+    }
+
+    /// The fence loop's period here: coarser than the daemon's 50 ms, to
+    /// keep the scheduler's steps for the workload; still far inside W.
+    static let fencePoll: Duration = .milliseconds(250)
+
+    /// Tells the core what the renewals last published.
+    func observeLockspace() {
+        guard let ls = lockspace else { return }
+        core.lockspaceObserved(Simulation.lockspaceName, expiry: ls.publishedExpiry, lost: ls.publishedLost)
+    }
+
+    /// The core's directives, carried out on this machine.
+    func carryOut(_ directives: [HostDirective], _ generation: Int) async {
+        for directive in directives {
+            guard isCurrent(generation) else { return }
+            switch directive {
+            case .signal(let pid, let signal):
+                deliver(signal, to: pid, generation)
+            case .runKillpath(let pid, _):
+                // A killpath asks the process to stop, as SIGTERM does.
+                sim.count("killpath")
+                deliver(.terminate, to: pid, generation)
+            case .writeRelease(_, let lease):
+                guard let r = Self.resourceIndex(lease), let resource = resources[r] else { continue }
+                do {
+                    try await PaxosLease.release(resource, held: lease, context: context)
+                    sim.count("release")
+                } catch {
+                    sim.count("release.failed")
+                }
+            case .forget:
+                sim.count("release.forgotten")
+            case .pet:
+                lastPet = clock.now()
+            case .log(let level, let text):
+                if level == .critical || level == .warning { note(text) }
+            }
+        }
+    }
+
+    static func resourceIndex(_ lease: HeldLease) -> Int? {
+        Int(lease.resource.name.description.dropFirst())
+    }
+
+    // MARK: Processes
+
+    /// A new process of this machine, about to ask for a lease.
+    func spawnProcess() -> SimProcess {
+        nextPid += 1
+        let process = SimProcess(pid: ProcessID(nextPid), stuck: sim.phase == .faults && chance(sim.config.faults.stuckProcess),
+                                 ignoresTerm: chance(0.2), longLived: sim.phase == .faults && chance(0.3))
+        processes[process.pid] = process
+        if chance(0.2) { core.setKillpath(["/usr/libexec/sim-killpath"], for: process.pid) }
+        return process
+    }
+
+    /// A signal reaches the process: SIGKILL ends it within 50 ms, SIGTERM
+    /// (or its killpath) within 300 ms unless it ignores SIGTERM; a stuck
+    /// process ignores both.
+    func deliver(_ signal: StopSignal, to pid: ProcessID, _ generation: Int) {
+        guard let process = processes[pid], process.alive, !process.dying, !process.stuck else { return }
+        if signal == .terminate && process.ignoresTerm { return }
+        process.dying = true
+        let delay = Duration.milliseconds(Int64(draw(signal == .kill ? 50 : 300)))
+        sim.scheduler.spawn {
+            try? await self.clock.sleep(for: delay)
+            guard self.isCurrent(generation) else { return }
+            self.die(pid)
+        }
+    }
+
+    /// The process is gone: it holds nothing from this instant (the
+    /// checker's witness); the core hears of it at the fence loop's next look.
+    func die(_ pid: ProcessID) {
+        guard let process = processes.removeValue(forKey: pid), process.alive else { return }
+        process.alive = false
+        for r in process.holding.sorted() { sim.checker.released(host: index, process: pid.rawValue, resource: r) }
+        exited.append(pid)
+    }
+
+    /// A holder of `r` that lets go now: a long-lived one (a VM, say) only
+    /// rarely, so that some leases are held when a lockspace is lost.
+    func willingHolder(of r: Int) -> ProcessID? {
+        guard let pid = holders(of: r).randomElement(draw) else { return nil }
+        return processes[pid]!.longLived && !chance(0.05) ? nil : pid
+    }
+
+    /// Processes holding resource `r`, by pid.
+    func holders(of r: Int) -> [ProcessID] {
+        processes.values.filter { $0.alive && $0.holding.contains(r) }.map(\.pid).sorted()
+    }
+
+    func holding(_ pid: ProcessID, _ r: Int, lver: LeaseVersion, shared: Bool) {
+        processes[pid]?.holding.insert(r)
+        processes[pid]?.epoch = joinEpoch
+        sim.checker.acquired(Checker.Holding(host: index, incarnation: incarnation, process: pid.rawValue, hostID: id, lver: lver, shared: shared),
+                             resource: r, trace: sim.trace, at: sim.time)
+        note("pid \(pid) holds R\(r) lver \(lver)\(shared ? " shared" : "")")
+    }
+
+    /// Processes that still hold a lease past their lockspace's expiry plus
+    /// the fence window, by this machine's clock: for the checker.
+    func overdueHolders() -> [String] {
+        let now = clock.now()
+        var out: [String] = []
+        for p in processes.values.sorted(by: { $0.pid < $1.pid }) where p.alive && !p.holding.isEmpty {
+            guard let expiry = p.epoch == joinEpoch ? lockspace?.publishedExpiry : pastExpiries[p.epoch] else { continue }
+            if now > expiry + sim.config.fenceWindow {
+                out.append("h\(index)#\(incarnation) pid \(p.pid) still holds \(p.holding.sorted().map { "R\($0)" }) \(now - expiry) after its lockspace expired")
+            }
+        }
+        return out
+    }
+
+    /// Keeps the joined lockspace's expiry for the checker: call before
+    /// leaving, which clears it.
+    func rememberExpiry() {
+        if let expiry = lockspace?.publishedExpiry { pastExpiries[joinEpoch] = expiry }
+    }
+
+    /// Forgets the joined lockspace.
+    func dropLockspace() {
+        rememberExpiry()
+        core.lockspaceLeft(Simulation.lockspaceName)
+        lockspace = nil
+    }
+
     // MARK: The host's main loop
 
     func main(_ generation: Int) async {
@@ -162,12 +368,17 @@ final class SimHost: @unchecked Sendable {
                 // Done: keep renewing so our leases' owner looks alive, hold nothing.
                 return
             }
-            // The lockspace was lost: the fence kills every holder, then we rejoin.
+            // The lockspace was lost: the core stops every holder; once it
+            // holds nothing (or the watchdog reset us) we rejoin.
+            while isCurrent(generation), core.leaseCount > 0 {
+                try? await clock.sleep(for: Self.fencePoll)
+            }
+            guard isCurrent(generation) else { return }
             await fence.value
-            killAll("lockspace lost")
             renewals.cancel()
+            rememberExpiry()
             try? await ls.leave()
-            lockspace = nil
+            dropLockspace()
             try? await clock.sleep(for: .milliseconds(Int64(random.withRandom { $0.below(2000) })))
         }
     }
@@ -180,9 +391,18 @@ final class SimHost: @unchecked Sendable {
     /// slot reads free; after a pause, the main loop joins again.
     func leaveCleanly(_ ls: Lockspace, tasks running: [Task<Void, Never>], _ generation: Int) async {
         leaveRequested = false
-        for r in held.keys.sorted() { await release(r, generation) }
+        for r in 0..<sim.config.resources {
+            for pid in holders(of: r) { await release(pid, r, generation) }
+        }
         guard isCurrent(generation) else { return }
+        do {
+            try core.checkMayLeave(Simulation.lockspaceName)
+        } catch {
+            sim.count("leave.refused")
+            return
+        }
         for task in running { task.cancel() }
+        rememberExpiry()
         do {
             try await ls.leave()
             sim.count("leave")
@@ -190,7 +410,7 @@ final class SimHost: @unchecked Sendable {
         } catch {
             sim.count("leave.failed")
         }
-        lockspace = nil
+        dropLockspace()
         try? await clock.sleep(for: .milliseconds(Int64(random.withRandom { $0.below(3000) })))
     }
 
@@ -203,6 +423,8 @@ final class SimHost: @unchecked Sendable {
             let host = try await ls.join(name: name)
             guard isCurrent(generation) else { return nil }
             lockspace = ls
+            joinEpoch += 1
+            core.lockspaceJoined(Simulation.lockspaceName, expiry: ls.publishedExpiry)
             sim.count("join")
             note("joined as host \(host.id) generation \(host.generation)")
             for i in resources.indices where resources[i] == nil {
@@ -216,28 +438,19 @@ final class SimHost: @unchecked Sendable {
         }
     }
 
-    /// Kills every holder within the fence window once the lockspace expires.
+    /// As the daemon: wakes at the expiry, or sooner (a renewal that finds
+    /// the slot rewritten loses the lockspace at once), and tells the core,
+    /// which stops every holder.
     func fence(_ ls: Lockspace, _ generation: Int) async {
         while isCurrent(generation) {
             guard let expiry = ls.publishedExpiry else { return }
-            // As the daemon: wake at the expiry, or sooner, since a renewal
-            // that finds the slot rewritten loses the lockspace at once.
             do { try await clock.sleep(until: min(expiry, clock.now() + Timeouts.lossCheck)) } catch { return }
-            guard await ls.checkExpiry() != nil else { continue }
-            let window = sim.config.fenceWindow.nanosecondsClamped
-            let delay = Duration.nanoseconds(Int64(random.withRandom { $0.below(window + 1) }))
-            note("lockspace lost; holders of \(held.keys.sorted().map { "R\($0)" }) die within \(delay)")
-            try? await clock.sleep(for: delay)
+            guard let lost = await ls.checkExpiry() else { continue }
             guard isCurrent(generation) else { return }
-            killAll("fenced")
+            observeLockspace()
+            await carryOut(core.lockspaceLost(Simulation.lockspaceName, why: lost.message, at: clock.now()), generation)
             return
         }
-    }
-
-    func killAll(_ why: String) {
-        if !held.isEmpty { sim.count("killed") }
-        held = [:]
-        sim.checker.droppedAll(host: index)
     }
 
     func draw(_ bound: Int) -> Int { random.withRandom { $0.below(bound) } }
@@ -258,8 +471,9 @@ final class SimHost: @unchecked Sendable {
             switch roll {
             case 0..<35: await acquire(r, ls: ls, local: local, shared: false, generation)
             case 35..<45: await acquire(r, ls: ls, local: local, shared: true, generation)
-            case 45..<75: await release(held.keys.sorted().randomElement(draw) ?? r, generation)
-            case 75..<83: await convert(held.keys.sorted().randomElement(draw) ?? r, ls: ls, generation)
+            case 45..<65: if let pid = willingHolder(of: r) { await release(pid, r, generation) }
+            case 65..<75: if let pid = willingHolder(of: r) { await exit(pid, generation) }
+            case 75..<83: if let pid = holders(of: r).randomElement(draw) { await convert(pid, r, ls: ls, generation) }
             case 83..<90: await request(r, generation)
             default: await handover(ls: ls, local: local, generation)
             }
@@ -274,66 +488,113 @@ final class SimHost: @unchecked Sendable {
         return resource
     }
 
+    /// A new process acquires `r` through the core, as `acquireOne` does in the daemon.
     func acquire(_ r: Int, ls: Lockspace, local: LocalHost, shared: Bool, requiredLver: LeaseVersion? = nil, _ generation: Int) async {
-        guard held[r] == nil, let resource = participating(r, ls) else { return }
+        guard let resource = participating(r, ls) else { return }
         let kind = requiredLver != nil ? "handover" : shared ? "acquire.shared" : "acquire"
+        var spec = sim.resourceSpec(r)
+        spec.lver = requiredLver
+        let process = spawnProcess()
+        observeLockspace()
         do {
-            let lease = try await PaxosLease.acquire(resource, host: local, oracle: ls.observer,
-                                                     options: AcquireOptions(shared: shared, requiredLver: requiredLver, noWait: chance(0.5)),
-                                                     context: context)
-            // The daemon hands a lease to a process only while the lockspace is
-            // valid: one won after it expired is given up, never used.
-            let valid = await ls.isValid(at: clock.now())
-            // No await from here on: a crash between the check and the record
-            // would leave a dead host holding.
-            guard isCurrent(generation), held[r] == nil else { return }
-            guard valid else {
-                sim.count("\(kind).after-expiry")
-                note("won R\(r) lver \(lease.lver) after the lockspace expired; not used")
+            switch try core.arbitrate(spec, for: process.pid, shared: shared, at: clock.now()) {
+            case .shareLocalHold(let lease):
+                sim.count("\(kind).local-share")
+                holding(process.pid, r, lver: lease.lver, shared: true)
                 return
+            case .ballot:
+                break
             }
-            sim.count(kind)
-            held[r] = lease
-            sim.checker.acquired(Checker.Holding(host: index, incarnation: incarnation, hostID: id, lver: lease.lver, shared: lease.shared),
-                                 resource: r, trace: sim.trace, at: sim.time)
-            note("holds R\(r) lver \(lease.lver)\(lease.shared ? " shared" : "")")
+        } catch let error as TenureError {
+            sim.count("\(kind).refused-locally.\(error.code.rawValue)")
+            processes[process.pid] = nil
+            return
+        } catch {
+            return
+        }
+        let won: HeldLease?
+        do {
+            won = try await PaxosLease.acquire(resource, host: local, oracle: ls.observer,
+                                               options: AcquireOptions(shared: shared, requiredLver: requiredLver, noWait: chance(0.5)),
+                                               context: context)
         } catch let error as TenureError {
             sim.count("\(kind).refused.\(error.code.rawValue)")
+            won = nil
         } catch {
             sim.count("\(kind).cancelled")
+            won = nil
+        }
+        guard isCurrent(generation) else { return }
+        // No await from the core's check to the record: a crash in between
+        // would leave a dead host holding.
+        observeLockspace()
+        switch core.ballotEnded(spec, for: process.pid, won: won, at: clock.now()) {
+        case .handedOver(let lease):
+            sim.count(kind)
+            holding(process.pid, r, lver: lease.lver, shared: lease.shared)
+        case .refused(let error, let directives):
+            sim.count("\(kind).not-handed-over.\(error.code.rawValue)")
+            processes[process.pid] = nil
+            await carryOut(directives, generation)
+        case nil:
+            processes[process.pid] = nil
         }
     }
 
-    func release(_ r: Int, _ generation: Int) async {
-        guard let lease = held.removeValue(forKey: r), let resource = resources[r] else { return }
+    /// The process releases `r` and then ends.
+    func release(_ pid: ProcessID, _ r: Int, _ generation: Int) async {
+        guard let process = processes[pid], process.holding.contains(r) else { return }
         // The process stops using the lease before the release is written.
-        sim.checker.released(host: index, resource: r)
-        note("releases R\(r) lver \(lease.lver)")
-        do {
-            try await PaxosLease.release(resource, held: lease, context: context)
-            sim.count("release")
-        } catch {
-            sim.count("release.failed")
+        process.holding.remove(r)
+        sim.checker.released(host: index, process: pid.rawValue, resource: r)
+        note("pid \(pid) releases R\(r)")
+        observeLockspace()
+        guard let directives = try? core.release([sim.resourceSpec(r).name.description], of: pid, at: clock.now()) else { return }
+        await carryOut(directives, generation)
+        if process.holding.isEmpty, processes[pid] === process {
+            processes[pid] = nil
+            core.untrack(pid)
         }
     }
 
-    func convert(_ r: Int, ls: Lockspace, _ generation: Int) async {
-        guard let lease = held[r], let resource = participating(r, ls) else { return }
+    /// The process exits holding its leases; the core gives them up.
+    func exit(_ pid: ProcessID, _ generation: Int) async {
+        note("pid \(pid) exits")
+        die(pid)
+        exited.removeAll { $0 == pid }
+        observeLockspace()
+        await carryOut(core.processExited(pid, at: clock.now()), generation)
+    }
+
+    func convert(_ pid: ProcessID, _ r: Int, ls: Lockspace, _ generation: Int) async {
+        guard let process = processes[pid], process.holding.contains(r), let resource = participating(r, ls) else { return }
+        let name = sim.resourceSpec(r).name.description
+        guard let lease = core.leases[pid]?[name] else { return }
+        observeLockspace()
+        let held: HeldLease
         do {
-            if lease.shared {
-                let exclusive = try await PaxosLease.convertToExclusive(resource, held: lease, oracle: ls.observer, context: context)
-                let valid = await ls.isValid(at: clock.now())
-                guard valid, isCurrent(generation), held[r] != nil else { return }
-                held[r] = exclusive
+            switch try core.prepareConvert(name, of: pid, toShared: !lease.shared, at: clock.now()) {
+            case .done: return
+            case .run(let l): held = l
+            }
+        } catch {
+            sim.count("convert.refused-locally")
+            return
+        }
+        do {
+            if held.shared {
+                let exclusive = try await PaxosLease.convertToExclusive(resource, held: held, oracle: ls.observer, context: context)
+                guard isCurrent(generation), processes[pid]?.holding.contains(r) == true else { return }
+                core.converted(name, of: pid, to: exclusive)
                 sim.count("convert.exclusive")
-                sim.checker.acquired(Checker.Holding(host: index, incarnation: incarnation, hostID: id, lver: exclusive.lver, shared: false),
+                sim.checker.acquired(Checker.Holding(host: index, incarnation: incarnation, process: pid.rawValue, hostID: id, lver: exclusive.lver, shared: false),
                                      resource: r, trace: sim.trace, at: sim.time)
             } else {
                 // A sharer is not an exclusive holder: mark it shared before the I/O.
-                sim.checker.converted(host: index, resource: r, shared: true, trace: sim.trace, at: sim.time)
-                let sharedLease = try await PaxosLease.convertToShared(resource, held: lease, context: context)
-                guard isCurrent(generation), held[r] != nil else { return }
-                held[r] = sharedLease
+                sim.checker.converted(host: index, process: pid.rawValue, resource: r, shared: true, trace: sim.trace, at: sim.time)
+                let sharedLease = try await PaxosLease.convertToShared(resource, held: held, context: context)
+                guard isCurrent(generation), processes[pid]?.holding.contains(r) == true else { return }
+                core.converted(name, of: pid, to: sharedLease)
                 sim.count("convert.shared")
             }
         } catch let error as TenureError {
@@ -346,7 +607,7 @@ final class SimHost: @unchecked Sendable {
     }
 
     func request(_ r: Int, _ generation: Int) async {
-        guard held[r] == nil, let resource = resources[r] else { return }
+        guard holders(of: r).isEmpty, let resource = resources[r] else { return }
         do {
             try await PaxosLease.request(resource, lver: nil, mode: chance(0.5) ? .force : .graceful, context: context)
             sim.count("request")
@@ -355,24 +616,24 @@ final class SimHost: @unchecked Sendable {
         }
     }
 
-    /// The holder's side of requests: a lease someone asked for is released.
+    /// The holder's side of requests, as the daemon's poll: the request
+    /// records of held leases go to the core, which stops their holders.
     func answerRequests(_ generation: Int) async {
-        for r in held.keys.sorted() {
-            guard let lease = held[r], let resource = resources[r] else { continue }
-            if let request = try? await PaxosLease.pendingRequest(resource, held: lease), isCurrent(generation), held[r] != nil {
-                note("answers a request for R\(r) lver \(request.lver)")
-                sim.count("request.answered")
-                await release(r, generation)
-            }
+        for (pid, lease) in core.leasesToWatchForRequests {
+            guard let r = Self.resourceIndex(lease), let resource = resources[r] else { continue }
+            guard let request = try? await PaxosLease.pendingRequest(resource, held: lease), isCurrent(generation) else { continue }
+            sim.count("request.seen")
+            await carryOut(core.requestSeen(for: lease.resource.name.description, heldBy: pid, force: request.forceMode == .force,
+                                            lver: request.lver, at: clock.now()), generation)
         }
     }
 
     /// Either hands an exclusive lease over (release, post its lver), or takes one posted.
     func handover(ls: Lockspace, local: LocalHost, _ generation: Int) async {
-        if let r = held.keys.sorted().first(where: { held[$0]?.shared == false }), chance(0.5) {
-            let lver = held[r]!.lver
-            await release(r, generation)
-            sim.handovers.append((r, lver))
+        let exclusive = core.leases.flatMap { pid, held in held.values.filter { !$0.shared }.map { (pid, $0) } }.sorted { $0.0 < $1.0 }
+        if let (pid, lease) = exclusive.first, let r = Self.resourceIndex(lease), chance(0.5) {
+            await release(pid, r, generation)
+            sim.handovers.append((r, lease.lver))
             return
         }
         guard !sim.handovers.isEmpty else { return }
@@ -392,9 +653,9 @@ final class SimHost: @unchecked Sendable {
                     resources[r] = try? await PaxosResource.open(sim.resourceSpec(r), devices: sim.resourceDisks.map { devices[$0] })
                 }
                 if let local = await ls.localHost { await acquire(r, ls: ls, local: local, shared: false, generation) }
-                if held[r] != nil {
+                if let pid = holders(of: r).first {
                     try? await clock.sleep(for: .milliseconds(Int64(10 + draw(90))))
-                    await release(r, generation)
+                    await release(pid, r, generation)
                     break
                 }
                 try? await clock.sleep(for: .milliseconds(Int64(100 + draw(900))))
@@ -404,6 +665,31 @@ final class SimHost: @unchecked Sendable {
             sim.livenessDone.insert(index)
             note("liveness round done")
         }
+    }
+}
+
+/// A process of a simulated machine that asked for leases. What it holds is
+/// the checker's witness: a lease is held from the core's hand-over until
+/// the process releases it or dies.
+final class SimProcess {
+    let pid: ProcessID
+    /// Ignores every signal (stuck in the kernel): only a reset ends it.
+    let stuck: Bool
+    /// Handles SIGTERM (and its killpath's request) by carrying on.
+    let ignoresTerm: Bool
+    /// Rarely lets go of its leases of its own accord.
+    let longLived: Bool
+    var holding: Set<Int> = []
+    /// The host's join its leases were acquired under (``SimHost/joinEpoch``).
+    var epoch = 0
+    var alive = true
+    var dying = false
+
+    init(pid: ProcessID, stuck: Bool, ignoresTerm: Bool, longLived: Bool) {
+        self.pid = pid
+        self.stuck = stuck
+        self.ignoresTerm = ignoresTerm
+        self.longLived = longLived
     }
 }
 

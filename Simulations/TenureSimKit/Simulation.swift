@@ -165,15 +165,10 @@ public final class Simulation: @unchecked Sendable {
     }
 
     /// Safety 3: a host whose lockspace expired more than the fence window
-    /// ago holds nothing.
+    /// (W) ago has no process holding a lease.
     func checkFencing() {
         for host in hosts where !host.crashed {
-            let held = checker.held(by: host.index)
-            guard !held.isEmpty, let expiry = host.lockspace?.publishedExpiry else { continue }
-            if host.clock.now() > expiry + config.fenceWindow {
-                checker.violation("h\(host.index)#\(host.incarnation) still holds \(held.map { "R\($0)" }) \(host.clock.now() - expiry) after its lockspace expired",
-                                  trace: trace, at: time)
-            }
+            for overdue in host.overdueHolders() { checker.violation(overdue, trace: trace, at: time) }
         }
     }
 

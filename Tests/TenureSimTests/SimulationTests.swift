@@ -31,7 +31,8 @@ struct SimulationTests {
         #expect(a.traceHash != c.traceHash, "another seed gives another run")
     }
 
-    /// The checker can fail: each injected bug is caught within a short run.
+    /// The checker can fail: each injected bug, the engine's and the host
+    /// core's, is caught within a short run.
     /// A stale participant view only hides a host that was away when the
     /// view was read, so that bug needs hosts joining for the first time
     /// while others already ballot.
@@ -48,6 +49,17 @@ struct SimulationTests {
                 c.hosts = 8
                 c.resources = 1
                 c.steps = 60_000
+            }
+            if bug.isInHostCore {
+                // The core's bugs show when a lockspace is lost while leases
+                // are held: hosts cut off for up to 12 s. A skipped holder is
+                // seen when nothing else ends it (no stuck process makes the
+                // watchdog reset its host); petting on after a loss is seen
+                // when a holder cannot be killed (stuck processes).
+                c.faults = try FaultMix(parsing: bug == .keepPettingAfterLoss ? "cutoff=0.05,stuck=0.3" : "cutoff=0.08")
+                c.resources = 2
+                c.steps = 100_000
+                c.liveness = false
             }
             c.injectedBugs = [bug]
             let summary = try Simulation(config: c).run()
