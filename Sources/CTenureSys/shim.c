@@ -10,6 +10,10 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <grp.h>
+#include <dirent.h>
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
 #include <poll.h>
 #include <signal.h>
 #include <unistd.h>
@@ -120,4 +124,30 @@ int tenure_exec_holding(const char *file, char *const argv[], int keep_fd) {
     pthread_sigmask(SIG_SETMASK, &none, NULL);
     execvp(file, argv);
     return -1;
+}
+
+int tenure_set_realtime_all_threads(int priority) {
+    struct sched_param param = { .sched_priority = priority };
+    DIR *tasks = opendir("/proc/self/task");
+    if (tasks == NULL) return -1;
+    int count = 0;
+    struct dirent *entry;
+    while ((entry = readdir(tasks)) != NULL) {
+        if (entry->d_name[0] == '.') continue;
+        pid_t tid = (pid_t)atoi(entry->d_name);
+        if (sched_setscheduler(tid, SCHED_RR, &param) != 0) {
+            if (errno == ESRCH) continue;   // the thread ended meanwhile
+            int saved = errno;
+            closedir(tasks);
+            errno = saved;
+            return -1;
+        }
+        count++;
+    }
+    closedir(tasks);
+    return count;
+}
+
+int tenure_thread_policy(int32_t tid) {
+    return sched_getscheduler((pid_t)tid);
 }

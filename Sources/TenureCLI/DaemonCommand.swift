@@ -4,6 +4,7 @@ import Logging
 import TenureClient
 import TenureCore
 import TenureDaemon
+import TenureIO
 
 /// `tenure daemon`: one per host; holds leases for local processes.
 struct DaemonCommand: AsyncParsableCommand {
@@ -66,6 +67,12 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-file"), help: ArgumentHelp("Where a detached daemon logs (default: RUN_DIR/tenure.log).", valueName: "FILE"))
     var logFile: String?
 
+    @Option(name: .customLong("lock-memory"), help: ArgumentHelp("Lock the daemon's memory (mlockall) and shield it from the OOM killer, so memory pressure neither delays its renewals nor kills it (default on; off for test setups).", valueName: "on|off"))
+    var lockMemory: String?
+
+    @Option(help: ArgumentHelp("Run the daemon's threads at real-time priority (SCHED_RR \(Starvation.realtimePriority)), so busy processes never delay a renewal (default on; off for test setups).", valueName: "on|off"))
+    var realtime: String?
+
     func run() async throws {
         try await reportingErrors {
             let (settings, level) = try loadSettings()
@@ -105,12 +112,58 @@ struct DaemonCommand: AsyncParsableCommand {
             guard (1...1_000_000).contains(n) else { throw TenureError(.invalidArgument, "--max-leases \(n) is outside 1...1000000.") }
             c.maxLeases = n
         }
+        c.lockMemory = try onOff("lock-memory", lockMemory ?? file["lock-memory"], default: true)
+        c.realtime = try onOff("realtime", realtime ?? file["realtime"], default: true)
         return (c, level)
+    }
+
+    /// "on" or "off" for `--NAME`; nil means `default`.
+    func onOff(_ name: String, _ value: String?, default fallback: Bool) throws -> Bool {
+        switch value {
+        case nil: return fallback
+        case "on": return true
+        case "off": return false
+        case let other?:
+            throw TenureError(.invalidArgument, "--\(name) \(other) is neither on nor off.", remedy: "Write --\(name) on or --\(name) off.")
+        }
+    }
+
+    /// mlockall and real-time scheduling, as configured. A refusal (no
+    /// CAP_IPC_LOCK or CAP_SYS_NICE, say) is logged loudly and the daemon
+    /// runs on, as sanlock does.
+    static func guardAgainstStarvation(_ settings: DaemonConfig, log: Logger) {
+        if settings.lockMemory {
+            do {
+                try Starvation.lockMemory()
+                log.info("memory locked (mlockall): renewals never wait on a page fault")
+            } catch {
+                log.error("could not lock memory: \(error) Under memory pressure a renewal may wait on page faults; run as root, or --lock-memory off to silence this.")
+            }
+            do {
+                try Starvation.shieldFromOOMKiller()
+                log.info("shielded from the OOM killer (oom_score_adj -1000)")
+            } catch {
+                log.error("could not shield the daemon from the OOM killer: \(error) Under memory pressure it may be killed and its holders go unfenced until the watchdog resets the host; run as root.")
+            }
+        } else {
+            log.warning("memory not locked (--lock-memory off): under memory pressure renewals may be delayed. Test setups only.")
+        }
+        if settings.realtime {
+            do {
+                let threads = try Starvation.useRealtimeScheduling()
+                log.info("\(threads) threads at real-time priority (SCHED_RR \(Starvation.realtimePriority)): busy processes cannot delay renewals")
+            } catch {
+                log.error("could not use real-time scheduling: \(error) Busy processes may delay renewals; run as root, or --realtime off to silence this.")
+            }
+        } else {
+            log.warning("real-time scheduling off (--realtime off): busy processes may delay renewals. Test setups only.")
+        }
     }
 
     func serve(_ settings: DaemonConfig, logging level: Logger.Level) async throws {
         var log = Logger(label: "tenure") { StreamLogHandler.standardError(label: $0) }
         log.logLevel = level
+        Self.guardAgainstStarvation(settings, log: log)
         if settings.watchdogDevice == nil {
             log.warning("running WITHOUT a watchdog (--watchdog none): if this host cannot kill a holder whose lockspace is lost, nothing resets it. Test setups only.")
         } else {

@@ -33,6 +33,12 @@ public struct DaemonConfig: Sendable {
     public var maxConnections = 1024
     /// The most leases held at once, over all processes.
     public var maxLeases = 4096
+    /// mlockall at start, so the renewal path never waits on a page fault
+    /// (``Starvation``). Off only for test setups.
+    public var lockMemory = true
+    /// Every thread at SCHED_RR ``Starvation/realtimePriority``, so busy
+    /// processes never delay a renewal. Off only for test setups.
+    public var realtime = true
 
     public init(runDir: String, hostName: String) {
         self.runDir = runDir

@@ -527,6 +527,9 @@ extension Daemon {
                                      "fencing": core.fencedProcesses.map { Int($0.rawValue) },
                                      "watchdog_pet_failures": petFailures,
                                      "open_devices": devices.count,
+                                     "memory_locked_kib": Starvation.lockedKiB() ?? 0,
+                                     "oom_score_adj": Starvation.oomScoreAdjustment() ?? 0,
+                                     "realtime": Starvation.callerIsRealtime,
                                      "shutting_down": shuttingDown]
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)

@@ -1,0 +1,102 @@
+import Foundation
+import Testing
+import TenureCore
+
+/// The daemon is not starved (issue 12, item 6): by default it locks its
+/// memory and runs its threads at SCHED_RR, so a CPU hog and memory
+/// pressure in its own cgroup do not stretch its renewals.
+@Suite(.serialized) struct StarvationTests {
+    static let cpuRoot = "/sys/fs/cgroup/cpu"
+    static let memoryRoot = "/sys/fs/cgroup/memory"
+    static var canUseCgroups: Bool {
+        Harness.isRoot && FileManager.default.fileExists(atPath: cpuRoot + "/cgroup.procs")
+            && FileManager.default.fileExists(atPath: memoryRoot + "/cgroup.procs") && Harness.which("chrt") != nil
+    }
+
+    /// Whether this process may lower its OOM score (CAP_SYS_RESOURCE).
+    static var canLowerOOMScore: Bool {
+        let path = "/proc/self/oom_score_adj"
+        guard let current = (try? String(contentsOfFile: path, encoding: .utf8)).flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }),
+              current > -1000 else { return true }
+        guard (try? "\(current - 1)".write(toFile: path, atomically: false, encoding: .utf8)) != nil else { return false }
+        try? "\(current)".write(toFile: path, atomically: false, encoding: .utf8)
+        return true
+    }
+
+    /// A cpu and a memory cgroup (v1) of their own, removed afterwards.
+    final class Cgroups {
+        let cpu: String, memory: String
+        init(memoryLimit: Int) throws {
+            let name = "tenure-test-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+            cpu = StarvationTests.cpuRoot + "/" + name
+            memory = StarvationTests.memoryRoot + "/" + name
+            try FileManager.default.createDirectory(atPath: cpu, withIntermediateDirectories: false)
+            try FileManager.default.createDirectory(atPath: memory, withIntermediateDirectories: false)
+            // With RT group scheduling a new group may run no real-time task at all.
+            if FileManager.default.fileExists(atPath: cpu + "/cpu.rt_runtime_us") {
+                try "200000".write(toFile: cpu + "/cpu.rt_runtime_us", atomically: false, encoding: .utf8)
+            }
+            try "\(memoryLimit)".write(toFile: memory + "/memory.limit_in_bytes", atomically: false, encoding: .utf8)
+        }
+        /// Shell lines that move the shell (and what it execs) into both groups.
+        var enter: [String] { ["echo $$ > \(cpu)/cgroup.procs", "echo $$ > \(memory)/cgroup.procs"] }
+        deinit {
+            for group in [cpu, memory] {
+                if let pids = try? String(contentsOfFile: group + "/cgroup.procs", encoding: .utf8) {
+                    for pid in pids.split(separator: "\n").compactMap({ Int32($0) }) { kill(pid, SIGKILL) }
+                }
+                usleep(100_000)
+                rmdir(group)
+            }
+        }
+    }
+
+    @Test(.enabled(if: StarvationTests.canUseCgroups, "needs root, cgroup v1 cpu and memory controllers and chrt"))
+    func renewalKeepsItsIntervalUnderACPUHogAndMemoryPressure() throws {
+        let scratch = try Scratch()
+        let groups = try Cgroups(memoryLimit: 192 << 20)
+        let file = try scratch.file("leases.img", size: 4 << 20)
+        try Harness.tenureOK(["direct", "format", "--lockspace", "D", "--path", file, "--resources", "1", "--io-timeout", "1", "--max-hosts", "8"])
+        let daemon = try RunningDaemon(scratch: scratch, extra: ["--realtime", "on", "--lock-memory", "on"], wrapper: groups.enter)
+        try daemon.clientOK(["add-lockspace", "-s", "D:1:\(file):0"])
+        let before = try daemon.status()
+        #expect(before["realtime"] as? Bool == true, "the daemon's threads are not real-time: \(before)")
+        #expect((before["memory_locked_kib"] as? Int ?? 0) > 1024, "the daemon's memory is not locked: \(before)")
+        // Lowering an OOM score needs CAP_SYS_RESOURCE, which some
+        // containers lack (the daemon then says so in its log).
+        if Self.canLowerOOMScore {
+            #expect(before["oom_score_adj"] as? Int == -1000, "the OOM killer may pick the daemon: \(before)")
+        }
+        // In the daemon's groups: a busy loop per core at the highest
+        // ordinary priority, and a process that keeps filling the memory
+        // limit (the kernel reclaims, and kills it, over and over).
+        let cores = max(ProcessInfo.processInfo.activeProcessorCount, 1)
+        var hogs: [Background] = []
+        for _ in 0..<(cores * 2) {
+            hogs.append(try Background(executable: "/bin/sh", ["-c", (groups.enter + ["exec nice -n -20 timeout -s KILL 12 sh -c 'while :; do :; done'"]).joined(separator: " && ")]))
+        }
+        // `tail /dev/zero` grows until the group's limit kills it; the loop starts it again.
+        // It offers itself to the OOM killer first, for where the daemon cannot shield itself.
+        hogs.append(try Background(executable: "/bin/sh", ["-c", (groups.enter + ["echo 1000 > /proc/self/oom_score_adj",
+                                                                                  "exec nice -n -20 timeout -s KILL 12 sh -c 'while :; do tail /dev/zero; done'"]).joined(separator: " && ")]))
+        sleep(12)
+        for hog in hogs { _ = hog.wait() }
+        let after = try daemon.status()
+        let lockspace = try #require((after["lockspaces"] as? [[String: Any]])?.first)
+        let worst = lockspace["worst_renewal_gap_ms"] as? Int ?? .max
+        let renewals = lockspace["renewals"] as? Int ?? 0
+        // Every 2N = 2 s; a renewal's own I/O takes well under a second here.
+        #expect(worst < 3_000, "a renewal came \(worst) ms after the previous one under load: \(lockspace)")
+        #expect(renewals >= 5, "only \(renewals) renewals in 12 s: \(lockspace)")
+        #expect(lockspace["failed_renewals"] as? Int == 0, "\(lockspace)")
+        // The load was real: the memory limit was hit (reclaim, OOM kills).
+        let failures = (try? String(contentsOfFile: groups.memory + "/memory.failcnt", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect((failures.flatMap { Int($0) } ?? 0) > 0, "the memory hog never reached the group's limit")
+    }
+
+    @Test func theSwitchesRefuseAnythingButOnAndOff() throws {
+        let outcome = try Harness.tenure(["daemon", "--foreground", "--run-dir", "/var/tmp/never", "--watchdog", "none", "--realtime", "yes"])
+        #expect(outcome.status != 0)
+        #expect(outcome.stderr.contains("--realtime yes is neither on nor off"), "\(outcome)")
+    }
+}
