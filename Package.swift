@@ -74,6 +74,7 @@ let package = Package(
         .testTarget(name: "TenureFormatTests", dependencies: ["TenureFormat", "TenureCore"]),
         .testTarget(name: "TenureTestKitTests", dependencies: ["TenureTestKit", "TenureCore"]),
         .testTarget(name: "TenureEngineTests", dependencies: ["TenureEngine", "TenureTestKit", "TenureFormat", "TenureCore"]),
+        .testTarget(name: "TenureClientTests", dependencies: ["TenureClient", "CTenureProto", "TenureCore"]),
         .testTarget(name: "TenureHostTests", dependencies: ["TenureHost", "TenureEngine", "TenureFormat", "TenureCore"]),
         .testTarget(name: "TenureSimTests", dependencies: ["TenureSimKit", "TenureEngine", "TenureCore"]),
         .testTarget(name: "TenureIOTests", dependencies: ["TenureIO", "TenureCore", "TenureTestKit"]),

@@ -89,6 +89,10 @@ struct TenureSim: ParsableCommand {
         config.steps = steps
         config.liveness = !noLiveness
         config.faults = try FaultMix(parsing: faults)
+        if !injectBug.isEmpty && !InjectedBug.canBeInjected {
+            throw TenureError(.invalidArgument, "--inject-bug needs a debug build; this release build has no injectable bugs.",
+                              remedy: "Run it as `swift run tenure-sim …` (a debug build).")
+        }
         config.injectedBugs = Set(try injectBug.map { name in
             guard let bug = InjectedBug(rawValue: name) else {
                 throw TenureError(.invalidArgument, "--inject-bug \(name) is not a known bug.",

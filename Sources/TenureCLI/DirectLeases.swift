@@ -20,6 +20,10 @@ let injectBugVariable = "TENURE_INJECT_BUG"
 /// The bugs named in `TENURE_INJECT_BUG` (comma-separated), announced on stderr.
 func injectedBugsFromEnvironment() throws -> Set<InjectedBug> {
     guard let value = ProcessInfo.processInfo.environment[injectBugVariable], !value.isEmpty else { return [] }
+    guard InjectedBug.canBeInjected else {
+        throw TenureError(.invalidArgument, "\(injectBugVariable) is set, but this is a release build, which has no injectable bugs.",
+                          remedy: "Unset \(injectBugVariable); it is for Tenure's own tests, which use a debug build.")
+    }
     var bugs = Set<InjectedBug>()
     for name in value.split(separator: ",") {
         guard let bug = InjectedBug(rawValue: String(name)) else {

@@ -26,16 +26,10 @@ public enum Wire {
     }
 }
 
-/// The commands of the protocol.
+/// The commands of the protocol; `WireTests` checks each against the header.
 public enum Command: UInt16, Sendable, CaseIterable {
     case register = 1, addLockspace, remLockspace, acquire, release, inquire, status, request, shutdown
     case killpath, restrict, convert, hostStatus
-
-    static func check() {
-        assert(Command.register.rawValue == UInt16(TENURE_CMD_REGISTER.rawValue))
-        assert(Command.shutdown.rawValue == UInt16(TENURE_CMD_SHUTDOWN.rawValue))
-        assert(Command.hostStatus.rawValue == UInt16(TENURE_CMD_HOST_STATUS.rawValue))
-    }
 }
 
 /// Result codes, grouped by kind, never a raw -errno (see the header).

@@ -79,7 +79,7 @@ struct Ballot {
     /// majority; abort on a higher ballot or a later version.
     func phase(_ n: Int, _ dblock: PaxosDblock) async throws -> [[DblockSlot]] {
         try await resource.writeDblock(dblock, mode: mode, of: host.id)
-        if n == 2 && context.injectedBugs.contains(.skipPhase2Read) { return [] }
+        if n == 2 && InjectedBug.skipPhase2Read.isOn(in: context.injectedBugs) { return [] }
         let seen = try await resource.readDblocks(including: host.id)
         try checkForAbort(seen, ours: dblock, phase: n)
         return seen

@@ -75,6 +75,27 @@ public final class ProposalStamps: Sendable {
 /// switch them on (the `tenure` command reads `TENURE_INJECT_BUG` and says so
 /// loudly on stderr).
 public enum InjectedBug: String, Sendable, CaseIterable {
+    /// Whether this build can run with injected bugs at all: only debug
+    /// builds, for the tests that prove a witness can fail. In a release
+    /// build every check for one is false and compiled away.
+    public static var canBeInjected: Bool {
+        #if DEBUG
+        true
+        #else
+        false
+        #endif
+    }
+
+    /// Whether `self` is switched on in `bugs` — always false in a release build.
+    @inline(__always)
+    public func isOn(in bugs: Set<InjectedBug>) -> Bool {
+        #if DEBUG
+        bugs.contains(self)
+        #else
+        false
+        #endif
+    }
+
     /// Take over a lease whose owner is seen alive, as if it were dead.
     case ignoreLiveOwner = "ignore-live-owner"
     /// Phase 2 writes our dblock but never reads the others', so a competing

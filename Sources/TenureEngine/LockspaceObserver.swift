@@ -95,7 +95,7 @@ public actor LockspaceObserver: HostLivenessOracle, BallotParticipantSource {
     public func participants(numHosts: Int) async throws -> ParticipantView? {
         let now = context.clock.now()
         if let view, view.covers(numHosts: numHosts),
-           view.isFresh(at: now) || context.injectedBugs.contains(.staleParticipantView) {
+           view.isFresh(at: now) || InjectedBug.staleParticipantView.isOn(in: context.injectedBugs) {
             return view
         }
         let count = min(max(numHosts, view?.covered ?? 0), geometry.maxHosts)
@@ -124,7 +124,7 @@ public actor LockspaceObserver: HostLivenessOracle, BallotParticipantSource {
         }
         let fresh = ParticipantView(hosts: hosts, covered: count, readIssuedAt: now)
         view = fresh
-        return fresh.isFresh(at: context.clock.now()) || context.injectedBugs.contains(.staleParticipantView) ? fresh : nil
+        return fresh.isFresh(at: context.clock.now()) || InjectedBug.staleParticipantView.isOn(in: context.injectedBugs) ? fresh : nil
     }
 
     /// Whether any host of the last participant view has host `id`'s bit

@@ -142,12 +142,12 @@ public enum PaxosLease {
                 return .takeOver
             case .live:
                 if ownerReleasedBehindCommit(leader, areas: areas) { return .takeOver }
-                if context.injectedBugs.contains(.ignoreLiveOwner) { return .takeOver }
+                if InjectedBug.ignoreLiveOwner.isOn(in: context.injectedBugs) { return .takeOver }
                 throw TenureError(.heldByLiveHost,
                                   "\(resource.spec.name) is held by live host \(owner) (\"\(record.resourceName)\", generation \(leader.ownerGeneration), lver \(leader.lver)).",
                                   remedy: "Wait for it to release the lease, or ask it to with `request`.")
             case .unknown, .failing:
-                if context.injectedBugs.contains(.ignoreLiveOwner) { return .takeOver }
+                if InjectedBug.ignoreLiveOwner.isOn(in: context.injectedBugs) { return .takeOver }
                 if options.noWait {
                     throw TenureError(.heldByLiveHost,
                                       "\(resource.spec.name) is held by host \(owner), which this host has not yet watched long enough to call it alive or dead (\(state)).",

@@ -74,7 +74,7 @@ extension HostCore {
     /// lets the watchdog reset the host within W of the expiry — before any
     /// other host may take those leases (8N + W after the last renewal).
     public func mayPet(at now: MonotonicInstant) -> Bool {
-        if settings.injectedBugs.contains(.keepPettingAfterLoss) { return true }
+        if InjectedBug.keepPettingAfterLoss.isOn(in: settings.injectedBugs) { return true }
         for held in leases.values {
             for lease in held.values where !isValid(lease.resource.lockspace, at: now) { return false }
         }
