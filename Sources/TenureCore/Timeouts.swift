@@ -37,6 +37,26 @@ public struct Timeouts: Hashable, Sendable, CustomStringConvertible {
         self.init(ioTimeout: .seconds(ioTimeout.seconds), watchdogFire: .seconds(watchdogFireSeconds))
     }
 
+    /// How often a host being watched (for a join or an acquire) is re-read:
+    /// once a second, or every N when N is shorter.
+    public var livenessPoll: Duration { ioTimeout < .seconds(1) ? ioTimeout : .seconds(1) }
+
+    /// The shortest time any host waits, after its delta-lease write, before
+    /// its join completes and it may run a ballot: the join settle time 2N at
+    /// the smallest io_timeout a lockspace allows (1 s). sanlock's join waits
+    /// at least as long (2 × its io_timeout).
+    public static let minimumJoinWait: Duration = .seconds(2)
+
+    /// How long after a participant view's read was issued a ballot may still
+    /// plan reads from it: half of ``minimumJoinWait``, the other half
+    /// absorbing the time to the read's submission and clock-rate differences
+    /// (docs/timeouts.md argues it).
+    public static let viewFreshness: Duration = minimumJoinWait / 2
+
+    /// The daemon looks for requests aimed at its leases (and the signals
+    /// that announce them) this often.
+    public static let requestPoll: Duration = .seconds(1)
+
     /// 2N: how often a host renews its delta lease.
     public var renewalInterval: Duration { ioTimeout * 2 }
     /// 6N: a renewal this late is logged as a warning.

@@ -25,7 +25,7 @@ public struct DaemonConfig: Sendable {
     /// How often the daemon looks for requests aimed at its leases (the
     /// bitmaps of hosts in use; the leases' request records when signalled,
     /// or every 2N) and for holders that exited.
-    public var requestPoll: Duration = .seconds(1)
+    public var requestPoll: Duration = Timeouts.requestPoll
     /// Known safety bugs to switch on: only to prove a witness can fail
     /// (`TENURE_INJECT_BUG`; see ``InjectedBug``). Empty in every real run.
     public var injectedBugs: Set<InjectedBug> = []

@@ -210,9 +210,3 @@ public enum DeltaLease {
         context.log(EngineEvent(.released, "released host id \(slot.hostID) of lockspace \(slot.lockspace)"))
     }
 }
-
-extension Timeouts {
-    /// How often a host being watched (for a join or an acquire) is re-read:
-    /// once a second, or every N when N is shorter.
-    public var livenessPoll: Duration { ioTimeout < .seconds(1) ? ioTimeout : .seconds(1) }
-}

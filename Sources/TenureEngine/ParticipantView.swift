@@ -36,14 +36,14 @@ public struct ParticipantView: Sendable, Equatable {
     /// planned from it. Half of ``minimumJoinWait``: the other half absorbs
     /// the time between the freshness check and the read's submission and
     /// any difference in clock rates between hosts.
-    public static let freshness: Duration = .seconds(1)
+    public static let freshness: Duration = Timeouts.viewFreshness
 
     /// The shortest time any host waits, after its delta-lease write, before
     /// its join completes and it may run a ballot: the join settle time 2N
     /// at the smallest io_timeout a lockspace allows (1 s). Tenure's join
     /// waits at least this (``DeltaLease/acquire``), and so does sanlock's
     /// (2 × its io_timeout).
-    public static let minimumJoinWait: Duration = Timeouts(ioTimeout: .seconds(Int64(IOTimeout.minimumSeconds))).joinSettle
+    public static let minimumJoinWait: Duration = Timeouts.minimumJoinWait
 
     /// Whether reads planned from this view may still be issued at `now`.
     public func isFresh(at now: MonotonicInstant) -> Bool {

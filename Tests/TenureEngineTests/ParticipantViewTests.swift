@@ -138,3 +138,29 @@ import TenureTestKit
         #expect(try await observer.isSignalled(HostID(1), hostsUpTo: 8, refreshEvery: .seconds(2)) == false)
     }
 }
+
+/// The relations between Tenure's timeouts that its arguments rely on
+/// (docs/timeouts.md), asserted for the simulator's, the tests' and the
+/// default settings.
+@Suite struct TimeoutRelationsTests {
+    @Test(arguments: [(1, 2), (1, 4), (10, 60), (10, 30), (3, 10)])
+    func theTimeoutsKeepTheirRelations(_ n: Int, _ w: Int) {
+        let t = Timeouts(ioTimeout: .seconds(n), watchdogFire: .seconds(w))
+        #expect(t.renewalInterval < t.renewalWarning && t.renewalWarning < t.renewalFailure && t.renewalFailure < t.hostDead)
+        #expect(t.hostDead == t.renewalFailure + t.watchdogFire, "others take over only after the watchdog had W to fire")
+        #expect(t.joinWaitForHeldSlot >= t.hostDead)
+        #expect(t.killGrace < t.watchdogFire, "SIGKILL comes before the watchdog fires")
+        #expect(max(t.killGrace, t.watchdogFire / 2) <= t.watchdogFire, "a killpath's grace stays within W")
+        #expect(Timeouts.petInterval(watchdogFire: t.watchdogFire) * 4 <= t.watchdogFire, "at least four pets per W")
+        #expect(t.livenessPoll <= t.ioTimeout && t.livenessPoll <= .seconds(1))
+        #expect(t.ballotBackoffMax <= t.ioTimeout)
+        #expect(Timeouts.lossCheck <= t.renewalInterval, "an early loss is seen within one renewal interval")
+        #expect(Timeouts.fencePoll < Timeouts.fenceResignal && Timeouts.fenceResignal <= Timeouts.fenceWarningEvery)
+        #expect(Timeouts.requestPoll <= t.renewalInterval)
+    }
+
+    @Test func aViewIsFreshForHalfTheShortestJoin() {
+        #expect(Timeouts.viewFreshness * 2 == Timeouts.minimumJoinWait)
+        #expect(Timeouts.minimumJoinWait == Timeouts(ioTimeout: .seconds(Int64(IOTimeout.minimumSeconds))).joinSettle)
+    }
+}
