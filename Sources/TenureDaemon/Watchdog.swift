@@ -1,6 +1,7 @@
 import CTenureSys
 import Foundation
 import TenureCore
+import TenureIO
 
 /// The watchdog: a timer that resets the host unless petted. The daemon pets
 /// it only while every lockspace with lease holders is still valid, so a
@@ -31,17 +32,20 @@ public final class WatchdogDevice: @unchecked Sendable {
         guard isDevice || type == S_IFREG || type == S_IFIFO else {
             throw TenureError(.invalidArgument, "\(path) is not a watchdog device (nor a file or FIFO standing in for one).")
         }
-        fd = open(path, O_WRONLY | O_CLOEXEC | (isDevice ? 0 : O_APPEND))
-        guard fd >= 0 else {
-            throw TenureError(.permissionDenied, "Cannot open the watchdog \(path): \(String(cString: strerror(errno))).",
-                              remedy: "Run the daemon as root; only one program may hold a watchdog open.", errno: errno)
+        let flags = O_WRONLY | O_CLOEXEC | (isDevice ? 0 : O_APPEND)
+        do {
+            fd = try Syscall.run(SyscallContext("open", path: path)) { open(path, flags) }
+        } catch {
+            throw TenureError(error.code, "Cannot open the watchdog: \(error.message)",
+                              remedy: "Run the daemon as root; only one program may hold a watchdog open.", errno: error.errno)
         }
         if isDevice {
             var seconds = Int32(fire.components.seconds)
-            guard tenure_watchdog_set_timeout(fd, &seconds) == 0 else {
-                let e = errno
+            do {
+                try Syscall.run(SyscallContext("ioctl(WDIOC_SETTIMEOUT)", path: path)) { [fd] in tenure_watchdog_set_timeout(fd, &seconds) }
+            } catch {
                 Glibc.close(fd)
-                throw TenureError(.ioFailed, "Cannot set the fire time of \(path) to \(fire): \(String(cString: strerror(e))).", errno: e)
+                throw TenureError(error.code, "Cannot set the fire time of the watchdog to \(fire): \(error.message)", remedy: error.remedy, errno: error.errno)
             }
         }
     }
@@ -52,17 +56,19 @@ public final class WatchdogDevice: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard !closed else { return }
-        let ok: Bool
-        if isDevice {
-            ok = tenure_watchdog_keepalive(fd) == 0
-        } else {
-            let line = "pet \(SystemMonotonicClockReading.nanoseconds())\n"
-            ok = line.withCString { Glibc.write(fd, $0, strlen($0)) } == strlen(line)
-        }
-        guard ok else {
-            let e = errno
-            throw TenureError(.ioFailed, "Petting the watchdog \(path) failed: \(String(cString: strerror(e))).",
-                              remedy: "Check the watchdog driver; unpetted, it resets this host within its fire time.", errno: e)
+        do throws(TenureError) {
+            if isDevice {
+                try Syscall.run(SyscallContext("ioctl(WDIOC_KEEPALIVE)", path: path)) { tenure_watchdog_keepalive(fd) }
+            } else {
+                let line = Array("pet \(SystemMonotonicClockReading.nanoseconds())\n".utf8)
+                let written = try Syscall.run(SyscallContext("write", path: path, length: line.count)) { line.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } }
+                guard written == line.count else {
+                    throw TenureError(.shortIO, "Petting the watchdog \(path) wrote \(written) of \(line.count) bytes.")
+                }
+            }
+        } catch {
+            throw TenureError(error.code, "Petting the watchdog failed: \(error.message)",
+                              remedy: "Check the watchdog driver; unpetted, it resets this host within its fire time.", errno: error.errno)
         }
     }
 
