@@ -117,6 +117,27 @@ struct HardeningTests {
         kill(second.process.processIdentifier, SIGKILL)
     }
 
+    /// The same after a lost lockspace: the held command itself (not a
+    /// wrapper) is stopped, and its lease is dropped only once it is gone.
+    @Test func aHeldCommandIsFencedWhenItsLockspaceIsLost() throws {
+        let scratch = try Scratch()
+        let (daemon, file) = try setUp(scratch)
+        let marker = scratch.path + "/started"
+        let holder = try Background(["client", "hold", "-r", "D:R1:\(file):2M", "--run-dir", daemon.runDir, "--",
+                                     "/bin/sh", "-c", "echo $$ > \(marker); exec sleep 301"])
+        #expect(try eventually { try daemon.leases().count == 1 })
+        #expect(eventually { FileManager.default.fileExists(atPath: marker) })
+        let commandPid = Int32((try String(contentsOfFile: marker, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        #expect(commandPid == holder.process.processIdentifier)
+        try impersonate(host: 1, in: file)
+        #expect(eventually(6) { !isAlive(commandPid) }, "the held command outlived its lost lockspace")
+        #expect(try eventually { try daemon.leases().isEmpty }, "the lease of the dead command stayed")
+        // Nothing was written for the lease of a lost lockspace (another host
+        // may own it by now): the leader still names this host at lver 1.
+        let leader = try diskState(file, 1)["leader"] as? [String: Any]
+        #expect(leader?["lver"] as? Int == 1 && leader?["owner_id"] as? Int == 1 && (leader?["timestamp"] as? Int ?? 0) != 0, "\(String(describing: leader))")
+    }
+
     /// A second local sharer joins the host's shared hold without a ballot:
     /// a ballot would write an exclusive mode block while it ran, hiding
     /// this host's shared mark from other hosts while the first sharer holds.
