@@ -40,9 +40,8 @@ final class SimHost: @unchecked Sendable {
     /// Processes that died since the core last heard (the shell's pidfd poll).
     private var exited: [ProcessID] = []
     private var nextPid: Int32 = 100
-    /// The watchdog's last pet (nil: armed at boot, never petted yet).
-    private var lastPet: MonotonicInstant?
-    private var bootedAt: MonotonicInstant
+    /// The machine's watchdog, armed when the daemon starts.
+    private var watchdogTimer: ManualWatchdog?
     private var tasks: [Task<Void, Never>] = []
     /// The chaos loop asked this host to leave the lockspace cleanly.
     private var leaveRequested = false
@@ -56,7 +55,6 @@ final class SimHost: @unchecked Sendable {
         random = SharedRandom(simulation.random.fork())
         context = EngineContext(clock: clock)
         core = HostCore(settings: Self.coreSettings(simulation.config))
-        bootedAt = clock.now()
     }
 
     /// The core as the daemon sets it up, with the simulation's watchdog
@@ -107,8 +105,7 @@ final class SimHost: @unchecked Sendable {
             try? await self.clock.sleep(for: delay)
             guard self.isCurrent(generation) else { return }
             // The daemon starts: its watchdog is armed, its loops run.
-            self.bootedAt = self.clock.now()
-            self.lastPet = nil
+            self.watchdogTimer = ManualWatchdog(clock: self.clock, fire: self.sim.config.fenceWindow)
             self.tasks += [self.sim.scheduler.spawn { await self.watchdog(generation) },
                            self.sim.scheduler.spawn { await self.petLoop(generation) },
                            self.sim.scheduler.spawn { await self.fenceLoop(generation) }]
@@ -176,12 +173,10 @@ final class SimHost: @unchecked Sendable {
     /// The watchdog device: resets the machine once its fire time passes
     /// without a pet.
     func watchdog(_ generation: Int) async {
-        let fire = sim.config.fenceWindow
-        while isCurrent(generation) {
-            let fireAt = (lastPet ?? bootedAt) + fire
+        while isCurrent(generation), let timer = watchdogTimer, let fireAt = timer.firesAt {
             try? await clock.sleep(until: fireAt)
             guard isCurrent(generation) else { return }
-            if clock.now() >= (lastPet ?? bootedAt) + fire {
+            if timer.hasFired(at: clock.now()) {
                 note("WATCHDOG fired: the host is reset")
                 sim.count("watchdog.reset")
                 crash(restart: sim.phase == .faults)
@@ -236,17 +231,22 @@ final class SimHost: @unchecked Sendable {
                 sim.count("killpath")
                 deliver(.terminate, to: pid, generation)
             case .writeRelease(_, let lease):
-                guard let r = Self.resourceIndex(lease), let resource = resources[r] else { continue }
+                guard let r = Self.resourceIndex(lease), let resource = resources[r] else {
+                    core.releaseWritten(lease)
+                    continue
+                }
                 do {
                     try await PaxosLease.release(resource, held: lease, context: context)
                     sim.count("release")
                 } catch {
                     sim.count("release.failed")
                 }
+                guard isCurrent(generation) else { return }
+                core.releaseWritten(lease)
             case .forget:
                 sim.count("release.forgotten")
             case .pet:
-                lastPet = clock.now()
+                try? watchdogTimer?.pet()
             case .log(let level, let text):
                 if level == .critical || level == .warning { note(text) }
             }
@@ -490,7 +490,9 @@ final class SimHost: @unchecked Sendable {
 
     /// A new process acquires `r` through the core, as `acquireOne` does in the daemon.
     func acquire(_ r: Int, ls: Lockspace, local: LocalHost, shared: Bool, requiredLver: LeaseVersion? = nil, _ generation: Int) async {
-        guard let resource = participating(r, ls) else { return }
+        // The caller's last await may have spanned a crash; a local share
+        // below is handed over with no await that would notice it.
+        guard isCurrent(generation), let resource = participating(r, ls) else { return }
         let kind = requiredLver != nil ? "handover" : shared ? "acquire.shared" : "acquire"
         var spec = sim.resourceSpec(r)
         spec.lver = requiredLver

@@ -143,11 +143,11 @@ public actor Daemon {
     var background: [Task<Void, Never>] = []
 
     /// nil with `--watchdog none`.
-    let watchdog: WatchdogDevice?
+    let watchdog: (any Watchdog)?
     /// Pets that failed (logged each time), for status.
     var petFailures = 0
 
-    public init(config: DaemonConfig, log: Logger, watchdog: WatchdogDevice? = nil) {
+    public init(config: DaemonConfig, log: Logger, watchdog: (any Watchdog)? = nil) {
         self.config = config
         self.log = log
         self.watchdog = watchdog

@@ -160,6 +160,7 @@ extension Daemon {
                     log.warning("releasing \(lease) of process \(pid) failed: \(error)")
                     firstError = firstError ?? error
                 }
+                core.releaseWritten(lease)
                 if leasesHoldDevices { await releaseDevices(of: lease) }
             case .forget(_, let lease):
                 if leasesHoldDevices { await releaseDevices(of: lease) }

@@ -4,6 +4,7 @@ import Logging
 import Synchronization
 import TenureClient
 import TenureCore
+import TenureIO
 
 /// The daemon's Unix socket: one thread accepts, one thread per connection
 /// reads its messages and waits for each answer. Malformed, truncated,

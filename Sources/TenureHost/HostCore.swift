@@ -60,6 +60,14 @@ public struct HostCore: Sendable {
     public private(set) var leases: [ProcessID: [String: HeldLease]] = [:]
     /// Leases ("LOCKSPACE:NAME") a ballot is under way for.
     private(set) var acquiring: Set<String> = []
+    /// Leases ("LOCKSPACE:NAME") whose release is being written: this
+    /// host's one dblock per resource is still being changed, so no local
+    /// process may acquire the resource until the shell reports the write
+    /// done (``releaseWritten``). Without this, the late release of a
+    /// process that exited marked released — and stripped the shared mark
+    /// of — the same host's newer hold of another process (the simulator
+    /// found an exclusive holder beside a sharer, seed 20017739).
+    private(set) var releasing: [String: Int] = [:]
     var fencing: [ProcessID: Fencing] = [:]
     var lastPet: MonotonicInstant?
     /// Whether the last tick petted (or would have): for logging the changes.
@@ -272,7 +280,21 @@ public struct HostCore: Sendable {
         guard isValid(lease.resource.lockspace, at: now) else {
             return [.log(.warning, "process \(pid) gave up \(lease) of a lost lockspace; nothing is written to the lease"), .forget(pid, lease)]
         }
-        return [.writeRelease(pid, lease)]
+        return [releaseWrite(pid, lease)]
+    }
+
+    /// A `.writeRelease` directive, with the resource closed to local
+    /// acquires until the write is done.
+    mutating func releaseWrite(_ pid: ProcessID, _ lease: HeldLease) -> HostDirective {
+        releasing[Self.key(lease.resource), default: 0] += 1
+        return .writeRelease(pid, lease)
+    }
+
+    /// The shell finished (or failed) writing a `.writeRelease`.
+    public mutating func releaseWritten(_ lease: HeldLease) {
+        let key = Self.key(lease.resource)
+        guard let count = releasing[key] else { return }
+        releasing[key] = count > 1 ? count - 1 : nil
     }
 
     // MARK: Acquire, release, convert
@@ -316,6 +338,10 @@ public struct HostCore: Sendable {
             }
         }
         let key = Self.key(spec)
+        guard releasing[key] == nil else {
+            throw TenureError(.heldByLiveHost, "\(spec.name) is being released by another process on this host.",
+                              remedy: "Retry in a moment.")
+        }
         guard !acquiring.contains(key) else {
             throw TenureError(.heldByLiveHost, "\(spec.name) is being acquired by another process on this host.",
                               remedy: "Retry in a moment.")
@@ -347,7 +373,7 @@ public struct HostCore: Sendable {
         }
         guard let record = processes[pid], !record.exited else {
             return .refused(TenureError(.notOwner, "Process \(pid) exited while \(spec.name) was acquired."),
-                            [.log(.info, "process \(pid) exited while \(won) was acquired; releasing it"), .writeRelease(pid, won)])
+                            [.log(.info, "process \(pid) exited while \(won) was acquired; releasing it"), releaseWrite(pid, won)])
         }
         leases[pid, default: [:]][spec.name.description] = won
         return .handedOver(won)

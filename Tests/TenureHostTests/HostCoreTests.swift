@@ -82,6 +82,18 @@ import TenureFormat
         #expect(releases(try c.release(["R1"], of: ProcessID(11), at: at(2))) == ["write 11 R1"])
     }
 
+    /// While a release is being written, no local process may acquire the
+    /// resource: the late write would mark released (and strip the shared
+    /// mark of) the host's newer hold (seed 20017739).
+    @Test func noLocalAcquireWhileAReleaseIsBeingWritten() throws {
+        var c = core()
+        let held = try acquire(&c, "R1", pid: 10, lver: 1)
+        #expect(releases(c.processExited(ProcessID(10), at: at(2))) == ["write 10 R1"])
+        #expect(throws: TenureError.self) { try c.arbitrate(try spec("R1"), for: ProcessID(11), shared: false, at: at(2.1)) }
+        c.releaseWritten(held)
+        try acquire(&c, "R1", pid: 11, lver: 2, now: 2.2)
+    }
+
     @Test func aLeaseWonAfterTheExpiryIsNeitherHandedOverNorWritten() throws {
         var c = core()
         let s = try spec("R1")

@@ -145,6 +145,9 @@ struct SimulationTests {
         (UInt64(5075333), "a live sharer was cleared because one disk still showed its previous generation's mark"),
         (UInt64(5018305), "a clearing write of a gone sharer's dblock landed late, over the mark of the same host id rejoined and sharing"),
         (UInt64(5053008), "a repair ballot passed over a later version's dblock and decided a proposal that had lost"),
+        (UInt64(20017739), "the late release of a process that exited marked released, and stripped the shared mark of, its host's newer hold"),
+        (UInt64(20000344), "the late release of a process that exited marked released, and stripped the shared mark of, its host's newer hold"),
+        (UInt64(20016646), "simulator: a local share was handed over in the step its host crashed"),
     ])
     func seedsThatHandedOutAnLverTwice(_ seed: UInt64, _ bug: String) throws {
         let c = SimConfig.swarm(seed: seed, base: SimConfig(seed: seed), maxHosts: 6, maxResources: 3)

@@ -1,7 +1,7 @@
 import CTenureSys
-import Foundation
+import Glibc
+import Synchronization
 import TenureCore
-import TenureIO
 
 /// The watchdog: a timer that resets the host unless petted. The daemon pets
 /// it only while every lockspace with lease holders is still valid, so a
@@ -13,15 +13,17 @@ import TenureIO
 /// magic 'V' before closing, which disarms it. A regular file or a FIFO
 /// (tests) gets one line per pet, `pet <monotonic nanoseconds>`, and `V` on a
 /// clean stop.
-public final class WatchdogDevice: @unchecked Sendable {
+public final class WatchdogDevice: Watchdog, @unchecked Sendable {
     public let path: String
+    public let fireTime: Duration
     let fd: Int32
     let isDevice: Bool
-    let lock = NSLock()
-    private var closed = false
+    /// Whether it was closed; held while petting, so a pet never meets a closed descriptor.
+    private let closed = Mutex(false)
 
     public init(path: String, fire: Duration) throws {
         self.path = path
+        self.fireTime = fire
         var info = stat()
         guard stat(path, &info) == 0 else {
             throw TenureError(.notFound, "The watchdog device \(path) does not exist.",
@@ -52,34 +54,34 @@ public final class WatchdogDevice: @unchecked Sendable {
 
     /// Pets the watchdog: its fire time starts again. Throws when the
     /// device refused (the caller logs and counts it).
-    public func pet() throws {
-        lock.lock()
-        defer { lock.unlock() }
-        guard !closed else { return }
-        do throws(TenureError) {
-            if isDevice {
-                try Syscall.run(SyscallContext("ioctl(WDIOC_KEEPALIVE)", path: path)) { tenure_watchdog_keepalive(fd) }
-            } else {
-                let line = Array("pet \(SystemMonotonicClockReading.nanoseconds())\n".utf8)
-                let written = try Syscall.run(SyscallContext("write", path: path, length: line.count)) { line.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } }
-                guard written == line.count else {
-                    throw TenureError(.shortIO, "Petting the watchdog \(path) wrote \(written) of \(line.count) bytes.")
+    public func pet() throws(TenureError) {
+        try closed.withLock { (isClosed: inout Bool) throws(TenureError) in
+            guard !isClosed else { return }
+            do throws(TenureError) {
+                if isDevice {
+                    try Syscall.run(SyscallContext("ioctl(WDIOC_KEEPALIVE)", path: path)) { tenure_watchdog_keepalive(fd) }
+                } else {
+                    let line = Array("pet \(SystemMonotonicClockReading.nanoseconds())\n".utf8)
+                    let written = try Syscall.run(SyscallContext("write", path: path, length: line.count)) { line.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } }
+                    guard written == line.count else {
+                        throw TenureError(.shortIO, "Petting the watchdog \(path) wrote \(written) of \(line.count) bytes.")
+                    }
                 }
+            } catch {
+                throw TenureError(error.code, "Petting the watchdog failed: \(error.message)",
+                                  remedy: "Check the watchdog driver; unpetted, it resets this host within its fire time.", errno: error.errno)
             }
-        } catch {
-            throw TenureError(error.code, "Petting the watchdog failed: \(error.message)",
-                              remedy: "Check the watchdog driver; unpetted, it resets this host within its fire time.", errno: error.errno)
         }
     }
 
     /// A clean stop: the magic close disarms the watchdog.
     public func closeCleanly() {
-        lock.lock()
-        defer { lock.unlock() }
-        guard !closed else { return }
-        closed = true
-        _ = "V".withCString { Glibc.write(fd, $0, 1) }
-        Glibc.close(fd)
+        closed.withLock { isClosed in
+            guard !isClosed else { return }
+            isClosed = true
+            _ = "V".withCString { Glibc.write(fd, $0, 1) }
+            Glibc.close(fd)
+        }
     }
 }
 
