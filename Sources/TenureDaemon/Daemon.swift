@@ -124,8 +124,8 @@ public actor Daemon {
     /// Connections that restricted themselves: no further requests.
     var restricted: Set<UInt64> = []
     /// The local processes the daemon deals with (connected, or holding
-    /// leases), each named by a pidfd.
-    var processes: [Int32: LocalProcess] = [:]
+    /// leases), each named by a pidfd: the core's process seam.
+    let processes = PidfdProcesses(killPidVariable: Wire.killPidEnvironment)
     /// Connections that sent `register`: they are never closed for idling.
     var registered: Set<UInt64> = []
     /// Lockspaces an asynchronous add is joining.
@@ -315,10 +315,10 @@ public actor Daemon {
     /// The tracked process `pid`, named by a pidfd opened now if it is not
     /// tracked yet (or the pid was reused since).
     func process(_ pid: Int32, for peer: Peer) throws -> LocalProcess {
-        if let known = processes[pid], !known.exited { return known }
+        if let known = processes.live(pid) { return known }
         let credentials = pid == peer.pid ? (peer.uid, peer.gid) : (processCredentials(pid) ?? (UInt32.max, UInt32.max))
         let opened = try LocalProcess.open(pid: pid, uid: credentials.0, gid: credentials.1)
-        processes[pid] = opened
+        processes.track(opened)
         core.trackNew(ProcessID(pid))
         return opened
     }
@@ -336,13 +336,17 @@ public actor Daemon {
             return false
         }
         connections[peer.pid, default: 0] += 1
-        if let known = processes[peer.pid], !known.exited {
+        if processes.live(peer.pid) != nil {
             if pidfd >= 0 { Glibc.close(pidfd) }
         } else {
             // A record left by an earlier process with this pid is replaced:
             // its killpath and restrictions were that process's.
-            processes[peer.pid] = pidfd >= 0 ? LocalProcess(pid: peer.pid, pidfd: pidfd, uid: peer.uid, gid: peer.gid)
-                                             : try? LocalProcess.open(pid: peer.pid, uid: peer.uid, gid: peer.gid)
+            if let named = pidfd >= 0 ? LocalProcess(pid: peer.pid, pidfd: pidfd, uid: peer.uid, gid: peer.gid)
+                                      : try? LocalProcess.open(pid: peer.pid, uid: peer.uid, gid: peer.gid) {
+                processes.track(named)
+            } else {
+                processes.forget(peer.pid)
+            }
             core.trackNew(ProcessID(peer.pid))
         }
         return true
@@ -365,7 +369,7 @@ public actor Daemon {
         let pid = ProcessID(peer.pid)
         observeLockspaces()
         await carryOut(core.disconnected(pid, stillRunning: isRunning(peer.pid), at: context.clock.now()))
-        if !core.isTracked(pid) { processes[peer.pid] = nil }
+        if !core.isTracked(pid) { processes.forget(peer.pid) }
     }
 }
 

@@ -319,7 +319,7 @@ extension Daemon {
             let watched = Set(core.fencedProcesses + core.holders.filter { connections[$0.rawValue] == nil })
             for pid in watched.sorted() where !isRunning(pid.rawValue) {
                 directives += core.processExited(pid, at: now)
-                processes[pid.rawValue] = nil
+                processes.forget(pid.rawValue)
             }
             directives += core.tick(at: now)
             await carryOut(directives)
@@ -329,47 +329,26 @@ extension Daemon {
 
     /// Whether `pid` still runs: by its pidfd when the daemon tracks it, so
     /// a reused pid never counts as the holder.
-    func isRunning(_ pid: Int32) -> Bool {
-        if let tracked = processes[pid] { return !tracked.exited }
-        return Self.alive(pid)
-    }
+    func isRunning(_ pid: Int32) -> Bool { !processes.hasExited(ProcessID(pid)) }
 
     /// Signals `pid` through its pidfd (never a later process with its pid).
     func signal(_ pid: Int32, _ signal: Int32) {
-        guard let tracked = processes[pid] else {
+        guard processes.isTracked(pid) else {
             log.error("process \(pid) holds leases but is not tracked by a pidfd; not signalling a pid that may have been reused")
             return
         }
-        tracked.signal(signal)
+        processes.signal(ProcessID(pid), signal == SIGKILL ? .kill : .terminate)
     }
 
     /// Runs `killpath` (with the pid in TENURE_KILL_PID) as that process's
     /// own user and group; SIGTERM if it cannot start.
     func runKillpath(_ killpath: [String], for pid: Int32) {
-        guard let tracked = processes[pid] else {
-            log.error("process \(pid) is not tracked by a pidfd; its killpath is not run")
-            return
-        }
-        let environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "\(Wire.killPidEnvironment)=\(pid)"]
-        let child = spawn(killpath, environment: environment, uid: tracked.uid, gid: tracked.gid)
-        if child > 0 {
-            log.warning("ran killpath \(killpath.joined(separator: " ")) as user \(tracked.uid) for process \(pid)")
-            background.append(Task.detached { var status: Int32 = 0; _ = waitpid(child, &status, 0) })
+        if processes.runKillpath(killpath, for: ProcessID(pid)) {
+            log.warning("ran killpath \(killpath.joined(separator: " ")) for process \(pid) as its own user")
         } else {
-            log.error("killpath \(killpath[0]) for process \(pid) failed to start (\(String(cString: strerror(errno)))); sending SIGTERM")
+            log.error("killpath \(killpath.first ?? "?") for process \(pid) failed to start (\(String(cString: strerror(errno)))); sending SIGTERM")
             signal(pid, SIGTERM)
         }
-    }
-
-    /// fork + exec of `argv` as `uid`/`gid` (CTenureSys does the child's side in C).
-    func spawn(_ argv: [String], environment: [String], uid: UInt32, gid: UInt32) -> Int32 {
-        var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        var cEnv: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
-        defer {
-            for p in cArgs { free(p) }
-            for p in cEnv { free(p) }
-        }
-        return tenure_spawn_as(argv[0], &cArgs, &cEnv, uid, gid)
     }
 
     /// Converts `name` held by `pid` to shared or exclusive.
@@ -405,16 +384,6 @@ extension Daemon {
         }
         let data = try JSONSerialization.data(withJSONObject: ["lockspace": name, "hosts": hosts], options: [.sortedKeys])
         return String(decoding: data, as: UTF8.self)
-    }
-
-    /// Whether `pid` still runs (a zombie counts as gone: it holds nothing).
-    /// Only for a process the daemon does not track by a pidfd.
-    static func alive(_ pid: Int32) -> Bool {
-        guard Glibc.kill(pid, 0) == 0 else { return errno == EPERM }
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return true }
-        let state = stat[stat.index(close, offsetBy: 2)]
-        return state != "Z" && state != "X"
     }
 
     // MARK: The poll loop

@@ -2,17 +2,6 @@ import TenureCore
 import TenureEngine
 import TenureFormat
 
-/// A local process, by its number. The shell names each one by a pidfd, so
-/// a signal never reaches a later process that reuses the number; the core
-/// only ever sees the number.
-public struct ProcessID: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
-    public let rawValue: Int32
-    public init(rawValue: Int32) { self.rawValue = rawValue }
-    public init(_ rawValue: Int32) { self.rawValue = rawValue }
-    public static func < (a: ProcessID, b: ProcessID) -> Bool { a.rawValue < b.rawValue }
-    public var description: String { String(rawValue) }
-}
-
 /// How a process may be stopped: what it set with `killpath` and `restrict`.
 public struct ProcessControl: Sendable, Equatable {
     /// Run (as the process's own user) instead of SIGTERM when it must stop.
@@ -27,16 +16,6 @@ public struct ProcessControl: Sendable, Equatable {
         self.sigkillOnly = sigkillOnly
         self.sigtermOnly = sigtermOnly
     }
-}
-
-/// The two signals fencing sends.
-public enum StopSignal: Sendable, Equatable, CustomStringConvertible {
-    /// SIGTERM: asks.
-    case terminate
-    /// SIGKILL: cannot be caught.
-    case kill
-
-    public var description: String { self == .kill ? "SIGKILL" : "SIGTERM" }
 }
 
 /// Why a process is being stopped.
