@@ -37,8 +37,11 @@ public struct DaemonConfig: Sendable {
     /// (``Starvation``). Off only for test setups.
     public var lockMemory = true
     /// Every thread at SCHED_RR ``Starvation/realtimePriority``, so busy
-    /// processes never delay a renewal. Off only for test setups.
-    public var realtime = true
+    /// processes never delay a renewal. Off by default for now: with every
+    /// thread real-time (connection threads, the I/O completion spin), 32
+    /// clients through the daemon ran 6.5 times slower (docs/operations.md);
+    /// on by default once renewal has a thread of its own (the event loop).
+    public var realtime = false
 
     public init(runDir: String, hostName: String) {
         self.runDir = runDir

@@ -12,11 +12,8 @@ final class RunningDaemon {
 
     init(scratch: Scratch, name: String = "nodeA", extra: [String] = [], wrapper: [String] = []) throws {
         runDir = scratch.path + "/run-" + name
-        // Real-time scheduling is off unless a test asks for it: many test
-        // daemons spinning at SCHED_RR would starve the tests themselves.
-        let realtime = extra.contains("--realtime") ? [] : ["--realtime", "off"]
         let arguments = ["daemon", "--foreground", "--run-dir", runDir, "--host-name", name, "--watchdog", "none",
-                         "--watchdog-fire", "4", "--io-timeout", "1", "--log-level", "debug"] + realtime + extra
+                         "--watchdog-fire", "4", "--io-timeout", "1", "--log-level", "debug"] + extra
         if wrapper.isEmpty {
             process = try Background(arguments)
         } else {
