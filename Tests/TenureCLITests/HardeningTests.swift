@@ -92,12 +92,9 @@ struct HardeningTests {
         #expect(try eventually { try diskState(file, 0)["state"] as? String == "free" }, "the lease was not given up once its holder died")
     }
 
-    /// `client hold -- COMMAND` makes the command the holder: a forced
-    /// request kills the command itself, not a wrapper around it, and no
-    /// process of it is alive when another process is handed the lease.
-    @Test func aHeldCommandIsWhatTheDaemonFences() throws {
-        let scratch = try Scratch()
-        let (daemon, file) = try setUp(scratch)
+    /// Starts `client hold -r R1 -- sh -c '…; exec sleep 301'` and returns it
+    /// with the pid the command itself reported, once it holds the lease.
+    func holdCommand(_ daemon: RunningDaemon, _ file: String, _ scratch: Scratch) throws -> (Background, Int32) {
         let marker = scratch.path + "/started"
         let holder = try Background(["client", "hold", "-r", "D:R1:\(file):2M", "--run-dir", daemon.runDir, "--",
                                      "/bin/sh", "-c", "echo $$ > \(marker); exec sleep 301"])
@@ -105,6 +102,18 @@ struct HardeningTests {
         #expect(eventually { FileManager.default.fileExists(atPath: marker) })
         let commandPid = Int32((try String(contentsOfFile: marker, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
         #expect(commandPid == holder.process.processIdentifier, "the command is not the process that holds the lease")
+        return (holder, commandPid)
+    }
+
+    /// `client hold -- COMMAND` makes the command the holder: a forced
+    /// request kills the command itself, not a wrapper around it, and no
+    /// process of it is alive when another process is handed the lease.
+    @Test func aHeldCommandIsWhatTheDaemonFences() throws {
+        let scratch = try Scratch()
+        let (daemon, file) = try setUp(scratch)
+        // The holder is kept until the end: dropping it would terminate the command.
+        let (holder, commandPid) = try holdCommand(daemon, file, scratch)
+        defer { withExtendedLifetime(holder) {} }
         let mask = try String(contentsOfFile: "/proc/\(commandPid)/status", encoding: .utf8)
             .split(separator: "\n").first { $0.hasPrefix("SigBlk:") }.map { $0.split(separator: "\t").last.map(String.init) ?? "" }
         #expect(mask == "0000000000000000", "the command starts with signals blocked: \(mask ?? "?")")
@@ -122,13 +131,8 @@ struct HardeningTests {
     @Test func aHeldCommandIsFencedWhenItsLockspaceIsLost() throws {
         let scratch = try Scratch()
         let (daemon, file) = try setUp(scratch)
-        let marker = scratch.path + "/started"
-        let holder = try Background(["client", "hold", "-r", "D:R1:\(file):2M", "--run-dir", daemon.runDir, "--",
-                                     "/bin/sh", "-c", "echo $$ > \(marker); exec sleep 301"])
-        #expect(try eventually { try daemon.leases().count == 1 })
-        #expect(eventually { FileManager.default.fileExists(atPath: marker) })
-        let commandPid = Int32((try String(contentsOfFile: marker, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
-        #expect(commandPid == holder.process.processIdentifier)
+        let (holder, commandPid) = try holdCommand(daemon, file, scratch)
+        defer { withExtendedLifetime(holder) {} }
         try impersonate(host: 1, in: file)
         #expect(eventually(6) { !isAlive(commandPid) }, "the held command outlived its lost lockspace")
         #expect(try eventually { try daemon.leases().isEmpty }, "the lease of the dead command stayed")
