@@ -187,7 +187,7 @@ final class SimHost: @unchecked Sendable {
 
     /// As the daemon's pet loop: the core says when.
     func petLoop(_ generation: Int) async {
-        let every = Timeouts.petInterval(watchdogFire: sim.config.fenceWindow) / 4
+        let every = core.settings.petInterval / 4
         while isCurrent(generation) {
             observeLockspace()
             await carryOut(core.petIfDue(at: clock.now()), generation)
@@ -589,8 +589,7 @@ final class SimHost: @unchecked Sendable {
                 guard isCurrent(generation), processes[pid]?.holding.contains(r) == true else { return }
                 core.converted(name, of: pid, to: exclusive)
                 sim.count("convert.exclusive")
-                sim.checker.acquired(Checker.Holding(host: index, incarnation: incarnation, process: pid.rawValue, hostID: id, lver: exclusive.lver, shared: false),
-                                     resource: r, trace: sim.trace, at: sim.time)
+                holding(pid, r, lver: exclusive.lver, shared: false)
             } else {
                 // A sharer is not an exclusive holder: mark it shared before the I/O.
                 sim.checker.converted(host: index, process: pid.rawValue, resource: r, shared: true, trace: sim.trace, at: sim.time)

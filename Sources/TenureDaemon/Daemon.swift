@@ -176,7 +176,7 @@ public actor Daemon {
         while !Task.isCancelled {
             observeLockspaces()
             await carryOut(core.petIfDue(at: context.clock.now()))
-            try? await context.clock.sleep(for: Timeouts.petInterval(watchdogFire: config.watchdogFire) / 4)
+            try? await context.clock.sleep(for: core.settings.petInterval / 4)
         }
     }
 

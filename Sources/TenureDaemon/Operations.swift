@@ -149,7 +149,7 @@ extension Daemon {
         for directive in directives {
             switch directive {
             case .signal(let pid, let stop):
-                signal(pid.rawValue, stop == .kill ? SIGKILL : SIGTERM)
+                signal(pid.rawValue, stop)
             case .runKillpath(let pid, let argv):
                 runKillpath(argv, for: pid.rawValue)
             case .writeRelease(let pid, let lease):
@@ -175,18 +175,16 @@ extension Daemon {
 
     // MARK: Leases
 
-    /// The cache key of a resource: its string without lver or mode.
-    static func resourceKey(_ spec: ResourceSpec) -> String {
+    /// A resource as the cache keeps it: without lver or mode.
+    static func cacheable(_ spec: ResourceSpec) -> ResourceSpec {
         var key = spec
         key.lver = nil
         key.shared = false
-        return key.description
+        return key
     }
 
     func resource(_ spec: ResourceSpec) async throws -> PaxosResource {
-        var key = spec
-        key.lver = nil
-        key.shared = false
+        let key = Self.cacheable(spec)
         if let open = resources[key.description] { return open }
         guard spec.disks.allSatisfy({ devices[$0.path] != nil }) else {
             preconditionFailure("resource(\(spec)) called without its devices retained")
@@ -332,12 +330,12 @@ extension Daemon {
     func isRunning(_ pid: Int32) -> Bool { !processes.hasExited(ProcessID(pid)) }
 
     /// Signals `pid` through its pidfd (never a later process with its pid).
-    func signal(_ pid: Int32, _ signal: Int32) {
+    func signal(_ pid: Int32, _ signal: StopSignal) {
         guard processes.isTracked(pid) else {
             log.error("process \(pid) holds leases but is not tracked by a pidfd; not signalling a pid that may have been reused")
             return
         }
-        processes.signal(ProcessID(pid), signal == SIGKILL ? .kill : .terminate)
+        processes.signal(ProcessID(pid), signal)
     }
 
     /// Runs `killpath` (with the pid in TENURE_KILL_PID) as that process's
@@ -347,7 +345,7 @@ extension Daemon {
             log.warning("ran killpath \(killpath.joined(separator: " ")) for process \(pid) as its own user")
         } else {
             log.error("killpath \(killpath.first ?? "?") for process \(pid) failed to start (\(String(cString: strerror(errno)))); sending SIGTERM")
-            signal(pid, SIGTERM)
+            signal(pid, .terminate)
         }
     }
 
@@ -432,7 +430,7 @@ extension Daemon {
                 due.insert(name)
                 continue
             }
-            let widest = watched.filter { $0.resource.lockspace == name }.compactMap { resources[Self.resourceKey($0.resource)]?.numHosts }.max() ?? 1
+            let widest = watched.filter { $0.resource.lockspace == name }.compactMap { resources[Self.cacheable($0.resource).description]?.numHosts }.max() ?? 1
             // A failed read counts as a signal: better one poll too many than a request missed.
             if (try? await joined.lockspace.observer.isSignalled(host.id, hostsUpTo: widest, refreshEvery: every)) ?? true {
                 log.debug("lockspace \(name): another host signalled this one; reading the request records of its leases")
@@ -510,11 +508,7 @@ extension Daemon {
     static let statusLeaseBytes = 48 * 1024
 
     /// This process's resident set size (VmRSS), for status and the bench.
-    static func residentKiB() -> Int? {
-        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return nil }
-        return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
-    }
+    static func residentKiB() -> Int? { ProcFiles.selfStatusKiB("VmRSS") }
 
     /// Stops serving: refused while leases are held unless forced; forced,
     /// the holders are stopped first and their leases given up once they

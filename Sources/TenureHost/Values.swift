@@ -81,7 +81,7 @@ public struct HostCoreSettings: Sendable {
     /// Asking a holder to stop (killpath or SIGTERM) to SIGKILL.
     public var killGrace: Duration
     /// How often the watchdog is petted while it may be: well inside W.
-    public var petInterval: Duration
+    public var petInterval: Duration { Timeouts.petInterval(watchdogFire: watchdogFire) }
     /// The most leases held at once, over all processes.
     public var maxLeases: Int
     /// Known safety bugs to switch on, only to prove the witnesses catch them.
@@ -90,7 +90,6 @@ public struct HostCoreSettings: Sendable {
     public init(watchdogFire: Duration, killGrace: Duration, maxLeases: Int = 4096, injectedBugs: Set<InjectedBug> = []) {
         self.watchdogFire = watchdogFire
         self.killGrace = killGrace
-        self.petInterval = Timeouts.petInterval(watchdogFire: watchdogFire)
         self.maxLeases = maxLeases
         self.injectedBugs = injectedBugs
     }

@@ -115,12 +115,7 @@ public final class PidfdProcesses: LocalProcesses, Sendable {
     /// tracked by a pidfd.
     public static func alive(_ pid: Int32) -> Bool {
         guard Glibc.kill(pid, 0) == 0 else { return errno == EPERM }
-        guard let file = fopen("/proc/\(pid)/stat", "r") else { return true }
-        defer { fclose(file) }
-        var line = [CChar](repeating: 0, count: 512)
-        guard fgets(&line, Int32(line.count), file) != nil else { return true }
-        let text = String(cString: line)
-        guard let close = text.lastIndex(of: ")"), text.index(close, offsetBy: 2) < text.endIndex else { return true }
+        guard let text = ProcFiles.text("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")"), text.index(close, offsetBy: 2) < text.endIndex else { return true }
         let state = text[text.index(close, offsetBy: 2)]
         return state != "Z" && state != "X"
     }

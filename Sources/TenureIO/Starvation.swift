@@ -2,19 +2,12 @@ import CTenureSys
 import Glibc
 import TenureCore
 
-extension String {
-    fileprivate func trimmingCharacters(in set: String) -> Substring {
-        let drop = Set(set)
-        return self.drop(while: { drop.contains($0) }).reversed().drop(while: { drop.contains($0) }).reversed().reduce(into: Substring()) { $0.append($1) }
-    }
-}
-
 /// What keeps the daemon from being starved on a busy host, as sanlock
 /// does: its memory locked, so no page of the renewal path waits on a page
-/// fault under memory pressure, and its threads scheduled round-robin at a
-/// real-time priority, so CPU-bound processes never delay a renewal. Both
-/// are on by default; test setups turn them off (`--lock-memory off`,
-/// `--realtime off`).
+/// fault under memory pressure, the OOM killer told to spare it, and —
+/// with `--realtime on` — its threads scheduled round-robin at a real-time
+/// priority, so CPU-bound processes never delay a renewal (docs/operations.md
+/// says why that is off by default).
 public enum Starvation {
     /// The SCHED_RR priority of the daemon's threads: above every ordinary
     /// process, far below the kernel's own real-time threads (99).
@@ -37,11 +30,7 @@ public enum Starvation {
 
     /// This process's oom_score_adj, for status.
     public static func oomScoreAdjustment() -> Int? {
-        guard let file = fopen("/proc/self/oom_score_adj", "r") else { return nil }
-        defer { fclose(file) }
-        var line = [CChar](repeating: 0, count: 32)
-        guard fgets(&line, Int32(line.count), file) != nil else { return nil }
-        return Int(String(cString: line).trimmingCharacters(in: " \n"))
+        ProcFiles.text("/proc/self/oom_score_adj")?.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) }
     }
 
     /// Every thread of this process (and every one it starts later) at
@@ -58,16 +47,5 @@ public enum Starvation {
     }
 
     /// Locked memory of this process in KiB (VmLck), for status.
-    public static func lockedKiB() -> Int? {
-        guard let file = fopen("/proc/self/status", "r") else { return nil }
-        defer { fclose(file) }
-        var line = [CChar](repeating: 0, count: 256)
-        while fgets(&line, Int32(line.count), file) != nil {
-            let text = String(cString: line)
-            if text.hasPrefix("VmLck:") {
-                return text.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) }
-            }
-        }
-        return nil
-    }
+    public static func lockedKiB() -> Int? { ProcFiles.selfStatusKiB("VmLck") }
 }
