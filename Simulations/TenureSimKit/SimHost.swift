@@ -377,7 +377,7 @@ final class SimHost: @unchecked Sendable {
             await fence.value
             renewals.cancel()
             rememberExpiry()
-            try? await ls.leave()
+            _ = try? await ls.leave(afterWritesThrough: devices)
             dropLockspace()
             try? await clock.sleep(for: .milliseconds(Int64(random.withRandom { $0.below(2000) })))
         }
@@ -402,11 +402,20 @@ final class SimHost: @unchecked Sendable {
             return
         }
         for task in running { task.cancel() }
+        // A renewal still running could land over the free record.
+        for task in running { await task.value }
         rememberExpiry()
         do {
-            try await ls.leave()
-            sim.count("leave")
-            note("left the lockspace (slot free)")
+            switch try await ls.leave(afterWritesThrough: devices) {
+            case .freed:
+                sim.count("leave")
+                note("left the lockspace (slot free)")
+            case .leftToExpire(let path):
+                sim.count("leave.toExpire")
+                note("left the lockspace without freeing the slot: a write through \(path) may still land")
+            case .nothingWritten:
+                sim.count("leave.nothingWritten")
+            }
         } catch {
             sim.count("leave.failed")
         }

@@ -97,20 +97,27 @@ extension Direct {
                     let written = await lockspace.hold?.written.timestamp ?? .free
                     print("Joined lockspace \(spec.name) as host \(spec.hostID), generation \(host.generation), timestamp \(written).")
                     guard let hold else { return }
-                    try await holdAndRelease(lockspace, seconds: hold, context: context)
+                    try await holdAndRelease(lockspace, devices: [device, renewalDevice], seconds: hold, context: context)
                 } }
             }
         }
 
         /// Renews for `seconds`, then leaves; fails if the lockspace is lost meanwhile.
-        private func holdAndRelease(_ lockspace: Lockspace, seconds: Int, context: EngineContext) async throws {
+        private func holdAndRelease(_ lockspace: Lockspace, devices: [any BlockDevice], seconds: Int, context: EngineContext) async throws {
             let renewals = Task { await lockspace.runRenewals() }
             try await context.clock.sleep(for: .seconds(seconds))
             renewals.cancel()
             _ = await renewals.value
             if let lost = await lockspace.checkExpiry() { throw lost }
-            try await lockspace.leave()
-            print("Released host id \(lockspace.spec.hostID) after \(seconds)s (\(await lockspace.renewals) renewals).")
+            let renewed = await lockspace.renewals
+            switch try await lockspace.leave(afterWritesThrough: devices) {
+            case .freed:
+                print("Released host id \(lockspace.spec.hostID) after \(seconds)s (\(renewed) renewals).")
+            case .leftToExpire(let path):
+                print("Left host id \(lockspace.spec.hostID) after \(seconds)s (\(renewed) renewals) without freeing it: a write through \(path) may still land, so the id ages out like a crashed host's.")
+            case .nothingWritten:
+                print("Host id \(lockspace.spec.hostID) was not held; nothing written.")
+            }
         }
     }
 

@@ -31,6 +31,15 @@ public protocol BlockDevice: AnyObject, Sendable {
     func write(_ bytes: [UInt8], at offset: UInt64) async throws
     /// Stops accepting I/O; in-flight I/O is reaped before buffers are freed.
     func close() async
+
+    /// Whether a write issued through this handle may still land: one whose
+    /// caller still waits, or one whose caller was answered (it timed out)
+    /// that the device has not seen finish. Stays true after ``close()`` for
+    /// writes a close gave up on. A host asks every handle it wrote through
+    /// before it frees its host id (``Lockspace/leave(afterWritesThrough:)``):
+    /// a write of its landing after another machine took that id would land
+    /// on the other machine's blocks, and nothing orders the two.
+    var writesMayStillLand: Bool { get }
 }
 
 extension BlockDevice {

@@ -124,6 +124,10 @@ public actor Daemon {
     var connections: [Int32: Int] = [:]
     /// Client-side device handles, counted by their users (``retainDevice(_:)``).
     var devices: [String: OpenDevice] = [:]
+    /// Handles closed while a write through them could still land (a close
+    /// gives up on I/O the kernel never returns): until it lands, no leave
+    /// frees its host id (``Lockspace/leave(afterWritesThrough:)``).
+    var closedWithWritesInFlight: [any BlockDevice] = []
     /// Connections that restricted themselves: no further requests.
     var restricted: Set<UInt64> = []
     /// The local processes the daemon deals with (connected, or holding

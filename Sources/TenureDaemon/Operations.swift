@@ -38,6 +38,7 @@ extension Daemon {
         devices[path] = nil
         resources = resources.filter { !$0.value.spec.disks.contains { $0.path == path } }
         await open.device.close()
+        if open.device.writesMayStillLand { closedWithWritesInFlight.append(open.device) }
         log.debug("closed \(path): no lease, lockspace or operation uses it")
     }
 
@@ -114,10 +115,25 @@ extension Daemon {
         lockspaces[key] = nil
         core.lockspaceLeft(key)
         for task in joined.tasks { task.cancel() }
-        try? await joined.lockspace.leave()
+        for task in joined.tasks { _ = await task.value }
+        switch try? await joined.lockspace.leave(afterWritesThrough: devicesWrittenThrough(joined)) {
+        case .freed?:
+            log.info("left lockspace \(name); host id \(joined.spec.hostID) is free")
+        case .leftToExpire(let path)?:
+            log.warning("left lockspace \(name) without freeing host id \(joined.spec.hostID): a write through \(path) may still land, so the id ages out like a crashed host's (8N + W)")
+        case .nothingWritten?, nil:
+            log.info("left lockspace \(name); host id \(joined.spec.hostID) not written (lost, or the write failed)")
+        }
         await joined.renewalDevice.close()
         await releaseDevice(joined.spec.disk.path)
-        log.info("left lockspace \(name)")
+    }
+
+    /// Every handle a leave must find settled: the lockspace's renewal
+    /// handle, every open lease handle, and closed ones a write may still
+    /// leave (those that settled are forgotten here).
+    func devicesWrittenThrough(_ joined: JoinedLockspace) -> [any BlockDevice] {
+        closedWithWritesInFlight.removeAll { !$0.writesMayStillLand }
+        return [joined.renewalDevice] + devices.values.map(\.device) + closedWithWritesInFlight
     }
 
     /// The joined lockspace `name` and this host in it; throws unless the

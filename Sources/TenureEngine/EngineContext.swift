@@ -118,7 +118,7 @@ public enum InjectedBug: String, Sendable, CaseIterable {
 /// Something the engine reports; `message` is for people, `kind` for counters and tests.
 public struct EngineEvent: Sendable, CustomStringConvertible {
     public enum Kind: String, Sendable {
-        case joined, joinWaiting, renewed, renewalLate, renewalFailed, lockspaceLost, released
+        case joined, joinWaiting, renewed, renewalLate, renewalFailed, lockspaceLost, released, leftToExpire
         case ballotAborted, ballotCommitted, ownerJudged, leaseAcquired, leaseReleased, goneSharerPassedOver, requestWritten
     }
     public var kind: Kind

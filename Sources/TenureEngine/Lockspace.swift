@@ -174,10 +174,41 @@ public actor Lockspace {
         hold?.bitmap = HostBitmap()
     }
 
-    /// Leaves: releases the host id (timestamp 0).
-    public func leave() async throws {
-        guard let hold else { return }
+    /// How ``leave(afterWritesThrough:)`` ended.
+    public enum LeaveOutcome: Sendable, Equatable {
+        /// The slot reads free (timestamp 0): another host may take it after 2N.
+        case freed
+        /// The slot keeps our last record, no longer renewed, because a write
+        /// issued through `path` may still land: the id ages out like a
+        /// crashed host's, and whoever joins it next watches it for 8N + W
+        /// first — longer than any write may land late (5N).
+        case leftToExpire(path: String)
+        /// Nothing to write: not joined, or the lockspace was lost already.
+        case nothingWritten
+    }
+
+    /// Leaves: releases the host id (timestamp 0), unless a write this host
+    /// issued may still land.
+    ///
+    /// Disk Paxos needs a process's writes to its own blocks to land in
+    /// order. Our blocks belong to the host id, not to this machine: once
+    /// the slot reads free another machine may join it after only 2N and
+    /// write the same dblocks, and a write of ours still in flight (at most
+    /// 5N late) would land over its newer one — erasing a shared mark, or
+    /// bringing back a ballot it has moved past. So the slot is freed only
+    /// when every handle this host wrote its leases through (`devices`: the
+    /// resources' and the lockspace's) has no write that may still land.
+    /// Renewals must be stopped and every lease released first.
+    @discardableResult
+    public func leave(afterWritesThrough devices: [any BlockDevice]) async throws -> LeaveOutcome {
+        guard let hold else { return .nothingWritten }
         self.hold = nil
-        if lostReason == nil { try await DeltaLease.release(slot, hold: hold, context: context) }
+        guard lostReason == nil else { return .nothingWritten }
+        if let unsettled = devices.first(where: { $0.writesMayStillLand }) {
+            context.log(EngineEvent(.leftToExpire, "left host id \(slot.hostID) of lockspace \(slot.lockspace) without freeing it: a write through \(unsettled.path) may still land; the id ages out like a crashed host's"))
+            return .leftToExpire(path: unsettled.path)
+        }
+        try await DeltaLease.release(slot, hold: hold, context: context)
+        return .freed
     }
 }

@@ -75,6 +75,8 @@ struct DeadlineTable<Waiter, Resource> {
     var isEmpty: Bool { entries.isEmpty }
     /// Requests queued, in flight, or abandoned in the kernel.
     var count: Int { entries.count }
+    /// Whether a write is queued, in flight or abandoned: one that may still land.
+    var holdsWrites: Bool { entries.values.contains { $0.writeRange != nil } }
     /// I/Os waiting for a slot.
     var queuedCount: Int { queue.count }
     /// Whether one more I/O may be enqueued.

@@ -101,6 +101,10 @@ public final class DirectDevice: MeasuredBlockDevice {
     }
 
     public var statistics: IOStatistics { core.statistics }
+
+    /// A write queued, in the kernel, or abandoned at its deadline and not yet
+    /// returned by the kernel (also after a close that gave up on it).
+    public var writesMayStillLand: Bool { core.holdsWrites }
 }
 
 extension BlockDevice {
@@ -232,6 +236,8 @@ final class AIOCore: Sendable {
             throw error
         }
     }
+
+    var holdsWrites: Bool { state.withLock { $0.table.holdsWrites } }
 
     var statistics: IOStatistics {
         state.withLock { state in

@@ -91,6 +91,10 @@ public final class SyncDirectDevice: MeasuredBlockDevice {
 
     public var statistics: IOStatistics { state.withLock { $0.statistics } }
 
+    /// Any I/O still running (a pwrite returns only once it has landed or
+    /// failed; a running read is counted too, to stay simple and safe).
+    public var writesMayStillLand: Bool { state.withLock { $0.inFlight > 0 } }
+
     // MARK: - One I/O
 
     /// Runs one pread or pwrite with the descriptor held open, and counts it.

@@ -425,6 +425,8 @@ public final class MemoryDevice: BlockDevice {
         try validate(offset: offset, length: bytes.count)
         let io = try issue(.write, offset: offset, length: bytes.count)
         let range = offset..<(offset + UInt64(bytes.count))
+        state.withLock { $0.writesRunning += 1 }
+        defer { state.withLock { $0.writesRunning -= 1 } }
         try await finishing(io) {
             try await waitForEarlierWrites(io, overlapping: range)
             defer { recordOutstanding(io, range: range) }
@@ -462,6 +464,18 @@ public final class MemoryDevice: BlockDevice {
         }
     }
 
+    /// A write whose caller still waits, or one it gave up on that is still
+    /// to land (a hung one never lands, and counts forever).
+    public var writesMayStillLand: Bool {
+        let now = clock?.now()
+        return state.withLock { s in
+            s.writesRunning > 0 || s.outstanding.contains { write in
+                guard let landsAt = write.landsAt else { return true }
+                return now.map { landsAt > $0 } ?? true
+            }
+        }
+    }
+
     /// Refuses further I/O with `.deviceClosed`. I/O already issued finishes
     /// as it would have.
     public func close() async {
@@ -491,6 +505,8 @@ public final class MemoryDevice: BlockDevice {
         /// Writes of this handle that had not landed when their caller
         /// returned (gave up): byte range and landing time, nil for never.
         var outstanding: [(range: Range<UInt64>, landsAt: MonotonicInstant?)] = []
+        /// Writes whose caller still waits.
+        var writesRunning = 0
 
         /// The fault the newest matching rule gives this I/O, consuming one of its count.
         mutating func takeFault(_ kind: IOKind, offset: UInt64, length: Int) -> Fault? {

@@ -170,6 +170,51 @@ import TenureTestKit
         }
     }
 
+    /// Machine A joins as host id 1 and holds R0, writing through `leases`.
+    func joinAndHoldR0(_ c: Cluster, as name: LeaseName, through leases: MemoryDevice) async throws -> (Lockspace, PaxosResource, HeldLease) {
+        let ls = try Lockspace(spec: LockspaceSpec(name: "LS", hostID: HostID(1), disk: try LeaseDisk(path: "disk", offset: 0)),
+                               renewalDevice: c.device("\(name)-renewal"), observer: c.observer(), ioTimeout: c.ioTimeout, context: c.context)
+        let host = try await ls.join(name: name)
+        let r0 = try await PaxosResource.open(try c.resourceSpec(0), devices: [leases])
+        return (ls, r0, try await PaxosLease.acquire(r0, host: host, oracle: nil, context: c.context))
+    }
+
+    /// Seed 30039321 in small: a write of this host's lands after it left.
+    /// Had the slot read free, another machine given host id 1 could have
+    /// joined after 2N and had its own dblock overwritten by that write.
+    @Test func aLeaveWithAWriteStillInFlightLeavesTheIDToAgeOut() async throws {
+        let c = try await Cluster()
+        let leases = c.device("A-leases")
+        let (ls, r0, held) = try await joinAndHoldR0(c, as: "A", through: leases)
+        // The release write times out for its caller and lands 3 s later.
+        leases.inject(.lateWrite(after: .seconds(3)), on: .writes, count: .once)
+        await expectTenureError(.ioTimeout) { try await PaxosLease.release(r0, held: held, context: c.context) }
+        #expect(leases.writesMayStillLand)
+        #expect(try await ls.leave(afterWritesThrough: [leases]) == .leftToExpire(path: "A-leases"))
+        #expect(c.events.count(.leftToExpire) == 1)
+        let slot = LeaderRecord(decoding: c.storage.snapshot(0..<512))
+        #expect(!slot.timestamp.isFree && slot.resourceName.description == "A")
+        // Another machine given id 1 watches the slot age out (8N + W) before
+        // it writes anything; by then A's write has landed.
+        let before = c.clock.now()
+        let b = try await c.join(1, name: "B")
+        #expect(c.clock.now() - before >= c.timeouts.hostDead)
+        #expect(!leases.writesMayStillLand)
+        #expect(b.host.generation == Generation(2))
+    }
+
+    @Test func aLeaveWithNothingInFlightFreesTheID() async throws {
+        let c = try await Cluster()
+        let leases = c.device("A-leases")
+        let (ls, r0, held) = try await joinAndHoldR0(c, as: "A", through: leases)
+        try await PaxosLease.release(r0, held: held, context: c.context)
+        #expect(!leases.writesMayStillLand)
+        #expect(try await ls.leave(afterWritesThrough: [leases]) == .freed)
+        #expect(LeaderRecord(decoding: c.storage.snapshot(0..<512)).timestamp.isFree)
+        // A second leave has nothing to write.
+        #expect(try await ls.leave(afterWritesThrough: [leases]) == .nothingWritten)
+    }
+
     @Test func renewalsKeepTheLockspaceValid() async throws {
         let c = try await Cluster(autoAdvance: false)
         let ls = try Lockspace(spec: LockspaceSpec(name: "LS", hostID: HostID(2), disk: try LeaseDisk(path: "disk", offset: 0)),

@@ -38,6 +38,24 @@ struct DeadlineTableTests {
         #expect(table.isEmpty && table.slotsInUse == 0 && table.abandonedCount == 0)
     }
 
+    /// What a leave asks before it frees its host id: an abandoned write
+    /// may still land until the kernel returns it; a read never writes.
+    @Test func anAbandonedWriteMayStillLandUntilTheKernelReturnsIt() throws {
+        var table = Table(capacity: 2, queueLimit: 4)
+        let read = table.enqueue(waiter: "reader", resource: "rb", deadline: Self.at(100))
+        #expect(!table.holdsWrites, "a read never lands on the device")
+        let write = table.enqueue(waiter: "writer", resource: "wb", deadline: Self.at(100), writeRange: 512..<1024)
+        #expect(table.holdsWrites, "queued")
+        _ = try some(table.nextToSubmit())
+        _ = try some(table.nextToSubmit())
+        #expect(table.holdsWrites, "in the kernel")
+        _ = try some(table.expire(write))
+        _ = try some(table.complete(read))
+        #expect(table.holdsWrites, "abandoned: its caller was answered, the kernel still owns it")
+        _ = try some(table.complete(write))
+        #expect(!table.holdsWrites)
+    }
+
     @Test func aQueuedIOThatTimesOutLeavesAtOnceWithoutTheKernel() throws {
         var table = Table(capacity: 1, queueLimit: 4)
         let first = table.enqueue(waiter: "a", resource: "ba", deadline: Self.at(1_000))
