@@ -35,10 +35,12 @@ final class SimHost: @unchecked Sendable {
     private var resources: [PaxosResource?] = []
     /// The daemon's decisions, as the daemon makes them.
     private var core: HostCore
-    /// The machine's processes that asked for leases, by pid.
+    /// The machine's processes that asked for leases, by pid, with what
+    /// each holds (the checker's witness).
     private var processes: [ProcessID: SimProcess] = [:]
-    /// Processes that died since the core last heard (the shell's pidfd poll).
-    private var exited: [ProcessID] = []
+    /// The same processes behind the core's process seam: what signals and
+    /// killpaths do to them, and their exits for the fence loop.
+    private var machine = SimulatedProcesses(willStop: { _, _ in })
     private var nextPid: Int32 = 100
     /// The machine's watchdog, armed when the daemon starts.
     private var watchdogTimer: ManualWatchdog?
@@ -97,10 +99,10 @@ final class SimHost: @unchecked Sendable {
         applyLostDisks()
         core = HostCore(settings: Self.coreSettings(config))
         processes = [:]
-        exited = []
         pastExpiries = [:]
         resources = Array(repeating: nil, count: config.resources)
         let generation = incarnation
+        machine = SimulatedProcesses(willStop: { [unowned self] pid, signal in self.dieSoon(pid, after: signal, generation) })
         tasks = [sim.scheduler.spawn {
             try? await self.clock.sleep(for: delay)
             guard self.isCurrent(generation) else { return }
@@ -121,7 +123,7 @@ final class SimHost: @unchecked Sendable {
         for task in tasks { task.cancel() }
         tasks = []
         processes = [:]
-        exited = []
+        machine.reset()
         sim.checker.droppedAll(host: index)
         lockspace = nil
         if restart {
@@ -200,8 +202,7 @@ final class SimHost: @unchecked Sendable {
         while isCurrent(generation) {
             observeLockspace()
             var directives: [HostDirective] = []
-            let gone = exited
-            exited = []
+            let gone = machine.takeExits()
             for pid in gone { directives += core.processExited(pid, at: clock.now()) }
             directives += core.tick(at: clock.now())
             await carryOut(directives, generation)
@@ -225,11 +226,10 @@ final class SimHost: @unchecked Sendable {
             guard isCurrent(generation) else { return }
             switch directive {
             case .signal(let pid, let signal):
-                deliver(signal, to: pid, generation)
-            case .runKillpath(let pid, _):
-                // A killpath asks the process to stop, as SIGTERM does.
+                _ = machine.signal(pid, signal)
+            case .runKillpath(let pid, let argv):
                 sim.count("killpath")
-                deliver(.terminate, to: pid, generation)
+                _ = machine.runKillpath(argv, for: pid)
             case .writeRelease(_, let lease):
                 guard let r = Self.resourceIndex(lease), let resource = resources[r] else {
                     core.releaseWritten(lease)
@@ -262,20 +262,21 @@ final class SimHost: @unchecked Sendable {
     /// A new process of this machine, about to ask for a lease.
     func spawnProcess() -> SimProcess {
         nextPid += 1
-        let process = SimProcess(pid: ProcessID(nextPid), stuck: sim.phase == .faults && chance(sim.config.faults.stuckProcess),
-                                 ignoresTerm: chance(0.2), longLived: sim.phase == .faults && chance(0.3))
-        processes[process.pid] = process
+        let pid = ProcessID(nextPid)
+        let stuck = sim.phase == .faults && chance(sim.config.faults.stuckProcess)
+        let ignoresTerm = chance(0.2)
+        let process = SimProcess(pid: pid, longLived: sim.phase == .faults && chance(0.3))
+        machine.start(pid, .init(stuck: stuck, ignoresTerm: ignoresTerm))
+        processes[pid] = process
         if chance(0.2) { core.setKillpath(["/usr/libexec/sim-killpath"], for: process.pid) }
         return process
     }
 
-    /// A signal reaches the process: SIGKILL ends it within 50 ms, SIGTERM
-    /// (or its killpath) within 300 ms unless it ignores SIGTERM; a stuck
-    /// process ignores both.
-    func deliver(_ signal: StopSignal, to pid: ProcessID, _ generation: Int) {
-        guard let process = processes[pid], process.alive, !process.dying, !process.stuck else { return }
-        if signal == .terminate && process.ignoresTerm { return }
-        process.dying = true
+    /// A stop that reached the process (``SimulatedProcesses`` decides
+    /// whether it does): SIGKILL ends it within 50 ms, SIGTERM or its
+    /// killpath within 300 ms.
+    func dieSoon(_ pid: ProcessID, after signal: StopSignal, _ generation: Int) {
+        guard processes[pid] != nil else { return }
         let delay = Duration.milliseconds(Int64(draw(signal == .kill ? 50 : 300)))
         sim.scheduler.spawn {
             try? await self.clock.sleep(for: delay)
@@ -285,12 +286,18 @@ final class SimHost: @unchecked Sendable {
     }
 
     /// The process is gone: it holds nothing from this instant (the
-    /// checker's witness); the core hears of it at the fence loop's next look.
-    func die(_ pid: ProcessID) {
-        guard let process = processes.removeValue(forKey: pid), process.alive else { return }
-        process.alive = false
+    /// checker's witness); unless `reported`, the core hears of it at the
+    /// fence loop's next look.
+    func die(_ pid: ProcessID, reported: Bool = false) {
+        guard let process = processes.removeValue(forKey: pid) else { return }
+        machine.end(pid, reported: reported)
         for r in process.holding.sorted() { sim.checker.released(host: index, process: pid.rawValue, resource: r) }
-        exited.append(pid)
+    }
+
+    /// A process that holds nothing ends; the core has been told, or never tracked it.
+    func forget(_ pid: ProcessID) {
+        processes[pid] = nil
+        machine.end(pid, reported: true)
     }
 
     /// A holder of `r` that lets go now: a long-lived one (a VM, say) only
@@ -302,7 +309,7 @@ final class SimHost: @unchecked Sendable {
 
     /// Processes holding resource `r`, by pid.
     func holders(of r: Int) -> [ProcessID] {
-        processes.values.filter { $0.alive && $0.holding.contains(r) }.map(\.pid).sorted()
+        processes.values.filter { $0.holding.contains(r) }.map(\.pid).sorted()
     }
 
     func holding(_ pid: ProcessID, _ r: Int, lver: LeaseVersion, shared: Bool) {
@@ -318,7 +325,7 @@ final class SimHost: @unchecked Sendable {
     func overdueHolders() -> [String] {
         let now = clock.now()
         var out: [String] = []
-        for p in processes.values.sorted(by: { $0.pid < $1.pid }) where p.alive && !p.holding.isEmpty {
+        for p in processes.values.sorted(by: { $0.pid < $1.pid }) where !p.holding.isEmpty {
             guard let expiry = p.epoch == joinEpoch ? lockspace?.publishedExpiry : pastExpiries[p.epoch] else { continue }
             if now > expiry + sim.config.fenceWindow {
                 out.append("h\(index)#\(incarnation) pid \(p.pid) still holds \(p.holding.sorted().map { "R\($0)" }) \(now - expiry) after its lockspace expired")
@@ -518,7 +525,7 @@ final class SimHost: @unchecked Sendable {
             }
         } catch let error as TenureError {
             sim.count("\(kind).refused-locally.\(error.code.rawValue)")
-            processes[process.pid] = nil
+            forget(process.pid)
             return
         } catch {
             return
@@ -545,10 +552,10 @@ final class SimHost: @unchecked Sendable {
             holding(process.pid, r, lver: lease.lver, shared: lease.shared)
         case .refused(let error, let directives):
             sim.count("\(kind).not-handed-over.\(error.code.rawValue)")
-            processes[process.pid] = nil
+            forget(process.pid)
             await carryOut(directives, generation)
         case nil:
-            processes[process.pid] = nil
+            forget(process.pid)
         }
     }
 
@@ -563,7 +570,7 @@ final class SimHost: @unchecked Sendable {
         guard let directives = try? core.release([sim.resourceSpec(r).name.description], of: pid, at: clock.now()) else { return }
         await carryOut(directives, generation)
         if process.holding.isEmpty, processes[pid] === process {
-            processes[pid] = nil
+            forget(pid)
             core.untrack(pid)
         }
     }
@@ -571,8 +578,7 @@ final class SimHost: @unchecked Sendable {
     /// The process exits holding its leases; the core gives them up.
     func exit(_ pid: ProcessID, _ generation: Int) async {
         note("pid \(pid) exits")
-        die(pid)
-        exited.removeAll { $0 == pid }
+        die(pid, reported: true)
         observeLockspace()
         await carryOut(core.processExited(pid, at: clock.now()), generation)
     }
@@ -680,25 +686,18 @@ final class SimHost: @unchecked Sendable {
 
 /// A process of a simulated machine that asked for leases. What it holds is
 /// the checker's witness: a lease is held from the core's hand-over until
-/// the process releases it or dies.
+/// the process releases it or dies. How it answers signals is its
+/// ``SimulatedProcesses/Behaviour``.
 final class SimProcess {
     let pid: ProcessID
-    /// Ignores every signal (stuck in the kernel): only a reset ends it.
-    let stuck: Bool
-    /// Handles SIGTERM (and its killpath's request) by carrying on.
-    let ignoresTerm: Bool
     /// Rarely lets go of its leases of its own accord.
     let longLived: Bool
     var holding: Set<Int> = []
     /// The host's join its leases were acquired under (``SimHost/joinEpoch``).
     var epoch = 0
-    var alive = true
-    var dying = false
 
-    init(pid: ProcessID, stuck: Bool, ignoresTerm: Bool, longLived: Bool) {
+    init(pid: ProcessID, longLived: Bool) {
         self.pid = pid
-        self.stuck = stuck
-        self.ignoresTerm = ignoresTerm
         self.longLived = longLived
     }
 }

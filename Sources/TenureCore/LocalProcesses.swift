@@ -2,8 +2,8 @@
 /// asks of them (`HostDirective.signal`, `.runKillpath`) and what it must
 /// learn (an exit). The daemon's implementation names each process by a
 /// pidfd (TenureIO's `PidfdProcesses`), so a signal never reaches a later
-/// process that reuses the number; the simulator's machines carry their
-/// simulated processes (TenureSimKit's `SimHost`).
+/// process that reuses the number; the simulator's machines have
+/// TenureTestKit's `SimulatedProcesses`.
 public protocol LocalProcesses: AnyObject, Sendable {
     /// Sends `signal`; false when the process is gone or not known.
     @discardableResult
