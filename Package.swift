@@ -36,15 +36,18 @@ let package = Package(
         // leases, as events in and directives out. The daemon and the simulator drive it.
         .target(name: "TenureHost", dependencies: ["TenureCore", "TenureFormat", "TenureEngine"]),
         // Linux implementations of the seams: O_DIRECT + libaio device, sync fallback, clock.
-        .target(name: "TenureIO", dependencies: ["TenureCore", "CTenureSys"]),
+        // The one path for system calls (errno policy, messages): the device,
+        // the daemon, the client and the watchdog all call through it.
+        .target(name: "TenureSyscall", dependencies: ["TenureCore"]),
+        .target(name: "TenureIO", dependencies: ["TenureCore", "TenureSyscall", "CTenureSys"]),
         // The client protocol, declared once in C: the daemon, the Swift client and libtenure share it.
         .target(name: "CTenureProto", path: "Sources/CTenureProto"),
         // The Swift client API and the wire codec.
-        .target(name: "TenureClient", dependencies: ["CTenureProto", "TenureCore"]),
+        .target(name: "TenureClient", dependencies: ["CTenureProto", "TenureCore", "TenureSyscall"]),
         // The daemon: socket server, leases held for processes, fencing.
         .target(
             name: "TenureDaemon",
-            dependencies: ["TenureClient", "TenureCore", "TenureFormat", "TenureEngine", "TenureHost", "TenureIO", "CTenureSys",
+            dependencies: ["TenureClient", "TenureCore", "TenureFormat", "TenureEngine", "TenureHost", "TenureIO", "TenureSyscall", "CTenureSys",
                            .product(name: "Logging", package: "swift-log")]
         ),
         // In-memory device and manual clock for unit tests and the simulator.
@@ -53,7 +56,7 @@ let package = Package(
         .target(
             name: "TenureCLI",
             dependencies: [
-                "TenureCore", "TenureFormat", "TenureEngine", "TenureIO", "TenureClient", "TenureDaemon", "CTenureSys",
+                "TenureCore", "TenureFormat", "TenureEngine", "TenureIO", "TenureSyscall", "TenureClient", "TenureDaemon", "CTenureSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -77,7 +80,7 @@ let package = Package(
         .testTarget(name: "TenureClientTests", dependencies: ["TenureClient", "CTenureProto", "TenureCore"]),
         .testTarget(name: "TenureHostTests", dependencies: ["TenureHost", "TenureEngine", "TenureFormat", "TenureCore"]),
         .testTarget(name: "TenureSimTests", dependencies: ["TenureSimKit", "TenureEngine", "TenureCore"]),
-        .testTarget(name: "TenureIOTests", dependencies: ["TenureIO", "TenureCore", "TenureTestKit"]),
+        .testTarget(name: "TenureIOTests", dependencies: ["TenureIO", "TenureSyscall", "TenureCore", "TenureTestKit"]),
         .testTarget(
             name: "TenureCLITests",
             dependencies: ["TenureCLI", "TenureClient", "TenureEngine", "TenureFormat", "TenureIO", "TenureCore", "tenure"]

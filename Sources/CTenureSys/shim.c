@@ -126,26 +126,13 @@ int tenure_exec_holding(const char *file, char *const argv[], int keep_fd) {
     return -1;
 }
 
-int tenure_set_realtime_all_threads(int priority) {
+int tenure_set_realtime_current_thread(int priority) {
     struct sched_param param = { .sched_priority = priority };
-    DIR *tasks = opendir("/proc/self/task");
-    if (tasks == NULL) return -1;
-    int count = 0;
-    struct dirent *entry;
-    while ((entry = readdir(tasks)) != NULL) {
-        if (entry->d_name[0] == '.') continue;
-        pid_t tid = (pid_t)atoi(entry->d_name);
-        if (sched_setscheduler(tid, SCHED_RR, &param) != 0) {
-            if (errno == ESRCH) continue;   // the thread ended meanwhile
-            int saved = errno;
-            closedir(tasks);
-            errno = saved;
-            return -1;
-        }
-        count++;
-    }
-    closedir(tasks);
-    return count;
+    return sched_setscheduler(0, SCHED_RR, &param);
+}
+
+int32_t tenure_current_tid(void) {
+    return (int32_t)syscall(SYS_gettid);
 }
 
 int tenure_thread_policy(int32_t tid) {

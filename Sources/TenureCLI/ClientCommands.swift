@@ -3,6 +3,7 @@ import ArgumentParser
 import Foundation
 import TenureClient
 import TenureCore
+import TenureSyscall
 
 /// `tenure client …`: talk to the running daemon.
 struct Client: AsyncParsableCommand {
@@ -146,10 +147,13 @@ extension Client {
     /// Replaces this process with `command`, keeping the registration `fd`.
     static func becomeHolder(_ command: [String], keeping fd: Int32) throws -> Never {
         var argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) } + [nil]
-        _ = tenure_exec_holding(command[0], &argv, fd)
-        let e = errno
-        throw TenureError(e == ENOENT ? .notFound : .permissionDenied, "Cannot run \(command[0]): \(String(cString: strerror(e))).",
-                          remedy: "Give a program on PATH or by its path; the leases are released as this process exits.", errno: e)
+        do {
+            try Syscall.run(SyscallContext("execvp", path: command[0])) { tenure_exec_holding(command[0], &argv, fd) }
+        } catch {
+            throw TenureError(error.errno == ENOENT ? .notFound : .permissionDenied, "Cannot run \(command[0]): \(error.message)",
+                              remedy: "Give a program on PATH or by its path; the leases are released as this process exits.", errno: error.errno)
+        }
+        preconditionFailure("execvp returned without failing")
     }
 
     struct Acquire: AsyncParsableCommand {

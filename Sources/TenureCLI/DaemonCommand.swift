@@ -70,7 +70,7 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(name: .customLong("lock-memory"), help: ArgumentHelp("Lock the daemon's memory (mlockall) and shield it from the OOM killer, so memory pressure neither delays its renewals nor kills it (default on; off for test setups).", valueName: "on|off"))
     var lockMemory: String?
 
-    @Option(help: ArgumentHelp("Run the daemon's threads at real-time priority (SCHED_RR \(Starvation.realtimePriority)), so busy processes never delay a renewal (default off: it slows many concurrent clients; see docs/operations.md).", valueName: "on|off"))
+    @Option(help: ArgumentHelp("Run the renewal thread (and its device's I/O reaper) at real-time priority (SCHED_RR \(Starvation.realtimePriority)), so busy processes never delay a renewal; clients stay at ordinary priority (default on; off for test setups).", valueName: "on|off"))
     var realtime: String?
 
     func run() async throws {
@@ -113,7 +113,7 @@ struct DaemonCommand: AsyncParsableCommand {
             c.maxLeases = n
         }
         c.lockMemory = try onOff("lock-memory", lockMemory ?? file["lock-memory"], default: true)
-        c.realtime = try onOff("realtime", realtime ?? file["realtime"], default: false)
+        c.realtime = try onOff("realtime", realtime ?? file["realtime"], default: true)
         return (c, level)
     }
 
@@ -148,16 +148,7 @@ struct DaemonCommand: AsyncParsableCommand {
         } else {
             log.warning("memory not locked (--lock-memory off): under memory pressure renewals may be delayed. Test setups only.")
         }
-        if settings.realtime {
-            do {
-                let threads = try Starvation.useRealtimeScheduling()
-                log.info("\(threads) threads at real-time priority (SCHED_RR \(Starvation.realtimePriority)): busy processes cannot delay renewals")
-            } catch {
-                log.error("could not use real-time scheduling: \(error) Busy processes may delay renewals; run as root, or --realtime off to silence this.")
-            }
-        } else {
-            log.notice("real-time scheduling off (the default; --realtime on to use it): busy processes may delay renewals")
-        }
+        // The renewal thread's real-time priority is reported as the server starts it.
     }
 
     func serve(_ settings: DaemonConfig, logging level: Logger.Level) async throws {

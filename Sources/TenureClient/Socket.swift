@@ -1,5 +1,6 @@
 import Foundation
 import TenureCore
+import TenureSyscall
 
 /// Blocking message I/O on a Unix stream socket, for the client and the
 /// daemon's connection threads. EINTR is retried; any other failure, and a
@@ -7,37 +8,14 @@ import TenureCore
 public enum MessageSocket {
     /// Connects to `path`.
     public static func connect(to path: String) throws(TenureError) -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw TenureError(.daemonUnavailable, "socket(2) failed: \(String(cString: strerror(errno))).", errno: errno) }
-        var address = sockaddr_un()
-        guard fill(&address, path: path) else {
-            close(fd)
-            throw TenureError(.invalidArgument, "The socket path \(path) is longer than \(MemoryLayout.size(ofValue: address.sun_path) - 1) bytes.",
-                              remedy: "Use a shorter run dir.")
+        do {
+            return try UnixSocket.connect(to: path).rawValue
+        } catch where error.code == .invalidArgument {
+            throw error
+        } catch {
+            throw TenureError(.daemonUnavailable, "Cannot reach the Tenure daemon at \(path): \(error.message)",
+                              remedy: "Start it with `tenure daemon`, or point \(Wire.runDirEnvironment) (or --run-dir) at its run dir.", errno: error.errno)
         }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard rc == 0 else {
-            let e = errno
-            close(fd)
-            throw TenureError(.daemonUnavailable, "Cannot reach the Tenure daemon at \(path): \(String(cString: strerror(e))).",
-                              remedy: "Start it with `tenure daemon`, or point \(Wire.runDirEnvironment) (or --run-dir) at its run dir.", errno: e)
-        }
-        return fd
-    }
-
-    /// Puts `path` into a sockaddr_un; false if it does not fit.
-    public static func fill(_ address: inout sockaddr_un, path: String) -> Bool {
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard bytes.count < capacity else { return false }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        return true
     }
 
     public static func write(_ message: Message, to fd: Int32) throws(TenureError) {
@@ -57,15 +35,16 @@ public enum MessageSocket {
         return Message(command: header.command, seq: header.seq, fields: try Message.decodeFields(payload))
     }
 
+    /// What a socket's failure is to the client: the daemon is unavailable.
+    static func unavailable(_ error: TenureError, _ doing: String) -> TenureError {
+        TenureError(.daemonUnavailable, "\(doing) the Tenure socket failed: \(error.message)", errno: error.errno)
+    }
+
     static func writeAll(_ bytes: [UInt8], to fd: Int32) throws(TenureError) {
-        var sent = 0
-        while sent < bytes.count {
-            let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw TenureError(.daemonUnavailable, "Sending to the Tenure socket failed: \(String(cString: strerror(errno))).", errno: errno)
-            }
-            sent += n
+        do {
+            try UnixSocket.sendAll(bytes, to: FileDescriptor(rawValue: fd), path: "the Tenure socket")
+        } catch {
+            throw unavailable(error, "Sending to")
         }
     }
 
@@ -73,10 +52,11 @@ public enum MessageSocket {
         var buffer = [UInt8](repeating: 0, count: count)
         var got = 0
         while got < count {
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + got, count - got) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw TenureError(.daemonUnavailable, "Reading from the Tenure socket failed: \(String(cString: strerror(errno))).", errno: errno)
+            let n: Int
+            do {
+                n = try UnixSocket.receive(into: &buffer, at: got, count: count - got, from: FileDescriptor(rawValue: fd), path: "the Tenure socket")
+            } catch {
+                throw unavailable(error, "Reading from")
             }
             if n == 0 {
                 if got == 0 && eofAllowed { return nil }
@@ -101,7 +81,7 @@ public final class TenureConnection {
         fd = try MessageSocket.connect(to: dir + "/" + Wire.socketName)
     }
 
-    deinit { close(fd) }
+    deinit { try? Syscall.close(FileDescriptor(rawValue: fd), path: "the Tenure socket") }
 
     /// Sends a request and waits for its reply; a failed reply throws its error.
     @discardableResult

@@ -6,6 +6,7 @@ import TenureEngine
 import TenureFormat
 import TenureHost
 import TenureIO
+import TenureSyscall
 
 /// The daemon's settings; every one is also a `tenure daemon` flag and a
 /// key of the config file.
@@ -36,12 +37,11 @@ public struct DaemonConfig: Sendable {
     /// mlockall at start, so the renewal path never waits on a page fault
     /// (``Starvation``). Off only for test setups.
     public var lockMemory = true
-    /// Every thread at SCHED_RR ``Starvation/realtimePriority``, so busy
-    /// processes never delay a renewal. Off by default for now: with every
-    /// thread real-time (connection threads, the I/O completion spin), 32
-    /// clients through the daemon ran 6.5 times slower (docs/operations.md);
-    /// on by default once renewal has a thread of its own (the event loop).
-    public var realtime = false
+    /// The renewal path (``RenewalThread`` and each renewal device's
+    /// reaper) at SCHED_RR ``Starvation/realtimePriority``, so busy
+    /// processes never delay a renewal. Only those threads: clients and
+    /// their connections stay ordinary. Off only for test setups.
+    public var realtime = true
 
     public init(runDir: String, hostName: String) {
         self.runDir = runDir
@@ -106,6 +106,8 @@ public enum Limits {
     /// The most lease files and devices the daemon keeps open at once
     /// (each has a descriptor, an io_context and a reaper thread).
     public static let maxOpenDevices = 256
+    /// Connections the kernel queues for the accept thread.
+    public static let listenBacklog: Int32 = 128
 }
 
 /// The daemon's state and every operation on it. Lockspace renewal runs in
@@ -151,13 +153,16 @@ public actor Daemon {
 
     /// nil with `--watchdog none`.
     let watchdog: (any Watchdog)?
+    /// Where every lockspace's renewals run (its clock wakes their sleeps).
+    let renewalThread: RenewalThread
     /// Pets that failed (logged each time), for status.
     var petFailures = 0
 
-    public init(config: DaemonConfig, log: Logger, watchdog: (any Watchdog)? = nil) {
+    public init(config: DaemonConfig, log: Logger, renewalThread: RenewalThread, watchdog: (any Watchdog)? = nil) {
         self.config = config
         self.log = log
         self.watchdog = watchdog
+        self.renewalThread = renewalThread
         let logger = log
         context = EngineContext(clock: SystemMonotonicClock.shared, log: { event in
             logger.debug("\(event)")
@@ -332,6 +337,12 @@ public actor Daemon {
 
     // MARK: Connections
 
+    /// Closes a connection's pidfd the daemon does not keep (-1: none was taken).
+    func closePidfd(_ pidfd: Int32) {
+        guard pidfd >= 0 else { return }
+        try? Syscall.close(FileDescriptor(rawValue: pidfd), path: "a pidfd")
+    }
+
     /// Whether a new connection may stay: the last ``Limits/reservedAdminConnections``
     /// places are kept for administrators, so idle clients never lock root
     /// out of status and shutdown. `pidfd` names the connecting process.
@@ -339,12 +350,12 @@ public actor Daemon {
         let total = connections.values.reduce(0, +)
         let limit = peer.isAdmin ? config.maxConnections : config.maxConnections - min(Limits.reservedAdminConnections, config.maxConnections / 2)
         guard total < limit else {
-            if pidfd >= 0 { Glibc.close(pidfd) }
+            closePidfd(pidfd)
             return false
         }
         connections[peer.pid, default: 0] += 1
         if processes.live(peer.pid) != nil {
-            if pidfd >= 0 { Glibc.close(pidfd) }
+            closePidfd(pidfd)
         } else {
             // A record left by an earlier process with this pid is replaced:
             // its killpath and restrictions were that process's.

@@ -82,18 +82,21 @@ extension Daemon {
         }
         let io = ioTimeout ?? config.ioTimeout
         let name = try LeaseName(hostName ?? config.hostName, what: "host name")
-        // Renewal has a handle, an io_context and a reaper of its own.
-        let renewalDevice = try openBlockDevice(path: spec.disk.path, engine: .aio, ioTimeout: .seconds(Int64(io.seconds)))
+        // Renewal has a handle, an io_context and a reaper of its own, and
+        // runs on the renewal thread (its clock too), real-time by default.
+        let renewalDevice = try openBlockDevice(path: spec.disk.path, engine: .aio, ioTimeout: .seconds(Int64(io.seconds)),
+                                                realtimePriority: config.realtime ? Starvation.realtimePriority : nil)
+        let renewalContext = context.with(clock: renewalThread)
         var clientPath: String?
         do {
             let clientDevice = try retainDevice(spec.disk.path)
             clientPath = spec.disk.path
             let observer = try await LockspaceObserver.open(spec, device: clientDevice, context: context)
-            let lockspace = try Lockspace(spec: spec, renewalDevice: renewalDevice, observer: observer, ioTimeout: io, context: context)
+            let lockspace = try Lockspace(spec: spec, renewalDevice: renewalDevice, observer: observer, ioTimeout: io, context: renewalContext)
             log.info("joining lockspace \(spec.name) as host \(spec.hostID) (io_timeout \(io.seconds)s)")
             let host = try await lockspace.join(name: name)
             let joined = JoinedLockspace(spec: spec, lockspace: lockspace, renewalDevice: renewalDevice, clientDevice: clientDevice)
-            joined.tasks = [Task { await lockspace.runRenewals() }, Task { await self.fence(joined) }]
+            joined.tasks = [Task(executorPreference: renewalThread) { await lockspace.runRenewals() }, Task { await self.fence(joined) }]
             lockspaces[spec.name] = joined
             core.lockspaceJoined(spec.name, expiry: lockspace.publishedExpiry)
             log.info("joined lockspace \(spec.name) as \(host)")
@@ -513,7 +516,7 @@ extension Daemon {
                                      "open_devices": devices.count,
                                      "memory_locked_kib": Starvation.lockedKiB() ?? 0,
                                      "oom_score_adj": Starvation.oomScoreAdjustment() ?? 0,
-                                     "realtime": Starvation.callerIsRealtime,
+                                     "realtime": renewalThread.isRealtime,
                                      "shutting_down": shuttingDown]
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)

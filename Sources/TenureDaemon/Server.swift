@@ -5,6 +5,7 @@ import Synchronization
 import TenureClient
 import TenureCore
 import TenureIO
+import TenureSyscall
 
 /// The daemon's Unix socket: one thread accepts, one thread per connection
 /// reads its messages and waits for each answer. Malformed, truncated,
@@ -14,8 +15,8 @@ public final class DaemonServer: @unchecked Sendable {
     public let daemon: Daemon
     let config: DaemonConfig
     let log: Logger
-    let listener: Int32
-    let pidFile: Int32
+    let listener: FileDescriptor
+    let pidFile: FileDescriptor
     public var socketPath: String { config.runDir + "/" + Wire.socketName }
     let adminGroup: gid_t?
     /// Requests being answered: the daemon exits only once their replies are written.
@@ -35,20 +36,35 @@ public final class DaemonServer: @unchecked Sendable {
             }
             return group.pointee.gr_gid
         }
-        pidFile = try Self.lockPidFile(config.runDir + "/tenure.pid")
+        let pidPath = config.runDir + "/tenure.pid"
+        pidFile = try Self.lockPidFile(pidPath)
         do {
             listener = try Self.bind(config.runDir + "/" + Wire.socketName, group: adminGroup)
         } catch {
-            Glibc.close(pidFile)
+            try? Syscall.close(pidFile, path: pidPath)
             throw error
         }
         do {
             let watchdog = try config.watchdogDevice.map { try WatchdogDevice(path: $0, fire: config.watchdogFire) }
-            daemon = Daemon(config: config, log: log, watchdog: watchdog)
+            let renewalThread = try RenewalThread(realtimePriority: config.realtime ? Starvation.realtimePriority : nil)
+            Self.report(renewalThread, log: log)
+            daemon = Daemon(config: config, log: log, renewalThread: renewalThread, watchdog: watchdog)
         } catch {
-            Glibc.close(listener)
-            Glibc.close(pidFile)
+            try? Syscall.close(listener, path: config.runDir + "/" + Wire.socketName)
+            try? Syscall.close(pidFile, path: pidPath)
             throw error
+        }
+    }
+
+    /// Logs whether the renewal path got its real-time priority.
+    static func report(_ renewalThread: RenewalThread, log: Logger) {
+        switch renewalThread.realtimeOutcome {
+        case .success?:
+            log.info("renewals run on a thread of their own at real-time priority (SCHED_RR \(Starvation.realtimePriority)): busy processes cannot delay them")
+        case .failure(let error)?:
+            log.error("could not give the renewal thread real-time priority: \(error) Busy processes may delay renewals; run as root (CAP_SYS_NICE), or --realtime off to silence this.")
+        case nil:
+            log.warning("renewals run at ordinary priority (--realtime off): busy processes may delay them. Test setups only.")
         }
     }
 
@@ -58,16 +74,13 @@ public final class DaemonServer: @unchecked Sendable {
     public static func prepareRunDir(_ dir: String) throws {
         if access(dir, F_OK) != 0 {
             try? FileManager.default.createDirectory(atPath: (dir as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            guard mkdir(dir, 0o755) == 0 || errno == EEXIST else {
-                let e = errno
-                throw TenureError(.ioFailed, "Cannot create the run dir \(dir): \(String(cString: strerror(e))).",
-                                  remedy: "Free space and inodes on its filesystem (df -h, df -i), or give another --run-dir.", errno: e)
+            if let failed = Self.makeDirectory(dir) {
+                throw TenureError(.ioFailed, "Cannot create the run dir \(dir): \(failed.message)",
+                                  remedy: "Free space and inodes on its filesystem (df -h, df -i), or give another --run-dir.", errno: failed.errno)
             }
         }
         var info = stat()
-        guard lstat(dir, &info) == 0 else {
-            throw TenureError(.ioFailed, "Cannot inspect the run dir \(dir): \(String(cString: strerror(errno))).", errno: errno)
-        }
+        try Syscall.run(SyscallContext("lstat", path: dir)) { lstat(dir, &info) }
         guard info.st_mode & S_IFMT == S_IFDIR else {
             throw TenureError(.invalidArgument, "The run dir \(dir) is not a folder (a link or a file stands there).",
                               remedy: "Remove it, or give another --run-dir.")
@@ -82,50 +95,61 @@ public final class DaemonServer: @unchecked Sendable {
         }
     }
 
-    static func lockPidFile(_ path: String) throws -> Int32 {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        guard fd >= 0 else {
-            throw TenureError(.permissionDenied, "Cannot open the pid file \(path): \(String(cString: strerror(errno))).",
-                              remedy: "Run as root, or give a writable --run-dir.", errno: errno)
+    /// mkdir(dir, 0755); nil when made, or when another made it first.
+    static func makeDirectory(_ dir: String) -> TenureError? {
+        do {
+            try Syscall.run(SyscallContext("mkdir", path: dir)) { mkdir(dir, 0o755) }
+            return nil
+        } catch {
+            return error.errno == EEXIST ? nil : error
         }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+    }
+
+    static func lockPidFile(_ path: String) throws -> FileDescriptor {
+        let fd: FileDescriptor
+        do {
+            fd = FileDescriptor(rawValue: try Syscall.run(SyscallContext("open", path: path)) { open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644) })
+        } catch {
+            throw TenureError(.permissionDenied, "Cannot open the pid file \(path): \(error.message)",
+                              remedy: "Run as root, or give a writable --run-dir.", errno: error.errno)
+        }
+        do {
+            try Syscall.run(SyscallContext("flock", path: path)) { flock(fd.rawValue, LOCK_EX | LOCK_NB) }
+        } catch {
             let other = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
-            Glibc.close(fd)
+            try? Syscall.close(fd, path: path)
+            guard error.errno == EWOULDBLOCK else { throw error }
             throw TenureError(.alreadyExists, "Another Tenure daemon (pid \(other)) runs on this run dir.",
                               remedy: "Stop it first, or give this one another --run-dir.")
         }
-        let text = "\(getpid())\n"
-        let written = text.withCString { ftruncate(fd, 0) == 0 ? pwrite(fd, $0, strlen($0), 0) : -1 }
-        guard written == text.utf8.count, fsync(fd) == 0 else {
-            let e = errno
-            Glibc.close(fd)
-            unlink(path)
-            throw TenureError(.ioFailed, "Cannot write the pid file \(path): \(String(cString: strerror(e))).",
-                              remedy: "Free space on the run dir's filesystem (df -h \(path)), or give another --run-dir.", errno: e)
+        let text = Array("\(getpid())\n".utf8)
+        do throws(TenureError) {
+            try Syscall.run(SyscallContext("ftruncate", path: path)) { ftruncate(fd.rawValue, 0) }
+            let written = try Syscall.run(SyscallContext("pwrite", path: path, offset: 0, length: text.count)) {
+                text.withUnsafeBytes { pwrite(fd.rawValue, $0.baseAddress, $0.count, 0) }
+            }
+            guard written == text.count else { throw TenureError(.shortIO, "pwrite of \(text.count) bytes on \(path) wrote \(written).") }
+            try Syscall.run(SyscallContext("fsync", path: path)) { fsync(fd.rawValue) }
+        } catch {
+            try? Syscall.close(fd, path: path)
+            try? Syscall.removeIfPresent(path)
+            throw TenureError(.ioFailed, "Cannot write the pid file \(path): \(error.message)",
+                              remedy: "Free space on the run dir's filesystem (df -h \(path)), or give another --run-dir.", errno: error.errno)
         }
         return fd
     }
 
-    static func bind(_ path: String, group: gid_t?) throws -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw TenureError(.ioFailed, "socket(2) failed: \(String(cString: strerror(errno))).", errno: errno) }
-        var address = sockaddr_un()
-        guard MessageSocket.fill(&address, path: path) else {
-            Glibc.close(fd)
-            throw TenureError(.invalidArgument, "The socket path \(path) is too long.", remedy: "Use a shorter --run-dir.")
+    /// Listens on `path` (mode 0660, group `group` when given). We hold the
+    /// pid file, so a socket left there belongs to a dead daemon: replaced.
+    static func bind(_ path: String, group: gid_t?) throws -> FileDescriptor {
+        let fd = try UnixSocket.listen(at: path, backlog: Limits.listenBacklog)
+        do {
+            try Syscall.run(SyscallContext("chmod", path: path)) { chmod(path, 0o660) }
+            if let group { try Syscall.run(SyscallContext("chown", path: path)) { chown(path, uid_t.max, group) } }
+        } catch {
+            try? Syscall.close(fd, path: path)
+            throw error
         }
-        // We hold the pid file, so a socket left here belongs to a dead daemon.
-        unlink(path)
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard rc == 0, listen(fd, 128) == 0 else {
-            let e = errno
-            Glibc.close(fd)
-            throw TenureError(.ioFailed, "Cannot listen on \(path): \(String(cString: strerror(e))).", errno: e)
-        }
-        chmod(path, 0o660)
-        if let group { chown(path, uid_t.max, group) }
         return fd
     }
 
@@ -133,18 +157,25 @@ public final class DaemonServer: @unchecked Sendable {
     public func serve() {
         Thread.current.name = "tenure-accept"
         while true {
-            let fd = accept(listener, nil, nil)
-            if fd < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                if errno == EBADF || errno == EINVAL { return }
-                log.error("accept failed: \(String(cString: strerror(errno)))")
+            let fd: Int32
+            do {
+                switch try UnixSocket.accept(listener, path: socketPath) {
+                case .connection(let accepted): fd = accepted.rawValue
+                case .peerGone: continue
+                case .listenerClosed: return
+                }
+            } catch {
+                // Out of descriptors or memory: say so and let it pass.
+                log.error("accepting a connection failed: \(error)")
                 usleep(100_000)
                 continue
             }
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             var pid: Int32 = 0, uid: UInt32 = 0, gid: UInt32 = 0
-            guard tenure_peer_credentials(fd, &pid, &uid, &gid) == 0 else {
-                Glibc.close(fd)
+            do {
+                try Syscall.run(SyscallContext("getsockopt(SO_PEERCRED)", path: socketPath)) { tenure_peer_credentials(fd, &pid, &uid, &gid) }
+            } catch {
+                log.error("a connection's credentials could not be read; closing it: \(error)")
+                try? Syscall.close(FileDescriptor(rawValue: fd), path: socketPath)
                 continue
             }
             nextConnection += 1
@@ -182,7 +213,7 @@ public final class DaemonServer: @unchecked Sendable {
     /// that never registers and holds nothing is closed after
     /// ``Timeouts/idleConnection`` without a request.
     func converse(_ fd: Int32, _ peer: Peer, pidfd: Int32) {
-        defer { Glibc.close(fd) }
+        defer { try? Syscall.close(FileDescriptor(rawValue: fd), path: socketPath) }
         let daemon = self.daemon
         guard wait({ await daemon.connected(peer, pidfd: pidfd) }) else {
             log.warning("refused a connection of process \(peer.pid) (user \(peer.uid)): too many clients")
@@ -195,7 +226,7 @@ public final class DaemonServer: @unchecked Sendable {
         defer { wait { await daemon.disconnected(peer) } }
         var mayIdleOut = true
         while true {
-            if mayIdleOut && !Self.readable(fd, within: Timeouts.idleConnection) {
+            if mayIdleOut && !readable(fd, within: Timeouts.idleConnection) {
                 if wait({ await daemon.mayCloseIdle(peer) }) {
                     log.notice("closing the idle connection of process \(peer.pid): no request for \(Timeouts.idleConnection)")
                     return
@@ -233,26 +264,20 @@ public final class DaemonServer: @unchecked Sendable {
         }
     }
 
-    /// Whether `fd` has something to read (or was closed) within `timeout`.
-    static func readable(_ fd: Int32, within timeout: Duration) -> Bool {
-        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        let ms = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-        while true {
-            let rc = poll(&p, 1, ms)
-            if rc < 0 && errno == EINTR { continue }
-            return rc != 0
-        }
+    /// Whether `fd` has something to read (or was closed, or failed) within `timeout`.
+    func readable(_ fd: Int32, within timeout: Duration) -> Bool {
+        (try? UnixSocket.waitReadable(FileDescriptor(rawValue: fd), within: timeout, path: socketPath)) ?? true
     }
 
     /// Stops accepting (the accept thread returns) and removes the socket,
     /// after the replies being written (the shutdown's own) are out.
     public func close() {
         for _ in 0..<100 where inFlight.withLock({ $0 }) > 0 { usleep(20_000) }
-        shutdown(listener, Int32(SHUT_RDWR))
-        Glibc.close(listener)
-        unlink(socketPath)
-        unlink(config.runDir + "/tenure.pid")
-        Glibc.close(pidFile)
+        UnixSocket.shutdown(listener, path: socketPath)
+        try? Syscall.close(listener, path: socketPath)
+        try? Syscall.removeIfPresent(socketPath)
+        try? Syscall.removeIfPresent(config.runDir + "/tenure.pid")
+        try? Syscall.close(pidFile, path: config.runDir + "/tenure.pid")
     }
 }
 

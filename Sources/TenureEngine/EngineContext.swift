@@ -32,6 +32,15 @@ public struct EngineContext: Sendable {
         self.injectedBugs = injectedBugs
     }
 
+    /// The same context on another clock reading the same time (the
+    /// daemon's renewal thread, which wakes its own sleeps); the copies
+    /// share their proposals.
+    public func with(clock: any MonotonicClock) -> EngineContext {
+        var copy = self
+        copy.clock = clock
+        return copy
+    }
+
     /// Timeouts for a host whose io_timeout is `ioTimeout`.
     public func timeouts(_ ioTimeout: IOTimeout) -> Timeouts {
         Timeouts(ioTimeout: .seconds(max(ioTimeout.seconds, IOTimeout.minimumSeconds)), watchdogFire: watchdogFire)

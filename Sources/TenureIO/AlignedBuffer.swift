@@ -1,4 +1,5 @@
 import Glibc
+import TenureSyscall
 
 /// Page-aligned memory for O_DIRECT I/O, zero-filled, freed when the last
 /// reference goes.

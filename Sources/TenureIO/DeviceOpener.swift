@@ -1,6 +1,7 @@
 import CTenureSys
 import Glibc
 import TenureCore
+import TenureSyscall
 
 /// How a device's I/O reaches the kernel.
 public enum IOEngine: String, Sendable, CaseIterable, CustomStringConvertible {
@@ -60,10 +61,10 @@ public struct IOStatistics: Sendable, Equatable, CustomStringConvertible {
 ///     `dump`, `probe`): they need no write permission, and a write through
 ///     such a handle is refused before it reaches the kernel.
 public func openBlockDevice(
-    path: String, engine: IOEngine = .aio, ioTimeout: Duration, access: DeviceAccess = .readWrite
+    path: String, engine: IOEngine = .aio, ioTimeout: Duration, access: DeviceAccess = .readWrite, realtimePriority: Int32? = nil
 ) throws -> any MeasuredBlockDevice {
     switch engine {
-    case .aio: return try DirectDevice(path: path, ioTimeout: ioTimeout, access: access)
+    case .aio: return try DirectDevice(path: path, ioTimeout: ioTimeout, access: access, realtimePriority: realtimePriority)
     case .sync: return try SyncDirectDevice(path: path, access: access)
     }
 }

@@ -2,6 +2,7 @@ import CTenureSys
 import Glibc
 import Synchronization
 import TenureCore
+import TenureSyscall
 
 /// A lease device opened O_DIRECT | O_SYNC, with its I/O through libaio and a
 /// deadline on every I/O.
@@ -48,12 +49,15 @@ public final class DirectDevice: MeasuredBlockDevice {
     private let access: DeviceAccess
 
     /// Opens `path` (see ``DeviceOpener/open(path:)``) with an io_context and a reaper thread.
-    public init(path: String, ioTimeout: Duration, access: DeviceAccess = .readWrite) throws {
+    /// - Parameter realtimePriority: the reaper runs at SCHED_RR at this
+    ///   priority (the renewal device's, beside ``RenewalThread``); nil for
+    ///   an ordinary thread. A refusal leaves it ordinary.
+    public init(path: String, ioTimeout: Duration, access: DeviceAccess = .readWrite, realtimePriority: Int32? = nil) throws {
         precondition(ioTimeout > .zero, "ioTimeout must be positive")
         let opened = try DeviceOpener.open(path: path, access: access)
         self.access = access
         do {
-            core = try AIOCore(opened: opened, ioTimeout: ioTimeout)
+            core = try AIOCore(opened: opened, ioTimeout: ioTimeout, realtimePriority: realtimePriority)
         } catch {
             // The descriptor was never used; its close error has nothing to add.
             try? Syscall.close(opened.fd, path: path)
@@ -218,8 +222,10 @@ final class AIOCore: Sendable {
     private let context: AIOContext
     private let clock = SystemMonotonicClock.shared
     private let state = Mutex(State())
+    private let realtimePriority: Int32?
 
-    init(opened: OpenedDevice, ioTimeout: Duration) throws(TenureError) {
+    init(opened: OpenedDevice, ioTimeout: Duration, realtimePriority: Int32?) throws(TenureError) {
+        self.realtimePriority = realtimePriority
         fd = opened.fd
         path = opened.path
         self.ioTimeout = ioTimeout
@@ -400,31 +406,17 @@ final class AIOCore: Sendable {
     /// The reaper's name in ps, top and gdb (at most 15 bytes).
     static let reaperThreadName = "tenure-aio-reap"
 
+    /// The reaper holds the core strongly until it has torn it down.
     private func startReaper() throws(TenureError) {
-        let retained = Unmanaged.passRetained(self)
-        var thread = pthread_t()
-        do {
-            try Syscall.runReturningErrno(SyscallContext("pthread_create", path: path), {
-                pthread_create(&thread, nil, { argument in
-                    let core = Unmanaged<AIOCore>.fromOpaque(argument!).takeRetainedValue()
-                    core.runReaper()
-                    return nil
-                }, retained.toOpaque())
-            })
-        } catch {
-            retained.release()
-            throw error
-        }
-        // Fails only for a thread id that is not ours: a bug, and a harmless one.
-        _ = pthread_detach(thread)
+        try DetachedThread.start(name: Self.reaperThreadName, for: path) { self.runReaper() }
     }
 
     /// The reaper's loop: answer expired I/O, wait for completions (at most
     /// until the nearest deadline, and no longer than a tick), answer them,
     /// submit what the freed slots allow; until a close has finished.
     private func runReaper() {
-        // Fails only for a name over 15 bytes; the name is for ps and gdb only.
-        _ = tenure_name_current_thread(Self.reaperThreadName)
+        // Refused without CAP_SYS_NICE: the renewal thread reports the same refusal.
+        if let realtimePriority { _ = tenure_set_realtime_current_thread(realtimePriority) }
         let events = UnsafeMutablePointer<io_event>.allocate(capacity: DirectDevice.maxInFlight)
         defer { events.deallocate() }
         while true {

@@ -2,6 +2,7 @@ import CTenureSys
 import Glibc
 import Synchronization
 import TenureCore
+import TenureSyscall
 
 /// A local process the daemon deals with, named by a pidfd: a signal, or a
 /// check that it still runs, reaches this process and never a later one
@@ -27,25 +28,36 @@ public final class LocalProcess: @unchecked Sendable {
 
     /// Names process `pid` as it is now; throws when it does not exist.
     public static func open(pid: Int32, uid: UInt32, gid: UInt32) throws -> LocalProcess {
-        let fd = tenure_pidfd_open(pid)
-        guard fd >= 0 else {
-            let e = errno
-            throw TenureError(e == ESRCH ? .invalidArgument : .ioFailed,
-                              e == ESRCH ? "Process \(pid) does not exist." : "Cannot watch process \(pid): \(String(cString: strerror(e))).",
-                              errno: e)
+        let fd: Int32
+        do {
+            fd = try Syscall.run(SyscallContext("pidfd_open", path: "/proc/\(pid)")) { tenure_pidfd_open(pid) }
+        } catch {
+            guard error.errno == ESRCH else { throw error }
+            throw TenureError(.invalidArgument, "Process \(pid) does not exist.", errno: ESRCH)
         }
         return LocalProcess(pid: pid, pidfd: fd, uid: uid, gid: gid)
     }
 
-    deinit { Glibc.close(pidfd) }
+    deinit { try? Syscall.close(FileDescriptor(rawValue: pidfd), path: "the pidfd of process \(pid)") }
 
-    /// Whether the process has exited (a zombie has: it holds nothing).
-    public var exited: Bool { tenure_pidfd_exited(pidfd) != 0 }
+    /// Whether the process has exited (a zombie has: it holds nothing). A
+    /// pidfd that cannot be polled says "still running": fencing goes on
+    /// rather than give a lease up for a process that may still use it.
+    public var exited: Bool {
+        ((try? Syscall.run(SyscallContext("poll", path: "the pidfd of process \(pid)")) { tenure_pidfd_exited(pidfd) }) ?? 0) == 1
+    }
 
-    /// Sends `signal`; false once the process is gone.
+    /// Sends `signal`; false once the process is gone (ESRCH). Any other
+    /// refusal (EPERM) is not "gone": it counts as sent, and the fence
+    /// loop keeps watching and escalating.
     @discardableResult
     public func signal(_ signal: Int32) -> Bool {
-        tenure_pidfd_send_signal(pidfd, signal) == 0
+        do {
+            try Syscall.run(SyscallContext("pidfd_send_signal", path: "the pidfd of process \(pid)")) { tenure_pidfd_send_signal(pidfd, signal) }
+            return true
+        } catch {
+            return error.errno != ESRCH
+        }
     }
 }
 
@@ -81,6 +93,7 @@ public final class PidfdProcesses: LocalProcesses, Sendable {
 
     public func forget(_ pid: Int32) { table.withLock { $0[pid] = nil } }
 
+    @discardableResult
     public func signal(_ pid: ProcessID, _ signal: StopSignal) -> Bool {
         guard let process = table.withLock({ $0[pid.rawValue] }) else { return false }
         return process.signal(signal == .kill ? SIGKILL : SIGTERM)
@@ -91,7 +104,10 @@ public final class PidfdProcesses: LocalProcesses, Sendable {
         let environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "\(killPidVariable)=\(pid)"]
         let child = Self.spawn(program, argv, environment: environment, uid: process.uid, gid: process.gid)
         guard child > 0 else { return false }
-        Task.detached { var status: Int32 = 0; _ = waitpid(child, &status, 0) }
+        Task.detached {
+            var status: Int32 = 0
+            _ = try? Syscall.run(SyscallContext("waitpid", path: program)) { waitpid(child, &status, 0) }
+        }
         return true
     }
 
@@ -114,7 +130,11 @@ public final class PidfdProcesses: LocalProcesses, Sendable {
     /// Whether `pid` still runs (a zombie counts as gone), for a process not
     /// tracked by a pidfd.
     public static func alive(_ pid: Int32) -> Bool {
-        guard Glibc.kill(pid, 0) == 0 else { return errno == EPERM }
+        do {
+            try Syscall.run(SyscallContext("kill(0)", path: "/proc/\(pid)")) { Glibc.kill(pid, 0) }
+        } catch {
+            return error.errno != ESRCH
+        }
         guard let text = ProcFiles.text("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")"), text.index(close, offsetBy: 2) < text.endIndex else { return true }
         let state = text[text.index(close, offsetBy: 2)]
         return state != "Z" && state != "X"

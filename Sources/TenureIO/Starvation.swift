@@ -1,15 +1,16 @@
 import CTenureSys
 import Glibc
 import TenureCore
+import TenureSyscall
 
 /// What keeps the daemon from being starved on a busy host, as sanlock
 /// does: its memory locked, so no page of the renewal path waits on a page
-/// fault under memory pressure, the OOM killer told to spare it, and —
-/// with `--realtime on` — its threads scheduled round-robin at a real-time
-/// priority, so CPU-bound processes never delay a renewal (docs/operations.md
-/// says why that is off by default).
+/// fault under memory pressure, the OOM killer told to spare it, and the
+/// renewal path (``RenewalThread`` and its device's reaper) scheduled
+/// round-robin at a real-time priority, so CPU-bound processes never delay
+/// a renewal.
 public enum Starvation {
-    /// The SCHED_RR priority of the daemon's threads: above every ordinary
+    /// The SCHED_RR priority of the renewal path: above every ordinary
     /// process, far below the kernel's own real-time threads (99).
     public static let realtimePriority: Int32 = 10
 
@@ -23,7 +24,7 @@ public enum Starvation {
     public static func shieldFromOOMKiller() throws(TenureError) {
         let path = "/proc/self/oom_score_adj"
         let fd = try Syscall.run(SyscallContext("open", path: path)) { open(path, O_WRONLY | O_CLOEXEC) }
-        defer { _ = Glibc.close(fd) }
+        defer { try? Syscall.close(FileDescriptor(rawValue: fd), path: path) }
         let text = Array("-1000".utf8)
         try Syscall.run(SyscallContext("write", path: path, length: text.count)) { text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
     }
@@ -31,13 +32,6 @@ public enum Starvation {
     /// This process's oom_score_adj, for status.
     public static func oomScoreAdjustment() -> Int? {
         ProcFiles.text("/proc/self/oom_score_adj")?.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) }
-    }
-
-    /// Every thread of this process (and every one it starts later) at
-    /// SCHED_RR `priority`. Returns how many threads were set.
-    @discardableResult
-    public static func useRealtimeScheduling(priority: Int32 = realtimePriority) throws(TenureError) -> Int {
-        Int(try Syscall.run(SyscallContext("sched_setscheduler", path: "/proc/self/task")) { tenure_set_realtime_all_threads(priority) })
     }
 
     /// Whether the calling thread runs at a real-time policy (for status).

@@ -1,6 +1,7 @@
 import Glibc
 import Synchronization
 import TenureCore
+import TenureSyscall
 
 /// A lease device opened O_DIRECT | O_SYNC, with pread/pwrite on the calling thread.
 ///

@@ -1,6 +1,7 @@
 import Glibc
 import Synchronization
 import TenureCore
+import TenureSyscall
 
 /// The real clock: CLOCK_MONOTONIC, as sanlock uses for lease timestamps.
 ///

@@ -2,6 +2,7 @@ import CTenureSys
 import Glibc
 import Synchronization
 import TenureCore
+import TenureSyscall
 
 /// The watchdog: a timer that resets the host unless petted. The daemon pets
 /// it only while every lockspace with lease holders is still valid, so a
@@ -46,7 +47,7 @@ public final class WatchdogDevice: Watchdog, @unchecked Sendable {
             do {
                 try Syscall.run(SyscallContext("ioctl(WDIOC_SETTIMEOUT)", path: path)) { [fd] in tenure_watchdog_set_timeout(fd, &seconds) }
             } catch {
-                Glibc.close(fd)
+                try? Syscall.close(FileDescriptor(rawValue: fd), path: path)
                 throw TenureError(error.code, "Cannot set the fire time of the watchdog to \(fire): \(error.message)", remedy: error.remedy, errno: error.errno)
             }
         }
@@ -79,8 +80,10 @@ public final class WatchdogDevice: Watchdog, @unchecked Sendable {
         closed.withLock { isClosed in
             guard !isClosed else { return }
             isClosed = true
-            _ = "V".withCString { Glibc.write(fd, $0, 1) }
-            Glibc.close(fd)
+            // A failed magic close leaves the watchdog armed: the host is
+            // reset unless petted, the safe side for a daemon that stops.
+            _ = try? Syscall.run(SyscallContext("write", path: path, length: 1)) { "V".withCString { Glibc.write(fd, $0, 1) } }
+            try? Syscall.close(FileDescriptor(rawValue: fd), path: path)
         }
     }
 }

@@ -3,8 +3,10 @@ import Testing
 import TenureCore
 
 /// The daemon is not starved (issue 12, item 6): by default it locks its
-/// memory and runs its threads at SCHED_RR, so a CPU hog and memory
-/// pressure in its own cgroup do not stretch its renewals.
+/// memory and runs its renewal thread (and that device's reaper) at
+/// SCHED_RR, so a CPU hog and memory pressure in its own cgroup do not
+/// stretch its renewals. The load can fail it: with `--realtime off` the
+/// same run renews once in 12 s.
 @Suite(.serialized) struct StarvationTests {
     static let cpuRoot = "/sys/fs/cgroup/cpu"
     static let memoryRoot = "/sys/fs/cgroup/memory"
@@ -37,9 +39,17 @@ import TenureCore
                 try "200000".write(toFile: cpu + "/cpu.rt_runtime_us", atomically: false, encoding: .utf8)
             }
             try "\(memoryLimit)".write(toFile: memory + "/memory.limit_in_bytes", atomically: false, encoding: .utf8)
+            // The group may use 20 ms of CPU a second: the hogs use it up,
+            // and an ordinary thread of the daemon then waits up to a second
+            // at each wake-up. Real-time threads are not held by this quota.
+            try "1000000".write(toFile: cpu + "/cpu.cfs_period_us", atomically: false, encoding: .utf8)
+            try "20000".write(toFile: cpu + "/cpu.cfs_quota_us", atomically: false, encoding: .utf8)
         }
         /// Shell lines that move the shell (and what it execs) into both groups.
         var enter: [String] { ["echo $$ > \(cpu)/cgroup.procs", "echo $$ > \(memory)/cgroup.procs"] }
+        /// Into the memory group only: a memory hog held to the CPU quota
+        /// could not fill memory fast enough to press on it.
+        var enterMemory: [String] { ["echo $$ > \(memory)/cgroup.procs"] }
         deinit {
             for group in [cpu, memory] {
                 if let pids = try? String(contentsOfFile: group + "/cgroup.procs", encoding: .utf8) {
@@ -60,16 +70,17 @@ import TenureCore
         let daemon = try RunningDaemon(scratch: scratch, extra: ["--realtime", "on", "--lock-memory", "on"], wrapper: groups.enter)
         try daemon.clientOK(["add-lockspace", "-s", "D:1:\(file):0"])
         let before = try daemon.status()
-        #expect(before["realtime"] as? Bool == true, "the daemon's threads are not real-time: \(before)")
+        #expect(before["realtime"] as? Bool == true, "the daemon's renewal thread is not real-time: \(before)")
         #expect((before["memory_locked_kib"] as? Int ?? 0) > 1024, "the daemon's memory is not locked: \(before)")
         // Lowering an OOM score needs CAP_SYS_RESOURCE, which some
         // containers lack (the daemon then says so in its log).
         if Self.canLowerOOMScore {
             #expect(before["oom_score_adj"] as? Int == -1000, "the OOM killer may pick the daemon: \(before)")
         }
-        // In the daemon's groups: a busy loop per core at the highest
-        // ordinary priority, and a process that keeps filling the memory
-        // limit (the kernel reclaims, and kills it, over and over).
+        // In the daemon's groups: two busy loops per core at the highest
+        // ordinary priority, using up the group's CPU quota, and a process
+        // that keeps filling the memory limit (the kernel reclaims, and
+        // kills it, over and over).
         let cores = max(ProcessInfo.processInfo.activeProcessorCount, 1)
         var hogs: [Background] = []
         for _ in 0..<(cores * 2) {
@@ -77,7 +88,7 @@ import TenureCore
         }
         // `tail /dev/zero` grows until the group's limit kills it; the loop starts it again.
         // It offers itself to the OOM killer first, for where the daemon cannot shield itself.
-        hogs.append(try Background(executable: "/bin/sh", ["-c", (groups.enter + ["echo 1000 > /proc/self/oom_score_adj",
+        hogs.append(try Background(executable: "/bin/sh", ["-c", (groups.enterMemory + ["echo 1000 > /proc/self/oom_score_adj",
                                                                                   "exec nice -n -20 timeout -s KILL 12 sh -c 'while :; do tail /dev/zero; done'"]).joined(separator: " && ")]))
         sleep(12)
         for hog in hogs { _ = hog.wait() }

@@ -77,11 +77,12 @@ int32_t tenure_spawn_as(const char *path, char *const argv[], char *const envp[]
 /// program can be stopped like any other. Returns only on failure: -1 with errno set.
 int tenure_exec_holding(const char *file, char *const argv[], int keep_fd);
 
-/// sched_setscheduler(tid, SCHED_RR, priority) for every thread of this
-/// process (from /proc/self/task); threads created later inherit it from
-/// their creator. Returns the number of threads set, or -1 with errno set
-/// by the first failure.
-int tenure_set_realtime_all_threads(int priority);
+/// sched_setscheduler(0, SCHED_RR, priority): the calling thread only
+/// (threads it creates later inherit it). 0, or -1 with errno set.
+int tenure_set_realtime_current_thread(int priority);
+
+/// The calling thread's kernel id (gettid).
+int32_t tenure_current_tid(void);
 
 /// The scheduling policy of thread `tid` (0: the caller), or -1 with errno set.
 int tenure_thread_policy(int32_t tid);

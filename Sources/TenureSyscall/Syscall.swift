@@ -63,7 +63,8 @@ public struct SyscallContext: Sendable, CustomStringConvertible {
     }
 }
 
-/// The one path by which TenureIO makes system calls, with its policy written once.
+/// The one path by which Tenure makes system calls (the device, the daemon,
+/// the client, the watchdog), with its policy written once.
 ///
 /// Policy:
 /// - `EINTR` is retried, always, except for `close(2)` (see ``close(_:path:)``).

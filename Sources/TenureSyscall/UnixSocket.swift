@@ -1,0 +1,149 @@
+import Glibc
+import TenureCore
+
+/// Unix stream sockets through the ``Syscall`` path: the daemon's listening
+/// socket and connections, and the client's connection. Every call retries
+/// `EINTR` and fails with a ``TenureError`` that names the call and the
+/// socket's path; callers that know better (the client: "is the daemon
+/// running?") wrap it with their own message and keep its errno.
+public enum UnixSocket {
+    /// The most bytes a socket path may have (sun_path, less its NUL).
+    public static let maxPathBytes = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
+
+    /// `path` as a socket address; refuses one too long for sun_path.
+    public static func address(_ path: String) throws(TenureError) -> sockaddr_un {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count <= maxPathBytes else {
+            throw TenureError(.invalidArgument, "The socket path \(path) is \(bytes.count) bytes, longer than the \(maxPathBytes) a Unix socket allows.",
+                              remedy: "Use a shorter run dir.")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return address
+    }
+
+    /// A new stream socket, close-on-exec.
+    static func stream(_ path: String) throws(TenureError) -> FileDescriptor {
+        FileDescriptor(rawValue: try Syscall.run(SyscallContext("socket", path: path)) {
+            socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        })
+    }
+
+    /// Connects to the socket at `path`.
+    public static func connect(to path: String) throws(TenureError) -> FileDescriptor {
+        var address = try address(path)
+        let fd = try stream(path)
+        do {
+            try Syscall.run(SyscallContext("connect", path: path)) {
+                withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+                }
+            }
+        } catch {
+            try? Syscall.close(fd, path: path)
+            throw error
+        }
+        return fd
+    }
+
+    /// Binds a new socket at `path` (replacing whatever is there: the
+    /// caller must know no live server uses it) and listens.
+    public static func listen(at path: String, backlog: Int32) throws(TenureError) -> FileDescriptor {
+        var address = try address(path)
+        let fd = try stream(path)
+        do {
+            try Syscall.removeIfPresent(path)
+            try Syscall.run(SyscallContext("bind", path: path)) {
+                withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+                }
+            }
+            try Syscall.run(SyscallContext("listen", path: path)) { Glibc.listen(fd.rawValue, backlog) }
+        } catch {
+            try? Syscall.close(fd, path: path)
+            throw error
+        }
+        return fd
+    }
+
+    /// Why ``accept(_:path:)`` returned no connection.
+    public enum AcceptOutcome {
+        case connection(FileDescriptor)
+        /// The peer left before it was accepted: accept again.
+        case peerGone
+        /// The listener was shut down: stop accepting.
+        case listenerClosed
+    }
+
+    /// Accepts one connection and marks it close-on-exec (Glibc's module
+    /// lacks accept4; the daemon forks nothing between the two calls but
+    /// killpaths, which close every descriptor above 2). A listener shut
+    /// down by another thread (EINVAL, EBADF) ends accepting instead of
+    /// stopping the process.
+    public static func accept(_ listener: FileDescriptor, path: String) throws(TenureError) -> AcceptOutcome {
+        while true {
+            let fd = Glibc.accept(listener.rawValue, nil, nil)
+            if fd >= 0 {
+                let connection = FileDescriptor(rawValue: fd)
+                do {
+                    try Syscall.run(SyscallContext("fcntl(F_SETFD)", path: path)) { fcntl(fd, F_SETFD, FD_CLOEXEC) }
+                } catch {
+                    try? Syscall.close(connection, path: path)
+                    throw error
+                }
+                return .connection(connection)
+            }
+            let errno = Errno.current
+            switch errno.rawValue {
+            case EINTR: continue
+            case ECONNABORTED: return .peerGone
+            case EINVAL, EBADF: return .listenerClosed
+            default: throw Syscall.error(errno, SyscallContext("accept4", path: path))
+            }
+        }
+    }
+
+    /// Sends all of `bytes` (no SIGPIPE: a peer gone is an error, not a signal).
+    public static func sendAll(_ bytes: [UInt8], to fd: FileDescriptor, path: String) throws(TenureError) {
+        var sent = 0
+        while sent < bytes.count {
+            sent += try Syscall.run(SyscallContext("send", path: path, length: bytes.count - sent)) {
+                bytes[sent...].withUnsafeBytes { Glibc.send(fd.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            }
+        }
+    }
+
+    /// Reads up to `count` bytes into `buffer` from `offset`; 0 means the peer closed.
+    public static func receive(into buffer: inout [UInt8], at offset: Int, count: Int, from fd: FileDescriptor, path: String) throws(TenureError) -> Int {
+        try Syscall.run(SyscallContext("read", path: path, length: count)) {
+            buffer.withUnsafeMutableBytes { Glibc.read(fd.rawValue, $0.baseAddress! + offset, count) }
+        }
+    }
+
+    /// Whether `fd` has something to read (or was closed) within `timeout`.
+    public static func waitReadable(_ fd: FileDescriptor, within timeout: Duration, path: String) throws(TenureError) -> Bool {
+        var p = pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0)
+        let ms = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        return try Syscall.run(SyscallContext("poll", path: path)) { poll(&p, 1, ms) } != 0
+    }
+
+    /// Stops both directions: a thread blocked in accept or read returns.
+    public static func shutdown(_ fd: FileDescriptor, path: String) {
+        // ENOTCONN for a listener is expected; nothing else can fail here.
+        _ = Glibc.shutdown(fd.rawValue, Int32(SHUT_RDWR))
+    }
+}
+
+extension Syscall {
+    /// Removes `path`; one already gone is not an error.
+    public static func removeIfPresent(_ path: String) throws(TenureError) {
+        guard unlink(path) != 0 else { return }
+        let errno = Errno.current
+        if errno.rawValue == ENOENT { return }
+        throw error(errno, SyscallContext("unlink", path: path))
+    }
+}

@@ -1,0 +1,58 @@
+import Glibc
+import Testing
+import TenureCore
+import TenureIO
+
+/// The renewal path's own thread: renewal tasks and the Lockspace actor's
+/// code run there, and its clock wakes their sleeps itself.
+@Suite("RenewalThread", .timeLimit(.minutes(1)))
+struct RenewalThreadTests {
+    /// A default actor, as `Lockspace` is.
+    actor Probe {
+        func whereAmI() -> Int32 { RenewalThread.callerThreadID }
+    }
+
+    @Test func aTaskThatPrefersItAndTheActorsItCallsRunOnTheThread() async throws {
+        let thread = try RenewalThread(realtimePriority: nil)
+        #expect(thread.realtimeOutcome == nil, "no priority asked for")
+        let probe = Probe()
+        let seen = await Task(executorPreference: thread) { () async -> [Int32] in
+            let before = RenewalThread.callerThreadID
+            let inActor = await probe.whereAmI()
+            try? await thread.sleep(for: .milliseconds(5))
+            return [before, inActor, RenewalThread.callerThreadID]
+        }.value
+        #expect(seen == [thread.threadID, thread.threadID, thread.threadID], "ran on \(seen), the thread is \(thread.threadID)")
+        #expect(RenewalThread.callerThreadID != thread.threadID)
+    }
+
+    @Test func sleepsWakeAtTheirDeadlinesInOrder() async throws {
+        let thread = try RenewalThread(realtimePriority: nil)
+        let start = thread.now()
+        async let late: MonotonicInstant = { try await thread.sleep(for: .milliseconds(60)); return thread.now() }()
+        async let early: MonotonicInstant = { try await thread.sleep(for: .milliseconds(20)); return thread.now() }()
+        let (a, b) = try await (early, late)
+        #expect(a - start >= .milliseconds(20))
+        #expect(b - start >= .milliseconds(60))
+        #expect(a < b)
+    }
+
+    @Test func aCancelledSleepThrowsAtOnce() async throws {
+        let thread = try RenewalThread(realtimePriority: nil)
+        let start = thread.now()
+        let sleeper = Task(executorPreference: thread) { try await thread.sleep(for: .seconds(30)) }
+        try await Task.sleep(for: .milliseconds(20))
+        sleeper.cancel()
+        await #expect(throws: CancellationError.self) { try await sleeper.value }
+        #expect(thread.now() - start < .seconds(10))
+    }
+
+    @Test func aRealtimePriorityIsAskedForAndReported() throws {
+        let thread = try RenewalThread(realtimePriority: Starvation.realtimePriority)
+        switch thread.realtimeOutcome {
+        case .success?: #expect(thread.isRealtime)
+        case .failure(let error)?: #expect(error.errno == EPERM, "refused for another reason: \(error)")
+        case nil: Issue.record("the thread never asked for its priority")
+        }
+    }
+}
