@@ -44,10 +44,12 @@ let package = Package(
         .target(name: "CTenureProto", path: "Sources/CTenureProto"),
         // The Swift client API and the wire codec.
         .target(name: "TenureClient", dependencies: ["CTenureProto", "TenureCore", "TenureSyscall"]),
+        // sanlock's client protocol: its messages, decoded into typed requests (the drop-in).
+        .target(name: "TenureSanlockWire", dependencies: ["TenureCore", "TenureFormat"]),
         // The daemon: socket server, leases held for processes, fencing.
         .target(
             name: "TenureDaemon",
-            dependencies: ["TenureClient", "TenureCore", "TenureFormat", "TenureEngine", "TenureHost", "TenureIO", "TenureSyscall", "CTenureSys",
+            dependencies: ["TenureClient", "TenureCore", "TenureFormat", "TenureEngine", "TenureHost", "TenureIO", "TenureSyscall", "TenureSanlockWire", "CTenureSys",
                            .product(name: "Logging", package: "swift-log")]
         ),
         // In-memory device and manual clock for unit tests and the simulator.
@@ -78,6 +80,7 @@ let package = Package(
         .testTarget(name: "TenureTestKitTests", dependencies: ["TenureTestKit", "TenureCore"]),
         .testTarget(name: "TenureEngineTests", dependencies: ["TenureEngine", "TenureTestKit", "TenureFormat", "TenureCore"]),
         .testTarget(name: "TenureClientTests", dependencies: ["TenureClient", "CTenureProto", "TenureCore"]),
+        .testTarget(name: "TenureSanlockWireTests", dependencies: ["TenureSanlockWire", "TenureCore"]),
         .testTarget(name: "TenureHostTests", dependencies: ["TenureHost", "TenureEngine", "TenureFormat", "TenureCore"]),
         .testTarget(name: "TenureSimTests", dependencies: ["TenureSimKit", "TenureEngine", "TenureCore"]),
         .testTarget(name: "TenureIOTests", dependencies: ["TenureIO", "TenureSyscall", "TenureCore", "TenureTestKit"]),

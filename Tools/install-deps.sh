@@ -3,7 +3,8 @@
 #   libaio-dev      - libaio, the asynchronous I/O the lease I/O goes through
 #   sanlock         - the reference implementation, the compatibility oracle in tests
 #   python3-sanlock - sanlock's python client library: a client of sanlock's real
-#                     daemon in the daemon interop tests
+#                     daemon in the daemon interop tests, and of Tenure's sanlock socket
+#   libsanlock-dev  - sanlock's headers: the sanlock protocol codec's layout is checked against them
 #   gcc             - builds the setrlimit shim that lets sanlock's daemon start in a sandbox,
 #                     and libtenure and the libvirt plugin (Tools/build-libtenure.sh)
 #   spin            - the model checker for Models/*.pml (Tools/model-check.sh)
@@ -11,7 +12,7 @@
 #                   - a real libvirtd with QEMU (TCG) loads the plugin in the libvirt tests
 # Idempotent and quiet when everything is there. Needs root (or sudo).
 set -euo pipefail
-packages=(libaio-dev sanlock python3-sanlock gcc spin
+packages=(libaio-dev sanlock python3-sanlock libsanlock-dev gcc spin
           libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils)
 missing=()
 for p in "${packages[@]}"; do

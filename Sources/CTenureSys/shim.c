@@ -131,6 +131,11 @@ int tenure_set_realtime_current_thread(int priority) {
     return sched_setscheduler(0, SCHED_RR, &param);
 }
 
+int tenure_posix_lock_file(int fd) {
+    struct flock lock = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
+    return fcntl(fd, F_SETLK, &lock);
+}
+
 int32_t tenure_current_tid(void) {
     return (int32_t)syscall(SYS_gettid);
 }

@@ -73,6 +73,9 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Run the renewal thread (and its device's I/O reaper) at real-time priority (SCHED_RR \(Starvation.realtimePriority)), so busy processes never delay a renewal; clients stay at ordinary priority (default on; off for test setups).", valueName: "on|off"))
     var realtime: String?
 
+    @Option(name: .customLong("sanlock-run-dir"), help: ArgumentHelp("Also serve sanlock's client protocol on DIR/sanlock.sock, so python3-sanlock, libvirt's sanlock plugin and lvmlockd use this daemon unchanged (their default DIR is /run/sanlock, or $SANLOCK_RUN_DIR). Refused while a sanlock daemon serves DIR. Default: off.", valueName: "DIR"))
+    var sanlockRunDir: String?
+
     func run() async throws {
         try await reportingErrors {
             let (settings, level) = try loadSettings()
@@ -114,6 +117,7 @@ struct DaemonCommand: AsyncParsableCommand {
         }
         c.lockMemory = try onOff("lock-memory", lockMemory ?? file["lock-memory"], default: true)
         c.realtime = try onOff("realtime", realtime ?? file["realtime"], default: true)
+        c.sanlockRunDir = sanlockRunDir ?? file["sanlock-run-dir"]
         return (c, level)
     }
 

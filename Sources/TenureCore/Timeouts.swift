@@ -103,4 +103,7 @@ public struct Timeouts: Hashable, Sendable, CustomStringConvertible {
     /// A connection that never registered and holds no leases is closed
     /// after this long without a request.
     public static let idleConnection: Duration = .seconds(10)
+    /// How often sanlock's `inq_lockspace` with SANLK_INQ_WAIT looks whether
+    /// a join has ended.
+    public static let sanlockJoinPoll: Duration = .milliseconds(100)
 }

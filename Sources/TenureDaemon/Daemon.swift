@@ -42,6 +42,8 @@ public struct DaemonConfig: Sendable {
     /// processes never delay a renewal. Only those threads: clients and
     /// their connections stay ordinary. Off only for test setups.
     public var realtime = true
+    /// Where sanlock's client protocol is also served (DIR/sanlock.sock); nil: not served.
+    public var sanlockRunDir: String?
 
     public init(runDir: String, hostName: String) {
         self.runDir = runDir
@@ -137,10 +139,10 @@ public actor Daemon {
     let processes = PidfdProcesses(killPidVariable: Wire.killPidEnvironment)
     /// Connections that sent `register`: they are never closed for idling.
     var registered: Set<UInt64> = []
-    /// Lockspaces an asynchronous add is joining.
-    var joining: Set<LeaseName> = []
+    /// Lockspaces being joined (an add in progress), by name.
+    var joining: [LeaseName: LockspaceSpec] = [:]
 
-    func finishedJoining(_ name: LeaseName) { joining.remove(name) }
+    func finishedJoining(_ name: LeaseName) { joining[name] = nil }
 
     /// When each lockspace's held leases' request records are next read
     /// whether or not anyone signalled.
@@ -246,7 +248,7 @@ public actor Daemon {
             return []
         case .addLockspace(let text, let hostName, let io, let async):
             let spec = try LockspaceSpec(parsing: text)
-            try reserveJoin(spec.name)
+            try reserveJoin(spec)
             guard async else {
                 defer { finishedJoining(spec.name) }
                 return [try await addLockspace(spec, hostName: hostName, ioTimeout: io)]
@@ -299,12 +301,13 @@ public actor Daemon {
 
     /// Marks `name` as being joined, refusing a second join of the same name
     /// (synchronous or not) until the first has finished or failed.
-    func reserveJoin(_ name: LeaseName) throws {
-        guard lockspaces[name] == nil, !joining.contains(name) else {
+    func reserveJoin(_ spec: LockspaceSpec) throws {
+        let name = spec.name
+        guard lockspaces[name] == nil, joining[name] == nil else {
             throw TenureError(.alreadyExists, "Lockspace \(name) is joined or being joined already.",
                               remedy: "Remove it first (`tenure client rem-lockspace \(name)`) to join with another host id.")
         }
-        joining.insert(name)
+        joining[name] = spec
     }
 
     /// The process a request acts for: the caller (pid 0 or its own), or —

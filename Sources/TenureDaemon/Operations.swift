@@ -510,7 +510,7 @@ extension Daemon {
         let object: [String: Any] = ["host_name": config.hostName, "lockspaces": spaces, "leases": leases,
                                      "lease_count": all.count, "leases_omitted": all.count - leases.count,
                                      "resident_kib": Self.residentKiB() ?? 0,
-                                     "joining": joining.map(\.description).sorted(),
+                                     "joining": joining.keys.map(\.description).sorted(),
                                      "fencing": core.fencedProcesses.map { Int($0.rawValue) },
                                      "watchdog_pet_failures": petFailures,
                                      "open_devices": devices.count,

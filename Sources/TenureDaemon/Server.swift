@@ -21,8 +21,10 @@ public final class DaemonServer: @unchecked Sendable {
     let adminGroup: gid_t?
     /// Requests being answered: the daemon exits only once their replies are written.
     private let inFlight = Mutex(0)
-    /// Numbers connections; only the accept thread touches it.
-    private var nextConnection: UInt64 = 0
+    /// Numbers connections of both sockets.
+    static let connectionNumbers = Atomic<UInt64>(0)
+    /// sanlock's socket, when served (``DaemonConfig/sanlockRunDir``).
+    let sanlock: SanlockServer?
 
     /// Creates the run dir, takes the pid file (a second daemon on the same
     /// run dir is refused) and binds the socket (mode 0660).
@@ -46,6 +48,8 @@ public final class DaemonServer: @unchecked Sendable {
         }
         do {
             let watchdog = try config.watchdogDevice.map { try WatchdogDevice(path: $0, fire: config.watchdogFire) }
+            let group = adminGroup
+            sanlock = try config.sanlockRunDir.map { try SanlockServer(runDir: $0, group: group, log: log) }
             let renewalThread = try RenewalThread(realtimePriority: config.realtime ? Starvation.realtimePriority : nil)
             Self.report(renewalThread, log: log)
             daemon = Daemon(config: config, log: log, renewalThread: renewalThread, watchdog: watchdog)
@@ -153,9 +157,26 @@ public final class DaemonServer: @unchecked Sendable {
         return fd
     }
 
-    /// Accepts connections until the daemon shuts down.
+    /// Accepts connections on Tenure's socket (and, on a thread of its
+    /// own, on sanlock's when it is served) until the daemon shuts down.
     public func serve() {
-        Thread.current.name = "tenure-accept"
+        if let sanlock {
+            let thread = Thread { [self] in
+                self.accept(on: sanlock.listener, path: sanlock.socketPath, threadName: "tenure-sanlock") { fd, peer, pidfd in
+                    sanlock.converse(fd, peer, pidfd: pidfd, server: self)
+                }
+            }
+            thread.start()
+        }
+        accept(on: listener, path: socketPath, threadName: "tenure-accept") { [self] fd, peer, pidfd in
+            self.converse(fd, peer, pidfd: pidfd)
+        }
+    }
+
+    /// One accept loop: a thread per connection runs `converse`.
+    func accept(on listener: FileDescriptor, path socketPath: String, threadName: String,
+                _ converse: @escaping @Sendable (Int32, Peer, Int32) -> Void) {
+        Thread.current.name = threadName
         while true {
             let fd: Int32
             do {
@@ -178,12 +199,11 @@ public final class DaemonServer: @unchecked Sendable {
                 try? Syscall.close(FileDescriptor(rawValue: fd), path: socketPath)
                 continue
             }
-            nextConnection += 1
-            let peer = Peer(connection: nextConnection, pid: pid, uid: uid, gid: gid, isAdmin: uid == 0 || uid == geteuid(),
+            let peer = Peer(connection: Self.connectionNumbers.add(1, ordering: .relaxed).newValue, pid: pid, uid: uid, gid: gid, isAdmin: uid == 0 || uid == geteuid(),
                             inSocketGroup: Self.inGroup(pid: pid, gid: gid, group: adminGroup))
             // Taken now: it names the process that connected, even if it exits and its pid is reused.
             let pidfd = tenure_peer_pidfd(fd)
-            let thread = Thread { [self] in self.converse(fd, peer, pidfd: pidfd) }
+            let thread = Thread { converse(fd, peer, pidfd) }
             thread.name = "tenure-client-\(pid)"
             thread.start()
         }
@@ -277,6 +297,7 @@ public final class DaemonServer: @unchecked Sendable {
         try? Syscall.close(listener, path: socketPath)
         try? Syscall.removeIfPresent(socketPath)
         try? Syscall.removeIfPresent(config.runDir + "/tenure.pid")
+        sanlock?.close()
         try? Syscall.close(pidFile, path: config.runDir + "/tenure.pid")
     }
 }

@@ -25,7 +25,7 @@ public struct LeaseName: Hashable, Sendable, CustomStringConvertible, Expressibl
     }
 
     /// A name read from disk (already bounded by the field width).
-    init(diskBytes: [UInt8]) {
+    package init(diskBytes: [UInt8]) {
         precondition(diskBytes.count <= Self.maxBytes)
         self.utf8 = diskBytes
     }

@@ -81,6 +81,10 @@ int tenure_exec_holding(const char *file, char *const argv[], int keep_fd);
 /// (threads it creates later inherit it). 0, or -1 with errno set.
 int tenure_set_realtime_current_thread(int priority);
 
+/// A POSIX write lock on the whole of `fd` (fcntl F_SETLK), as sanlock's
+/// daemon takes on its sanlock.pid: 0, or -1 with errno (EAGAIN/EACCES: held).
+int tenure_posix_lock_file(int fd);
+
 /// The calling thread's kernel id (gettid).
 int32_t tenure_current_tid(void);
 

@@ -1,0 +1,124 @@
+import CTenureSys
+import Foundation
+import Logging
+import TenureCore
+import TenureSanlockWire
+import TenureSyscall
+
+/// sanlock's socket, served beside Tenure's own, so that libsanlock's
+/// clients (python3-sanlock, libvirt's sanlock plugin, lvmlockd) work with
+/// this daemon unchanged. Each connection reads sanlock's header and
+/// payload, decodes them into a ``SanlockRequest`` at the edge, and waits
+/// for the daemon's answer (``Daemon/handleSanlock(_:_:from:)``).
+///
+/// The run dir's `sanlock.pid` carries the same POSIX lock sanlock's own
+/// daemon takes: the two never serve one run dir at once.
+final class SanlockServer: @unchecked Sendable {
+    let runDir: String
+    let listener: FileDescriptor
+    let pidFile: FileDescriptor
+    let log: Logger
+    var socketPath: String { runDir + "/" + SanlockWire.socketName }
+    var pidPath: String { runDir + "/sanlock.pid" }
+
+    init(runDir: String, group: gid_t?, log: Logger) throws {
+        self.runDir = runDir
+        self.log = log
+        try DaemonServer.prepareRunDir(runDir)
+        pidFile = try Self.lock(runDir + "/sanlock.pid")
+        do {
+            listener = try DaemonServer.bind(runDir + "/" + SanlockWire.socketName, group: group)
+        } catch {
+            try? Syscall.close(pidFile, path: runDir + "/sanlock.pid")
+            throw error
+        }
+        log.info("serving sanlock's client protocol on \(runDir)/\(SanlockWire.socketName)")
+    }
+
+    /// Takes sanlock.pid's POSIX lock and writes our pid; refuses when a
+    /// sanlock daemon (or another Tenure daemon) holds it.
+    static func lock(_ path: String) throws -> FileDescriptor {
+        let fd = FileDescriptor(rawValue: try Syscall.run(SyscallContext("open", path: path)) {
+            open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        })
+        do {
+            try Syscall.run(SyscallContext("fcntl(F_SETLK)", path: path)) { tenure_posix_lock_file(fd.rawValue) }
+        } catch {
+            try? Syscall.close(fd, path: path)
+            guard error.errno == EAGAIN || error.errno == EACCES else { throw error }
+            let other = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            throw TenureError(.alreadyExists, "A sanlock daemon (pid \(other)) serves \(path.dropLast("/sanlock.pid".count)) already.",
+                              remedy: "Stop it (systemctl stop sanlock) before Tenure serves its clients, or give --sanlock-run-dir another folder.")
+        }
+        let text = Array("\(getpid())\n".utf8)
+        try Syscall.run(SyscallContext("ftruncate", path: path)) { ftruncate(fd.rawValue, 0) }
+        _ = try Syscall.run(SyscallContext("pwrite", path: path, offset: 0, length: text.count)) {
+            text.withUnsafeBytes { pwrite(fd.rawValue, $0.baseAddress, $0.count, 0) }
+        }
+        return fd
+    }
+
+    /// One connection, until the peer closes it or sends what cannot be read.
+    func converse(_ fd: Int32, _ peer: Peer, pidfd: Int32, server: DaemonServer) {
+        let socket = FileDescriptor(rawValue: fd)
+        defer { try? Syscall.close(socket, path: socketPath) }
+        let daemon = server.daemon
+        guard server.wait({ await daemon.connected(peer, pidfd: pidfd) }) else {
+            log.warning("refused a sanlock connection of process \(peer.pid) (user \(peer.uid)): too many clients")
+            return
+        }
+        defer { server.wait { await daemon.disconnected(peer) } }
+        var mayIdleOut = true
+        while true {
+            if mayIdleOut && !server.readable(fd, within: Timeouts.idleConnection) {
+                if server.wait({ await daemon.mayCloseIdle(peer) }) { return }
+                mayIdleOut = false
+            }
+            let header: SanlockHeader
+            let request: SanlockRequest
+            do {
+                guard let headerBytes = try read(SanlockWire.headerBytes, from: socket, eofAllowed: true) else { return }
+                header = try SanlockHeader(decoding: headerBytes)
+                let payload = try read(header.payloadBytes, from: socket, eofAllowed: false) ?? []
+                request = try SanlockRequest.decode(header, payload: payload)
+            } catch {
+                // As sanlock does: a message that cannot be read ends the connection.
+                log.notice("closing the sanlock connection of process \(peer.pid): \(error)")
+                return
+            }
+            if request == .register { mayIdleOut = false }
+            let answer = server.wait { await daemon.handleSanlock(request, header, from: peer) }
+            if let reply = answer.header {
+                do {
+                    try UnixSocket.sendAll(reply.encoded + answer.payload, to: socket, path: socketPath)
+                } catch {
+                    return
+                }
+            }
+            if answer.close { return }
+        }
+    }
+
+    private func read(_ count: Int, from fd: FileDescriptor, eofAllowed: Bool) throws(TenureError) -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: count)
+        var got = 0
+        while got < count {
+            let n = try UnixSocket.receive(into: &buffer, at: got, count: count - got, from: fd, path: socketPath)
+            if n == 0 {
+                if got == 0 && eofAllowed { return nil }
+                throw TenureError(.protocolError, "The peer hung up after \(got) of \(count) bytes of a sanlock message.")
+            }
+            got += n
+        }
+        return buffer
+    }
+
+    /// Stops accepting and removes the socket and the pid file.
+    func close() {
+        UnixSocket.shutdown(listener, path: socketPath)
+        try? Syscall.close(listener, path: socketPath)
+        try? Syscall.removeIfPresent(socketPath)
+        try? Syscall.removeIfPresent(pidPath)
+        try? Syscall.close(pidFile, path: pidPath)
+    }
+}

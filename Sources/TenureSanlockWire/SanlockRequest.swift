@@ -1,0 +1,143 @@
+import TenureCore
+
+/// One sanlock client request, decoded and checked at the edge: the
+/// daemon acts on these values only. A field that cannot be read is
+/// refused with an error naming it, never defaulted.
+public enum SanlockRequest: Sendable, Equatable {
+    /// Whom a lease command is for: the registered caller itself (data2 =
+    /// -1, on its registration connection) or another registered process.
+    public enum Target: Sendable, Equatable {
+        case caller
+        case pid(Int32)
+    }
+
+    case register
+    case addLockspace(SanlockLockspace, async: Bool, ioTimeoutSeconds: UInt32)
+    case remLockspace(SanlockLockspace, async: Bool)
+    case inqLockspace(SanlockLockspace, wait: Bool)
+    case getLockspaces
+    case getHosts(lockspace: String, hostID: UInt64)
+    case acquire(Target, [SanlockResource], flags: UInt32, ownerName: String)
+    case release(Target, [SanlockResource], flags: UInt32)
+    case inquire(Target)
+    case convert(Target, SanlockResource)
+    case request(SanlockResource, forceMode: UInt32)
+    case killpath(program: String, arguments: String, flags: UInt32)
+    case restrict(flags: UInt32)
+    case version
+    case shutdown(force: Bool)
+    /// A command of sanlock's protocol this daemon does not serve yet.
+    case unsupported(SanlockCommand)
+
+    /// Decodes the request `header` introduces from its `payload`.
+    public static func decode(_ header: SanlockHeader, payload: [UInt8]) throws(TenureError) -> SanlockRequest {
+        guard let command = SanlockCommand(rawValue: header.command) else {
+            throw TenureError(.protocolError, "Unknown sanlock command \(header.command).",
+                              remedy: "Use libsanlock 3.8 or older; newer commands are not served.")
+        }
+        var body = Payload(bytes: payload[...], command: command)
+        let request: SanlockRequest
+        switch command {
+        case .register:
+            request = .register
+        case .addLockspace:
+            request = .addLockspace(try body.lockspace(), async: header.flags & SanlockFlags.addAsync != 0, ioTimeoutSeconds: header.data)
+        case .remLockspace:
+            request = .remLockspace(try body.lockspace(), async: header.flags & SanlockFlags.remAsync != 0)
+        case .inqLockspace:
+            request = .inqLockspace(try body.lockspace(), wait: header.flags & SanlockFlags.inqWait != 0)
+        case .getLockspaces:
+            request = .getLockspaces
+        case .getHosts:
+            let lockspace = try body.lockspace()
+            request = .getHosts(lockspace: lockspace.name, hostID: lockspace.hostID)
+        case .acquire:
+            let resources = try body.resources(count: header.data, withDisks: true)
+            let options = try body.options()
+            request = .acquire(try target(header), resources, flags: header.flags, ownerName: options)
+        case .release:
+            let all = header.flags & SanlockFlags.releaseAll != 0
+            let resources = all && header.data == 0 ? [] : try body.resources(count: header.data, withDisks: false)
+            request = .release(try target(header), resources, flags: header.flags)
+        case .inquire:
+            request = .inquire(try target(header))
+        case .convert:
+            request = .convert(try target(header), try body.resources(count: 1, withDisks: false)[0])
+        case .request:
+            request = .request(try body.resources(count: 1, withDisks: true)[0], forceMode: header.data)
+        case .killpath:
+            let program = try body.text(SanlockWire.helperPathBytes, "killpath program")
+            let arguments = try body.text(SanlockWire.helperArgsBytes, "killpath arguments")
+            request = .killpath(program: program, arguments: arguments, flags: header.flags)
+        case .restrict:
+            request = .restrict(flags: header.flags)
+        case .version:
+            request = .version
+        case .shutdown:
+            request = .shutdown(force: header.data != 0)
+        default:
+            return .unsupported(command)
+        }
+        try body.checkConsumed()
+        return request
+    }
+
+    /// The target of a lease command: data2 is -1 for the caller, else a pid.
+    static func target(_ header: SanlockHeader) throws(TenureError) -> Target {
+        if header.data2 == SanlockWire.selfPid { return .caller }
+        let pid = Int32(bitPattern: header.data2)
+        guard pid > 0 else {
+            throw TenureError(.invalidArgument, "The target pid \(pid) is not a process id.", remedy: "Give the pid of a registered process, or -1 for the caller.")
+        }
+        return .pid(pid)
+    }
+
+    /// Reads a request's payload front to back.
+    struct Payload {
+        var bytes: ArraySlice<UInt8>
+        let command: SanlockCommand
+
+        mutating func take(_ count: Int, _ what: String) throws(TenureError) -> ArraySlice<UInt8> {
+            guard bytes.count >= count else {
+                throw TenureError(.protocolError, "The \(command) message ends \(count - bytes.count) bytes short of its \(what).")
+            }
+            defer { bytes = bytes.dropFirst(count) }
+            return bytes.prefix(count)
+        }
+
+        mutating func lockspace() throws(TenureError) -> SanlockLockspace {
+            try SanlockLockspace(decoding: try take(SanlockWire.lockspaceBytes, "lockspace"))
+        }
+
+        mutating func resources(count: UInt32, withDisks: Bool) throws(TenureError) -> [SanlockResource] {
+            guard count >= 1, count <= SanlockWire.maxResources else {
+                throw TenureError(.invalidArgument, "A \(command) names \(count) resources; sanlock allows 1...\(SanlockWire.maxResources).")
+            }
+            var out: [SanlockResource] = []
+            for _ in 0..<count {
+                let (resource, size) = try SanlockResource.decode(bytes, withDisks: withDisks)
+                bytes = bytes.dropFirst(size)
+                out.append(resource)
+            }
+            return out
+        }
+
+        /// struct sanlk_options; only its owner name is used.
+        mutating func options() throws(TenureError) -> String {
+            let raw = try take(SanlockWire.optionsBytes, "options")
+            return String(decoding: raw.prefix(SanlockWire.nameBytes).prefix { $0 != 0 }, as: UTF8.self)
+        }
+
+        mutating func text(_ width: Int, _ what: String) throws(TenureError) -> String {
+            let raw = try take(width, what)
+            return String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+
+        /// Anything left over is a malformed message, not something to skip.
+        func checkConsumed() throws(TenureError) {
+            guard bytes.isEmpty else {
+                throw TenureError(.protocolError, "The \(command) message has \(bytes.count) bytes more than its fields.")
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Tenure's daemon as a drop-in for sanlock's (issue 14): python3-sanlock,
+/// unchanged, talks to it over sanlock's socket (`--sanlock-run-dir`).
+@Suite(.serialized) struct SanlockDropInTests {
+    static let needs = "needs /usr/bin/python3 with python3-sanlock (Tools/install-deps.sh installs it)"
+
+    /// A lease file with lockspace LS and resources R0, R1 at 1 MiB and 2 MiB,
+    /// and a Tenure daemon that also serves sanlock's socket.
+    final class Setup {
+        let scratch: Scratch
+        let file: String
+        let sanlockDir: String
+        let daemon: RunningDaemon
+
+        init() throws {
+            scratch = try Scratch()
+            file = try scratch.file("leases.img", size: 8 << 20)
+            try Harness.tenureOK(["direct", "format", "--lockspace", "LS", "--path", file, "--resources", "2", "--io-timeout", "1", "--max-hosts", "8"])
+            sanlockDir = scratch.path + "/sanlock-run"
+            daemon = try RunningDaemon(scratch: scratch, extra: ["--sanlock-run-dir", sanlockDir])
+        }
+
+        /// Runs a python3-sanlock script against the daemon; its last line is JSON.
+        func python(_ body: String) throws -> [String: Any] {
+            let script = "import sanlock, json, os, sys\npath = \(Self.quote(file))\nout = {}\n" + body + "\nprint(json.dumps(out))\n"
+            let outcome = try Harness.run("/usr/bin/env", ["SANLOCK_RUN_DIR=\(sanlockDir)", SanlockDaemonSupport.python, "-c", script])
+            #expect(outcome.status == 0, "python3-sanlock failed:\n\(outcome)")
+            let last = outcome.stdout.split(separator: "\n").last.map(String.init) ?? "{}"
+            return (try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any]) ?? [:]
+        }
+
+        /// A python3-sanlock process that registers, acquires `resource` and
+        /// stays; its first line is "held LVER" or "error ERRNO".
+        func holder(_ resource: String, offset: Int) throws -> Background {
+            let script = """
+                import sanlock, sys, time
+                fd = sanlock.register()
+                try:
+                    sanlock.acquire(b"LS", b"\(resource)", [(\(Self.quote(file)), \(offset))], slkfd=fd)
+                    v = [r["version"] for r in sanlock.inquire(slkfd=fd) if r["resource"] == b"\(resource)"][0]
+                    print("held %d" % v, flush=True)
+                except sanlock.SanlockException as e:
+                    print("error %d" % e.errno, flush=True)
+                    sys.exit(0)
+                time.sleep(300)
+                """
+            return try Background(executable: "/usr/bin/env", ["SANLOCK_RUN_DIR=\(sanlockDir)", SanlockDaemonSupport.python, "-c", script])
+        }
+
+        static func quote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "\\'") + "'" }
+    }
+
+    /// The first line a background process printed, within `seconds`.
+    static func firstLine(_ process: Background, within seconds: Int = 20) -> String? {
+        for _ in 0..<(seconds * 20) {
+            if let line = process.output.stdout.split(separator: "\n").first { return String(line) }
+            usleep(50_000)
+        }
+        return nil
+    }
+
+    @Test(.enabled(if: SanlockDaemonSupport.hasPythonSanlock, Comment(rawValue: needs)))
+    func python3SanlockJoinsAcquiresInquiresReleasesAndLeaves() throws {
+        let setup = try Setup()
+        let out = try setup.python("""
+            sanlock.add_lockspace(b"LS", 1, path, 0)
+            out["inq"] = sanlock.inq_lockspace(b"LS", 1, path, 0)
+            out["lockspaces"] = [[l["lockspace"].decode(), l["host_id"], l["path"], l["offset"]] for l in sanlock.get_lockspaces()]
+            try:
+                sanlock.add_lockspace(b"LS", 1, path, 0)
+            except sanlock.SanlockException as e:
+                out["again"] = e.errno
+            fd = sanlock.register()
+            sanlock.acquire(b"LS", b"R0", [(path, 1048576)], slkfd=fd)
+            sanlock.acquire(b"LS", b"R1", [(path, 2097152)], slkfd=fd, shared=True)
+            out["held"] = sorted([r["resource"].decode(), r["version"], bool(r["flags"] & sanlock.RES_SHARED)] for r in sanlock.inquire(slkfd=fd))
+            try:
+                sanlock.rem_lockspace(b"LS", 1, path, 0)
+            except sanlock.SanlockException as e:
+                out["remWhileHeld"] = e.errno
+            sanlock.release(b"LS", b"R0", [(path, 1048576)], slkfd=fd)
+            sanlock.release(b"LS", b"R1", [(path, 2097152)], slkfd=fd)
+            out["after"] = sanlock.inquire(slkfd=fd)
+            sanlock.rem_lockspace(b"LS", 1, path, 0)
+            out["inqAfter"] = sanlock.inq_lockspace(b"LS", 1, path, 0)
+            try:
+                sanlock.acquire(b"LS", b"R0", [(path, 1048576)], slkfd=fd)
+            except sanlock.SanlockException as e:
+                out["acquireWithoutLockspace"] = e.errno
+            """)
+        #expect(out["inq"] as? Bool == true, "\(out)")
+        #expect((out["lockspaces"] as? [[Any]])?.first?.first as? String == "LS", "\(out)")
+        #expect(out["again"] as? Int == Int(EEXIST), "a second add_lockspace: \(out)")
+        let held = out["held"] as? [[Any]] ?? []
+        #expect(held.count == 2, "\(out)")
+        #expect(held.first?.first as? String == "R0" && (held.first?[1] as? Int ?? 0) >= 1 && held.first?[2] as? Bool == false, "\(out)")
+        #expect(held.last?.first as? String == "R1" && held.last?[2] as? Bool == true, "\(out)")
+        #expect(out["remWhileHeld"] as? Int == Int(EBUSY), "rem_lockspace with leases held: \(out)")
+        #expect((out["after"] as? [Any])?.isEmpty == true, "\(out)")
+        #expect(out["inqAfter"] as? Bool == false, "\(out)")
+        #expect(out["acquireWithoutLockspace"] as? Int == Int(ENOSPC), "\(out)")
+    }
+
+    /// Mutual exclusion and fencing between sanlock clients: a second process
+    /// cannot take a held lease; a forced request kills the holder (the
+    /// process itself), and the next acquire gets a higher lver.
+    @Test(.enabled(if: SanlockDaemonSupport.hasPythonSanlock, Comment(rawValue: needs)))
+    func aForcedRequestKillsTheHolderAndTheNextAcquireGetsAHigherLver() throws {
+        let setup = try Setup()
+        _ = try setup.python("sanlock.add_lockspace(b\"LS\", 1, path, 0)")
+        let first = try setup.holder("R0", offset: 1 << 20)
+        let held = try #require(Self.firstLine(first), "the first holder never answered: \(first.output)")
+        #expect(held.hasPrefix("held "), "\(held)")
+        let firstLver = Int(held.dropFirst(5)) ?? 0
+        // The holder is known to Tenure's own client too.
+        let status = try setup.daemon.clientOK(["status"])
+        #expect(status.stdout.contains("R0"), "\(status)")
+
+        let second = try setup.holder("R0", offset: 1 << 20)
+        let refused = try #require(Self.firstLine(second), "the second holder never answered: \(second.output)")
+        #expect(refused.hasPrefix("error "), "a second process took a held lease: \(refused)")
+
+        _ = try setup.python("sanlock.request(b\"LS\", b\"R0\", [(path, 1048576)], action=sanlock.REQ_FORCE)")
+        var gone = false
+        for _ in 0..<200 where !gone {
+            gone = !first.process.isRunning
+            if !gone { usleep(50_000) }
+        }
+        #expect(gone, "the holder still runs 10 s after a forced request")
+
+        let third = try setup.holder("R0", offset: 1 << 20)
+        let next = try #require(Self.firstLine(third), "the next holder never answered: \(third.output)")
+        #expect(next.hasPrefix("held "), "\(next)")
+        #expect((Int(next.dropFirst(5)) ?? 0) > firstLver, "lver \(next) after \(firstLver)")
+    }
+
+    /// A real sanlock daemon's run dir is never taken over.
+    @Test func aRunDirAnotherDaemonServesIsRefused() throws {
+        let scratch = try Scratch()
+        let dir = scratch.path + "/sanlock-run"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let first = try RunningDaemon(scratch: scratch, name: "first", extra: ["--sanlock-run-dir", dir])
+        let second = try Harness.tenure(["daemon", "--foreground", "--run-dir", scratch.path + "/run-second", "--watchdog", "none",
+                                         "--sanlock-run-dir", dir])
+        #expect(second.status != 0, "a second daemon served the same sanlock run dir")
+        #expect(second.stderr.contains("serves"), "\(second)")
+        _ = first
+    }
+}
