@@ -202,10 +202,22 @@ public final class DaemonServer: @unchecked Sendable {
             let peer = Peer(connection: Self.connectionNumbers.add(1, ordering: .relaxed).newValue, pid: pid, uid: uid, gid: gid, isAdmin: uid == 0 || uid == geteuid(),
                             inSocketGroup: Self.inGroup(pid: pid, gid: gid, group: adminGroup))
             // Taken now: it names the process that connected, even if it exits and its pid is reused.
-            let pidfd = tenure_peer_pidfd(fd)
+            let pidfd = Self.peerPidfd(fd, path: socketPath, log: log)
             let thread = Thread { converse(fd, peer, pidfd) }
             thread.name = "tenure-client-\(pid)"
             thread.start()
+        }
+    }
+
+    /// The connecting process's pidfd (SO_PEERPIDFD, Linux 6.5+), or -1
+    /// where the kernel lacks it (ENOPROTOOPT): the daemon then opens one
+    /// by pid (``Daemon/connected(_:pidfd:)``). Any other failure is logged.
+    static func peerPidfd(_ fd: Int32, path: String, log: Logger) -> Int32 {
+        do {
+            return try Syscall.run(SyscallContext("getsockopt(SO_PEERPIDFD)", path: path)) { tenure_peer_pidfd(fd) }
+        } catch {
+            if error.errno != ENOPROTOOPT { log.warning("a connection's pidfd could not be taken; its process is named by pid: \(error)") }
+            return -1
         }
     }
 
