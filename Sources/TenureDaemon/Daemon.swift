@@ -227,15 +227,21 @@ public actor Daemon {
     /// asks nothing, a shutting-down daemon takes only release and reads,
     /// and each request needs its privilege (``Privilege``).
     func admit(_ request: DaemonRequest, _ command: Command, from peer: Peer) throws {
+        try admit(peer, needs: request.needs, to: command.purpose,
+                  whileShuttingDown: command == .status || command == .release || command == .inquire)
+    }
+
+    /// The same rules for any request, by what it needs and does.
+    func admit(_ peer: Peer, needs: Privilege, to purpose: String, whileShuttingDown: Bool) throws {
         if restricted.contains(peer.connection) {
             throw TenureError(.permissionDenied, "This connection restricted itself: it may make no further requests.",
                               remedy: "An administrator (root) acts for this process instead.")
         }
-        if shuttingDown && command != .status && command != .release && command != .inquire {
+        if shuttingDown && !whileShuttingDown {
             throw TenureError(.shuttingDown, "The daemon is shutting down.", remedy: "Retry once it has restarted.")
         }
-        if request.needs == .admin && !peer.isAdmin {
-            throw TenureError(.permissionDenied, "Only root (or the daemon's own user) may \(command.purpose); process \(peer.pid) runs as user \(peer.uid).",
+        if needs == .admin && !peer.isAdmin {
+            throw TenureError(.permissionDenied, "Only root (or the daemon's own user) may \(purpose); process \(peer.pid) runs as user \(peer.uid).",
                               remedy: "Run the command as root.")
         }
     }

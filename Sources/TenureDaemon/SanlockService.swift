@@ -42,6 +42,28 @@ extension Daemon {
                 guard !states.isEmpty else { return SanlockAnswer(header: header.reply(result: 0)) }
                 let payload = Array(states.joined(separator: " ").utf8) + [0]
                 return SanlockAnswer(header: header.reply(result: 0, data2: UInt32(states.count), payloadBytes: payload.count), payload: payload)
+            case .getHosts(let name, let hostID):
+                try admit(peer, needs: .anyone, to: "list a lockspace's hosts", whileShuttingDown: true)
+                let hosts = try await sanlockHosts(name, only: hostID)
+                let payload = hosts.flatMap(\.encoded)
+                return SanlockAnswer(header: header.reply(result: 0, data2: UInt32(hosts.count), payloadBytes: payload.count), payload: payload)
+            case .writeLockspace(let ls, let maxHosts, let ioTimeout, let flags):
+                try admit(peer, needs: .admin, to: "lay out a lockspace area", whileShuttingDown: false)
+                try await writeLockspace(ls, maxHosts: maxHosts, ioTimeoutSeconds: ioTimeout, flags: flags)
+                return SanlockAnswer(header: header.reply(result: 0))
+            case .writeResource(let resource, let maxHosts, let numHosts, let flags):
+                try admit(peer, needs: .admin, to: "lay out a resource area", whileShuttingDown: false)
+                try await writeResource(resource, maxHosts: maxHosts, numHosts: numHosts, flags: flags)
+                return SanlockAnswer(header: header.reply(result: 0))
+            case .readLockspace(let ls, _):
+                try admit(peer, needs: .anyone, to: "read a lockspace area", whileShuttingDown: true)
+                let (found, ioTimeout) = try await readLockspace(ls)
+                let payload = found.encoded
+                return SanlockAnswer(header: header.reply(result: 0, data2: ioTimeout, payloadBytes: payload.count), payload: payload)
+            case .readResource(let resource, _):
+                try admit(peer, needs: .anyone, to: "read a resource area", whileShuttingDown: true)
+                let payload = Array(try await readResource(resource).encoded.prefix(SanlockWire.resourceBytes))
+                return SanlockAnswer(header: header.reply(result: 0, payloadBytes: payload.count), payload: payload)
             case .unsupported(let which):
                 log.notice("process \(peer.pid) sent sanlock's \(which) command, which this daemon does not serve yet")
                 return SanlockAnswer(header: header.reply(result: -EOPNOTSUPP))
@@ -118,7 +140,8 @@ extension Daemon {
             return (.restrict, .restrict(flags: tenure))
         case .shutdown(let force):
             return (.shutdown, .shutdown(force: force))
-        case .register, .version, .inqLockspace, .getLockspaces, .getHosts, .inquire, .unsupported:
+        case .register, .version, .inqLockspace, .getLockspaces, .getHosts, .inquire, .unsupported,
+             .writeLockspace, .writeResource, .readLockspace, .readResource:
             throw TenureError(.protocolError, "\(request) has no Tenure request.")
         }
     }
@@ -177,5 +200,125 @@ extension Daemon {
                             lver: lease.lver.rawValue, flags: lease.shared ? SanlockFlags.resShared : 0,
                             disks: lease.resource.disks.map { SanlockDisk(path: $0.path, offset: $0.offset) }).stateString
         }.sorted()
+    }
+
+    // MARK: Hosts and lease areas
+
+    /// get_hosts: the hosts of a joined lockspace as this host sees them
+    /// (every slot ever used; `only` one host id unless 0).
+    func sanlockHosts(_ name: String, only: UInt64) async throws -> [SanlockHost] {
+        let key = try LeaseName(name, what: "lockspace name")
+        guard let joined = lockspaces[key] else { throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.") }
+        let observer = joined.lockspace.observer
+        var hosts: [SanlockHost] = []
+        for (id, record, _) in try await observer.observeRange(upTo: HostID(UInt64(observer.geometry.maxHosts)))
+        where (only == 0 || id.rawValue == only) && (!record.timestamp.isFree || record.ownerGeneration.rawValue > 0) {
+            let state: UInt32
+            if id == joined.spec.hostID {
+                state = SanlockFlags.hostLive
+            } else {
+                switch await observer.state(of: id) {
+                case .free?: state = SanlockFlags.hostFree
+                case .live?: state = SanlockFlags.hostLive
+                case .failing?: state = SanlockFlags.hostFail
+                case .dead?: state = SanlockFlags.hostDead
+                case .unknown?, nil: state = SanlockFlags.hostUnknown
+                }
+            }
+            hosts.append(SanlockHost(hostID: id.rawValue, generation: record.ownerGeneration.rawValue, timestamp: record.timestamp.rawValue,
+                                     ioTimeout: UInt32(record.ioTimeout.seconds), flags: state))
+        }
+        return hosts
+    }
+
+    /// The geometry sanlock's align and sector flags name, else the device's default.
+    static func geometry(_ flags: UInt32, device: any BlockDevice) throws -> LeaseGeometry {
+        let sector: SectorSize? = flags & SanlockFlags.sector4K != 0 ? .bytes4096 : flags & SanlockFlags.sector512 != 0 ? .bytes512 : nil
+        return try LeaseAreas.geometry(sectorSize: sector, alignment: LeaderFlags.alignment(in: flags), device: device)
+    }
+
+    /// Runs `body` with the daemon's handle for `path`.
+    func withDevice<T>(_ path: String, _ body: (any BlockDevice) async throws -> T) async throws -> T {
+        let device = try retainDevice(path)
+        do {
+            let result = try await body(device)
+            await releaseDevice(path)
+            return result
+        } catch {
+            await releaseDevice(path)
+            throw error
+        }
+    }
+
+    /// Refuses to lay an area over leases someone holds (sanlock would
+    /// overwrite them; Tenure never takes a lease away by re-initialising).
+    func checkUnoccupied(_ device: any BlockDevice, at offset: UInt64, length: Int) async throws {
+        let held = try await LeaseAreas.occupants(on: device, at: offset, length: length)
+        guard held.isEmpty else {
+            throw TenureError(.leaseInUse, "\(device.path):\(offset) is in use: \(held.joined(separator: "; ")).",
+                              remedy: "Release those leases (and leave the lockspace) first.")
+        }
+    }
+
+    /// write_lockspace: lays out a lockspace area, unless hosts are joined to it.
+    func writeLockspace(_ ls: SanlockLockspace, maxHosts: UInt32, ioTimeoutSeconds: UInt32, flags: UInt32) async throws {
+        let name = try LeaseName(ls.name, what: "lockspace name")
+        guard ioTimeoutSeconds <= UInt32(UInt16.max) else { throw TenureError(.invalidArgument, "The io_timeout \(ioTimeoutSeconds) s is out of range.") }
+        let io = ioTimeoutSeconds == 0 ? config.ioTimeout : IOTimeout(seconds: UInt16(ioTimeoutSeconds))
+        try await withDevice(ls.disk.path) { device in
+            let geometry = try Self.geometry(flags, device: device)
+            guard maxHosts <= UInt32(geometry.maxHosts) else {
+                throw TenureError(.invalidArgument, "max_hosts \(maxHosts) is over \(geometry.maxHosts), what a \(geometry) area holds.")
+            }
+            try await checkUnoccupied(device, at: ls.disk.offset, length: geometry.alignment.bytes)
+            try await LeaseAreas.initialiseLockspace(on: device, at: ls.disk.offset, name: name, geometry: geometry, ioTimeout: io)
+        }
+        log.info("laid out lockspace \(name) at \(ls.disk.path):\(ls.disk.offset) for a sanlock client")
+    }
+
+    /// write_resource: lays out a resource area, unless it is held.
+    func writeResource(_ r: SanlockResource, maxHosts: UInt32, numHosts: UInt32, flags: UInt32) async throws {
+        guard flags & SanlockFlags.writeClear == 0 else {
+            throw TenureError(.invalidArgument, "SANLK_WRITE_CLEAR is not served.", remedy: "Write the resource without it.")
+        }
+        let spec = try Self.resourceSpec(r, keepLver: false)
+        guard spec.disks.count == 1 else { throw TenureError(.invalidArgument, "write_resource on \(spec.disks.count) disks is not served yet.") }
+        let disk = spec.disks[0]
+        try await withDevice(disk.path) { device in
+            let geometry = try Self.geometry(r.flags, device: device)
+            let hosts = numHosts == 0 ? geometry.maxHosts : Int(numHosts)
+            try await checkUnoccupied(device, at: disk.offset, length: geometry.alignment.bytes)
+            try await LeaseAreas.initialiseResource(on: device, at: disk.offset, lockspace: spec.lockspace, name: spec.name,
+                                                    geometry: geometry, numHosts: hosts)
+        }
+        log.info("laid out resource \(spec.name) of \(spec.lockspace) at \(disk) for a sanlock client")
+    }
+
+    /// read_lockspace: the area's name (host id 0) and its io_timeout.
+    func readLockspace(_ ls: SanlockLockspace) async throws -> (SanlockLockspace, UInt32) {
+        let leader = try await withDevice(ls.disk.path) { device in
+            let leader = try await LeaseAreas.readLeader(on: device, at: ls.disk.offset)
+            try leader.verified(as: .delta, lockspace: nil, at: "\(ls.disk.path):\(ls.disk.offset)")
+            return leader
+        }
+        var found = ls
+        found.name = leader.spaceName.description
+        found.hostID = 0
+        return (found, UInt32(leader.ioTimeout.seconds))
+    }
+
+    /// read_resource: the area's lockspace and resource names and its lver.
+    func readResource(_ r: SanlockResource) async throws -> SanlockResource {
+        guard let disk = r.disks.first else { throw TenureError(.invalidArgument, "Resource \(r.name) names no disk.") }
+        let leader = try await withDevice(disk.path) { device in
+            let leader = try await LeaseAreas.readLeader(on: device, at: disk.offset)
+            try leader.verified(as: .paxos, lockspace: nil, resource: nil, at: "\(disk.path):\(disk.offset)")
+            return leader
+        }
+        var found = r
+        found.lockspace = leader.spaceName.description
+        found.name = leader.resourceName.description
+        found.lver = leader.lver.rawValue
+        return found
     }
 }

@@ -26,6 +26,14 @@ public enum SanlockRequest: Sendable, Equatable {
     case restrict(flags: UInt32)
     case version
     case shutdown(force: Bool)
+    /// Lays out a lockspace area (flags: align and sector size; 0: the device's).
+    case writeLockspace(SanlockLockspace, maxHosts: UInt32, ioTimeoutSeconds: UInt32, flags: UInt32)
+    /// Lays out a resource area.
+    case writeResource(SanlockResource, maxHosts: UInt32, numHosts: UInt32, flags: UInt32)
+    /// Reads a lockspace area's name and io_timeout.
+    case readLockspace(SanlockLockspace, flags: UInt32)
+    /// Reads a resource area's names and lver.
+    case readResource(SanlockResource, flags: UInt32)
     /// A command of sanlock's protocol this daemon does not serve yet.
     case unsupported(SanlockCommand)
 
@@ -75,6 +83,14 @@ public enum SanlockRequest: Sendable, Equatable {
             request = .version
         case .shutdown:
             request = .shutdown(force: header.data != 0)
+        case .writeLockspace:
+            request = .writeLockspace(try body.lockspace(), maxHosts: header.data, ioTimeoutSeconds: header.data2, flags: header.flags)
+        case .writeResource:
+            request = .writeResource(try body.resources(count: 1, withDisks: true)[0], maxHosts: header.data, numHosts: header.data2, flags: header.flags)
+        case .readLockspace:
+            request = .readLockspace(try body.lockspace(), flags: header.flags)
+        case .readResource:
+            request = .readResource(try body.resources(count: 1, withDisks: true)[0], flags: header.flags)
         default:
             return .unsupported(command)
         }

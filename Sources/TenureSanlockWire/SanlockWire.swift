@@ -89,6 +89,15 @@ public enum SanlockFlags {
     public static let restrictAll: UInt32 = 0x1
     public static let restrictSIGKILL: UInt32 = 0x2
     public static let restrictSIGTERM: UInt32 = 0x4
+    /// write_resource: the area reads as cleared afterwards (not served).
+    public static let writeClear: UInt32 = 0x1
+    /// Align and sector-size bits of lockspace and resource flags (SANLK_LSF_*, SANLK_RES_*).
+    public static let align1M: UInt32 = 0x10
+    public static let align2M: UInt32 = 0x20
+    public static let align4M: UInt32 = 0x40
+    public static let align8M: UInt32 = 0x80
+    public static let sector512: UInt32 = 0x100
+    public static let sector4K: UInt32 = 0x200
     /// sanlk_host.flags: the host's state
     public static let hostUnknown: UInt32 = 0x1
     public static let hostFree: UInt32 = 0x2
@@ -371,7 +380,7 @@ extension SanlockResult {
             return -EEXIST
         case .leaseInUse:
             // rem_lockspace while leases are held; or a resource already held here.
-            return command == .remLockspace ? -EBUSY : -EEXIST
+            return [.remLockspace, .writeLockspace, .writeResource].contains(command) ? -EBUSY : -EEXIST
         case .heldByLiveHost:
             return acquireIDLive
         case .lverMismatch:

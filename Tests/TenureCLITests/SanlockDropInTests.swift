@@ -139,6 +139,45 @@ import Glibc
         #expect((Int(next.dropFirst(5)) ?? 0) > firstLver, "lver \(next) after \(firstLver)")
     }
 
+    /// vdsm lays out its storage through the daemon: write and read
+    /// lockspace and resource areas, then lists the lockspace's hosts. An
+    /// area that is held is never laid out again.
+    @Test(.enabled(if: SanlockDaemonSupport.hasPythonSanlock, Comment(rawValue: needs)))
+    func python3SanlockLaysOutAndReadsLeaseAreasThroughTheDaemon() throws {
+        let setup = try Setup()
+        let fresh = try setup.scratch.file("fresh.img", size: 4 << 20)
+        let out = try setup.python("""
+            fresh = \(Setup.quote(fresh))
+            sanlock.write_lockspace(b"NEW", fresh, 0, iotimeout=1)
+            ls = sanlock.read_lockspace(fresh, 0)
+            out["readLockspace"] = [ls["lockspace"].decode(), ls["iotimeout"]]
+            sanlock.write_resource(b"NEW", b"VOL", [(fresh, 1048576)])
+            r = sanlock.read_resource(fresh, 1048576)
+            out["readResource"] = [r["lockspace"].decode(), r["resource"].decode(), r["version"]]
+            sanlock.add_lockspace(b"NEW", 2, fresh, 0)
+            out["hosts"] = [[h["host_id"], h["generation"], h["flags"]] for h in sanlock.get_hosts(b"NEW")]
+            fd = sanlock.register()
+            sanlock.acquire(b"NEW", b"VOL", [(fresh, 1048576)], slkfd=fd)
+            try:
+                sanlock.write_resource(b"NEW", b"VOL", [(fresh, 1048576)])
+            except sanlock.SanlockException as e:
+                out["overwriteHeld"] = e.errno
+            try:
+                sanlock.write_lockspace(b"NEW", fresh, 0, iotimeout=1)
+            except sanlock.SanlockException as e:
+                out["overwriteJoined"] = e.errno
+            out["version"] = [r["version"] for r in sanlock.inquire(slkfd=fd)]
+            """)
+        #expect((out["readLockspace"] as? [Any])?.first as? String == "NEW" && (out["readLockspace"] as? [Any])?.last as? Int == 1, "\(out)")
+        let resource = out["readResource"] as? [Any] ?? []
+        #expect(resource.count == 3 && resource[0] as? String == "NEW" && resource[1] as? String == "VOL" && resource[2] as? Int == 0, "\(out)")
+        let hosts = out["hosts"] as? [[Int]] ?? []
+        #expect(hosts.count == 1 && hosts.first?[0] == 2 && hosts.first?[1] == 1 && hosts.first?[2] == 3, "host 2, generation 1, live: \(out)")
+        #expect(out["overwriteHeld"] as? Int == Int(EBUSY), "a held resource was laid out again: \(out)")
+        #expect(out["overwriteJoined"] as? Int == Int(EBUSY), "a joined lockspace was laid out again: \(out)")
+        #expect(out["version"] as? [Int] == [1], "\(out)")
+    }
+
     /// A real sanlock daemon's run dir is never taken over.
     @Test func aRunDirAnotherDaemonServesIsRefused() throws {
         let scratch = try Scratch()
