@@ -79,7 +79,7 @@ final class SanlockServer: @unchecked Sendable {
             do {
                 guard let headerBytes = try read(SanlockWire.headerBytes, from: socket, eofAllowed: true) else { return }
                 header = try SanlockHeader(decoding: headerBytes)
-                let payload = try read(header.payloadBytes, from: socket, eofAllowed: false) ?? []
+                let payload = try read(header.bytesToRead, from: socket, eofAllowed: false) ?? []
                 request = try SanlockRequest.decode(header, payload: payload)
             } catch {
                 // As sanlock does: a message that cannot be read ends the connection.

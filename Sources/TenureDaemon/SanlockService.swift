@@ -33,7 +33,7 @@ extension Daemon {
             case .inqLockspace(let lockspace, let wait):
                 return SanlockAnswer(header: header.reply(result: await inquireLockspace(lockspace, wait: wait)))
             case .getLockspaces:
-                let all = try lockspaceList()
+                let all = lockspaceList()
                 let payload = all.flatMap(\.encoded)
                 return SanlockAnswer(header: header.reply(result: 0, data2: UInt32(all.count), payloadBytes: payload.count), payload: payload)
             case .inquire(let target):
@@ -42,6 +42,19 @@ extension Daemon {
                 guard !states.isEmpty else { return SanlockAnswer(header: header.reply(result: 0)) }
                 let payload = Array(states.joined(separator: " ").utf8) + [0]
                 return SanlockAnswer(header: header.reply(result: 0, data2: UInt32(states.count), payloadBytes: payload.count), payload: payload)
+            case .status(let depth):
+                try admit(peer, needs: .anyone, to: "read the daemon's status", whileShuttingDown: true)
+                let payload = await sanlockStatus(depth: depth).flatMap(\.encoded)
+                // The stream of records ends when the connection closes.
+                return SanlockAnswer(header: header.reply(result: 0), payload: payload, close: true)
+            case .hostStatus(let name):
+                try admit(peer, needs: .anyone, to: "list a lockspace's hosts", whileShuttingDown: true)
+                let hosts = try await sanlockHosts(name, only: 0)
+                let payload = hosts.flatMap { host in
+                    SanlockState(kind: .host, data32: UInt32(truncatingIfNeeded: host.hostID), data64: host.timestamp, name: "",
+                                 text: "owner_id=\(host.hostID) owner_generation=\(host.generation) timestamp=\(host.timestamp) io_timeout=\(host.ioTimeout)").encoded
+                }
+                return SanlockAnswer(header: header.reply(result: 0), payload: payload, close: true)
             case .getHosts(let name, let hostID):
                 try admit(peer, needs: .anyone, to: "list a lockspace's hosts", whileShuttingDown: true)
                 let hosts = try await sanlockHosts(name, only: hostID)
@@ -140,7 +153,7 @@ extension Daemon {
             return (.restrict, .restrict(flags: tenure))
         case .shutdown(let force):
             return (.shutdown, .shutdown(force: force))
-        case .register, .version, .inqLockspace, .getLockspaces, .getHosts, .inquire, .unsupported,
+        case .register, .version, .inqLockspace, .getLockspaces, .getHosts, .inquire, .unsupported, .status, .hostStatus,
              .writeLockspace, .writeResource, .readLockspace, .readResource:
             throw TenureError(.protocolError, "\(request) has no Tenure request.")
         }
@@ -181,7 +194,7 @@ extension Daemon {
     }
 
     /// get_lockspaces: every lockspace joined or being joined here.
-    func lockspaceList() throws -> [SanlockLockspace] {
+    func lockspaceList() -> [SanlockLockspace] {
         var out = lockspaces.values.sorted { $0.spec.name.description < $1.spec.name.description }.map { joined in
             SanlockLockspace(name: joined.spec.name.description, hostID: UInt64(joined.spec.hostID.rawValue), flags: 0,
                              disk: SanlockDisk(path: joined.spec.disk.path, offset: joined.spec.disk.offset))
@@ -320,5 +333,36 @@ extension Daemon {
         found.name = leader.resourceName.description
         found.lver = leader.lver.rawValue
         return found
+    }
+
+    // MARK: Status
+
+    /// The records `sanlock client status` prints: the daemon, its
+    /// connected processes, its lockspaces (and those being joined), and
+    /// every held lease with its holder. `depth` stops after one kind.
+    func sanlockStatus(depth: UInt32) async -> [SanlockState] {
+        var records = [SanlockState(kind: .daemon, name: config.hostName,
+                                    text: "our_host_name=\(config.hostName) use_watchdog=\(config.watchdogDevice == nil ? 0 : 1) high_priority=\(config.realtime ? 1 : 0) mlock_level=\(config.lockMemory ? 1 : 0) io_timeout=\(config.ioTimeout.seconds) watchdog_fire_timeout=\(Int(config.watchdogFire.components.seconds)) version_str=tenure")]
+        if depth == SanlockState.Kind.daemon.rawValue { return records }
+        for pid in connections.keys.sorted() {
+            records.append(SanlockState(kind: .client, data32: UInt32(bitPattern: pid), name: String(pid), text: "pid=\(pid)"))
+        }
+        if depth == SanlockState.Kind.client.rawValue { return records }
+        for list in lockspaceList() {
+            let joining = list.flags & 0x1 != 0
+            records.append(SanlockState(kind: .lockspace, data64: list.hostID, name: list.name,
+                                        text: "list=\(joining ? "add" : "spaces")", trailer: list.encoded))
+        }
+        if depth == SanlockState.Kind.lockspace.rawValue { return records }
+        for (pid, leases) in core.leases.sorted(by: { $0.key < $1.key }) {
+            for lease in leases.values.sorted(by: { $0.resource.name.description < $1.resource.name.description }) {
+                let resource = SanlockResource(lockspace: lease.resource.lockspace.description, name: lease.resource.name.description,
+                                               lver: lease.lver.rawValue, flags: lease.shared ? SanlockFlags.resShared : 0,
+                                               disks: lease.resource.disks.map { SanlockDisk(path: $0.path, offset: $0.offset) })
+                records.append(SanlockState(kind: .resource, data32: UInt32(bitPattern: pid.rawValue), data64: lease.lver.rawValue,
+                                            name: resource.name, text: "list=held lver=\(lease.lver.rawValue)", trailer: resource.encoded))
+            }
+        }
+        return records
     }
 }

@@ -26,6 +26,10 @@ public enum SanlockRequest: Sendable, Equatable {
     case restrict(flags: UInt32)
     case version
     case shutdown(force: Bool)
+    /// The daemon's state, down to `depth` (SANLK_STATE_*; 0 for everything).
+    case status(depth: UInt32)
+    /// The hosts of one lockspace, as status records.
+    case hostStatus(lockspace: String)
     /// Lays out a lockspace area (flags: align and sector size; 0: the device's).
     case writeLockspace(SanlockLockspace, maxHosts: UInt32, ioTimeoutSeconds: UInt32, flags: UInt32)
     /// Lays out a resource area.
@@ -83,6 +87,10 @@ public enum SanlockRequest: Sendable, Equatable {
             request = .version
         case .shutdown:
             request = .shutdown(force: header.data != 0)
+        case .status:
+            request = .status(depth: header.data)
+        case .hostStatus:
+            request = .hostStatus(lockspace: try body.lockspace().name)
         case .writeLockspace:
             request = .writeLockspace(try body.lockspace(), maxHosts: header.data, ioTimeoutSeconds: header.data2, flags: header.flags)
         case .writeResource:

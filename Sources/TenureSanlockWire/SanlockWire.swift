@@ -171,8 +171,16 @@ public struct SanlockHeader: Sendable, Equatable {
         }
     }
 
-    /// The bytes after the header.
+    /// The bytes after the header that `length` counts.
     public var payloadBytes: Int { Int(length) - SanlockWire.headerBytes }
+
+    /// The bytes that follow the header: what `length` counts, except for
+    /// host_status and renewal, whose lockspace libsanlock sends after a
+    /// header that counts only itself.
+    public var bytesToRead: Int {
+        let uncounted: Set<UInt32> = [SanlockCommand.hostStatus.rawValue, SanlockCommand.renewal.rawValue]
+        return payloadBytes == 0 && uncounted.contains(command) ? SanlockWire.lockspaceBytes : payloadBytes
+    }
 
     public var encoded: [UInt8] {
         var w = ByteWriter(count: SanlockWire.headerBytes)
@@ -418,5 +426,49 @@ extension SanlockResult {
         default:
             return -EIO
         }
+    }
+}
+
+/// One record of a status stream (struct sanlk_state, then its text, then
+/// for a lockspace its sanlk_lockspace, for a resource its sanlk_resource
+/// and disks). The stream ends when the daemon closes the connection.
+public struct SanlockState: Sendable, Equatable {
+    /// SANLK_STATE_*: what the record describes.
+    public enum Kind: UInt32, Sendable {
+        case daemon = 1, client, lockspace, resource, host, renewal
+    }
+
+    /// The fixed part: type, flags, data32, (pad), data64, name, str_len, padded to 8.
+    public static let fixedBytes = 80
+
+    public var kind: Kind
+    /// A client's or resource holder's pid; a host's id.
+    public var data32: UInt32
+    /// A lockspace's host id; a resource's lver; a host's timestamp.
+    public var data64: UInt64
+    public var name: String
+    /// `key=value` pairs, shown by `sanlock client status -D`.
+    public var text: String
+    /// What follows the text (a lockspace, or a resource with its disks).
+    public var trailer: [UInt8]
+
+    public init(kind: Kind, data32: UInt32 = 0, data64: UInt64 = 0, name: String, text: String, trailer: [UInt8] = []) {
+        self.kind = kind
+        self.data32 = data32
+        self.data64 = data64
+        self.name = name
+        self.text = text
+        self.trailer = trailer
+    }
+
+    public var encoded: [UInt8] {
+        let str = Array(text.utf8) + [0]
+        var w = ByteWriter(count: Self.fixedBytes)
+        w.put(kind.rawValue, at: 0)
+        w.put(data32, at: 8)
+        w.put(data64, at: 16)
+        SanlockName.encode(name, into: &w, at: 24)
+        w.put(UInt32(str.count), at: 72)
+        return w.bytes + str + trailer
     }
 }

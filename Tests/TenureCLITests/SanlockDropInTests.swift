@@ -178,6 +178,34 @@ import Glibc
         #expect(out["version"] as? [Int] == [1], "\(out)")
     }
 
+    /// Admins' scripts: sanlock's own command line, pointed at Tenure's
+    /// socket, prints Tenure's lockspaces, holders and hosts.
+    @Test(.enabled(if: SanlockDaemonSupport.hasPythonSanlock && Harness.which("sanlock") != nil,
+                   "needs python3-sanlock and sanlock's command line (Tools/install-deps.sh installs both)"))
+    func sanlocksOwnClientCommandsReadTenuresState() throws {
+        let setup = try Setup()
+        _ = try setup.python("sanlock.add_lockspace(b\"LS\", 1, path, 0)")
+        let holder = try setup.holder("R0", offset: 1 << 20)
+        let held = try #require(Self.firstLine(holder), "the holder never answered: \(holder.output)")
+        #expect(held.hasPrefix("held "), "\(held)")
+        let sanlock = try #require(Harness.which("sanlock"))
+        let environment = ["SANLOCK_RUN_DIR": setup.sanlockDir, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        let status = try Harness.run(sanlock, ["client", "status"], environment: environment)
+        #expect(status.status == 0, "\(status)")
+        let pid = holder.process.processIdentifier
+        #expect(status.stdout.contains("daemon nodeA"), "\(status)")
+        #expect(status.stdout.contains("p \(pid)"), "the holder is not listed: \(status)")
+        #expect(status.stdout.contains("s LS:1:\(setup.file):0"), "\(status)")
+        #expect(status.stdout.contains("r LS:R0:\(setup.file):1048576:\(held.dropFirst(5)) p \(pid)"), "\(status)")
+        let hosts = try Harness.run(sanlock, ["client", "host_status", "-s", "LS"], environment: environment)
+        #expect(hosts.status == 0, "\(hosts)")
+        #expect(hosts.stdout.contains("1 timestamp "), "\(hosts)")
+        let gets = try Harness.run(sanlock, ["client", "gets"], environment: environment)
+        #expect(gets.stdout.contains("s LS:1:\(setup.file):0"), "\(gets)")
+        let version = try Harness.run(sanlock, ["client", "version"], environment: environment)
+        #expect(version.status == 0 && (version.stdout + version.stderr).contains("daemon version 3.8.5"), "\(version)")
+    }
+
     /// A real sanlock daemon's run dir is never taken over.
     @Test func aRunDirAnotherDaemonServesIsRefused() throws {
         let scratch = try Scratch()

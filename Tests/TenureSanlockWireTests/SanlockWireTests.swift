@@ -170,6 +170,23 @@ import TenureCore
         #expect(throws: TenureError.self) { try SanlockRequest.decode(extra, payload: unterminated) }
     }
 
+    /// libsanlock sends host_status's lockspace after a header that counts only itself.
+    @Test func hostStatusReadsTheLockspaceItsHeaderDoesNotCount() throws {
+        let header = SanlockHeader(command: SanlockCommand.hostStatus.rawValue)
+        #expect(header.payloadBytes == 0 && header.bytesToRead == SanlockWire.lockspaceBytes)
+        #expect(try SanlockRequest.decode(header, payload: Self.lockspace().encoded) == .hostStatus(lockspace: "LS"))
+        let status = SanlockHeader(command: SanlockCommand.status.rawValue, data: 3)
+        #expect(status.bytesToRead == 0)
+        #expect(try SanlockRequest.decode(status, payload: []) == .status(depth: 3))
+    }
+
+    @Test func aStateRecordIsEightyBytesThenItsTextAndTrailer() {
+        let record = SanlockState(kind: .resource, data32: 42, data64: 7, name: "R0", text: "list=held", trailer: [1, 2, 3]).encoded
+        #expect(record.count == SanlockState.fixedBytes + "list=held".utf8.count + 1 + 3)
+        #expect(record[0] == 4 && record[8] == 42 && record[16] == 7 && record[24] == UInt8(ascii: "R"))
+        #expect(record[72] == UInt8("list=held".utf8.count + 1))
+    }
+
     @Test func aStateStringIsSanlocks() {
         var r = Self.resource()
         r.disks[0].path = "/dev/odd:name"
