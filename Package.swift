@@ -58,7 +58,7 @@ let package = Package(
         .target(
             name: "TenureCLI",
             dependencies: [
-                "TenureCore", "TenureFormat", "TenureEngine", "TenureIO", "TenureSyscall", "TenureClient", "TenureDaemon", "CTenureSys",
+                "TenureCore", "TenureFormat", "TenureEngine", "TenureIO", "TenureSyscall", "TenureSanlockWire", "TenureClient", "TenureDaemon", "CTenureSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -87,14 +87,19 @@ final class SanlockServer: @unchecked Sendable {
                 return
             }
             if request == .register { mayIdleOut = false }
+            // Counted, so that a shutdown waits for this reply to be written.
+            server.inFlight.withLock { $0 += 1 }
             let answer = server.wait { await daemon.handleSanlock(request, header, from: peer) }
+            var written = true
             if let reply = answer.header {
                 do {
                     try UnixSocket.sendAll(reply.encoded + answer.payload, to: socket, path: socketPath)
                 } catch {
-                    return
+                    written = false
                 }
             }
+            server.inFlight.withLock { $0 -= 1 }
+            guard written else { return }
             if answer.close { return }
         }
     }

@@ -20,7 +20,7 @@ public final class DaemonServer: @unchecked Sendable {
     public var socketPath: String { config.runDir + "/" + Wire.socketName }
     let adminGroup: gid_t?
     /// Requests being answered: the daemon exits only once their replies are written.
-    private let inFlight = Mutex(0)
+    let inFlight = Mutex(0)
     /// Numbers connections of both sockets.
     static let connectionNumbers = Atomic<UInt64>(0)
     /// sanlock's socket, when served (``DaemonConfig/sanlockRunDir``).

@@ -339,7 +339,7 @@ public struct SanlockResource: Sendable, Equatable {
         return parts.joined(separator: ":")
     }
 
-    static func escape(_ path: String) -> String {
+    public static func escape(_ path: String) -> String {
         var out = ""
         for c in path {
             if c == ":" || c == " " || c == "\\" { out.append("\\") }
@@ -470,5 +470,36 @@ public struct SanlockState: Sendable, Equatable {
         SanlockName.encode(name, into: &w, at: 24)
         w.put(UInt32(str.count), at: 72)
         return w.bytes + str + trailer
+    }
+}
+
+extension SanlockState {
+    /// Decodes a whole status stream (what follows the reply's header).
+    public static func decodeStream(_ bytes: ArraySlice<UInt8>) throws(TenureError) -> [SanlockState] {
+        var rest = bytes
+        var out: [SanlockState] = []
+        while !rest.isEmpty {
+            guard rest.count >= fixedBytes else { throw TenureError(.protocolError, "A status record is cut short (\(rest.count) bytes).") }
+            let r = ByteReader(rest)
+            guard let kind = Kind(rawValue: r.u32(at: 0)) else { throw TenureError(.protocolError, "Unknown status record type \(r.u32(at: 0)).") }
+            let textBytes = Int(r.u32(at: 72))
+            var size = fixedBytes + textBytes
+            switch kind {
+            case .lockspace:
+                size += SanlockWire.lockspaceBytes
+            case .resource:
+                guard rest.count >= fixedBytes + textBytes + SanlockWire.resourceBytes else { throw TenureError(.protocolError, "A resource record is cut short.") }
+                let disks = Int(ByteReader(rest.dropFirst(fixedBytes + textBytes)).u32(at: 124))
+                size += SanlockWire.resourceBytes + min(disks, SanlockWire.maxDisks) * SanlockWire.diskBytes
+            default:
+                break
+            }
+            guard rest.count >= size else { throw TenureError(.protocolError, "A status record is cut short.") }
+            let text = String(decoding: rest.dropFirst(fixedBytes).prefix(textBytes).prefix { $0 != 0 }, as: UTF8.self)
+            out.append(SanlockState(kind: kind, data32: r.u32(at: 8), data64: r.u64(at: 16), name: SanlockName.decode(r, at: 24), text: text,
+                                    trailer: Array(rest.dropFirst(fixedBytes + textBytes).prefix(size - fixedBytes - textBytes))))
+            rest = rest.dropFirst(size)
+        }
+        return out
     }
 }

@@ -206,6 +206,46 @@ import Glibc
         #expect(version.status == 0 && (version.stdout + version.stderr).contains("daemon version 3.8.5"), "\(version)")
     }
 
+    /// The tenure binary under sanlock's name: sanlock's command line for
+    /// units and scripts — the daemon, client actions and direct init.
+    @Test func theBinaryNamedSanlockSpeaksSanlocksCommandLine() throws {
+        let scratch = try Scratch()
+        let link = scratch.path + "/sanlock"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: Harness.tenurePath)
+        let file = try scratch.file("leases.img", size: 8 << 20)
+        try Harness.tenureOK(["direct", "format", "--lockspace", "LS", "--path", file, "--resources", "1", "--io-timeout", "1", "--max-hosts", "8"])
+        let env = ["SANLOCK_RUN_DIR=\(scratch.path)/sanlock-run", "TENURE_RUN_DIR=\(scratch.path)/tenure-run"]
+        let daemon = try Background(executable: "/usr/bin/env", env + [link, "daemon", "-D", "-w", "0", "-e", "nodeS", "-o", "1"])
+        func sanlock(_ args: [String]) throws -> Outcome { try Harness.run("/usr/bin/env", env + [link] + args) }
+        var up = false
+        for _ in 0..<100 where !up {
+            up = (try? sanlock(["client", "version"]))?.status == 0
+            if !up { usleep(50_000) }
+        }
+        #expect(up, "sanlock daemon did not start: \(daemon.output)")
+        let add = try sanlock(["client", "add_lockspace", "-s", "LS:1:\(file):0"])
+        #expect(add.status == 0 && add.stdout.contains("add_lockspace done 0"), "\(add)")
+        let status = try sanlock(["client", "status"])
+        #expect(status.stdout.contains("daemon nodeS") && status.stdout.contains("s LS:1:\(file):0"), "\(status)")
+        let gets = try sanlock(["client", "gets"])
+        #expect(gets.stdout.contains("s LS:1:\(file):0"), "\(gets)")
+        let hosts = try sanlock(["client", "host_status", "-s", "LS"])
+        #expect(hosts.stdout.hasPrefix("1 timestamp "), "\(hosts)")
+        // direct init refuses to lay a resource over the joined lockspace, and lays a fresh one.
+        let over = try sanlock(["direct", "init", "-r", "LS:R9:\(file):0"])
+        #expect(over.status != 0, "direct init overwrote a joined lockspace: \(over)")
+        let fresh = try scratch.file("fresh.img", size: 2 << 20)
+        let initialised = try sanlock(["direct", "init", "-r", "LS:VOL:\(fresh):1048576"])
+        #expect(initialised.status == 0, "\(initialised)")
+        let unknown = try sanlock(["client", "status", "-q", "1"])
+        #expect(unknown.status == 1 && unknown.stderr.contains("-q"), "\(unknown)")
+        let rem = try sanlock(["client", "rem_lockspace", "-s", "LS:1:\(file):0"])
+        #expect(rem.status == 0, "\(rem)")
+        let shutdown = try sanlock(["client", "shutdown", "-f", "1"])
+        #expect(shutdown.status == 0 && shutdown.stdout.contains("shutdown done 0"), "\(shutdown)")
+        _ = daemon.wait()
+    }
+
     /// A real sanlock daemon's run dir is never taken over.
     @Test func aRunDirAnotherDaemonServesIsRefused() throws {
         let scratch = try Scratch()

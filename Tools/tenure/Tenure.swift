@@ -1,3 +1,4 @@
+import Foundation
 import TenureCLI
 
 /// The `tenure` executable: everything lives in TenureCLI so tests can drive
@@ -5,6 +6,10 @@ import TenureCLI
 @main
 enum Tenure {
     static func main() async {
+        // Run as `sanlock` (a link to this binary): sanlock's command line.
+        if SanlockCLI.invokedAsSanlock(CommandLine.arguments[0]) {
+            exit(await SanlockCLI.main(Array(CommandLine.arguments.dropFirst())))
+        }
         await TenureCommand.main(nil)
     }
 }

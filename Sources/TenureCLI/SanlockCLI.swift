@@ -1,0 +1,312 @@
+import ArgumentParser
+import Foundation
+import TenureClient
+import TenureCore
+import TenureFormat
+import TenureSanlockWire
+import TenureSyscall
+
+/// The `tenure` binary run under the name `sanlock` (a link to it): sanlock's
+/// command line, for the systemd units and scripts written for sanlock.
+///
+/// `sanlock daemon` runs Tenure's daemon serving sanlock's socket;
+/// `sanlock client …` talks sanlock's protocol to it (or to sanlock's own
+/// daemon) and prints what sanlock prints; `sanlock direct init` lays out
+/// areas with Tenure's refusal to overwrite held leases. Exit status 0 on
+/// success, 1 on failure, as sanlock's.
+public enum SanlockCLI {
+    /// Whether the process was started under sanlock's name.
+    public static func invokedAsSanlock(_ argv0: String) -> Bool {
+        (argv0 as NSString).lastPathComponent == "sanlock"
+    }
+
+    public static let usage = """
+        Usage: sanlock <command> <action> [options]   (Tenure, speaking sanlock's command line)
+
+        sanlock daemon [-D] [-w 0|1] [-h 0|1] [-l 0|1] [-e NAME] [-o SECONDS] [-U USER] [-G GROUP]
+            Tenure's daemon, serving sanlock's socket in $SANLOCK_RUN_DIR (default /run/sanlock)
+            and Tenure's own. -D stays in the foreground, -w 0 runs without a watchdog,
+            -h 0 without real-time priority, -l 0 without locked memory, -e names the host,
+            -o sets the io_timeout. -U and -G are accepted for sanlock's units (the daemon
+            runs as the user that starts it).
+
+        sanlock client status [-D]                 the daemon, processes, lockspaces and leases
+        sanlock client gets                        the lockspaces joined
+        sanlock client host_status -s LS           the hosts of lockspace LS
+        sanlock client add_lockspace -s LS:ID:PATH:OFFSET [-o SECONDS]
+        sanlock client inq_lockspace -s LS:ID:PATH:OFFSET
+        sanlock client rem_lockspace -s LS:ID:PATH:OFFSET
+        sanlock client shutdown [-f 0|1]
+        sanlock client version
+
+        sanlock direct init -s LS:0:PATH:OFFSET | -r LS:NAME:PATH:OFFSET [-o SECONDS] [-n HOSTS] [-Z 512|4096] [-A 1M|2M|4M|8M]
+            refuses to overwrite an area whose leases are held
+
+        sanlock version | -V
+        """
+
+    /// Runs sanlock's command line `arguments` (without the program name); returns the exit status.
+    public static func main(_ arguments: [String]) async -> Int32 {
+        do {
+            return try await run(arguments)
+        } catch let error as TenureError {
+            Terminal.printError(error)
+            return 1
+        } catch {
+            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            return 1
+        }
+    }
+
+    static func run(_ arguments: [String]) async throws -> Int32 {
+        guard let type = arguments.first else {
+            print(usage)
+            return 1
+        }
+        switch type {
+        case "-h", "--help", "help":
+            print(usage)
+            return 0
+        case "-V", "version":
+            print("sanlock \(SanlockCLI.sanlockVersion) (Tenure \(TenureVersion.string))")
+            return 0
+        case "daemon":
+            return try await daemon(Options(Array(arguments.dropFirst())))
+        case "client", "direct":
+            guard arguments.count >= 2 else {
+                throw TenureError(.invalidArgument, "sanlock \(type) needs an action.", remedy: "Run `sanlock help` for the actions.")
+            }
+            let options = try Options(Array(arguments.dropFirst(2)))
+            return type == "client" ? try client(arguments[1], options) : try await direct(arguments[1], options)
+        default:
+            throw TenureError(.invalidArgument, "\(type) is not a sanlock command.", remedy: "Use daemon, client, direct or version (`sanlock help`).")
+        }
+    }
+
+    static let sanlockVersion = "3.8.5"
+
+    /// sanlock's short options: `-X VALUE` pairs, and `-D` alone.
+    struct Options {
+        var values: [Character: String] = [:]
+        var debug = false
+
+        static let known: Set<Character> = ["s", "r", "o", "f", "w", "h", "l", "e", "U", "G", "n", "Z", "A", "Q", "R"]
+
+        init(_ words: [String]) throws {
+            var i = 0
+            while i < words.count {
+                let word = words[i]
+                guard word.count == 2, word.first == "-", let letter = word.last else {
+                    throw TenureError(.invalidArgument, "\(word) is not an option sanlock's command line takes here.", remedy: "Options are -X VALUE (`sanlock help`).")
+                }
+                if letter == "D" {
+                    debug = true
+                    i += 1
+                    continue
+                }
+                guard Self.known.contains(letter) else {
+                    throw TenureError(.invalidArgument, "-\(letter) is not served by Tenure's sanlock command line.", remedy: "See `sanlock help` for the options it takes.")
+                }
+                guard i + 1 < words.count else { throw TenureError(.invalidArgument, "-\(letter) needs a value.") }
+                values[letter] = words[i + 1]
+                i += 2
+            }
+        }
+
+        func required(_ letter: Character, _ what: String) throws -> String {
+            guard let v = values[letter] else { throw TenureError(.invalidArgument, "This action needs -\(letter) \(what).") }
+            return v
+        }
+
+        func number(_ letter: Character, in range: ClosedRange<Int>) throws -> Int? {
+            guard let text = values[letter] else { return nil }
+            guard let n = Int(text), range.contains(n) else {
+                throw TenureError(.invalidArgument, "-\(letter) \(text) is not a number in \(range.lowerBound)...\(range.upperBound).")
+            }
+            return n
+        }
+
+        func flag(_ letter: Character) throws -> Bool? {
+            try number(letter, in: 0...1).map { $0 == 1 }
+        }
+    }
+
+    // MARK: daemon
+
+    static func daemon(_ o: Options) async throws -> Int32 {
+        let runDir = ProcessInfo.processInfo.environment["SANLOCK_RUN_DIR"] ?? SanlockWire.defaultRunDir
+        var args = ["daemon", "--sanlock-run-dir", runDir]
+        if o.debug { args.append("--foreground") }
+        if try o.flag("w") == false { args += ["--watchdog", "none"] }
+        if let h = try o.flag("h") { args += ["--realtime", h ? "on" : "off"] }
+        if let l = try o.number("l", in: -1...2) { args += ["--lock-memory", l == 0 ? "off" : "on"] }
+        if let name = o.values["e"] { args += ["--host-name", name] }
+        if let io = try o.number("o", in: 1...300) { args += ["--io-timeout", String(io)] }
+        if let group = o.values["G"] { args += ["--socket-group", group] }
+        for ignored in ["Q", "R", "U"] where o.values[Character(ignored)] != nil {
+            FileHandle.standardError.write(Data("sanlock: -\(ignored) is accepted and has no effect under Tenure\n".utf8))
+        }
+        await TenureCommand.main(args)
+        return 0
+    }
+
+    // MARK: client
+
+    static func client(_ action: String, _ o: Options) throws -> Int32 {
+        let runDir = ProcessInfo.processInfo.environment["SANLOCK_RUN_DIR"] ?? SanlockWire.defaultRunDir
+        let connection = SanlockConnection(runDir: runDir)
+        switch action {
+        case "status":
+            for record in try connection.stream(.status) { print(record.sanlockLine) }
+        case "gets":
+            let (header, payload) = try connection.call(.getLockspaces)
+            for i in 0..<Int(header.data2) {
+                let start = i * SanlockWire.lockspaceBytes
+                let ls = try SanlockLockspace(decoding: payload[start..<(start + SanlockWire.lockspaceBytes)])
+                print("s \(ls.name):\(ls.hostID):\(SanlockResource.escape(ls.disk.path)):\(ls.disk.offset)\(ls.flags & 0x1 != 0 ? " ADD" : "")")
+            }
+        case "host_status":
+            let name = try o.required("s", "LOCKSPACE")
+            let lockspace = SanlockLockspace(name: name, hostID: 0, disk: SanlockDisk(path: "", offset: 0))
+            for record in try connection.stream(.hostStatus, payload: lockspace.encoded, uncounted: true) where record.kind == .host {
+                print("\(record.data32) timestamp \(record.data64)")
+            }
+        case "add_lockspace", "inq_lockspace", "rem_lockspace":
+            let spec = try LockspaceSpec(parsing: try o.required("s", "LOCKSPACE:HOST_ID:PATH:OFFSET"))
+            let lockspace = SanlockLockspace(name: spec.name.description, hostID: spec.hostID.rawValue,
+                                             disk: SanlockDisk(path: spec.disk.path, offset: spec.disk.offset))
+            let command: SanlockCommand = action == "add_lockspace" ? .addLockspace : action == "inq_lockspace" ? .inqLockspace : .remLockspace
+            let io = try o.number("o", in: 1...300).map(UInt32.init) ?? 0
+            let (header, _) = try connection.call(command, data: command == .addLockspace ? io : 0, payload: lockspace.encoded)
+            let result = Int32(bitPattern: header.data)
+            print("\(action) done \(result)")
+            return result == 0 ? 0 : 1
+        case "shutdown":
+            let force = try o.flag("f") ?? false
+            let (header, _) = try connection.call(.shutdown, data: force ? 1 : 0)
+            let result = Int32(bitPattern: header.data)
+            print("shutdown done \(result)")
+            return result == 0 ? 0 : 1
+        case "version":
+            let (header, _) = try connection.call(.version)
+            let v = header.data2
+            print("client version \(sanlockVersion)")
+            print("daemon version \(v >> 24).\((v >> 16) & 0xFF).\((v >> 8) & 0xFF) (0x\(String(format: "%08x", v)))")
+        default:
+            throw TenureError(.invalidArgument, "\(action) is not a sanlock client action Tenure serves.",
+                              remedy: "Use status, gets, host_status, add_lockspace, inq_lockspace, rem_lockspace, shutdown or version.")
+        }
+        return 0
+    }
+
+    // MARK: direct
+
+    static func direct(_ action: String, _ o: Options) async throws -> Int32 {
+        guard action == "init" else {
+            throw TenureError(.invalidArgument, "direct \(action) is not served by Tenure's sanlock command line yet.",
+                              remedy: "Use `tenure direct --help` for Tenure's own tools (read, dump, format).")
+        }
+        var args = ["direct", "init"]
+        if let s = o.values["s"] { args += ["-s", s] }
+        if let r = o.values["r"] { args += ["-r", r] }
+        if let io = o.values["o"] { args += ["--io-timeout", io] }
+        if let n = o.values["n"] { args += ["--max-hosts", n] }
+        if let z = o.values["Z"] { args += ["--sector-size", z] }
+        if let a = o.values["A"] { args += ["--align", a] }
+        do {
+            var command = try TenureCommand.parseAsRoot(args)
+            if var async = command as? AsyncParsableCommand {
+                try await async.run()
+            } else {
+                try command.run()
+            }
+            return 0
+        } catch {
+            TenureCommand.exit(withError: error)
+        }
+    }
+}
+
+/// A client of sanlock's socket: one connection per request, as libsanlock's.
+struct SanlockConnection {
+    let runDir: String
+    var path: String { runDir + "/" + SanlockWire.socketName }
+
+    /// Sends one request and reads its reply: the header and what its length counts.
+    func call(_ command: SanlockCommand, data: UInt32 = 0, payload: [UInt8] = []) throws -> (SanlockHeader, [UInt8]) {
+        let fd = try connect()
+        defer { try? Syscall.close(fd, path: path) }
+        let header = SanlockHeader(command: command.rawValue, length: UInt32(SanlockWire.headerBytes + payload.count), data: data)
+        try UnixSocket.sendAll(header.encoded + payload, to: fd, path: path)
+        let reply = try SanlockHeader(decoding: try read(SanlockWire.headerBytes, fd))
+        var rest = try read(reply.payloadBytes, fd)
+        // sanlock's get_lockspaces may count only its header; the lockspaces follow.
+        if command == .getLockspaces && reply.payloadBytes == 0 { rest = try read(Int(reply.data2) * SanlockWire.lockspaceBytes, fd) }
+        return (reply, rest)
+    }
+
+    /// A request answered by state records until the daemon closes.
+    func stream(_ command: SanlockCommand, payload: [UInt8] = [], uncounted: Bool = false) throws -> [SanlockState] {
+        let fd = try connect()
+        defer { try? Syscall.close(fd, path: path) }
+        let length = SanlockWire.headerBytes + (uncounted ? 0 : payload.count)
+        try UnixSocket.sendAll(SanlockHeader(command: command.rawValue, length: UInt32(length)).encoded + payload, to: fd, path: path)
+        let reply = try SanlockHeader(decoding: try read(SanlockWire.headerBytes, fd))
+        let result = Int32(bitPattern: reply.data)
+        guard result == 0 else {
+            throw TenureError(.notFound, "The daemon answered \(command) with \(result).")
+        }
+        var bytes: [UInt8] = []
+        while true {
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = try UnixSocket.receive(into: &chunk, at: 0, count: chunk.count, from: fd, path: path)
+            if n == 0 { break }
+            bytes += chunk[..<n]
+        }
+        return try SanlockState.decodeStream(bytes[...])
+    }
+
+    private func connect() throws -> FileDescriptor {
+        do {
+            return try UnixSocket.connect(to: path)
+        } catch {
+            throw TenureError(.daemonUnavailable, "Cannot reach a sanlock daemon at \(path): \(error.message)",
+                              remedy: "Start it (`sanlock daemon`), or point SANLOCK_RUN_DIR at its run dir.", errno: error.errno)
+        }
+    }
+
+    private func read(_ count: Int, _ fd: FileDescriptor) throws -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: count)
+        var got = 0
+        while got < count {
+            let n = try UnixSocket.receive(into: &buffer, at: got, count: count - got, from: fd, path: path)
+            guard n > 0 else { throw TenureError(.protocolError, "The daemon hung up after \(got) of \(count) bytes.") }
+            got += n
+        }
+        return buffer
+    }
+}
+
+extension SanlockState {
+    /// The line `sanlock client status` prints for this record.
+    var sanlockLine: String {
+        switch kind {
+        case .daemon:
+            return "daemon \(name)"
+        case .client:
+            return "p \(data32) \(name)"
+        case .lockspace:
+            guard let ls = try? SanlockLockspace(decoding: trailer[...]) else { return "s \(name)" }
+            return "s \(ls.name):\(ls.hostID):\(SanlockResource.escape(ls.disk.path)):\(ls.disk.offset)\(text.contains("list=add") ? " ADD" : "")"
+        case .resource:
+            guard let (r, _) = try? SanlockResource.decode(trailer[...], withDisks: true) else { return "r \(name)" }
+            var parts = [r.lockspace, r.name]
+            for d in r.disks { parts += [SanlockResource.escape(d.path), String(d.offset)] }
+            return "r " + parts.joined(separator: ":") + (r.isShared ? ":SH p \(data32)" : ":\(data64) p \(data32)")
+        case .host:
+            return "\(data32) timestamp \(data64)"
+        case .renewal:
+            return text
+        }
+    }
+}
