@@ -36,6 +36,10 @@ public enum SanlockCLI {
         sanlock client add_lockspace -s LS:ID:PATH:OFFSET [-o SECONDS]
         sanlock client inq_lockspace -s LS:ID:PATH:OFFSET
         sanlock client rem_lockspace -s LS:ID:PATH:OFFSET
+        sanlock client acquire -r LS:NAME:PATH:OFFSET[:LVER] -p PID
+        sanlock client release -r LS:NAME:PATH:OFFSET -p PID
+        sanlock client inquire -p PID
+        sanlock client request -r LS:NAME:PATH:OFFSET:LVER -f 0|1|2   (1 force: the holder is killed)
         sanlock client shutdown [-f 0|1]
         sanlock client version
 
@@ -90,7 +94,7 @@ public enum SanlockCLI {
         var values: [Character: String] = [:]
         var debug = false
 
-        static let known: Set<Character> = ["s", "r", "o", "f", "w", "h", "l", "e", "U", "G", "n", "Z", "A", "Q", "R"]
+        static let known: Set<Character> = ["s", "r", "o", "f", "w", "h", "l", "e", "U", "G", "n", "Z", "A", "Q", "R", "p"]
 
         init(_ words: [String]) throws {
             var i = 0
@@ -181,6 +185,32 @@ public enum SanlockCLI {
             let result = Int32(bitPattern: header.data)
             print("\(action) done \(result)")
             return result == 0 ? 0 : 1
+        case "acquire", "release":
+            let pid = try o.number("p", in: 1...Int(Int32.max)) ?? 0
+            guard pid > 0 else { throw TenureError(.invalidArgument, "client \(action) needs -p PID: the process the lease is for.") }
+            let resource = try sanlockResource(try o.required("r", "LOCKSPACE:NAME:PATH:OFFSET"))
+            let command: SanlockCommand = action == "acquire" ? .acquire : .release
+            let payload = command == .acquire ? resource.encoded + [UInt8](repeating: 0, count: SanlockWire.optionsBytes)
+                                              : Array(resource.encoded.prefix(SanlockWire.resourceBytes))
+            let (header, _) = try connection.call(command, data: 1, data2: UInt32(pid), payload: payload)
+            let result = Int32(bitPattern: header.data)
+            print("\(action) done \(result)")
+            return result == 0 ? 0 : 1
+        case "inquire":
+            let pid = try o.number("p", in: 1...Int(Int32.max)) ?? 0
+            guard pid > 0 else { throw TenureError(.invalidArgument, "client inquire needs -p PID.") }
+            let (header, payload) = try connection.call(.inquire, data2: UInt32(pid))
+            let result = Int32(bitPattern: header.data)
+            if result == 0 { print(String(decoding: payload.prefix { $0 != 0 }, as: UTF8.self)) }
+            print("inquire done \(result)")
+            return result == 0 ? 0 : 1
+        case "request":
+            let resource = try sanlockResource(try o.required("r", "LOCKSPACE:NAME:PATH:OFFSET:LVER"))
+            let mode = try o.number("f", in: 0...2) ?? 0
+            let (header, _) = try connection.call(.request, data: UInt32(mode), payload: resource.encoded)
+            let result = Int32(bitPattern: header.data)
+            print("request done \(result)")
+            return result == 0 ? 0 : 1
         case "shutdown":
             let force = try o.flag("f") ?? false
             let (header, _) = try connection.call(.shutdown, data: force ? 1 : 0)
@@ -194,9 +224,18 @@ public enum SanlockCLI {
             print("daemon version \(v >> 24).\((v >> 16) & 0xFF).\((v >> 8) & 0xFF) (0x\(String(format: "%08x", v)))")
         default:
             throw TenureError(.invalidArgument, "\(action) is not a sanlock client action Tenure serves.",
-                              remedy: "Use status, gets, host_status, add_lockspace, inq_lockspace, rem_lockspace, shutdown or version.")
+                              remedy: "Use status, gets, host_status, add_lockspace, inq_lockspace, rem_lockspace, acquire, release, inquire, request, shutdown or version.")
         }
         return 0
+    }
+
+    /// A resource in sanlock's string form (`LS:NAME:PATH:OFFSET[:LVER|:SH]`).
+    static func sanlockResource(_ text: String) throws -> SanlockResource {
+        let spec = try ResourceSpec(parsing: text)
+        var flags: UInt32 = spec.shared ? SanlockFlags.resShared : 0
+        if spec.lver != nil { flags |= SanlockFlags.resLver }
+        return SanlockResource(lockspace: spec.lockspace.description, name: spec.name.description, lver: spec.lver?.rawValue ?? 0,
+                               flags: flags, disks: spec.disks.map { SanlockDisk(path: $0.path, offset: $0.offset) })
     }
 
     // MARK: direct
@@ -233,10 +272,10 @@ struct SanlockConnection {
     var path: String { runDir + "/" + SanlockWire.socketName }
 
     /// Sends one request and reads its reply: the header and what its length counts.
-    func call(_ command: SanlockCommand, data: UInt32 = 0, payload: [UInt8] = []) throws -> (SanlockHeader, [UInt8]) {
+    func call(_ command: SanlockCommand, data: UInt32 = 0, data2: UInt32 = 0, payload: [UInt8] = []) throws -> (SanlockHeader, [UInt8]) {
         let fd = try connect()
         defer { try? Syscall.close(fd, path: path) }
-        let header = SanlockHeader(command: command.rawValue, length: UInt32(SanlockWire.headerBytes + payload.count), data: data)
+        let header = SanlockHeader(command: command.rawValue, length: UInt32(SanlockWire.headerBytes + payload.count), data: data, data2: data2)
         try UnixSocket.sendAll(header.encoded + payload, to: fd, path: path)
         let reply = try SanlockHeader(decoding: try read(SanlockWire.headerBytes, fd))
         var rest = try read(reply.payloadBytes, fd)

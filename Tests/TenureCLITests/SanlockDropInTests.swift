@@ -237,6 +237,23 @@ import Glibc
         let fresh = try scratch.file("fresh.img", size: 2 << 20)
         let initialised = try sanlock(["direct", "init", "-r", "LS:VOL:\(fresh):1048576"])
         #expect(initialised.status == 0, "\(initialised)")
+        // Leases for another process: acquire, inquire, a forced request kills it.
+        let target = try Background(executable: "/bin/sleep", ["300"])
+        let pid = String(target.process.processIdentifier)
+        let acquire = try sanlock(["client", "acquire", "-r", "LS:R0:\(file):1048576", "-p", pid])
+        #expect(acquire.status == 0 && acquire.stdout.contains("acquire done 0"), "\(acquire)")
+        let inquire = try sanlock(["client", "inquire", "-p", pid])
+        #expect(inquire.stdout.contains("LS:R0:\(file):1048576:1"), "\(inquire)")
+        let again = try sanlock(["client", "acquire", "-r", "LS:R0:\(file):1048576", "-p", String(getpid())])
+        #expect(again.status == 1, "a second process took a held lease: \(again)")
+        let request = try sanlock(["client", "request", "-r", "LS:R0:\(file):1048576:1", "-f", "1"])
+        #expect(request.status == 0, "\(request)")
+        var killed = false
+        for _ in 0..<200 where !killed {
+            killed = !target.process.isRunning
+            if !killed { usleep(50_000) }
+        }
+        #expect(killed, "the holder still runs after a forced request")
         let unknown = try sanlock(["client", "status", "-q", "1"])
         #expect(unknown.status == 1 && unknown.stderr.contains("-q"), "\(unknown)")
         let rem = try sanlock(["client", "rem_lockspace", "-s", "LS:1:\(file):0"])
