@@ -10,10 +10,11 @@
 #   spin            - the model checker for Models/*.pml (Tools/model-check.sh)
 #   libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients, qemu-system-x86, qemu-utils
 #                   - a real libvirtd with QEMU (TCG) loads the plugin in the libvirt tests
+#   libvirt-sanlock - libvirt's own sanlock plugin: a client of Tenure's sanlock socket
 # Idempotent and quiet when everything is there. Needs root (or sudo).
 set -euo pipefail
 packages=(libaio-dev sanlock python3-sanlock libsanlock-dev gcc spin
-          libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils)
+          libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils libvirt-sanlock)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

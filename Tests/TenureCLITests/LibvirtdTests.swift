@@ -5,14 +5,11 @@ import Testing
 /// <lease> starts with its lease held by the Tenure daemon for QEMU's pid; a
 /// second domain on the same lease is refused with a clear message; destroy
 /// frees it. Tools/install-deps.sh installs libvirt and QEMU.
-@Suite("A real libvirtd with the Tenure plugin", .serialized,
+@Suite("A real libvirtd with the Tenure plugin, and with libvirt's own sanlock plugin", .serialized,
        .enabled(if: Harness.isRoot && ["libvirtd", "virtlogd", "virsh", "qemu-system-x86_64", "cc"].allSatisfy { Harness.which($0) != nil },
                 "needs root, libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients, qemu-system-x86 and cc (Tools/install-deps.sh installs them)"))
 struct LibvirtdTests {
-    /// Runs `virsh -c qemu:///system ARGS`.
-    func virsh(_ arguments: [String]) throws -> Outcome {
-        try Harness.run(Harness.which("virsh")!, ["-c", "qemu:///system"] + arguments)
-    }
+    func virsh(_ arguments: [String]) throws -> Outcome { try Libvirtd.virsh(arguments) }
 
     func domainXML(name: String, disk: String, leases: String, key: String = "R0", offset: Int = 1 << 20, onLockFailure: String? = nil) -> String {
         """
@@ -55,51 +52,10 @@ struct LibvirtdTests {
         let disks = ["tenure-vm1": try scratch.file("disk1.img", size: 1 << 20), "tenure-vm2": try scratch.file("disk2.img", size: 1 << 20),
                      "tenure-vm3": try scratch.file("disk3.img", size: 1 << 20)]
 
-        // libvirt's configuration, put back afterwards.
-        let etc = "/etc/libvirt"
-        let files = ["\(etc)/qemu.conf", "\(etc)/qemu-tenure.conf"]
-        let saved = files.map { try? String(contentsOfFile: $0, encoding: .utf8) }
-        defer {
-            for (file, text) in zip(files, saved) {
-                if let text { try? text.write(toFile: file, atomically: true, encoding: .utf8) } else { unlink(file) }
-            }
-        }
-        try FileManager.default.createDirectory(atPath: etc, withIntermediateDirectories: true)
-        try "user = \"root\"\ngroup = \"root\"\nlock_manager = \"tenure\"\n".write(toFile: files[0], atomically: true, encoding: .utf8)
-        try "auto_disk_leases = 0\nrequire_lease_for_disks = 1\nrun_dir = \"\(daemon.runDir)\"\nlockfailure_helper = \"\(LibtenureTests.root)/Tools/libvirt/tenure-lockfailure\"\n"
-            .write(toFile: files[1], atomically: true, encoding: .utf8)
-        for dir in ["/var/log/libvirt/qemu", "/var/lib/libvirt/qemu", "/var/cache/libvirt/qemu", "/run/libvirt"] {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        }
-        if (try? Harness.run("/usr/bin/getent", ["group", "libvirt-qemu"]))?.status != 0 {
-            _ = try Harness.run("/usr/sbin/groupadd", ["--system", "libvirt-qemu"])
-        }
-        if (try? Harness.run("/usr/bin/getent", ["passwd", "libvirt-qemu"]))?.status != 0 {
-            _ = try Harness.run("/usr/sbin/useradd", ["--system", "--no-create-home", "-g", "libvirt-qemu", "libvirt-qemu"])
-        }
-
-        // virtlogd and libvirtd, loading the plugin from the build folder.
-        var environment = ProcessInfo.processInfo.environment
-        environment["LIBVIRT_LOCK_MANAGER_PLUGIN_DIR"] = prefix + "/lib/libvirt/lock-driver"
-        let virtlogd = Process(), libvirtd = Process()
-        virtlogd.executableURL = URL(fileURLWithPath: Harness.which("virtlogd")!)
-        libvirtd.executableURL = URL(fileURLWithPath: Harness.which("libvirtd")!)
-        libvirtd.environment = environment
-        for p in [virtlogd, libvirtd] {
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle(forWritingAtPath: try scratch.file("\(p.executableURL!.lastPathComponent).log", size: 0))
-        }
-        try virtlogd.run()
-        try libvirtd.run()
-        defer {
-            _ = try? virsh(["destroy", "tenure-vm1"]); _ = try? virsh(["undefine", "tenure-vm1"])
-            _ = try? virsh(["destroy", "tenure-vm2"]); _ = try? virsh(["undefine", "tenure-vm2"])
-            _ = try? virsh(["destroy", "tenure-vm3"]); _ = try? virsh(["undefine", "tenure-vm3"])
-            // SIGKILL: the test runner's children inherit SIGTERM ignored.
-            kill(libvirtd.processIdentifier, SIGKILL); libvirtd.waitUntilExit()
-            kill(virtlogd.processIdentifier, SIGKILL); virtlogd.waitUntilExit()
-        }
-        try #require(eventually(30) { (try? virsh(["version"]))?.status == 0 }, "libvirtd did not answer")
+        let libvirtd = try Libvirtd(scratch: scratch, lockManager: "tenure",
+                                    pluginConfig: "auto_disk_leases = 0\nrequire_lease_for_disks = 1\nrun_dir = \"\(daemon.runDir)\"\nlockfailure_helper = \"\(LibtenureTests.root)/Tools/libvirt/tenure-lockfailure\"\n",
+                                    environment: ["LIBVIRT_LOCK_MANAGER_PLUGIN_DIR": prefix + "/lib/libvirt/lock-driver"],
+                                    domains: ["tenure-vm1", "tenure-vm2", "tenure-vm3"])
 
         for name in ["tenure-vm1", "tenure-vm2", "tenure-vm3"] {
             // Domains left by an interrupted run would stop define.
@@ -145,5 +101,109 @@ struct LibvirtdTests {
         #expect(try eventually { try daemon.leases().allSatisfy { ($0["resource"] as? String)?.contains(":R1:") != true } },
                 "the paused domain's lease was not released")
         #expect(Int32(pid3).map { isAlive($0) } == true, "QEMU was killed instead of paused")
+        withExtendedLifetime(libvirtd) {}
+    }
+
+    static let sanlockPlugin = "/usr/lib/x86_64-linux-gnu/libvirt/lock-driver/sanlock.so"
+
+    /// libvirt's own sanlock plugin (Debian's libvirt-sanlock), unchanged,
+    /// against Tenure's daemon serving sanlock's socket: QEMU registers and
+    /// acquires the domain's <lease> over libsanlock, a second domain on it
+    /// is refused, and destroy frees it.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: LibvirtdTests.sanlockPlugin), "needs libvirt-sanlock (Tools/install-deps.sh installs it)"))
+    func libvirtsOwnSanlockPluginHoldsADomainsLeaseInTenure() throws {
+        let scratch = try Scratch()
+        chmod(scratch.path, 0o755)
+        let leases = try scratch.file("leases.img", size: 4 << 20)
+        try Harness.tenureOK(["direct", "format", "--lockspace", "LIBVIRT", "--path", leases, "--resources", "2", "--io-timeout", "1", "--max-hosts", "8"])
+        let sanlockDir = scratch.path + "/sanlock-run"
+        let daemon = try RunningDaemon(scratch: scratch, name: "kvmhost", extra: ["--sanlock-run-dir", sanlockDir])
+        try daemon.clientOK(["add-lockspace", "-s", "LIBVIRT:1:\(leases):0"])
+        let names = ["sanlock-vm1", "sanlock-vm2"]
+        let libvirtd = try Libvirtd(scratch: scratch, lockManager: "sanlock", pluginConfig: "auto_disk_leases = 0\nrequire_lease_for_disks = 0\n",
+                                    environment: ["SANLOCK_RUN_DIR": sanlockDir], domains: names)
+        for name in names {
+            _ = try? virsh(["destroy", name])
+            _ = try? virsh(["undefine", name])
+            let xml = try scratch.file("\(name).xml", size: 0)
+            try domainXML(name: name, disk: try scratch.file("\(name).img", size: 1 << 20), leases: leases).write(toFile: xml, atomically: true, encoding: .utf8)
+            let defined = try virsh(["define", xml])
+            try #require(defined.status == 0, "\(defined)")
+        }
+        let started = try virsh(["start", "sanlock-vm1"])
+        let log = (try? String(contentsOfFile: scratch.path + "/libvirtd.log", encoding: .utf8)) ?? ""
+        try #require(started.status == 0, "virsh start failed:\n\(started)\nlibvirtd log:\n\(log.suffix(3000))\ndaemon:\n\(daemon.process.output.stderr.suffix(3000))")
+        let pid = try String(contentsOfFile: "/run/libvirt/qemu/sanlock-vm1.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let held = try daemon.leases()
+        #expect(held.count == 1 && held.first?["pid"] as? Int == Int(pid), "the lease is held for QEMU's pid \(pid): \(held)")
+        #expect(held.first?["resource"] as? String == "LIBVIRT:R0:\(leases):1048576:1", "\(held)")
+
+        let second = try virsh(["start", "sanlock-vm2"])
+        #expect(second.status != 0, "a second domain on the same lease started")
+
+        #expect(try virsh(["destroy", "sanlock-vm1"]).status == 0)
+        #expect(try eventually { try daemon.leases().isEmpty }, "QEMU's death did not release its lease")
+        let again = try virsh(["start", "sanlock-vm2"])
+        #expect(again.status == 0, "once the first domain is gone the second starts:\n\(again)")
+        #expect(try daemon.leases().first?["resource"] as? String == "LIBVIRT:R0:\(leases):1048576:2")
+        withExtendedLifetime(libvirtd) {}
+    }
+}
+
+/// libvirtd and virtlogd for one test, with libvirt's configuration for
+/// `lockManager` written (and the previous one put back when done).
+final class Libvirtd {
+    static let etc = "/etc/libvirt"
+    let files: [String]
+    let saved: [String?]
+    let domains: [String]
+    let virtlogd = Process(), libvirtd = Process()
+
+    init(scratch: Scratch, lockManager: String, pluginConfig: String, environment extra: [String: String], domains: [String]) throws {
+        files = ["\(Self.etc)/qemu.conf", "\(Self.etc)/qemu-\(lockManager).conf"]
+        saved = files.map { try? String(contentsOfFile: $0, encoding: .utf8) }
+        self.domains = domains
+        try FileManager.default.createDirectory(atPath: Self.etc, withIntermediateDirectories: true)
+        try "user = \"root\"\ngroup = \"root\"\nlock_manager = \"\(lockManager)\"\n".write(toFile: files[0], atomically: true, encoding: .utf8)
+        try pluginConfig.write(toFile: files[1], atomically: true, encoding: .utf8)
+        for dir in ["/var/log/libvirt/qemu", "/var/lib/libvirt/qemu", "/var/cache/libvirt/qemu", "/run/libvirt"] {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        }
+        if (try? Harness.run("/usr/bin/getent", ["group", "libvirt-qemu"]))?.status != 0 {
+            _ = try Harness.run("/usr/sbin/groupadd", ["--system", "libvirt-qemu"])
+        }
+        if (try? Harness.run("/usr/bin/getent", ["passwd", "libvirt-qemu"]))?.status != 0 {
+            _ = try Harness.run("/usr/sbin/useradd", ["--system", "--no-create-home", "-g", "libvirt-qemu", "libvirt-qemu"])
+        }
+        virtlogd.executableURL = URL(fileURLWithPath: Harness.which("virtlogd")!)
+        libvirtd.executableURL = URL(fileURLWithPath: Harness.which("libvirtd")!)
+        libvirtd.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
+        for p in [virtlogd, libvirtd] {
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle(forWritingAtPath: try scratch.file("\(p.executableURL!.lastPathComponent).log", size: 0))
+        }
+        try virtlogd.run()
+        try libvirtd.run()
+        guard eventually(30, { (try? Self.virsh(["version"]))?.status == 0 }) else {
+            throw HarnessError("libvirtd did not answer")
+        }
+    }
+
+    deinit {
+        for name in domains {
+            _ = try? Self.virsh(["destroy", name])
+            _ = try? Self.virsh(["undefine", name])
+        }
+        // SIGKILL: the test runner's children inherit SIGTERM ignored.
+        kill(libvirtd.processIdentifier, SIGKILL); libvirtd.waitUntilExit()
+        kill(virtlogd.processIdentifier, SIGKILL); virtlogd.waitUntilExit()
+        for (file, text) in zip(files, saved) {
+            if let text { try? text.write(toFile: file, atomically: true, encoding: .utf8) } else { unlink(file) }
+        }
+    }
+
+    /// Runs `virsh -c qemu:///system ARGS`.
+    static func virsh(_ arguments: [String]) throws -> Outcome {
+        try Harness.run(Harness.which("virsh")!, ["-c", "qemu:///system"] + arguments)
     }
 }
