@@ -45,6 +45,8 @@ public enum SanlockCLI {
 
         sanlock direct init -s LS:0:PATH:OFFSET | -r LS:NAME:PATH:OFFSET [-o SECONDS] [-n HOSTS] [-Z 512|4096] [-A 1M|2M|4M|8M]
             refuses to overwrite an area whose leases are held
+        sanlock direct dump PATH[:OFFSET[:SIZE]]     every lease in sanlock's dump format
+        sanlock direct read_leader -s LS:ID:PATH:OFFSET | -r LS:NAME:PATH:OFFSET
 
         sanlock version | -V
         """
@@ -93,6 +95,8 @@ public enum SanlockCLI {
     struct Options {
         var values: [Character: String] = [:]
         var debug = false
+        /// Words that are not options (`direct dump PATH[:OFFSET[:SIZE]]`).
+        var positional: [String] = []
 
         static let known: Set<Character> = ["s", "r", "o", "f", "w", "h", "l", "e", "U", "G", "n", "Z", "A", "Q", "R", "p"]
 
@@ -100,7 +104,12 @@ public enum SanlockCLI {
             var i = 0
             while i < words.count {
                 let word = words[i]
-                guard word.count == 2, word.first == "-", let letter = word.last else {
+                if !word.hasPrefix("-") {
+                    positional.append(word)
+                    i += 1
+                    continue
+                }
+                guard word.count == 2, let letter = word.last else {
                     throw TenureError(.invalidArgument, "\(word) is not an option sanlock's command line takes here.", remedy: "Options are -X VALUE (`sanlock help`).")
                 }
                 if letter == "D" {
@@ -241,6 +250,19 @@ public enum SanlockCLI {
     // MARK: direct
 
     static func direct(_ action: String, _ o: Options) async throws -> Int32 {
+        switch action {
+        case "dump":
+            guard let target = o.positional.first else {
+                throw TenureError(.invalidArgument, "direct dump needs PATH[:OFFSET[:SIZE]].")
+            }
+            try await SanlockDump.dump(target)
+            return 0
+        case "read_leader":
+            try await SanlockDump.readLeader(lockspace: o.values["s"], resource: o.values["r"])
+            return 0
+        default:
+            break
+        }
         guard action == "init" else {
             throw TenureError(.invalidArgument, "direct \(action) is not served by Tenure's sanlock command line yet.",
                               remedy: "Use `tenure direct --help` for Tenure's own tools (read, dump, format).")
