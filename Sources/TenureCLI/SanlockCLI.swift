@@ -39,6 +39,7 @@ public enum SanlockCLI {
         sanlock client acquire -r LS:NAME:PATH:OFFSET[:LVER] -p PID
         sanlock client release -r LS:NAME:PATH:OFFSET -p PID
         sanlock client inquire -p PID
+        sanlock client command -r RESOURCE [-r …] -c PATH ARGS…   (acquire, then become the command)
         sanlock client request -r LS:NAME:PATH:OFFSET:LVER -f 0|1|2   (1 force: the holder is killed)
         sanlock client shutdown [-f 0|1]
         sanlock client version
@@ -97,6 +98,10 @@ public enum SanlockCLI {
         var debug = false
         /// Words that are not options (`direct dump PATH[:OFFSET[:SIZE]]`).
         var positional: [String] = []
+        /// Every `-r` given (client command takes several).
+        var resources: [String] = []
+        /// What follows `-c`: the command and its arguments (client command).
+        var command: [String] = []
 
         static let known: Set<Character> = ["s", "r", "o", "f", "w", "h", "l", "e", "U", "G", "n", "Z", "A", "Q", "R", "p"]
 
@@ -117,11 +122,16 @@ public enum SanlockCLI {
                     i += 1
                     continue
                 }
+                if letter == "c" {
+                    command = Array(words[(i + 1)...])
+                    break
+                }
                 guard Self.known.contains(letter) else {
                     throw TenureError(.invalidArgument, "-\(letter) is not served by Tenure's sanlock command line.", remedy: "See `sanlock help` for the options it takes.")
                 }
                 guard i + 1 < words.count else { throw TenureError(.invalidArgument, "-\(letter) needs a value.") }
                 values[letter] = words[i + 1]
+                if letter == "r" { resources.append(words[i + 1]) }
                 i += 2
             }
         }
@@ -205,6 +215,8 @@ public enum SanlockCLI {
             let result = Int32(bitPattern: header.data)
             print("\(action) done \(result)")
             return result == 0 ? 0 : 1
+        case "command":
+            return try holdAndExec(o, runDir: runDir)
         case "inquire":
             let pid = try o.number("p", in: 1...Int(Int32.max)) ?? 0
             guard pid > 0 else { throw TenureError(.invalidArgument, "client inquire needs -p PID.") }
@@ -236,6 +248,39 @@ public enum SanlockCLI {
                               remedy: "Use status, gets, host_status, add_lockspace, inq_lockspace, rem_lockspace, acquire, release, inquire, request, shutdown or version.")
         }
         return 0
+    }
+
+    /// `client command -r RES [-r RES…] -c PATH ARGS…`: registers, acquires
+    /// the leases for this process, and becomes the command (exec, keeping
+    /// the registration), so the daemon's fencing reaches the command itself.
+    static func holdAndExec(_ o: Options, runDir: String) throws -> Int32 {
+        guard !o.resources.isEmpty, !o.command.isEmpty else {
+            throw TenureError(.invalidArgument, "client command needs -r RESOURCE (one or more) and -c PATH ARGS.")
+        }
+        let resources = try o.resources.map(sanlockResource)
+        let path = runDir + "/" + SanlockWire.socketName
+        let fd: FileDescriptor
+        do {
+            fd = try UnixSocket.connect(to: path)
+        } catch {
+            throw TenureError(.daemonUnavailable, "Cannot reach a sanlock daemon at \(path): \(error.message)", errno: error.errno)
+        }
+        try UnixSocket.sendAll(SanlockHeader(command: SanlockCommand.register.rawValue).encoded, to: fd, path: path)
+        let payload = resources.flatMap(\.encoded) + [UInt8](repeating: 0, count: SanlockWire.optionsBytes)
+        let acquire = SanlockHeader(command: SanlockCommand.acquire.rawValue, length: UInt32(SanlockWire.headerBytes + payload.count),
+                                    data: UInt32(resources.count), data2: SanlockWire.selfPid)
+        try UnixSocket.sendAll(acquire.encoded + payload, to: fd, path: path)
+        var reply = [UInt8](repeating: 0, count: SanlockWire.headerBytes)
+        var got = 0
+        while got < reply.count {
+            let n = try UnixSocket.receive(into: &reply, at: got, count: reply.count - got, from: fd, path: path)
+            guard n > 0 else { throw TenureError(.protocolError, "The daemon hung up before answering the acquire.") }
+            got += n
+        }
+        let result = Int32(bitPattern: try SanlockHeader(decoding: reply).data)
+        print("acquire done \(result)")
+        guard result == 0 else { return 1 }
+        try Client.becomeHolder(o.command, keeping: fd.rawValue)
     }
 
     /// A resource in sanlock's string form (`LS:NAME:PATH:OFFSET[:LVER|:SH]`).

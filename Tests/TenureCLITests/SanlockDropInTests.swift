@@ -254,6 +254,14 @@ import Glibc
             if !killed { usleep(50_000) }
         }
         #expect(killed, "the holder still runs after a forced request")
+        // client command: the command itself holds the lease (exec in place).
+        let holder = try Background(executable: "/usr/bin/env", env + [link, "client", "command", "-r", "LS:R0:\(file):1048576", "-c", "/bin/sleep", "300"])
+        let holderPid = holder.process.processIdentifier
+        #expect(eventually { (try? sanlock(["client", "status"]))?.stdout.contains("r LS:R0:\(file):1048576:2 p \(holderPid)") == true },
+                "the command does not hold the lease: \((try? sanlock(["client", "status"]))?.stdout ?? "")")
+        #expect((try? String(contentsOfFile: "/proc/\(holderPid)/comm", encoding: .utf8))?.hasPrefix("sleep") == true, "the holder is not the command itself")
+        _ = try sanlock(["client", "request", "-r", "LS:R0:\(file):1048576:2", "-f", "1"])
+        #expect(eventually { !holder.process.isRunning }, "the command still runs after a forced request")
         let unknown = try sanlock(["client", "status", "-q", "1"])
         #expect(unknown.status == 1 && unknown.stderr.contains("-q"), "\(unknown)")
         let rem = try sanlock(["client", "rem_lockspace", "-s", "LS:1:\(file):0"])
