@@ -77,6 +77,15 @@ extension Daemon {
                 try admit(peer, needs: .anyone, to: "read a resource area", whileShuttingDown: true)
                 let payload = Array(try await readResource(resource).encoded.prefix(SanlockWire.resourceBytes))
                 return SanlockAnswer(header: header.reply(result: 0, payloadBytes: payload.count), payload: payload)
+            case .readResourceOwners(let resource, _):
+                try admit(peer, needs: .anyone, to: "read a resource's owners", whileShuttingDown: true)
+                let (found, owners) = try await readResourceOwners(resource)
+                let payload = Array(found.encoded.prefix(SanlockWire.resourceBytes)) + owners.flatMap(\.encoded)
+                return SanlockAnswer(header: header.reply(result: 0, data2: UInt32(owners.count), payloadBytes: payload.count), payload: payload)
+            case .align(let disk):
+                try admit(peer, needs: .anyone, to: "ask a disk's alignment", whileShuttingDown: true)
+                let sector = try await withDevice(disk.path) { $0.sectorSize }
+                return SanlockAnswer(header: header.reply(result: Int32(LeaseGeometry.defaultFor(sector).alignment.bytes)))
             case .unsupported(let which):
                 log.notice("process \(peer.pid) sent sanlock's \(which) command, which this daemon does not serve yet")
                 return SanlockAnswer(header: header.reply(result: -EOPNOTSUPP))
@@ -154,7 +163,7 @@ extension Daemon {
         case .shutdown(let force):
             return (.shutdown, .shutdown(force: force))
         case .register, .version, .inqLockspace, .getLockspaces, .getHosts, .inquire, .unsupported, .status, .hostStatus,
-             .writeLockspace, .writeResource, .readLockspace, .readResource:
+             .writeLockspace, .writeResource, .readLockspace, .readResource, .readResourceOwners, .align:
             throw TenureError(.protocolError, "\(request) has no Tenure request.")
         }
     }
@@ -364,5 +373,31 @@ extension Daemon {
             }
         }
         return records
+    }
+
+    /// read_resource_owners: the leader's owner (when it names one with a
+    /// timestamp) and every host whose mode block marks it shared, as
+    /// sanlock reads them; the resource comes back with its lver, and
+    /// SANLK_RES_SHARED when anyone shares it.
+    func readResourceOwners(_ r: SanlockResource) async throws -> (SanlockResource, [SanlockHost]) {
+        guard let disk = r.disks.first else { throw TenureError(.invalidArgument, "Resource \(r.name) names no disk.") }
+        let snapshot = try await withDevice(disk.path) { device in
+            try await LeaseAreas.readResource(on: device, at: disk.offset, lockspace: nil, name: nil)
+        }
+        let leader = snapshot.leader
+        var found = r
+        found.lver = leader.lver.rawValue
+        var owners: [SanlockHost] = []
+        let owned = !leader.timestamp.isFree && !leader.ownerID.isNone
+        if owned {
+            owners.append(SanlockHost(hostID: leader.ownerID.rawValue, generation: leader.ownerGeneration.rawValue,
+                                      timestamp: leader.timestamp.rawValue, ioTimeout: 0, flags: 0))
+        }
+        for slot in snapshot.dblocks where slot.mode.isShared {
+            found.flags |= SanlockFlags.resShared
+            if owned && slot.hostID == leader.ownerID { continue }
+            owners.append(SanlockHost(hostID: slot.hostID.rawValue, generation: slot.mode.generation.rawValue, timestamp: 0, ioTimeout: 0, flags: 0))
+        }
+        return (found, owners)
     }
 }

@@ -1,4 +1,5 @@
 import TenureCore
+import TenureFormat
 
 /// One sanlock client request, decoded and checked at the edge: the
 /// daemon acts on these values only. A field that cannot be read is
@@ -38,6 +39,10 @@ public enum SanlockRequest: Sendable, Equatable {
     case readLockspace(SanlockLockspace, flags: UInt32)
     /// Reads a resource area's names and lver.
     case readResource(SanlockResource, flags: UInt32)
+    /// Who holds a resource, read from its area.
+    case readResourceOwners(SanlockResource, flags: UInt32)
+    /// The area size a disk's sector size implies.
+    case align(SanlockDisk)
     /// A command of sanlock's protocol this daemon does not serve yet.
     case unsupported(SanlockCommand)
 
@@ -99,6 +104,11 @@ public enum SanlockRequest: Sendable, Equatable {
             request = .readLockspace(try body.lockspace(), flags: header.flags)
         case .readResource:
             request = .readResource(try body.resources(count: 1, withDisks: true)[0], flags: header.flags)
+        case .readResourceOwners:
+            request = .readResourceOwners(try body.resources(count: 1, withDisks: true)[0], flags: header.flags)
+        case .align:
+            let raw = try body.take(SanlockWire.diskBytes, "disk")
+            request = .align(try SanlockDisk(decoding: ByteReader(raw), at: 0, what: "the disk to align"))
         default:
             return .unsupported(command)
         }

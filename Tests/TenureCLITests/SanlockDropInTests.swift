@@ -79,6 +79,9 @@ import Glibc
             sanlock.acquire(b"LS", b"R0", [(path, 1048576)], slkfd=fd)
             sanlock.acquire(b"LS", b"R1", [(path, 2097152)], slkfd=fd, shared=True)
             out["held"] = sorted([r["resource"].decode(), r["version"], bool(r["flags"] & sanlock.RES_SHARED)] for r in sanlock.inquire(slkfd=fd))
+            out["owners"] = [[o["host_id"], o["generation"]] for o in sanlock.read_resource_owners(b"LS", b"R0", [(path, 1048576)])]
+            out["sharers"] = [[o["host_id"], o["generation"]] for o in sanlock.read_resource_owners(b"LS", b"R1", [(path, 2097152)])]
+            out["align"] = sanlock.get_alignment(path)
             try:
                 sanlock.rem_lockspace(b"LS", 1, path, 0)
             except sanlock.SanlockException as e:
@@ -100,6 +103,9 @@ import Glibc
         #expect(held.count == 2, "\(out)")
         #expect(held.first?.first as? String == "R0" && (held.first?[1] as? Int ?? 0) >= 1 && held.first?[2] as? Bool == false, "\(out)")
         #expect(held.last?.first as? String == "R1" && held.last?[2] as? Bool == true, "\(out)")
+        #expect(out["owners"] as? [[Int]] == [[1, 1]], "R0's owner is host 1, generation 1: \(out)")
+        #expect(out["sharers"] as? [[Int]] == [[1, 1]], "R1 is shared by host 1: \(out)")
+        #expect(out["align"] as? Int == 1 << 20, "\(out)")
         #expect(out["remWhileHeld"] as? Int == Int(EBUSY), "rem_lockspace with leases held: \(out)")
         #expect((out["after"] as? [Any])?.isEmpty == true, "\(out)")
         #expect(out["inqAfter"] as? Bool == false, "\(out)")
