@@ -106,4 +106,7 @@ public struct Timeouts: Hashable, Sendable, CustomStringConvertible {
     /// How often sanlock's `inq_lockspace` with SANLK_INQ_WAIT looks whether
     /// a join has ended.
     public static let sanlockJoinPoll: Duration = .milliseconds(100)
+    /// Between attempts to write a lock value block before a release, and
+    /// between looks whether an earlier attempt may still land.
+    public static let lvbRetry: Duration = .milliseconds(100)
 }

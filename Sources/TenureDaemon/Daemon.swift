@@ -128,6 +128,8 @@ public actor Daemon {
     var connections: [Int32: Int] = [:]
     /// Client-side device handles, counted by their users (``retainDevice(_:)``).
     var devices: [String: OpenDevice] = [:]
+    /// Lock value blocks of resources held here, by ``lvbKey(_:)``.
+    var lvbs: [String: LockValueBlock] = [:]
     /// Handles closed while a write through them could still land (a close
     /// gives up on I/O the kernel never returns): until it lands, no leave
     /// frees its host id (``Lockspace/leave(afterWritesThrough:)``).
@@ -269,8 +271,8 @@ public actor Daemon {
         case .remLockspace(let name):
             try await removeLockspace(name)
             return []
-        case .acquire(let pid, let shared, let resources):
-            return try await acquire(resources, for: try target(pid, peer), shared: shared)
+        case .acquire(let pid, let shared, let resources, let lvb):
+            return try await acquire(resources, for: try target(pid, peer), shared: shared, readingLVB: lvb)
         case .release(let pid, let names):
             try await release(names, of: try target(pid, peer))
             return []

@@ -173,6 +173,7 @@ extension Daemon {
                 runKillpath(argv, for: pid.rawValue)
             case .writeRelease(let pid, let lease):
                 do {
+                    try await writeLVBBeforeRelease(lease)
                     try await PaxosLease.release(try await resource(lease.resource), held: lease, context: context)
                     log.info("process \(pid) released \(lease)")
                 } catch {
@@ -182,6 +183,7 @@ extension Daemon {
                 core.releaseWritten(lease)
                 if leasesHoldDevices { await releaseDevices(of: lease) }
             case .forget(_, let lease):
+                dropUnheldLVBs()
                 if leasesHoldDevices { await releaseDevices(of: lease) }
             case .pet:
                 pet()
@@ -214,7 +216,7 @@ extension Daemon {
     }
 
     /// Acquires every resource for `pid`, all or nothing; returns their state strings.
-    func acquire(_ texts: [String], for pid: Int32, shared: Bool) async throws -> [String] {
+    func acquire(_ texts: [String], for pid: Int32, shared: Bool, readingLVB: Bool = false) async throws -> [String] {
         guard !texts.isEmpty, texts.count <= Wire.maxResourcesPerRequest else {
             throw TenureError(.invalidArgument, "An acquire names \(texts.count) resources; it takes 1...\(Wire.maxResourcesPerRequest).")
         }
@@ -229,6 +231,7 @@ extension Daemon {
                     return held
                 }
                 taken.append(held)
+                if readingLVB { try await readLVB(of: held) }
                 log.info("process \(pid) acquired \(held)")
             }
         } catch {

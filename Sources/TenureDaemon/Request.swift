@@ -12,7 +12,7 @@ enum DaemonRequest: Sendable, Equatable {
     case register
     case addLockspace(text: String, hostName: String?, ioTimeout: IOTimeout?, async: Bool)
     case remLockspace(name: String)
-    case acquire(pid: TargetPid, shared: Bool, resources: [String])
+    case acquire(pid: TargetPid, shared: Bool, resources: [String], lvb: Bool = false)
     case release(pid: TargetPid, names: [String])
     case inquire(pid: TargetPid)
     case status

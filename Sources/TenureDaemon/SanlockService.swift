@@ -86,6 +86,13 @@ extension Daemon {
                 try admit(peer, needs: .anyone, to: "ask a disk's alignment", whileShuttingDown: true)
                 let sector = try await withDevice(disk.path) { $0.sectorSize }
                 return SanlockAnswer(header: header.reply(result: Int32(LeaseGeometry.defaultFor(sector).alignment.bytes)))
+            case .setLVB(let resource, let bytes):
+                try admit(peer, needs: .anyone, to: "set a lock value block", whileShuttingDown: false)
+                return SanlockAnswer(header: header.reply(result: setLVB(lockspace: resource.lockspace, name: resource.name, bytes: bytes)))
+            case .getLVB(let resource, let length):
+                try admit(peer, needs: .anyone, to: "read a lock value block", whileShuttingDown: true)
+                let (result, bytes) = getLVB(lockspace: resource.lockspace, name: resource.name, length: Int(length))
+                return SanlockAnswer(header: header.reply(result: result, payloadBytes: bytes.count), payload: bytes)
             case .unsupported(let which):
                 log.notice("process \(peer.pid) sent sanlock's \(which) command, which this daemon does not serve yet")
                 return SanlockAnswer(header: header.reply(result: -EOPNOTSUPP))
@@ -131,17 +138,18 @@ extension Daemon {
             // REM_UNUSED); leaving is quick, so an async leave is done at once.
             return (.remLockspace, .remLockspace(name: ls.name))
         case .acquire(let target, let resources, let flags, _):
-            guard flags & (SanlockFlags.acquireOrphan | SanlockFlags.acquireOrphanOnly | SanlockFlags.acquireLVB) == 0,
+            guard flags & (SanlockFlags.acquireOrphan | SanlockFlags.acquireOrphanOnly) == 0,
                   resources.allSatisfy({ $0.flags & SanlockFlags.resPersistent == 0 }) else {
-                throw TenureError(.invalidArgument, "Persistent and orphan leases and lock value blocks are not served over sanlock's protocol yet.",
-                                  remedy: "Acquire without SANLK_RES_PERSISTENT, SANLK_ACQUIRE_ORPHAN and SANLK_ACQUIRE_LVB.")
+                throw TenureError(.invalidArgument, "Persistent and orphan leases are not served over sanlock's protocol yet.",
+                                  remedy: "Acquire without SANLK_RES_PERSISTENT and SANLK_ACQUIRE_ORPHAN.")
             }
             let shared = resources[0].isShared
             guard resources.allSatisfy({ $0.isShared == shared }) else {
                 throw TenureError(.invalidArgument, "One acquire mixes shared and exclusive resources.", remedy: "Acquire the shared ones and the exclusive ones apart.")
             }
             let texts = try resources.map { try resourceSpec($0, keepLver: true).description }
-            return (.acquire, .acquire(pid: targetPid(target, peer), shared: shared, resources: texts))
+            return (.acquire, .acquire(pid: targetPid(target, peer), shared: shared, resources: texts,
+                                       lvb: flags & SanlockFlags.acquireLVB != 0))
         case .release(let target, let resources, let flags):
             let names = flags & SanlockFlags.releaseAll != 0 ? ["*"] : resources.map(\.name)
             return (.release, .release(pid: targetPid(target, peer), names: names))
@@ -163,7 +171,7 @@ extension Daemon {
         case .shutdown(let force):
             return (.shutdown, .shutdown(force: force))
         case .register, .version, .inqLockspace, .getLockspaces, .getHosts, .inquire, .unsupported, .status, .hostStatus,
-             .writeLockspace, .writeResource, .readLockspace, .readResource, .readResourceOwners, .align:
+             .writeLockspace, .writeResource, .readLockspace, .readResource, .readResourceOwners, .align, .setLVB, .getLVB:
             throw TenureError(.protocolError, "\(request) has no Tenure request.")
         }
     }

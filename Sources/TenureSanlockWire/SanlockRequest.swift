@@ -43,6 +43,10 @@ public enum SanlockRequest: Sendable, Equatable {
     case readResourceOwners(SanlockResource, flags: UInt32)
     /// The area size a disk's sector size implies.
     case align(SanlockDisk)
+    /// Sets the lock value block of a lease held here.
+    case setLVB(SanlockResource, bytes: [UInt8])
+    /// Reads it (`length` bytes; 0: the whole sector).
+    case getLVB(SanlockResource, length: UInt32)
     /// A command of sanlock's protocol this daemon does not serve yet.
     case unsupported(SanlockCommand)
 
@@ -106,6 +110,14 @@ public enum SanlockRequest: Sendable, Equatable {
             request = .readResource(try body.resources(count: 1, withDisks: true)[0], flags: header.flags)
         case .readResourceOwners:
             request = .readResourceOwners(try body.resources(count: 1, withDisks: true)[0], flags: header.flags)
+        case .setLVB:
+            let resource = try body.resources(count: 1, withDisks: false)[0]
+            guard body.bytes.count <= SanlockWire.maxLVBBytes else {
+                throw TenureError(.invalidArgument, "An LVB of \(body.bytes.count) bytes is over a sector (\(SanlockWire.maxLVBBytes) at most).")
+            }
+            request = .setLVB(resource, bytes: Array(try body.take(body.bytes.count, "lock value block")))
+        case .getLVB:
+            request = .getLVB(try body.resources(count: 1, withDisks: false)[0], length: header.data2)
         case .align:
             let raw = try body.take(SanlockWire.diskBytes, "disk")
             request = .align(try SanlockDisk(decoding: ByteReader(raw), at: 0, what: "the disk to align"))

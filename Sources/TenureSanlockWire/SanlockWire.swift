@@ -42,6 +42,8 @@ public enum SanlockWire {
     public static let maxResources = 8
     /// SANLK_MAX_DISKS: disks per resource.
     public static let maxDisks = 4
+    /// The largest lock value block: a 4096-byte sector.
+    public static let maxLVBBytes = 4096
     /// The largest message this daemon reads (sanlock's MAX_CLIENT_MSG).
     public static let maxMessageBytes = 1 << 20
     /// data2 when a registered process acts for itself.

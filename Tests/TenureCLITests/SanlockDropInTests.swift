@@ -297,6 +297,42 @@ import Glibc
         }
     }
 
+    /// Lock value blocks (lvmlockd keeps volume-group versions in them): set
+    /// by one holder, written before its release, read by the next holder.
+    @Test(.enabled(if: SanlockDaemonSupport.hasPythonSanlock, Comment(rawValue: needs)))
+    func aLockValueBlockSetByOneHolderIsReadByTheNext() throws {
+        let setup = try Setup()
+        let out = try setup.python("""
+            sanlock.add_lockspace(b"LS", 1, path, 0)
+            disks = [(path, 1048576)]
+            fd = sanlock.register()
+            sanlock.acquire(b"LS", b"R0", disks, slkfd=fd, lvb=True)
+            out["fresh"] = sanlock.get_lvb(b"LS", b"R0", disks, 16).hex()
+            sanlock.set_lvb(b"LS", b"R0", disks, b"vg-seqno-42")
+            out["set"] = sanlock.get_lvb(b"LS", b"R0", disks, 11).decode()
+            sanlock.release(b"LS", b"R0", disks, slkfd=fd)
+            try:
+                sanlock.get_lvb(b"LS", b"R0", disks, 11)
+            except sanlock.SanlockException as e:
+                out["released"] = e.errno
+            sanlock.acquire(b"LS", b"R0", disks, slkfd=fd, lvb=True)
+            out["next"] = sanlock.get_lvb(b"LS", b"R0", disks, 11).decode()
+            sanlock.acquire(b"LS", b"R1", [(path, 2097152)], slkfd=fd)
+            try:
+                sanlock.set_lvb(b"LS", b"R1", [(path, 2097152)], b"x")
+            except sanlock.SanlockException as e:
+                out["withoutLVB"] = e.errno
+            """)
+        #expect(out["fresh"] as? String == String(repeating: "0", count: 32), "a never-written LVB reads as zeros: \(out)")
+        #expect(out["set"] as? String == "vg-seqno-42", "\(out)")
+        #expect(out["released"] as? Int == Int(ENOENT), "\(out)")
+        #expect(out["next"] as? String == "vg-seqno-42", "the next holder did not read what the last one wrote: \(out)")
+        #expect(out["withoutLVB"] as? Int == Int(EINVAL), "\(out)")
+        // The block is on disk, in sector 2002 of the area.
+        let sector = try Data(contentsOf: URL(fileURLWithPath: setup.file))[(1 << 20) + 2002 * 512 ..< (1 << 20) + 2002 * 512 + 11]
+        #expect(String(decoding: sector, as: UTF8.self) == "vg-seqno-42")
+    }
+
     /// A real sanlock daemon's run dir is never taken over.
     @Test func aRunDirAnotherDaemonServesIsRefused() throws {
         let scratch = try Scratch()

@@ -1,0 +1,102 @@
+import Glibc
+import TenureCore
+import TenureEngine
+import TenureFormat
+
+/// Lock value blocks: a sector of a resource's area (sector 2002, after the
+/// dblock of host 2000, where sanlock keeps it) that the holder reads when
+/// it acquires with an LVB and writes, if it changed it, before it releases
+/// the lease — so the next holder reads what the last one wrote (lvmlockd
+/// keeps volume-group versions there).
+struct LockValueBlock: Sendable {
+    /// sanlock's LVB sector, in sectors from the start of the area.
+    static let sector = 2002
+
+    var bytes: [UInt8]
+    /// Set by set_lvb: written before the release.
+    var changed = false
+}
+
+extension Daemon {
+    /// The key of a resource's LVB: lockspace and name.
+    static func lvbKey(_ spec: ResourceSpec) -> String { "\(spec.lockspace):\(spec.name)" }
+
+    static func lvbOffset(_ lease: HeldLease) -> UInt64 {
+        lease.resource.disks[0].offset + UInt64(LockValueBlock.sector) * UInt64(lease.leader.sectorSize)
+    }
+
+    /// Reads the LVB of a lease just acquired (once per resource held here).
+    func readLVB(of lease: HeldLease) async throws {
+        let key = Self.lvbKey(lease.resource)
+        guard lvbs[key] == nil else { return }
+        let bytes = try await withDevice(lease.resource.disks[0].path) { device in
+            try await device.read(at: Self.lvbOffset(lease), length: Int(lease.leader.sectorSize))
+        }
+        lvbs[key] = LockValueBlock(bytes: bytes)
+    }
+
+    /// The held lease of `lockspace:name` on this host, by any process.
+    func heldLease(lockspace: String, name: String) -> HeldLease? {
+        core.leases.values.lazy.flatMap(\.values).first { $0.resource.lockspace.description == lockspace && $0.resource.name.description == name }
+    }
+
+    /// set_lvb: -ENOENT when not held here, -EINVAL when acquired without an LVB, -E2BIG past a sector.
+    func setLVB(lockspace: String, name: String, bytes: [UInt8]) -> Int32 {
+        guard let lease = heldLease(lockspace: lockspace, name: name) else { return -ENOENT }
+        let key = Self.lvbKey(lease.resource)
+        guard var lvb = lvbs[key] else { return -EINVAL }
+        guard bytes.count <= lvb.bytes.count else { return -E2BIG }
+        lvb.bytes.replaceSubrange(0..<bytes.count, with: bytes)
+        lvb.changed = true
+        lvbs[key] = lvb
+        return 0
+    }
+
+    /// get_lvb: the block (its first `length` bytes, or all of it for 0).
+    func getLVB(lockspace: String, name: String, length: Int) -> (Int32, [UInt8]) {
+        guard let lease = heldLease(lockspace: lockspace, name: name) else { return (-ENOENT, []) }
+        guard let lvb = lvbs[Self.lvbKey(lease.resource)] else { return (-EINVAL, []) }
+        return (0, length == 0 ? lvb.bytes : Array(lvb.bytes.prefix(length)))
+    }
+
+    /// Before a release is written: writes the LVB if it changed, and waits
+    /// until no write of it may still land — a late LVB write landing after
+    /// the next holder wrote its own would hand that holder's successors a
+    /// stale block. Retries through the same handle (a retry lands after
+    /// the write it repeats). Throws when the lockspace is lost meanwhile:
+    /// the release is then not written, and the lease ages out with it.
+    func writeLVBBeforeRelease(_ lease: HeldLease) async throws {
+        let key = Self.lvbKey(lease.resource)
+        // Another local holder (a sharer) keeps the block.
+        let others = core.leases.values.lazy.flatMap(\.values).contains { $0.resource.name == lease.resource.name && $0.resource.lockspace == lease.resource.lockspace }
+        guard !others else { return }
+        defer { lvbs[key] = nil }
+        guard let lvb = lvbs[key], lvb.changed else { return }
+        try await withDevice(lease.resource.disks[0].path) { device in
+            var failed = false
+            while true {
+                try core.requireValid(lease.resource.lockspace, at: context.clock.now())
+                do {
+                    try await device.write(lvb.bytes, at: Self.lvbOffset(lease))
+                    break
+                } catch {
+                    log.warning("writing the LVB of \(lease) failed, retrying: \(error)")
+                    failed = true
+                    try await context.clock.sleep(for: Timeouts.lvbRetry)
+                }
+            }
+            // Only a failed attempt can still land (the handle is shared:
+            // other leases' writes are not ours to wait for otherwise).
+            while failed && device.writesMayStillLand {
+                try core.requireValid(lease.resource.lockspace, at: context.clock.now())
+                try await context.clock.sleep(for: Timeouts.lvbRetry)
+            }
+        }
+    }
+
+    /// Forgets the LVBs of resources no process here holds any more.
+    func dropUnheldLVBs() {
+        let held = Set(core.leases.values.flatMap(\.values).map { Self.lvbKey($0.resource) })
+        lvbs = lvbs.filter { held.contains($0.key) }
+    }
+}
