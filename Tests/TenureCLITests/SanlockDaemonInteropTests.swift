@@ -174,7 +174,13 @@ final class SanlockClient {
     private var buffer: [UInt8] = []
     private var stopped = false
 
-    init(of daemon: SanlockDaemon, in scratch: Scratch) throws {
+    convenience init(of daemon: SanlockDaemon, in scratch: Scratch) throws {
+        try self.init(environment: daemon.clientEnvironment, in: scratch)
+    }
+
+    /// A client of whatever daemon serves `SANLOCK_RUN_DIR` in `environment`
+    /// (sanlock's, or Tenure's sanlock socket).
+    init(environment: [String: String], in scratch: Scratch) throws {
         let script = "\(scratch.path)/sanlock-client.py"
         stderrPath = "\(scratch.path)/sanlock-client-\(UInt32.random(in: 0 ... .max)).err"
         try SanlockDaemonSupport.clientScript.write(toFile: script, atomically: true, encoding: .utf8)
@@ -190,7 +196,7 @@ final class SanlockClient {
         let theirs = FileHandle(fileDescriptor: pair[1], closeOnDealloc: false)
         process.executableURL = URL(fileURLWithPath: SanlockDaemonSupport.python)
         process.arguments = [script]
-        process.environment = daemon.clientEnvironment
+        process.environment = environment
         process.standardInput = theirs
         process.standardOutput = theirs
         process.standardError = errors
@@ -450,6 +456,35 @@ struct SanlockDaemonInteropTests {
         #expect(Self.leader(seen)["lver"] as? Int == 3)
         #expect(Self.dblock(seen, host: 2)?["released"] as? Bool == true, "Tenure's dblock: \(String(describing: Self.dblock(seen, host: 2)))")
         #expect(try client.send(cluster.command("release")) == "released")
+    }
+
+    /// Two daemons on one lockspace, each driven by the same unmodified
+    /// library: sanlock's daemon as host 1, Tenure's serving sanlock's socket
+    /// as host 2, joined by sanlock's own command line. Each refuses a lease
+    /// the other holds (SANLK_ACQUIRE_IDLIVE), and the lver grows across both.
+    @Test("sanlock's daemon and Tenure's, both through python3-sanlock, in one lockspace", .timeLimit(.minutes(2)))
+    func sanlocksDaemonAndTenuresSpeakingSanlockShareALockspace() throws {
+        let cluster = try Cluster()
+        defer { cluster.stop() }
+        try cluster.joinHost1()
+        let tenureDir = cluster.scratch.path + "/tr"
+        let tenure = try RunningDaemon(scratch: cluster.scratch, name: "two", extra: ["--sanlock-run-dir", tenureDir])
+        let environment = ProcessInfo.processInfo.environment.merging(["SANLOCK_RUN_DIR": tenureDir]) { $1 }
+        let joined = try Harness.run(Harness.sanlockPath!, ["client", "add_lockspace", "-s", "LS:2:\(cluster.file):0", "-o", "1"], environment: environment)
+        try #require(joined.status == 0, "sanlock's command line could not join Tenure to the lockspace: \(joined)")
+        let one = try SanlockClient(of: cluster.daemon, in: cluster.scratch)
+        let two = try SanlockClient(environment: environment, in: cluster.scratch)
+        defer { one.stop(); two.stop() }
+
+        #expect(try one.send(cluster.command("acquire")) == "acquired 1")
+        #expect(try two.send(cluster.command("acquire"), timeout: 60).hasPrefix("error -243"), "Tenure took a lease sanlock holds")
+        #expect(try one.send(cluster.command("release")) == "released")
+        #expect(try two.send(cluster.command("acquire")) == "acquired 2")
+        #expect(try one.send(cluster.command("acquire"), timeout: 60).hasPrefix("error -243"), "sanlock took a lease Tenure holds")
+        #expect(try two.send(cluster.command("release")) == "released")
+        #expect(try one.send(cluster.command("acquire")) == "acquired 3")
+        #expect(try one.send(cluster.command("release")) == "released")
+        withExtendedLifetime(tenure) {}
     }
 
     /// Waits until Tenure's host `host` has renewed at least once after its
