@@ -33,6 +33,7 @@ public enum SanlockCLI {
         sanlock client status [-D]                 the daemon, processes, lockspaces and leases
         sanlock client gets                        the lockspaces joined
         sanlock client host_status -s LS           the hosts of lockspace LS
+        sanlock client renewal -s LS               the last renewals of LS: timestamp, read and write times
         sanlock client add_lockspace -s LS:ID:PATH:OFFSET [-o SECONDS]
         sanlock client inq_lockspace -s LS:ID:PATH:OFFSET
         sanlock client rem_lockspace -s LS:ID:PATH:OFFSET
@@ -193,6 +194,12 @@ public enum SanlockCLI {
             let lockspace = SanlockLockspace(name: name, hostID: 0, disk: SanlockDisk(path: "", offset: 0))
             for record in try connection.stream(.hostStatus, payload: lockspace.encoded, uncounted: true) where record.kind == .host {
                 print("\(record.data32) timestamp \(record.data64)")
+            }
+        case "renewal":
+            let name = try o.required("s", "LOCKSPACE")
+            let lockspace = SanlockLockspace(name: name, hostID: 0, disk: SanlockDisk(path: "", offset: 0))
+            for record in try connection.stream(.renewal, payload: lockspace.encoded, uncounted: true) where record.kind == .renewal {
+                print(record.text)
             }
         case "add_lockspace", "inq_lockspace", "rem_lockspace":
             let spec = try LockspaceSpec(parsing: try o.required("s", "LOCKSPACE:HOST_ID:PATH:OFFSET"))

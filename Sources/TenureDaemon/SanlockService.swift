@@ -55,6 +55,14 @@ extension Daemon {
                                  text: "owner_id=\(host.hostID) owner_generation=\(host.generation) timestamp=\(host.timestamp) io_timeout=\(host.ioTimeout)").encoded
                 }
                 return SanlockAnswer(header: header.reply(result: 0), payload: payload, close: true)
+            case .renewal(let name):
+                try admit(peer, needs: .anyone, to: "read a lockspace's renewals", whileShuttingDown: true)
+                let key = try LeaseName(name, what: "lockspace name")
+                guard let joined = lockspaces[key] else { throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.") }
+                let payload = await joined.lockspace.renewalHistory.flatMap {
+                    SanlockState(kind: .renewal, name: name, text: $0.sanlockText).encoded
+                }
+                return SanlockAnswer(header: header.reply(result: 0), payload: payload, close: true)
             case .getHosts(let name, let hostID):
                 try admit(peer, needs: .anyone, to: "list a lockspace's hosts", whileShuttingDown: true)
                 let hosts = try await sanlockHosts(name, only: hostID)
@@ -170,7 +178,7 @@ extension Daemon {
             return (.restrict, .restrict(flags: tenure))
         case .shutdown(let force):
             return (.shutdown, .shutdown(force: force))
-        case .register, .version, .inqLockspace, .getLockspaces, .getHosts, .inquire, .unsupported, .status, .hostStatus,
+        case .register, .version, .inqLockspace, .getLockspaces, .getHosts, .inquire, .unsupported, .status, .hostStatus, .renewal,
              .writeLockspace, .writeResource, .readLockspace, .readResource, .readResourceOwners, .align, .setLVB, .getLVB:
             throw TenureError(.protocolError, "\(request) has no Tenure request.")
         }

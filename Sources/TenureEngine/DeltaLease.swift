@@ -33,6 +33,9 @@ public struct DeltaLeaseHold: Sendable {
     /// seen the timestamp it wrote before this instant, so every deadline
     /// measured from it is conservative.
     public var lastRenewalStart: MonotonicInstant
+    /// How long the last renewal's read and write took (zero after a join).
+    public var lastReadTime: Duration = .zero
+    public var lastWriteTime: Duration = .zero
 
     public init(host: LocalHost, written: LeaderRecord, bitmap: HostBitmap, lastRenewalStart: MonotonicInstant) {
         self.host = host
@@ -156,6 +159,7 @@ public enum DeltaLease {
     public static func renew(_ slot: DeltaLeaseSlot, hold: DeltaLeaseHold, context: EngineContext) async throws -> DeltaLeaseHold {
         let started = context.clock.now()
         let (current, _) = try await read(slot)
+        let readDone = context.clock.now()
         try checkStillOurs(slot, current: current, hold: hold)
         var record = hold.written
         let now = context.diskTimestamp()
@@ -164,6 +168,8 @@ public enum DeltaLease {
         var renewed = hold
         renewed.written = record.sealed
         renewed.lastRenewalStart = started
+        renewed.lastReadTime = readDone - started
+        renewed.lastWriteTime = context.clock.now() - readDone
         return renewed
     }
 

@@ -33,6 +33,10 @@ public actor Lockspace {
     public private(set) var lostReason: TenureError?
     /// Longest gap between starts of successful renewals, for status.
     public private(set) var worstRenewalGap: Duration = .zero
+    /// The last ``renewalHistoryLimit`` successful renewals, oldest first
+    /// (what `sanlock client renewal` prints).
+    public private(set) var renewalHistory: [RenewalRecord] = []
+    public static let renewalHistoryLimit = 180
     public private(set) var renewals = 0
     public private(set) var failedRenewals = 0
 
@@ -101,10 +105,16 @@ public actor Lockspace {
             }
             renewals += 1
             self.hold = renewed
+            renewalHistory.append(RenewalRecord(timestamp: renewed.written.timestamp, readTime: renewed.lastReadTime, writeTime: renewed.lastWriteTime))
+            if renewalHistory.count > Self.renewalHistoryLimit { renewalHistory.removeFirst() }
         } catch let error as TenureError where error.code == .lockspaceLost {
             throw markLost(error)
         } catch {
             failedRenewals += 1
+            if !renewalHistory.isEmpty {
+                let timedOut = (error as? TenureError)?.code == .ioTimeout
+                renewalHistory[renewalHistory.count - 1].failuresAfter(timedOut: timedOut)
+            }
             context.log(EngineEvent(.renewalFailed, "lockspace \(spec.name) renewal failed: \(error)"))
             if let expiry, context.clock.now() >= expiry {
                 throw markLost(TenureError(.lockspaceLost, "Lockspace \(spec.name) could not be renewed for \(timeouts.renewalFailure): \(error)",
@@ -210,5 +220,34 @@ public actor Lockspace {
         }
         try await DeltaLease.release(slot, hold: hold, context: context)
         return .freed
+    }
+}
+
+/// One successful renewal: the timestamp it wrote, how long its read and
+/// write took, and the attempts that failed after it (timeouts, other errors).
+public struct RenewalRecord: Sendable, Equatable {
+    public var timestamp: DiskTimestamp
+    public var readTime: Duration
+    public var writeTime: Duration
+    public var timeoutsAfter = 0
+    public var errorsAfter = 0
+
+    public init(timestamp: DiskTimestamp, readTime: Duration, writeTime: Duration) {
+        self.timestamp = timestamp
+        self.readTime = readTime
+        self.writeTime = writeTime
+    }
+
+    mutating func failuresAfter(timedOut: Bool) {
+        if timedOut { timeoutsAfter += 1 } else { errorsAfter += 1 }
+    }
+
+    /// sanlock's renewal line.
+    public var sanlockText: String {
+        "timestamp=\(timestamp.rawValue) read_ms=\(Self.milliseconds(readTime)) write_ms=\(Self.milliseconds(writeTime)) next_timeouts=\(timeoutsAfter) next_errors=\(errorsAfter)"
+    }
+
+    static func milliseconds(_ d: Duration) -> Int64 {
+        d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
     }
 }

@@ -31,6 +31,8 @@ public enum SanlockRequest: Sendable, Equatable {
     case status(depth: UInt32)
     /// The hosts of one lockspace, as status records.
     case hostStatus(lockspace: String)
+    /// A lockspace's renewal history, as status records.
+    case renewal(lockspace: String)
     /// Lays out a lockspace area (flags: align and sector size; 0: the device's).
     case writeLockspace(SanlockLockspace, maxHosts: UInt32, ioTimeoutSeconds: UInt32, flags: UInt32)
     /// Lays out a resource area.
@@ -100,6 +102,8 @@ public enum SanlockRequest: Sendable, Equatable {
             request = .status(depth: header.data)
         case .hostStatus:
             request = .hostStatus(lockspace: try body.lockspace().name)
+        case .renewal:
+            request = .renewal(lockspace: try body.lockspace().name)
         case .writeLockspace:
             request = .writeLockspace(try body.lockspace(), maxHosts: header.data, ioTimeoutSeconds: header.data2, flags: header.flags)
         case .writeResource:

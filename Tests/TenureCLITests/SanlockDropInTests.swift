@@ -206,6 +206,10 @@ import Glibc
         let hosts = try Harness.run(sanlock, ["client", "host_status", "-s", "LS"], environment: environment)
         #expect(hosts.status == 0, "\(hosts)")
         #expect(hosts.stdout.contains("1 timestamp "), "\(hosts)")
+        // Renewals every 2N = 2 s: wait for one after the join.
+        #expect(eventually(6) { (try? Harness.run(sanlock, ["client", "renewal", "-s", "LS"], environment: environment))?.stdout.contains("read_ms=") == true })
+        let renewal = try Harness.run(sanlock, ["client", "renewal", "-s", "LS"], environment: environment)
+        #expect(renewal.stdout.split(separator: "\n").allSatisfy { $0.hasPrefix("timestamp=") && $0.contains(" write_ms=") && $0.contains(" next_errors=0") }, "\(renewal)")
         let gets = try Harness.run(sanlock, ["client", "gets"], environment: environment)
         #expect(gets.stdout.contains("s LS:1:\(setup.file):0"), "\(gets)")
         let version = try Harness.run(sanlock, ["client", "version"], environment: environment)

@@ -215,6 +215,24 @@ import TenureTestKit
         #expect(try await ls.leave(afterWritesThrough: [leases]) == .nothingWritten)
     }
 
+    @Test func theRenewalHistoryRecordsEachRenewalAndTheFailuresAfterIt() async throws {
+        let c = try await Cluster()
+        let dev = c.device("renewal")
+        let ls = try Lockspace(spec: LockspaceSpec(name: "LS", hostID: HostID(3), disk: try LeaseDisk(path: "disk", offset: 0)),
+                               renewalDevice: dev, observer: c.observer(), ioTimeout: c.ioTimeout, context: c.context)
+        _ = try await ls.join(name: "n3")
+        dev.inject(.latency(.milliseconds(300)), on: .reads, count: .once)
+        try await ls.renew()
+        try await ls.renew()
+        dev.inject(.error(5), on: .any, count: .once)
+        await expectTenureError(.ioFailed) { try await ls.renew() }
+        let history = await ls.renewalHistory
+        #expect(history.count == 2)
+        #expect(history[0].readTime >= .milliseconds(300), "\(history)")
+        #expect(history[0].errorsAfter == 0 && history[1].errorsAfter == 1 && history[1].timeoutsAfter == 0)
+        #expect(history[0].sanlockText.hasPrefix("timestamp=\(history[0].timestamp.rawValue) read_ms=3"), "\(history[0].sanlockText)")
+    }
+
     @Test func renewalsKeepTheLockspaceValid() async throws {
         let c = try await Cluster(autoAdvance: false)
         let ls = try Lockspace(spec: LockspaceSpec(name: "LS", hostID: HostID(2), disk: try LeaseDisk(path: "disk", offset: 0)),
