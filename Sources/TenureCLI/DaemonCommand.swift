@@ -176,10 +176,15 @@ struct DaemonCommand: AsyncParsableCommand {
         log.info("stopped")
     }
 
+    /// The `tenure` arguments this daemon was started with, when they are
+    /// not the process's own (`sanlock daemon`, translated by SanlockCLI):
+    /// the detached daemon is started with these. Set once, before parsing.
+    nonisolated(unsafe) static var invocation: [String]?
+
     /// Starts `tenure daemon --foreground …` in a new session, logging to a file,
     /// and returns once its socket answers.
     func detach(_ settings: DaemonConfig) throws {
-        var arguments = Array(CommandLine.arguments.dropFirst()) + ["--foreground"]
+        var arguments = (Self.invocation ?? Array(CommandLine.arguments.dropFirst())) + ["--foreground"]
         if runDir == nil { arguments += ["--run-dir", settings.runDir] }
         try DaemonServer.prepareRunDir(settings.runDir)
         let logPath = logFile ?? settings.runDir + "/tenure.log"

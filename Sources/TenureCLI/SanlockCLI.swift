@@ -170,6 +170,7 @@ public enum SanlockCLI {
         for ignored in ["Q", "R", "U"] where o.values[Character(ignored)] != nil {
             FileHandle.standardError.write(Data("sanlock: -\(ignored) is accepted and has no effect under Tenure\n".utf8))
         }
+        DaemonCommand.invocation = args
         await TenureCommand.main(args)
         return 0
     }

@@ -337,6 +337,19 @@ import Glibc
         #expect(String(decoding: sector, as: UTF8.self) == "vg-seqno-42")
     }
 
+    /// sanlock.service runs `sanlock daemon` without -D: it detaches.
+    @Test func aDetachedSanlockDaemonStartsWithSanlocksOptions() throws {
+        let scratch = try Scratch()
+        let link = scratch.path + "/sanlock"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: Harness.tenurePath)
+        let env = ["SANLOCK_RUN_DIR=\(scratch.path)/sanlock-run", "TENURE_RUN_DIR=\(scratch.path)/tenure-run"]
+        let started = try Harness.run("/usr/bin/env", env + [link, "daemon", "-w", "0", "-e", "nodeE", "-o", "1", "-U", "root"])
+        #expect(started.status == 0, "\(started)")
+        defer { _ = try? Harness.run("/usr/bin/env", env + [link, "client", "shutdown", "-f", "1"]) }
+        let status = try Harness.run("/usr/bin/env", env + [link, "client", "status"])
+        #expect(status.stdout.hasPrefix("daemon nodeE"), "\(status)")
+    }
+
     /// A real sanlock daemon's run dir is never taken over.
     @Test func aRunDirAnotherDaemonServesIsRefused() throws {
         let scratch = try Scratch()
