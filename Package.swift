@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "TenureIOTests", dependencies: ["TenureIO", "TenureSyscall", "TenureCore", "TenureTestKit"]),
         .testTarget(
             name: "TenureCLITests",
-            dependencies: ["TenureCLI", "TenureClient", "TenureEngine", "TenureFormat", "TenureIO", "TenureCore", "tenure"]
+            dependencies: ["TenureCLI", "TenureClient", "TenureDaemon", "TenureEngine", "TenureFormat", "TenureIO", "TenureCore", "tenure"]
         ),
     ]
 )

@@ -156,8 +156,12 @@ struct DaemonCommand: AsyncParsableCommand {
     }
 
     func serve(_ settings: DaemonConfig, logging level: Logger.Level) async throws {
-        var log = Logger(label: "tenure") { StreamLogHandler.standardError(label: $0) }
-        log.logLevel = level
+        // The log at its level; every line, debug too, into the ring log_dump shows.
+        let log = Logger(label: "tenure") { label in
+            var stream = StreamLogHandler.standardError(label: label)
+            stream.logLevel = level
+            return MultiplexLogHandler([stream, RingLogHandler(label: label)])
+        }
         Self.guardAgainstStarvation(settings, log: log)
         if settings.watchdogDevice == nil {
             log.warning("running WITHOUT a watchdog (--watchdog none): if this host cannot kill a holder whose lockspace is lost, nothing resets it. Test setups only.")

@@ -34,6 +34,7 @@ public enum SanlockCLI {
         sanlock client gets                        the lockspaces joined
         sanlock client host_status -s LS           the hosts of lockspace LS
         sanlock client renewal -s LS               the last renewals of LS: timestamp, read and write times
+        sanlock client log_dump                    the daemon's recent log, debug lines included
         sanlock client add_lockspace -s LS:ID:PATH:OFFSET [-o SECONDS]
         sanlock client inq_lockspace -s LS:ID:PATH:OFFSET
         sanlock client rem_lockspace -s LS:ID:PATH:OFFSET
@@ -196,6 +197,9 @@ public enum SanlockCLI {
             for record in try connection.stream(.hostStatus, payload: lockspace.encoded, uncounted: true) where record.kind == .host {
                 print("\(record.data32) timestamp \(record.data64)")
             }
+        case "log_dump":
+            let (header, payload) = try connection.call(.logDump)
+            print(String(decoding: payload.prefix(Int(header.data)).prefix { $0 != 0 }, as: UTF8.self))
         case "renewal":
             let name = try o.required("s", "LOCKSPACE")
             let lockspace = SanlockLockspace(name: name, hostID: 0, disk: SanlockDisk(path: "", offset: 0))
@@ -356,6 +360,8 @@ struct SanlockConnection {
         var rest = try read(reply.payloadBytes, fd)
         // sanlock's get_lockspaces may count only its header; the lockspaces follow.
         if command == .getLockspaces && reply.payloadBytes == 0 { rest = try read(Int(reply.data2) * SanlockWire.lockspaceBytes, fd) }
+        // sanlock's log_dump counts only its header; `data` bytes of text follow.
+        if command == .logDump && reply.payloadBytes == 0 { rest = try read(Int(reply.data), fd) }
         return (reply, rest)
     }
 

@@ -55,6 +55,12 @@ extension Daemon {
                                  text: "owner_id=\(host.hostID) owner_generation=\(host.generation) timestamp=\(host.timestamp) io_timeout=\(host.ioTimeout)").encoded
                 }
                 return SanlockAnswer(header: header.reply(result: 0), payload: payload, close: true)
+            case .logDump:
+                try admit(peer, needs: .anyone, to: "read the daemon's recent log", whileShuttingDown: true)
+                let text = Array(DebugRing.shared.text.utf8) + [0]
+                // libsanlock reads `data` bytes after the header.
+                return SanlockAnswer(header: SanlockHeader(command: header.command, length: UInt32(SanlockWire.headerBytes + text.count),
+                                                           seq: header.seq, data: UInt32(text.count)), payload: text, close: true)
             case .renewal(let name):
                 try admit(peer, needs: .anyone, to: "read a lockspace's renewals", whileShuttingDown: true)
                 let key = try LeaseName(name, what: "lockspace name")
@@ -178,7 +184,7 @@ extension Daemon {
             return (.restrict, .restrict(flags: tenure))
         case .shutdown(let force):
             return (.shutdown, .shutdown(force: force))
-        case .register, .version, .inqLockspace, .getLockspaces, .getHosts, .inquire, .unsupported, .status, .hostStatus, .renewal,
+        case .register, .version, .inqLockspace, .getLockspaces, .getHosts, .inquire, .unsupported, .status, .hostStatus, .renewal, .logDump,
              .writeLockspace, .writeResource, .readLockspace, .readResource, .readResourceOwners, .align, .setLVB, .getLVB:
             throw TenureError(.protocolError, "\(request) has no Tenure request.")
         }

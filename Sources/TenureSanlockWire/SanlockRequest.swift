@@ -33,6 +33,8 @@ public enum SanlockRequest: Sendable, Equatable {
     case hostStatus(lockspace: String)
     /// A lockspace's renewal history, as status records.
     case renewal(lockspace: String)
+    /// The daemon's recent log.
+    case logDump
     /// Lays out a lockspace area (flags: align and sector size; 0: the device's).
     case writeLockspace(SanlockLockspace, maxHosts: UInt32, ioTimeoutSeconds: UInt32, flags: UInt32)
     /// Lays out a resource area.
@@ -104,6 +106,8 @@ public enum SanlockRequest: Sendable, Equatable {
             request = .hostStatus(lockspace: try body.lockspace().name)
         case .renewal:
             request = .renewal(lockspace: try body.lockspace().name)
+        case .logDump:
+            request = .logDump
         case .writeLockspace:
             request = .writeLockspace(try body.lockspace(), maxHosts: header.data, ioTimeoutSeconds: header.data2, flags: header.flags)
         case .writeResource:

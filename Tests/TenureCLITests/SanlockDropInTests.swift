@@ -1,4 +1,5 @@
 import Foundation
+import TenureDaemon
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -210,6 +211,8 @@ import Glibc
         #expect(eventually(6) { (try? Harness.run(sanlock, ["client", "renewal", "-s", "LS"], environment: environment))?.stdout.contains("read_ms=") == true })
         let renewal = try Harness.run(sanlock, ["client", "renewal", "-s", "LS"], environment: environment)
         #expect(renewal.stdout.split(separator: "\n").allSatisfy { $0.hasPrefix("timestamp=") && $0.contains(" write_ms=") && $0.contains(" next_errors=0") }, "\(renewal)")
+        let dump = try Harness.run(sanlock, ["client", "log_dump"], environment: environment)
+        #expect(dump.stdout.contains("joined lockspace LS"), "the debug ring lacks the join: \(dump.stdout.suffix(2000))")
         let gets = try Harness.run(sanlock, ["client", "gets"], environment: environment)
         #expect(gets.stdout.contains("s LS:1:\(setup.file):0"), "\(gets)")
         let version = try Harness.run(sanlock, ["client", "version"], environment: environment)
@@ -361,5 +364,19 @@ import Glibc
         #expect(second.status != 0, "a second daemon served the same sanlock run dir")
         #expect(second.stderr.contains("serves"), "\(second)")
         _ = first
+    }
+}
+
+/// The daemon's debug ring keeps the newest lines within its capacity.
+@Suite struct DebugRingTests {
+    @Test func theOldestLinesGoFirstAndTheRingStaysWithinItsCapacity() {
+        let ring = DebugRing()
+        let line = String(repeating: "x", count: 1000)
+        for i in 0..<2000 { ring.append("\(i) \(line)") }
+        let text = ring.text
+        #expect(text.utf8.count <= DebugRing.capacityBytes)
+        #expect(text.hasSuffix("1999 \(line)"))
+        #expect(!text.contains("\n0 x"), "the oldest line is still there")
+        #expect(text.utf8.count > DebugRing.capacityBytes - 2 * 1006, "the ring dropped more than it had to")
     }
 }
