@@ -35,6 +35,7 @@ public enum SanlockCLI {
         sanlock client host_status -s LS           the hosts of lockspace LS
         sanlock client renewal -s LS               the last renewals of LS: timestamp, read and write times
         sanlock client log_dump                    the daemon's recent log, debug lines included
+        sanlock client set_config -s LS -u 0|1     mark LS used (rem_lockspace is refused) or unused
         sanlock client add_lockspace -s LS:ID:PATH:OFFSET [-o SECONDS]
         sanlock client inq_lockspace -s LS:ID:PATH:OFFSET
         sanlock client rem_lockspace -s LS:ID:PATH:OFFSET
@@ -105,7 +106,7 @@ public enum SanlockCLI {
         /// What follows `-c`: the command and its arguments (client command).
         var command: [String] = []
 
-        static let known: Set<Character> = ["s", "r", "o", "f", "w", "h", "l", "e", "U", "G", "n", "Z", "A", "Q", "R", "p"]
+        static let known: Set<Character> = ["s", "r", "o", "f", "w", "h", "l", "e", "U", "G", "n", "Z", "A", "Q", "R", "p", "u"]
 
         init(_ words: [String]) throws {
             var i = 0
@@ -197,6 +198,14 @@ public enum SanlockCLI {
             for record in try connection.stream(.hostStatus, payload: lockspace.encoded, uncounted: true) where record.kind == .host {
                 print("\(record.data32) timestamp \(record.data64)")
             }
+        case "set_config":
+            let name = try o.required("s", "LOCKSPACE")
+            guard let used = try o.flag("u") else { throw TenureError(.invalidArgument, "client set_config needs -u 0|1.") }
+            let lockspace = SanlockLockspace(name: name, hostID: 0, disk: SanlockDisk(path: "", offset: 0))
+            let (header, _) = try connection.call(.setConfig, data: used ? SanlockFlags.configUsed : SanlockFlags.configUnused, payload: lockspace.encoded)
+            let result = Int32(bitPattern: header.data)
+            print("set_config done \(result)")
+            return result == 0 ? 0 : 1
         case "log_dump":
             let (header, payload) = try connection.call(.logDump)
             print(String(decoding: payload.prefix(Int(header.data)).prefix { $0 != 0 }, as: UTF8.self))

@@ -128,6 +128,9 @@ public actor Daemon {
     var connections: [Int32: Int] = [:]
     /// Client-side device handles, counted by their users (``retainDevice(_:)``).
     var devices: [String: OpenDevice] = [:]
+    /// Lockspaces marked used by something outside the daemon (sanlock's
+    /// set_config, as lvmlockd does): leaving them is refused.
+    var externallyUsed: Set<LeaseName> = []
     /// Lock value blocks of resources held here, by ``lvbKey(_:)``.
     var lvbs: [String: LockValueBlock] = [:]
     /// Handles closed while a write through them could still land (a close

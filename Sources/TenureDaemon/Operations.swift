@@ -115,6 +115,11 @@ extension Daemon {
             throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.")
         }
         try core.checkMayLeave(key)
+        guard !externallyUsed.contains(key) else {
+            throw TenureError(.leaseInUse, "Lockspace \(name) is marked used (sanlock's set_config).",
+                              remedy: "Whoever marked it unmarks it (SANLK_CONFIG_UNUSED) before it is left.")
+        }
+        externallyUsed.remove(key)
         lockspaces[key] = nil
         core.lockspaceLeft(key)
         for task in joined.tasks { task.cancel() }

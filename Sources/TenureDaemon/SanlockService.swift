@@ -55,6 +55,22 @@ extension Daemon {
                                  text: "owner_id=\(host.hostID) owner_generation=\(host.generation) timestamp=\(host.timestamp) io_timeout=\(host.ioTimeout)").encoded
                 }
                 return SanlockAnswer(header: header.reply(result: 0), payload: payload, close: true)
+            case .setConfig(let name, let command):
+                try admit(peer, needs: .admin, to: "mark a lockspace used", whileShuttingDown: false)
+                let key = try LeaseName(name, what: "lockspace name")
+                guard lockspaces[key] != nil else { throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.") }
+                switch command {
+                case SanlockFlags.configUsed: externallyUsed.insert(key)
+                case SanlockFlags.configUnused: externallyUsed.remove(key)
+                default:
+                    throw TenureError(.invalidArgument, "set_config \(command) is not served (orphan leases are not).",
+                                      remedy: "Use SANLK_CONFIG_USED or SANLK_CONFIG_UNUSED.")
+                }
+                return SanlockAnswer(header: header.reply(result: 0))
+            case .examine:
+                try admit(peer, needs: .anyone, to: "look at requests", whileShuttingDown: true)
+                await answerRequests()
+                return SanlockAnswer(header: header.reply(result: 0))
             case .logDump:
                 try admit(peer, needs: .anyone, to: "read the daemon's recent log", whileShuttingDown: true)
                 let text = Array(DebugRing.shared.text.utf8) + [0]
@@ -185,6 +201,7 @@ extension Daemon {
         case .shutdown(let force):
             return (.shutdown, .shutdown(force: force))
         case .register, .version, .inqLockspace, .getLockspaces, .getHosts, .inquire, .unsupported, .status, .hostStatus, .renewal, .logDump,
+             .setConfig, .examine,
              .writeLockspace, .writeResource, .readLockspace, .readResource, .readResourceOwners, .align, .setLVB, .getLVB:
             throw TenureError(.protocolError, "\(request) has no Tenure request.")
         }

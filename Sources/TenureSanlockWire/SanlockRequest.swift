@@ -35,6 +35,10 @@ public enum SanlockRequest: Sendable, Equatable {
     case renewal(lockspace: String)
     /// The daemon's recent log.
     case logDump
+    /// Marks a lockspace used (or unused) by something outside the daemon.
+    case setConfig(lockspace: String, command: UInt32)
+    /// Looks at the request records of held leases now.
+    case examine
     /// Lays out a lockspace area (flags: align and sector size; 0: the device's).
     case writeLockspace(SanlockLockspace, maxHosts: UInt32, ioTimeoutSeconds: UInt32, flags: UInt32)
     /// Lays out a resource area.
@@ -108,6 +112,14 @@ public enum SanlockRequest: Sendable, Equatable {
             request = .renewal(lockspace: try body.lockspace().name)
         case .logDump:
             request = .logDump
+        case .setConfig:
+            request = .setConfig(lockspace: try body.lockspace().name, command: header.data)
+        case .examineLockspace:
+            _ = try body.lockspace()
+            request = .examine
+        case .examineResource:
+            _ = try body.resources(count: 1, withDisks: false)
+            request = .examine
         case .writeLockspace:
             request = .writeLockspace(try body.lockspace(), maxHosts: header.data, ioTimeoutSeconds: header.data2, flags: header.flags)
         case .writeResource:

@@ -91,6 +91,11 @@ public enum SanlockFlags {
     public static let restrictAll: UInt32 = 0x1
     public static let restrictSIGKILL: UInt32 = 0x2
     public static let restrictSIGTERM: UInt32 = 0x4
+    /// set_config commands (the header's data).
+    public static let configUsed: UInt32 = 0x1
+    public static let configUnused: UInt32 = 0x2
+    public static let configUsedByOrphans: UInt32 = 0x4
+    public static let configUnusedByOrphans: UInt32 = 0x8
     /// write_resource: the area reads as cleared afterwards (not served).
     public static let writeClear: UInt32 = 0x1
     /// Align and sector-size bits of lockspace and resource flags (SANLK_LSF_*, SANLK_RES_*).

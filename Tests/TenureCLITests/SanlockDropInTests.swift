@@ -353,6 +353,26 @@ import Glibc
         #expect(status.stdout.hasPrefix("daemon nodeE"), "\(status)")
     }
 
+    /// lvmlockd marks its lockspaces used; a used lockspace is not left.
+    @Test(.enabled(if: SanlockDaemonSupport.hasPythonSanlock && Harness.which("sanlock") != nil,
+                   "needs python3-sanlock and sanlock's command line (Tools/install-deps.sh installs both)"))
+    func aLockspaceMarkedUsedIsNotLeftUntilUnmarked() throws {
+        let setup = try Setup()
+        _ = try setup.python("sanlock.add_lockspace(b\"LS\", 1, path, 0)")
+        let sanlock = try #require(Harness.which("sanlock"))
+        let environment = ["SANLOCK_RUN_DIR": setup.sanlockDir, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        let marked = try Harness.run(sanlock, ["client", "set_config", "-s", "LS", "-u", "1"], environment: environment)
+        #expect(marked.status == 0, "\(marked)")
+        let refused = try Harness.run(sanlock, ["client", "rem_lockspace", "-s", "LS:1:\(setup.file):0"], environment: environment)
+        #expect(refused.status != 0 && refused.stdout.contains("done -16"), "a used lockspace was left: \(refused)")
+        let still = try setup.python("out[\"joined\"] = sanlock.inq_lockspace(b\"LS\", 1, path, 0)")
+        #expect(still["joined"] as? Bool == true, "\(still)")
+        let unmarked = try Harness.run(sanlock, ["client", "set_config", "-s", "LS", "-u", "0"], environment: environment)
+        #expect(unmarked.status == 0, "\(unmarked)")
+        let left = try Harness.run(sanlock, ["client", "rem_lockspace", "-s", "LS:1:\(setup.file):0"], environment: environment)
+        #expect(left.status == 0, "\(left)")
+    }
+
     /// A real sanlock daemon's run dir is never taken over.
     @Test func aRunDirAnotherDaemonServesIsRefused() throws {
         let scratch = try Scratch()
