@@ -108,6 +108,8 @@ public enum Limits {
     /// The most lease files and devices the daemon keeps open at once
     /// (each has a descriptor, an io_context and a reaper thread).
     public static let maxOpenDevices = 256
+    /// Listeners for one lockspace's host events.
+    public static let maxEventListeners = 32
     /// Connections the kernel queues for the accept thread.
     public static let listenBacklog: Int32 = 128
 }
@@ -128,6 +130,13 @@ public actor Daemon {
     var connections: [Int32: Int] = [:]
     /// Client-side device handles, counted by their users (``retainDevice(_:)``).
     var devices: [String: OpenDevice] = [:]
+    /// Connections listening for a lockspace's host events (sanlock's
+    /// reg_event), active once their registration's reply is out.
+    var eventListeners: [LeaseName: [EventListener]] = [:]
+    /// The last event delivered from each host, so each is delivered once.
+    var deliveredEvents: [LeaseName: [HostID: DeliveredEvent]] = [:]
+    /// The event this host last set in each lockspace, and when.
+    var eventSet: [LeaseName: (event: HostEvent, at: MonotonicInstant)] = [:]
     /// Lockspaces marked used by something outside the daemon (sanlock's
     /// set_config, as lvmlockd does): leaving them is refused.
     var externallyUsed: Set<LeaseName> = []
@@ -397,6 +406,7 @@ public actor Daemon {
         if connections[peer.pid] == 0 { connections[peer.pid] = nil }
         restricted.remove(peer.connection)
         registered.remove(peer.connection)
+        for name in eventListeners.keys { eventListeners[name]!.removeAll { $0.connection == peer.connection } }
         guard connections[peer.pid] == nil else { return }
         let pid = ProcessID(peer.pid)
         observeLockspaces()

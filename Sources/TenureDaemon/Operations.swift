@@ -418,6 +418,7 @@ extension Daemon {
         while !Task.isCancelled {
             try? await context.clock.sleep(for: config.requestPoll)
             await answerRequests()
+            await deliverHostEvents()
             await clearOldSignals()
         }
     }

@@ -87,9 +87,10 @@ final class SanlockServer: @unchecked Sendable {
                 return
             }
             if request == .register { mayIdleOut = false }
+            if case .regEvent = request { mayIdleOut = false }
             // Counted, so that a shutdown waits for this reply to be written.
             server.inFlight.withLock { $0 += 1 }
-            let answer = server.wait { await daemon.handleSanlock(request, header, from: peer) }
+            let answer = server.wait { await daemon.handleSanlock(request, header, from: peer, connectionFD: fd) }
             var written = true
             if let reply = answer.header {
                 do {
@@ -100,6 +101,9 @@ final class SanlockServer: @unchecked Sendable {
             }
             server.inFlight.withLock { $0 -= 1 }
             guard written else { return }
+            if case .regEvent = request, answer.header?.data == 0 {
+                server.wait { await daemon.activateEventListener(peer.connection) }
+            }
             if answer.close { return }
         }
     }

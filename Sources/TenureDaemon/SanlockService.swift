@@ -5,6 +5,7 @@ import TenureEngine
 import TenureFormat
 import TenureHost
 import TenureSanlockWire
+import TenureSyscall
 
 /// What the daemon sends back for one sanlock request.
 struct SanlockAnswer: Sendable {
@@ -19,7 +20,7 @@ extension Daemon {
     /// Answers one request that came over sanlock's socket: the same
     /// operations, privileges and core as Tenure's own protocol, with
     /// sanlock's result codes and reply layouts.
-    func handleSanlock(_ request: SanlockRequest, _ header: SanlockHeader, from peer: Peer) async -> SanlockAnswer {
+    func handleSanlock(_ request: SanlockRequest, _ header: SanlockHeader, from peer: Peer, connectionFD: Int32 = -1) async -> SanlockAnswer {
         guard let command = SanlockCommand(rawValue: header.command) else {
             return SanlockAnswer(header: header.reply(result: -EINVAL), close: true)
         }
@@ -55,6 +56,20 @@ extension Daemon {
                                  text: "owner_id=\(host.hostID) owner_generation=\(host.generation) timestamp=\(host.timestamp) io_timeout=\(host.ioTimeout)").encoded
                 }
                 return SanlockAnswer(header: header.reply(result: 0), payload: payload, close: true)
+            case .regEvent(let name):
+                try admit(peer, needs: .anyone, to: "listen for host events", whileShuttingDown: false)
+                let key = try LeaseName(name, what: "lockspace name")
+                guard lockspaces[key] != nil else { throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.") }
+                guard (eventListeners[key]?.count ?? 0) < Limits.maxEventListeners else {
+                    throw TenureError(.limitReached, "Lockspace \(name) has \(Limits.maxEventListeners) event listeners, the limit.")
+                }
+                eventListeners[key, default: []].append(EventListener(connection: peer.connection, fd: connectionFD))
+                return SanlockAnswer(header: header.reply(result: 0))
+            case .setEvent(let name, let event, let flags):
+                try admit(peer, needs: .admin, to: "send a host event", whileShuttingDown: false)
+                return SanlockAnswer(header: header.reply(result: try await setHostEvent(name, event, flags: flags)))
+            case .endEvent:
+                return SanlockAnswer(header: header.reply(result: 0))
             case .setConfig(let name, let command):
                 try admit(peer, needs: .admin, to: "mark a lockspace used", whileShuttingDown: false)
                 let key = try LeaseName(name, what: "lockspace name")
@@ -201,7 +216,7 @@ extension Daemon {
         case .shutdown(let force):
             return (.shutdown, .shutdown(force: force))
         case .register, .version, .inqLockspace, .getLockspaces, .getHosts, .inquire, .unsupported, .status, .hostStatus, .renewal, .logDump,
-             .setConfig, .examine,
+             .setConfig, .examine, .regEvent, .setEvent, .endEvent,
              .writeLockspace, .writeResource, .readLockspace, .readResource, .readResourceOwners, .align, .setLVB, .getLVB:
             throw TenureError(.protocolError, "\(request) has no Tenure request.")
         }
@@ -439,4 +454,89 @@ extension Daemon {
         }
         return (found, owners)
     }
+
+    // MARK: Host events
+
+    /// set_event: carries `event` to host `event.hostID` in our delta lease
+    /// (sanlock's SANLK_SETEV_* flags). -EBUSY when another event set less
+    /// than 6N ago would be replaced without SANLK_SETEV_REPLACE_EVENT.
+    func setHostEvent(_ name: String, _ event: SanlockHostEvent, flags: UInt32) async throws -> Int32 {
+        let key = try LeaseName(name, what: "lockspace name")
+        guard let joined = lockspaces[key], let local = await joined.lockspace.localHost else {
+            throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.")
+        }
+        let maxHosts = UInt64(joined.lockspace.observer.geometry.maxHosts)
+        guard event.hostID >= 1, event.hostID <= maxHosts else { return -EINVAL }
+        let target = HostID(event.hostID)
+        let now = context.clock.now()
+        let current = await joined.lockspace.hold?.written.hostEvent ?? .none
+        if flags & SanlockFlags.setEventClearEvent != 0 {
+            try await joined.lockspace.setEvent(.none, for: [])
+            return 0
+        }
+        if flags & SanlockFlags.setEventClearHost != 0 {
+            try await joined.lockspace.setEvent(current, for: [], clearing: [target])
+            return 0
+        }
+        if flags & SanlockFlags.setEventReplace == 0, let last = eventSet[key], now < last.at + joined.lockspace.timeouts.renewalWarning,
+           last.event.event != 0, event.event != 0, last.event.event != event.event {
+            return -EBUSY
+        }
+        var generation = Generation(event.generation)
+        if generation == .zero, flags & SanlockFlags.setEventCurrentGeneration != 0 {
+            generation = try await joined.lockspace.observer.observeRange(upTo: target).first { $0.0 == target }?.1.ownerGeneration ?? .zero
+        }
+        let carried = HostEvent(generation: generation, event: event.event, data: event.data)
+        let recipients = flags & SanlockFlags.setEventAllHosts != 0
+            ? (1...maxHosts).map { HostID($0) }.filter { $0 != local.id } : [target]
+        try await joined.lockspace.setEvent(carried, for: recipients)
+        eventSet[key] = (carried, now)
+        // The bits are cleared after 6N, as a request's are (clearOldSignals).
+        signalledAt[key] = now
+        return 0
+    }
+
+    /// Every `requestPoll`, for lockspaces someone listens to: reads the
+    /// slots of hosts that set our bit and delivers each new event once.
+    func deliverHostEvents() async {
+        for (name, listeners) in eventListeners where listeners.contains(where: \.active) {
+            guard let joined = lockspaces[name], let local = await joined.lockspace.localHost else { continue }
+            let maxHosts = HostID(UInt64(joined.lockspace.observer.geometry.maxHosts))
+            guard let signallers = try? await joined.lockspace.observer.signallers(of: local.id, upTo: maxHosts) else { continue }
+            for (from, record) in signallers where record.hostEvent.event != 0 {
+                let delivered = DeliveredEvent(generation: record.ownerGeneration, event: record.hostEvent)
+                guard deliveredEvents[name]?[from] != delivered else { continue }
+                deliveredEvents[name, default: [:]][from] = delivered
+                let callback = SanlockHostEvent(hostID: local.id.rawValue, generation: record.hostEvent.generation.rawValue,
+                                                event: record.hostEvent.event, data: record.hostEvent.data)
+                    .callback(fromHost: from.rawValue, fromGeneration: record.ownerGeneration.rawValue)
+                eventListeners[name]?.removeAll { listener in
+                    listener.active && !UnixSocket.sendWithoutWaiting(callback, to: FileDescriptor(rawValue: listener.fd))
+                }
+                log.info("lockspace \(name): event \(record.hostEvent.event) (data \(record.hostEvent.data)) from host \(from) delivered")
+            }
+        }
+    }
+
+    /// The registration's reply is out: events may now be sent on it.
+    func activateEventListener(_ connection: UInt64) {
+        for name in eventListeners.keys {
+            for i in eventListeners[name]!.indices where eventListeners[name]![i].connection == connection {
+                eventListeners[name]![i].active = true
+            }
+        }
+    }
+}
+
+/// A connection listening for a lockspace's host events.
+struct EventListener: Sendable {
+    let connection: UInt64
+    let fd: Int32
+    var active = false
+}
+
+/// An event seen from one host: its generation and the event it carried.
+struct DeliveredEvent: Sendable, Equatable {
+    let generation: Generation
+    let event: HostEvent
 }

@@ -174,17 +174,18 @@ public enum DeltaLease {
     }
 
     /// Whether `current` is what this host wrote: the record of its last
-    /// successful write, or one of its later writes that timed out and landed
-    /// since (same owner, generation, name and join incarnation, a later
-    /// timestamp: only this host writes its timestamps, and they only grow).
-    /// Another join of the same host id — a cloned host, a second daemon —
-    /// has another incarnation, so its record is never taken for ours.
+    /// successful write, or one of its writes that timed out and landed
+    /// since (same owner, generation, name and join incarnation, a timestamp
+    /// no earlier: only this host writes its timestamps, and they only
+    /// grow; an event write keeps the timestamp and changes only the event
+    /// words). Another join of the same host id — a cloned host, a second
+    /// daemon — has another incarnation, so its record is never taken for ours.
     static func isOurs(_ current: LeaderRecord, hold: DeltaLeaseHold) -> Bool {
         if current == hold.written { return true }
         let w = hold.written
         return current.ownerID == w.ownerID && current.ownerGeneration == w.ownerGeneration
             && current.resourceName == w.resourceName && current.spaceName == w.spaceName
-            && current.ioTimeout == w.ioTimeout && current.joinIncarnation == w.joinIncarnation && current.timestamp > w.timestamp
+            && current.ioTimeout == w.ioTimeout && current.joinIncarnation == w.joinIncarnation && current.timestamp >= w.timestamp
     }
 
     static func checkStillOurs(_ slot: DeltaLeaseSlot, current: LeaderRecord, hold: DeltaLeaseHold) throws {

@@ -179,6 +179,19 @@ public actor Lockspace {
         self.hold = try await DeltaLease.updateBitmap(slot, hold: hold, bitmap: bitmap)
     }
 
+    /// Sets (or, with ``HostEvent/none``, clears) the event this host's
+    /// delta lease carries, sets the bits of `recipients`, and writes at once;
+    /// renewals carry both on. `clearing` bits are cleared first.
+    public func setEvent(_ event: HostEvent, for recipients: [HostID], clearing: [HostID] = []) async throws {
+        guard var hold, lostReason == nil else { throw lostReason ?? TenureError(.invalidArgument, "Lockspace \(spec.name) is not joined.") }
+        var bitmap = hold.bitmap
+        for host in clearing { bitmap.remove(host) }
+        for host in recipients { bitmap.insert(host) }
+        hold.written.hostEvent = event
+        hold.written = hold.written.sealed
+        self.hold = try await DeltaLease.updateBitmap(slot, hold: hold, bitmap: bitmap)
+    }
+
     /// Clears every bit we set (the next renewal writes the cleared bitmap).
     public func clearSignals() {
         hold?.bitmap = HostBitmap()

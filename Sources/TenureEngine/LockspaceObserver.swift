@@ -147,6 +147,14 @@ public actor LockspaceObserver: HostLivenessOracle, BallotParticipantSource {
         return false
     }
 
+    /// The hosts (of slots 1...`upTo`) whose bitmap has `id`'s bit set,
+    /// with their records: requests and host events aimed at `id`.
+    public func signallers(of id: HostID, upTo last: HostID) async throws -> [(HostID, LeaderRecord)] {
+        try await observeRange(upTo: last).filter { other, record, bitmap in
+            other != id && !record.timestamp.isFree && bitmap.contains(id)
+        }.map { ($0.0, $0.1) }
+    }
+
     /// The state of host `id` from what has been seen, without reading.
     public func state(of id: HostID) -> HostState? {
         table[id]?.state(at: context.clock.now(), context: context, fallback: fallbackIOTimeout)

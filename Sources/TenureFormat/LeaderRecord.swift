@@ -262,3 +262,34 @@ extension LeaderRecord {
         set { unused1 = newValue }
     }
 }
+
+/// An event one host sends another through its delta lease (sanlock's host
+/// events): the recipient's generation, the event number and its data, in
+/// the record's write_id, write_generation and write_timestamp words (which
+/// a delta lease does not otherwise use), with the recipient's bit set in
+/// the sender's bitmap.
+public struct HostEvent: Sendable, Equatable {
+    public var generation: Generation
+    public var event: UInt64
+    public var data: UInt64
+
+    public init(generation: Generation, event: UInt64, data: UInt64) {
+        self.generation = generation
+        self.event = event
+        self.data = data
+    }
+
+    public static let none = HostEvent(generation: .zero, event: 0, data: 0)
+}
+
+extension LeaderRecord {
+    /// The host event a delta lease carries (``HostEvent/none`` when none).
+    public var hostEvent: HostEvent {
+        get { HostEvent(generation: Generation(writeID.rawValue), event: writeGeneration.rawValue, data: writeTimestamp.rawValue) }
+        set {
+            writeID = HostID(newValue.generation.rawValue)
+            writeGeneration = Generation(newValue.event)
+            writeTimestamp = DiskTimestamp(newValue.data)
+        }
+    }
+}

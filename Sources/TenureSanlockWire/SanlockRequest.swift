@@ -39,6 +39,12 @@ public enum SanlockRequest: Sendable, Equatable {
     case setConfig(lockspace: String, command: UInt32)
     /// Looks at the request records of held leases now.
     case examine
+    /// Makes this connection a listener for the lockspace's host events.
+    case regEvent(lockspace: String)
+    /// Sends a host event to another host through our delta lease.
+    case setEvent(lockspace: String, SanlockHostEvent, flags: UInt32)
+    /// A listener was closed (its connection ends on its own).
+    case endEvent(lockspace: String)
     /// Lays out a lockspace area (flags: align and sector size; 0: the device's).
     case writeLockspace(SanlockLockspace, maxHosts: UInt32, ioTimeoutSeconds: UInt32, flags: UInt32)
     /// Lays out a resource area.
@@ -114,6 +120,15 @@ public enum SanlockRequest: Sendable, Equatable {
             request = .logDump
         case .setConfig:
             request = .setConfig(lockspace: try body.lockspace().name, command: header.data)
+        case .regEvent:
+            let lockspace = try body.lockspace()
+            _ = try body.take(SanlockHostEvent.bytes, "event")   // unused by sanlock too
+            request = .regEvent(lockspace: lockspace.name)
+        case .setEvent:
+            let lockspace = try body.lockspace()
+            request = .setEvent(lockspace: lockspace.name, SanlockHostEvent(decoding: try body.take(SanlockHostEvent.bytes, "event")), flags: header.flags)
+        case .endEvent:
+            request = .endEvent(lockspace: try body.lockspace().name)
         case .examineLockspace:
             _ = try body.lockspace()
             request = .examine

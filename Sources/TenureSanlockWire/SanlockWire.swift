@@ -510,3 +510,60 @@ extension SanlockState {
         return out
     }
 }
+
+/// A host event (struct sanlk_host_event): to whom (host id and
+/// generation), which event, and its data.
+public struct SanlockHostEvent: Sendable, Equatable {
+    public static let bytes = 32
+    public var hostID: UInt64
+    public var generation: UInt64
+    public var event: UInt64
+    public var data: UInt64
+
+    public init(hostID: UInt64, generation: UInt64, event: UInt64, data: UInt64) {
+        self.hostID = hostID
+        self.generation = generation
+        self.event = event
+        self.data = data
+    }
+
+    init(decoding bytes: ArraySlice<UInt8>) {
+        let r = ByteReader(bytes)
+        self.init(hostID: r.u64(at: 0), generation: r.u64(at: 8), event: r.u64(at: 16), data: r.u64(at: 24))
+    }
+
+    var encoded: [UInt8] {
+        var w = ByteWriter(count: Self.bytes)
+        w.put(hostID, at: 0)
+        w.put(generation, at: 8)
+        w.put(event, at: 16)
+        w.put(data, at: 24)
+        return w.bytes
+    }
+
+    /// What the daemon sends on a registered event connection (struct
+    /// event_cb): a callback header, the event, and who set it.
+    public func callback(fromHost: UInt64, fromGeneration: UInt64) -> [UInt8] {
+        let length = SanlockWire.headerBytes + Self.bytes + 16
+        let header = SanlockHeader(command: SanlockWire.callbackGetEvent, length: UInt32(length), version: SanlockWire.callbackProtocol)
+        var tail = ByteWriter(count: 16)
+        tail.put(fromHost, at: 0)
+        tail.put(fromGeneration, at: 8)
+        return header.encoded + encoded + tail.bytes
+    }
+}
+
+extension SanlockWire {
+    /// The protocol version and command of event callbacks (SM_CB_PROTO, SM_CB_GET_EVENT).
+    public static let callbackProtocol: UInt32 = 1
+    public static let callbackGetEvent: UInt32 = 1
+}
+
+extension SanlockFlags {
+    /// set_event flags (SANLK_SETEV_*).
+    public static let setEventCurrentGeneration: UInt32 = 0x1
+    public static let setEventClearHost: UInt32 = 0x2
+    public static let setEventClearEvent: UInt32 = 0x4
+    public static let setEventReplace: UInt32 = 0x8
+    public static let setEventAllHosts: UInt32 = 0x10
+}

@@ -117,6 +117,16 @@ public enum UnixSocket {
         }
     }
 
+    /// Sends `bytes` at once or not at all (a full socket buffer is a peer
+    /// that does not read): false when the send failed or fell short.
+    public static func sendWithoutWaiting(_ bytes: [UInt8], to fd: FileDescriptor) -> Bool {
+        while true {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+            if n < 0 && Errno.current == .interrupted { continue }
+            return n == bytes.count
+        }
+    }
+
     /// Reads up to `count` bytes into `buffer` from `offset`; 0 means the peer closed.
     public static func receive(into buffer: inout [UInt8], at offset: Int, count: Int, from fd: FileDescriptor, path: String) throws(TenureError) -> Int {
         try Syscall.run(SyscallContext("read", path: path, length: count)) {

@@ -373,6 +373,55 @@ import Glibc
         #expect(left.status == 0, "\(left)")
     }
 
+    /// Host events between two daemons, as sanlk-reset and lvmlockd send
+    /// them: host 1 sets an event for host 2 in its delta lease; a listener
+    /// registered on host 2 receives it once, with who sent it.
+    @Test(.enabled(if: SanlockDaemonSupport.hasPythonSanlock, Comment(rawValue: needs)))
+    func aHostEventSetOnOneHostReachesAListenerOnAnother() throws {
+        let setup = try Setup()
+        let secondDir = setup.scratch.path + "/sanlock-run-2"
+        let second = try RunningDaemon(scratch: setup.scratch, name: "nodeB", extra: ["--sanlock-run-dir", secondDir])
+        _ = try setup.python("sanlock.add_lockspace(b\"LS\", 1, path, 0)")
+        let join2 = try Harness.run("/usr/bin/env", ["SANLOCK_RUN_DIR=\(secondDir)", SanlockDaemonSupport.python, "-c",
+                                                      "import sanlock; sanlock.add_lockspace(b'LS', 2, \(Setup.quote(setup.file)), 0)"])
+        #expect(join2.status == 0, "\(join2)")
+        let listener = try Background(executable: "/usr/bin/env", ["SANLOCK_RUN_DIR=\(secondDir)", SanlockDaemonSupport.python, "-c", """
+            import sanlock, select, json, time
+            fd = sanlock.reg_event(b"LS")
+            print("listening", flush=True)
+            seen = []
+            deadline = time.time() + 20
+            while time.time() < deadline and not seen:
+                r, _, _ = select.select([fd], [], [], 1)
+                if r:
+                    seen += sanlock.get_event(fd)
+            time.sleep(3)
+            r, _, _ = select.select([fd], [], [], 0)
+            again = sanlock.get_event(fd) if r else []
+            sanlock.end_event(fd, b"LS")
+            print(json.dumps({"events": seen, "again": again}), flush=True)
+            """])
+        #expect(Self.firstLine(listener) == "listening", "\(listener.output)")
+        let sent = try setup.python("""
+            sanlock.set_event(b"LS", 2, 0, 7, data=42, flags=sanlock.SETEV_CUR_GENERATION)
+            try:
+                sanlock.set_event(b"LS", 2, 0, 8, data=1)
+            except sanlock.SanlockException as e:
+                out["busy"] = e.errno
+            """)
+        #expect(sent["busy"] as? Int == Int(EBUSY), "a second event replaced the first without SETEV_REPLACE_EVENT: \(sent)")
+        _ = listener.wait()
+        let lines = listener.output.stdout.split(separator: "\n")
+        let result = try JSONSerialization.jsonObject(with: Data((lines.last ?? "{}").utf8)) as? [String: Any] ?? [:]
+        let events = result["events"] as? [[String: Int]] ?? []
+        #expect(events.count == 1, "\(listener.output)")
+        let e = events.first ?? [:]
+        #expect(e["event"] == 7 && e["data"] == 42 && e["host_id"] == 2 && e["generation"] == 1, "\(e)")
+        #expect(e["from_host_id"] == 1 && e["from_generation"] == 1, "\(e)")
+        #expect((result["again"] as? [Any])?.isEmpty == true, "the event was delivered twice: \(result)")
+        withExtendedLifetime(second) {}
+    }
+
     /// A real sanlock daemon's run dir is never taken over.
     @Test func aRunDirAnotherDaemonServesIsRefused() throws {
         let scratch = try Scratch()
