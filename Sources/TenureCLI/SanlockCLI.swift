@@ -159,7 +159,8 @@ public enum SanlockCLI {
 
     // MARK: daemon
 
-    static func daemon(_ o: Options) async throws -> Int32 {
+    static func daemon(_ given: Options) async throws -> Int32 {
+        let o = try SanlockConfig.apply(to: given)
         let runDir = ProcessInfo.processInfo.environment["SANLOCK_RUN_DIR"] ?? SanlockWire.defaultRunDir
         var args = ["daemon", "--sanlock-run-dir", runDir]
         if o.debug { args.append("--foreground") }
@@ -169,6 +170,8 @@ public enum SanlockCLI {
         if let name = o.values["e"] { args += ["--host-name", name] }
         if let io = try o.number("o", in: 1...300) { args += ["--io-timeout", String(io)] }
         if let group = o.values["G"] { args += ["--socket-group", group] }
+        if let fire = o.values["F"] { args += ["--watchdog-fire", fire] }
+        if let grace = o.values["K"] { args += ["--kill-grace", grace] }
         for ignored in ["Q", "R", "U"] where o.values[Character(ignored)] != nil {
             FileHandle.standardError.write(Data("sanlock: -\(ignored) is accepted and has no effect under Tenure\n".utf8))
         }
@@ -437,5 +440,62 @@ extension SanlockState {
         case .renewal:
             return text
         }
+    }
+}
+
+/// sanlock's /etc/sanlock/sanlock.conf for `sanlock daemon`: the keys
+/// Tenure acts on become options (the command line wins), the keys that
+/// tune sanlock's own machinery are accepted and named as having no
+/// effect, and any other key is refused with the nearest known one.
+enum SanlockConfig {
+    /// Where the file is; TENURE_SANLOCK_CONF points elsewhere (tests).
+    static var path: String { ProcessInfo.processInfo.environment["TENURE_SANLOCK_CONF"] ?? "/etc/sanlock/sanlock.conf" }
+
+    /// Keys Tenure acts on, and the short option each becomes (F and K are
+    /// Tenure's own letters for --watchdog-fire and --kill-grace).
+    static let served: [String: Character] = [
+        "use-watchdog": "w", "high-priority": "h", "mlock-level": "l", "our-host-name": "e", "io-timeout": "o",
+        "gname": "G", "watchdog-fire-timeout": "F", "kill-grace-seconds": "K",
+    ]
+
+    /// Keys of sanlock's own machinery: accepted, without effect.
+    static let ignored: Set<String> = [
+        "uname", "quiet-fail", "debug-renew", "logfile-priority", "logfile-use-utc", "syslog-priority", "names-log-priority",
+        "sh-retries", "renewal-read-extend-sec", "paxos-debug-all", "debug-io", "max-sectors-kb", "debug-clients", "debug-cmd",
+        "max-worker-threads", "use-aio", "write-init-io-timeout", "renewal-history-size",
+    ]
+
+    static func apply(to given: SanlockCLI.Options) throws -> SanlockCLI.Options {
+        let file = try ConfigFile.load(path, required: false)
+        var options = given
+        for (key, value) in file.values.sorted(by: { $0.key < $1.key }) {
+            if let letter = served[key] {
+                if options.values[letter] == nil { options.values[letter] = value }
+            } else if ignored.contains(key) {
+                FileHandle.standardError.write(Data("sanlock: \(path): \(key.replacingOccurrences(of: "-", with: "_")) has no effect under Tenure\n".utf8))
+            } else {
+                let known = Array(served.keys) + Array(ignored)
+                let nearest = known.min { distance(key, $0) < distance(key, $1) } ?? ""
+                throw TenureError(.invalidArgument, "\(path): \(key.replacingOccurrences(of: "-", with: "_")) is not a sanlock setting.",
+                                  remedy: "Did you mean \(nearest.replacingOccurrences(of: "-", with: "_"))?")
+            }
+        }
+        return options
+    }
+
+    /// Levenshtein distance, for naming the nearest key.
+    static func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var row = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var previous = row[0]
+            row[0] = i
+            for j in 1...max(b.count, 1) where !b.isEmpty {
+                let current = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+                previous = current
+            }
+        }
+        return row[b.count]
     }
 }

@@ -422,6 +422,26 @@ import Glibc
         withExtendedLifetime(second) {}
     }
 
+    /// sanlock.service's config file: the keys Tenure acts on are used, the
+    /// others named, a misspelled one refused with the nearest key.
+    @Test func sanlocksConfigFileIsReadStrictly() throws {
+        let scratch = try Scratch()
+        let link = scratch.path + "/sanlock"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: Harness.tenurePath)
+        let conf = scratch.path + "/sanlock.conf"
+        try "# sanlock config\nuse_watchdog = 0\nour_host_name = fromconf\nio_timeout = 1\nsh_retries = 8\n".write(toFile: conf, atomically: true, encoding: .utf8)
+        let env = ["SANLOCK_RUN_DIR=\(scratch.path)/sanlock-run", "TENURE_RUN_DIR=\(scratch.path)/tenure-run", "TENURE_SANLOCK_CONF=\(conf)"]
+        let started = try Harness.run("/usr/bin/env", env + [link, "daemon"])
+        #expect(started.status == 0, "\(started)")
+        #expect(started.stderr.contains("sh_retries has no effect"), "\(started)")
+        defer { _ = try? Harness.run("/usr/bin/env", env + [link, "client", "shutdown", "-f", "1"]) }
+        let status = try Harness.run("/usr/bin/env", env + [link, "client", "status"])
+        #expect(status.stdout.hasPrefix("daemon fromconf"), "our_host_name from the file: \(status)")
+        try "use_watchdgo = 0\n".write(toFile: conf, atomically: true, encoding: .utf8)
+        let refused = try Harness.run("/usr/bin/env", env + [link, "daemon", "-D"])
+        #expect(refused.status == 1 && refused.stderr.contains("use_watchdgo") && refused.stderr.contains("use_watchdog"), "\(refused)")
+    }
+
     /// A real sanlock daemon's run dir is never taken over.
     @Test func aRunDirAnotherDaemonServesIsRefused() throws {
         let scratch = try Scratch()
