@@ -442,6 +442,31 @@ import Glibc
         #expect(refused.status == 1 && refused.stderr.contains("use_watchdgo") && refused.stderr.contains("use_watchdog"), "\(refused)")
     }
 
+    /// python3-sanlock's killpath: a graceful request runs the holder's
+    /// killpath (with its arguments) instead of signalling it.
+    @Test(.enabled(if: SanlockDaemonSupport.hasPythonSanlock, Comment(rawValue: needs)))
+    func aGracefulRequestRunsTheKillpathAPythonClientSet() throws {
+        let setup = try Setup()
+        _ = try setup.python("sanlock.add_lockspace(b\"LS\", 1, path, 0)")
+        let marker = setup.scratch.path + "/killpath-ran"
+        let script = setup.scratch.path + "/killpath.sh"
+        try "#!/bin/sh\necho \"$@ $TENURE_KILL_PID\" > \(marker)\nkill -9 \"$TENURE_KILL_PID\"\n".write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        let holder = try Background(executable: "/usr/bin/env", ["SANLOCK_RUN_DIR=\(setup.sanlockDir)", SanlockDaemonSupport.python, "-c", """
+            import sanlock, time
+            fd = sanlock.register()
+            sanlock.killpath(\(Setup.quote(script)), ["vm-one"], slkfd=fd)
+            sanlock.acquire(b"LS", b"R0", [(\(Setup.quote(setup.file)), 1048576)], slkfd=fd)
+            print("held", flush=True)
+            time.sleep(300)
+            """])
+        #expect(Self.firstLine(holder) == "held", "\(holder.output)")
+        _ = try setup.python("sanlock.request(b\"LS\", b\"R0\", [(path, 1048576)], action=sanlock.REQ_GRACEFUL)")
+        #expect(eventually(15) { !holder.process.isRunning }, "the holder still runs after a graceful request")
+        let ran = (try? String(contentsOfFile: marker, encoding: .utf8)) ?? ""
+        #expect(ran.trimmingCharacters(in: .whitespacesAndNewlines) == "vm-one \(holder.process.processIdentifier)", "the killpath did not run as set: \(ran)")
+    }
+
     /// A real sanlock daemon's run dir is never taken over.
     @Test func aRunDirAnotherDaemonServesIsRefused() throws {
         let scratch = try Scratch()
