@@ -435,6 +435,7 @@ extension SanlockState {
             var parts = [r.lockspace, r.name]
             for d in r.disks { parts += [SanlockResource.escape(d.path), String(d.offset)] }
             return "r " + parts.joined(separator: ":") + (r.isShared ? ":SH p \(data32)" : ":\(data64) p \(data32)")
+                + (text.contains("list=orphan") ? " ORPHAN" : "")
         case .host:
             return "\(data32) timestamp \(data64)"
         case .renewal:

@@ -283,8 +283,13 @@ public actor Daemon {
         case .remLockspace(let name):
             try await removeLockspace(name)
             return []
-        case .acquire(let pid, let shared, let resources, let lvb):
-            return try await acquire(resources, for: try target(pid, peer), shared: shared, readingLVB: lvb)
+        case .acquire(let pid, let shared, let resources, let options):
+            return try await acquire(resources, for: try target(pid, peer), shared: shared, options: options)
+        case .releaseOrphans(let lockspace, let names):
+            observeLockspaces()
+            let key = try LeaseName(lockspace, what: "lockspace name")
+            if let error = await carryOut(try core.releaseOrphans(names, in: key, at: context.clock.now())) { throw error }
+            return []
         case .release(let pid, let names):
             try await release(names, of: try target(pid, peer))
             return []

@@ -221,7 +221,7 @@ extension Daemon {
     }
 
     /// Acquires every resource for `pid`, all or nothing; returns their state strings.
-    func acquire(_ texts: [String], for pid: Int32, shared: Bool, readingLVB: Bool = false) async throws -> [String] {
+    func acquire(_ texts: [String], for pid: Int32, shared: Bool, options: LeaseOptions = LeaseOptions()) async throws -> [String] {
         guard !texts.isEmpty, texts.count <= Wire.maxResourcesPerRequest else {
             throw TenureError(.invalidArgument, "An acquire names \(texts.count) resources; it takes 1...\(Wire.maxResourcesPerRequest).")
         }
@@ -230,13 +230,24 @@ extension Daemon {
         var taken: [HeldLease] = []
         do {
             for spec in specs {
+                observeLockspaces()
+                // An orphan of the resource is adopted as it is: no I/O, its devices already retained.
+                if options.adoptOrphan, let orphan = try core.adoptOrphan(spec, for: ProcessID(pid), at: context.clock.now()) {
+                    taken.append(orphan)
+                    log.info("process \(pid) adopted the orphan \(orphan)")
+                    continue
+                }
+                if options.orphanOnly {
+                    throw TenureError(.notOwner, "\(spec.name) has no orphan on this host to adopt.", remedy: "Acquire it without SANLK_ACQUIRE_ORPHAN_ONLY.")
+                }
                 let held = try await withDevices(of: spec) {
                     let held = try await acquireOne(spec, for: ProcessID(pid), shared: shared)
                     try retainDevices(of: held)
                     return held
                 }
                 taken.append(held)
-                if readingLVB { try await readLVB(of: held) }
+                if options.persistent { core.markPersistent(spec, of: ProcessID(pid)) }
+                if options.lvb { try await readLVB(of: held) }
                 log.info("process \(pid) acquired \(held)")
             }
         } catch {

@@ -1,6 +1,19 @@
 import TenureClient
 import TenureCore
 
+/// What an acquire asks beyond the lease itself (sanlock's flags; Tenure's
+/// own protocol asks none of these yet).
+struct LeaseOptions: Sendable, Equatable {
+    /// Read the lock value block (SANLK_ACQUIRE_LVB).
+    var lvb = false
+    /// Keep the lease as an orphan when the process goes (SANLK_RES_PERSISTENT).
+    var persistent = false
+    /// Adopt an orphan of the resource if there is one (SANLK_ACQUIRE_ORPHAN)…
+    var adoptOrphan = false
+    /// …and only that (SANLK_ACQUIRE_ORPHAN_ONLY).
+    var orphanOnly = false
+}
+
 /// One client request, decoded and checked at the edge. The daemon acts only
 /// on these values: a malformed field is refused with an error naming it,
 /// never replaced by a default (a bad pid is not 0, unknown flag bits are
@@ -12,7 +25,9 @@ enum DaemonRequest: Sendable, Equatable {
     case register
     case addLockspace(text: String, hostName: String?, ioTimeout: IOTimeout?, async: Bool)
     case remLockspace(name: String)
-    case acquire(pid: TargetPid, shared: Bool, resources: [String], lvb: Bool = false)
+    case acquire(pid: TargetPid, shared: Bool, resources: [String], options: LeaseOptions = LeaseOptions())
+    /// Releases orphan leases of a lockspace (names, or `*` for all).
+    case releaseOrphans(lockspace: String, names: [String])
     case release(pid: TargetPid, names: [String])
     case inquire(pid: TargetPid)
     case status
@@ -104,7 +119,7 @@ enum DaemonRequest: Sendable, Equatable {
     /// What the request needs of its sender (docs/operations.md, "Privileges").
     var needs: Privilege {
         switch self {
-        case .addLockspace, .remLockspace, .request, .shutdown: .admin
+        case .addLockspace, .remLockspace, .request, .shutdown, .releaseOrphans: .admin
         default: .anyone
         }
     }

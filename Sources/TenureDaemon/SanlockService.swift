@@ -183,18 +183,25 @@ extension Daemon {
             // REM_UNUSED); leaving is quick, so an async leave is done at once.
             return (.remLockspace, .remLockspace(name: ls.name))
         case .acquire(let target, let resources, let flags, _):
-            guard flags & (SanlockFlags.acquireOrphan | SanlockFlags.acquireOrphanOnly) == 0,
-                  resources.allSatisfy({ $0.flags & SanlockFlags.resPersistent == 0 }) else {
-                throw TenureError(.invalidArgument, "Persistent and orphan leases are not served over sanlock's protocol yet.",
-                                  remedy: "Acquire without SANLK_RES_PERSISTENT and SANLK_ACQUIRE_ORPHAN.")
+            let persistent = resources[0].flags & SanlockFlags.resPersistent != 0
+            guard resources.allSatisfy({ ($0.flags & SanlockFlags.resPersistent != 0) == persistent }) else {
+                throw TenureError(.invalidArgument, "One acquire mixes persistent and other resources.", remedy: "Acquire them apart.")
             }
             let shared = resources[0].isShared
             guard resources.allSatisfy({ $0.isShared == shared }) else {
                 throw TenureError(.invalidArgument, "One acquire mixes shared and exclusive resources.", remedy: "Acquire the shared ones and the exclusive ones apart.")
             }
             let texts = try resources.map { try resourceSpec($0, keepLver: true).description }
-            return (.acquire, .acquire(pid: targetPid(target, peer), shared: shared, resources: texts,
-                                       lvb: flags & SanlockFlags.acquireLVB != 0))
+            let options = LeaseOptions(lvb: flags & SanlockFlags.acquireLVB != 0, persistent: persistent,
+                                       adoptOrphan: flags & (SanlockFlags.acquireOrphan | SanlockFlags.acquireOrphanOnly) != 0,
+                                       orphanOnly: flags & SanlockFlags.acquireOrphanOnly != 0)
+            return (.acquire, .acquire(pid: targetPid(target, peer), shared: shared, resources: texts, options: options))
+        case .release(_, let resources, let flags) where flags & SanlockFlags.releaseOrphan != 0:
+            guard let lockspace = resources.first?.lockspace else {
+                throw TenureError(.invalidArgument, "A release of orphans names no lockspace.", remedy: "Name a resource of the lockspace (or its lockspace with SANLK_REL_ALL).")
+            }
+            let names = flags & SanlockFlags.releaseAll != 0 ? ["*"] : resources.map(\.name)
+            return (.release, .releaseOrphans(lockspace: lockspace, names: names))
         case .release(let target, let resources, let flags):
             let names = flags & SanlockFlags.releaseAll != 0 ? ["*"] : resources.map(\.name)
             return (.release, .release(pid: targetPid(target, peer), names: names))
@@ -417,6 +424,13 @@ extension Daemon {
                                         text: "list=\(joining ? "add" : "spaces")", trailer: list.encoded))
         }
         if depth == SanlockState.Kind.lockspace.rawValue { return records }
+        for orphan in core.orphans.values.sorted(by: { $0.resource.name.description < $1.resource.name.description }) {
+            let resource = SanlockResource(lockspace: orphan.resource.lockspace.description, name: orphan.resource.name.description,
+                                           lver: orphan.lver.rawValue, flags: (orphan.shared ? SanlockFlags.resShared : 0) | SanlockFlags.resPersistent,
+                                           disks: orphan.resource.disks.map { SanlockDisk(path: $0.path, offset: $0.offset) })
+            records.append(SanlockState(kind: .resource, data32: 0, data64: orphan.lver.rawValue, name: resource.name,
+                                        text: "list=orphan lver=\(orphan.lver.rawValue)", trailer: resource.encoded))
+        }
         for (pid, leases) in core.leases.sorted(by: { $0.key < $1.key }) {
             for lease in leases.values.sorted(by: { $0.resource.name.description < $1.resource.name.description }) {
                 let resource = SanlockResource(lockspace: lease.resource.lockspace.description, name: lease.resource.name.description,

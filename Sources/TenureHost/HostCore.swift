@@ -69,6 +69,15 @@ public struct HostCore: Sendable {
     /// found an exclusive holder beside a sharer, seed 20017739).
     private(set) var releasing: [String: Int] = [:]
     var fencing: [ProcessID: Fencing] = [:]
+    /// Leases ("LOCKSPACE:NAME" per pid) acquired persistent: when their
+    /// process goes, they are kept by the host as orphans, not released.
+    private(set) var persistent: [ProcessID: Set<String>] = [:]
+    /// Persistent leases whose process is gone, by "LOCKSPACE:NAME": held by
+    /// this host (on disk nothing changes), used by no process, until a
+    /// process adopts one (``adoptOrphan``) or it is released
+    /// (``releaseOrphans``). No process means nothing to fence: a lost
+    /// lockspace's orphans are forgotten (nothing written).
+    public private(set) var orphans: [String: HeldLease] = [:]
     var lastPet: MonotonicInstant?
     /// Whether the last tick petted (or would have): for logging the changes.
     public internal(set) var petting = true
@@ -99,7 +108,9 @@ public struct HostCore: Sendable {
     static func key(_ spec: ResourceSpec) -> String { "\(spec.lockspace):\(spec.name)" }
 
     /// A local process other than `pid` holding `spec`'s lease, if any.
+    /// An orphan counts as held (by pid 0).
     func localHolder(of spec: ResourceSpec, except pid: ProcessID) -> (pid: ProcessID, lease: HeldLease)? {
+        if let orphan = orphans[Self.key(spec)] { return (ProcessID(0), orphan) }
         for holder in leases.keys.sorted() where holder != pid {
             if let lease = leases[holder]?[spec.name.description], lease.resource.lockspace == spec.lockspace {
                 return (holder, lease)
@@ -147,6 +158,11 @@ public struct HostCore: Sendable {
             throw TenureError(.leaseInUse, "Processes \(users.map(\.description).joined(separator: ", ")) hold leases in lockspace \(name).",
                               remedy: "Release them first.")
         }
+        let orphaned = orphans.values.filter { $0.resource.lockspace == name }.map(\.resource.name.description).sorted()
+        guard orphaned.isEmpty else {
+            throw TenureError(.leaseInUse, "Lockspace \(name) has orphan leases: \(orphaned.joined(separator: ", ")).",
+                              remedy: "Release them (sanlock's SANLK_REL_ORPHAN) or let a process adopt them first.")
+        }
         let inFlight = acquiring.filter { $0.hasPrefix("\(name):") }.sorted()
         guard inFlight.isEmpty else {
             throw TenureError(.leaseInUse, "Lockspace \(name) has acquires in progress (\(inFlight.joined(separator: ", "))).",
@@ -165,6 +181,10 @@ public struct HostCore: Sendable {
         lockspaces[name]!.lost = true
         var victims = leases.filter { $0.value.values.contains { $0.resource.lockspace == name } }.map(\.key).sorted()
         var out: [HostDirective] = []
+        for (key, orphan) in orphans.sorted(by: { $0.key < $1.key }) where orphan.resource.lockspace == name {
+            orphans[key] = nil
+            out += [.log(.warning, "lockspace \(name) lost: orphan \(orphan) forgotten (no process uses it)"), .forget(ProcessID(0), orphan)]
+        }
         guard !victims.isEmpty else { return out }
         out.append(.log(.critical, "lockspace \(name) lost: \(why) Stopping the holders of its leases: processes \(victims.map(\.description).joined(separator: ", "))."))
         if InjectedBug.fenceSkipsAHolder.isOn(in: settings.injectedBugs) {
@@ -261,9 +281,55 @@ public struct HostCore: Sendable {
         return out
     }
 
+    /// A process is gone: its persistent leases become orphans, the rest are given up.
     private mutating func giveUpAll(of pid: ProcessID, at now: MonotonicInstant) -> [HostDirective] {
         var out: [HostDirective] = []
-        for name in (leases[pid] ?? [:]).keys.sorted() { out += giveUp(name, of: pid, at: now) }
+        let kept = persistent.removeValue(forKey: pid) ?? []
+        for name in (leases[pid] ?? [:]).keys.sorted() {
+            if let lease = leases[pid]?[name], kept.contains(Self.key(lease.resource)), isValid(lease.resource.lockspace, at: now) {
+                leases[pid]![name] = nil
+                orphans[Self.key(lease.resource)] = lease
+                out.append(.log(.info, "process \(pid) is gone; its persistent lease \(lease) is kept as an orphan"))
+            } else {
+                out += giveUp(name, of: pid, at: now)
+            }
+        }
+        if leases[pid]?.isEmpty == true { leases[pid] = nil }
+        return out
+    }
+
+    /// The lease `pid` was just handed is persistent: it outlives the process.
+    public mutating func markPersistent(_ spec: ResourceSpec, of pid: ProcessID) {
+        persistent[pid, default: []].insert(Self.key(spec))
+    }
+
+    /// `pid` adopts the orphan of `spec` (sanlock's SANLK_ACQUIRE_ORPHAN):
+    /// the lease is its own now, with no I/O; nil when there is none.
+    public mutating func adoptOrphan(_ spec: ResourceSpec, for pid: ProcessID, at now: MonotonicInstant) throws -> HeldLease? {
+        guard let orphan = orphans[Self.key(spec)] else { return nil }
+        try requireValid(spec.lockspace, at: now)
+        guard leases[pid]?[spec.name.description] == nil else {
+            throw TenureError(.alreadyExists, "Process \(pid) holds \(spec.name) already.")
+        }
+        orphans[Self.key(spec)] = nil
+        track(pid)
+        leases[pid, default: [:]][spec.name.description] = orphan
+        return orphan
+    }
+
+    /// Releases orphans (sanlock's SANLK_REL_ORPHAN): `names` of lockspace
+    /// `lockspace`, or all of its orphans for `*`; written like any release.
+    public mutating func releaseOrphans(_ names: [String], in lockspace: LeaseName, at now: MonotonicInstant) throws -> [HostDirective] {
+        let all = names.contains("*") || names.isEmpty
+        let chosen = orphans.filter { $0.value.resource.lockspace == lockspace && (all || names.contains($0.value.resource.name.description)) }
+        guard !chosen.isEmpty else {
+            throw TenureError(.notOwner, "Lockspace \(lockspace) has no orphan \(all ? "leases" : names.joined(separator: ", ")).")
+        }
+        var out: [HostDirective] = []
+        for (key, lease) in chosen.sorted(by: { $0.key < $1.key }) {
+            orphans[key] = nil
+            out += isValid(lockspace, at: now) ? [releaseWrite(ProcessID(0), lease)] : [.forget(ProcessID(0), lease)]
+        }
         return out
     }
 
@@ -328,6 +394,10 @@ public struct HostCore: Sendable {
         }
         if let other = localHolder(of: spec, except: pid) {
             guard other.lease.shared && (shared || spec.shared) else {
+                if other.pid == ProcessID(0) {
+                    throw TenureError(.heldByLiveHost, "\(spec.name) is kept on this host as an orphan (its persistent holder is gone).",
+                                      remedy: "Adopt it (sanlock's SANLK_ACQUIRE_ORPHAN), or release it (SANLK_REL_ORPHAN).")
+                }
                 throw TenureError(.heldByLiveHost, "\(spec.name) is held by process \(other.pid) on this host.",
                                   remedy: "Wait for it to release the lease, or ask it to with `request`.")
             }

@@ -467,6 +467,85 @@ import Glibc
         #expect(ran.trimmingCharacters(in: .whitespacesAndNewlines) == "vm-one \(holder.process.processIdentifier)", "the killpath did not run as set: \(ran)")
     }
 
+    /// lvmlockd's persistent leases, through libsanlock itself (a C client):
+    /// a persistent lease outlives its process as an orphan, another
+    /// process adopts it (SANLK_ACQUIRE_ORPHAN), and SANLK_REL_ORPHAN
+    /// releases it; the lockspace is not left while an orphan remains.
+    @Test(.enabled(if: Harness.which("gcc") != nil && FileManager.default.fileExists(atPath: "/usr/include/sanlock_resource.h") && Harness.which("sanlock") != nil,
+                   "needs gcc, libsanlock-dev and sanlock's command line (Tools/install-deps.sh installs them)"))
+    func aPersistentLeaseOutlivesItsProcessAsAnOrphanAndIsAdoptedOrReleased() throws {
+        let setup = try Setup()
+        _ = try setup.python("sanlock.add_lockspace(b\"LS\", 1, path, 0)")
+        let source = setup.scratch.path + "/orphans.c", program = setup.scratch.path + "/orphans"
+        try """
+            #include <stdio.h>
+            #include <stdint.h>
+            #include <stdlib.h>
+            #include <string.h>
+            #include <sanlock.h>
+            #include <sanlock_resource.h>
+            /* orphans MODE PATH: persist | adopt | release */
+            int main(int argc, char **argv) {
+                struct { struct sanlk_resource r; struct sanlk_disk d; } res;
+                memset(&res, 0, sizeof(res));
+                strcpy(res.r.lockspace_name, "LS");
+                strcpy(res.r.name, "R0");
+                res.r.num_disks = 1;
+                strcpy(res.r.disks[0].path, argv[2]);
+                res.r.disks[0].offset = 1048576;
+                struct sanlk_resource *list[1] = { &res.r };
+                if (!strcmp(argv[1], "release")) {
+                    printf("%d\\n", sanlock_release(-1, -1, SANLK_REL_ORPHAN, 1, list));
+                    return 0;
+                }
+                int fd = sanlock_register();
+                if (fd < 0) { printf("register %d\\n", fd); return 1; }
+                uint32_t flags = 0;
+                if (!strcmp(argv[1], "persist")) res.r.flags |= SANLK_RES_PERSISTENT;
+                else flags |= SANLK_ACQUIRE_ORPHAN_ONLY;
+                printf("%d\\n", sanlock_acquire(fd, -1, flags, 1, list, NULL));
+                return 0;   /* exits holding it */
+            }
+            """.write(toFile: source, atomically: true, encoding: .utf8)
+        let built = try Harness.run(Harness.which("gcc")!, ["-o", program, source, "-lsanlock"])
+        try #require(built.status == 0, "\(built)")
+        let environment = ProcessInfo.processInfo.environment.merging(["SANLOCK_RUN_DIR": setup.sanlockDir]) { $1 }
+        let sanlock = try #require(Harness.which("sanlock"))
+        func status() throws -> String { try Harness.run(sanlock, ["client", "status"], environment: environment).stdout }
+
+        #expect(try Harness.run(program, ["persist", setup.file], environment: environment).stdout == "0\n")
+        #expect(eventually { (try? status())?.contains("r LS:R0:\(setup.file):1048576:1 p 0 ORPHAN") == true },
+                "the persistent lease is not an orphan after its process exited: \((try? status()) ?? "")")
+        // Held on this host: a plain acquire is refused, the lockspace is not left.
+        let plain = try setup.python("""
+            fd = sanlock.register()
+            try:
+                sanlock.acquire(b"LS", b"R0", [(path, 1048576)], slkfd=fd)
+            except sanlock.SanlockException as e:
+                out["refused"] = e.errno
+            try:
+                sanlock.rem_lockspace(b"LS", 1, path, 0)
+            except sanlock.SanlockException as e:
+                out["remRefused"] = e.errno
+            """)
+        #expect(plain["refused"] != nil && plain["remRefused"] as? Int == Int(EBUSY), "\(plain)")
+        // Adopted by another process, which exits holding it as an ordinary lease: released.
+        #expect(try Harness.run(program, ["adopt", setup.file], environment: environment).stdout == "0\n")
+        #expect(eventually { (try? status())?.contains("R0") == false }, "the adopted lease was not released when its process exited")
+        #expect(try Harness.run(program, ["adopt", setup.file], environment: environment).stdout != "0\n", "adopted an orphan that is not there")
+        // Orphaned again, then released with SANLK_REL_ORPHAN: lver 2, and free.
+        #expect(try Harness.run(program, ["persist", setup.file], environment: environment).stdout == "0\n")
+        #expect(eventually { (try? status())?.contains("1048576:2 p 0 ORPHAN") == true }, "\((try? status()) ?? "")")
+        #expect(try Harness.run(program, ["release", setup.file], environment: environment).stdout == "0\n")
+        #expect(eventually { (try? status())?.contains("R0") == false }, "\((try? status()) ?? "")")
+        let free = try setup.python("""
+            fd = sanlock.register()
+            sanlock.acquire(b"LS", b"R0", [(path, 1048576)], slkfd=fd)
+            out["lver"] = [r["version"] for r in sanlock.inquire(slkfd=fd)]
+            """)
+        #expect(free["lver"] as? [Int] == [3], "\(free)")
+    }
+
     /// A real sanlock daemon's run dir is never taken over.
     @Test func aRunDirAnotherDaemonServesIsRefused() throws {
         let scratch = try Scratch()

@@ -228,4 +228,34 @@ import TenureFormat
         #expect(signals(try c.shutdown(force: true, at: at(2))) == ["10:SIGTERM"])
         #expect(releases(c.processExited(ProcessID(10), at: at(2.5))) == ["write 10 R1"])
     }
+
+    /// Persistent leases (sanlock's SANLK_RES_PERSISTENT): kept by the host
+    /// as orphans when their process goes, adopted or released later; a lost
+    /// lockspace forgets them (no process to fence, nothing written).
+    @Test func aPersistentLeaseBecomesAnOrphanThatIsAdoptedReleasedOrForgotten() throws {
+        var c = core()
+        try acquire(&c, "R0", pid: 10, lver: 1)
+        c.markPersistent(try spec("R0"), of: ProcessID(10))
+        try acquire(&c, "R1", pid: 10, lver: 1)
+        let exited = c.processExited(ProcessID(10), at: at(2))
+        #expect(releases(exited) == ["write 10 R1"], "only the ordinary lease is released: \(exited)")
+        #expect(c.orphans.keys.sorted() == ["LS:R0"])
+        #expect(throws: TenureError.self) { try c.arbitrate(try spec("R0"), for: ProcessID(11), shared: false, at: at(3)) }
+        #expect(throws: TenureError.self) { try c.checkMayLeave(Self.ls) }
+        let adopted = try c.adoptOrphan(try spec("R0"), for: ProcessID(11), at: at(3))
+        #expect(adopted?.lver == LeaseVersion(1) && c.orphans.isEmpty && c.leases[ProcessID(11)]?["R0"] != nil)
+        c.markPersistent(try spec("R0"), of: ProcessID(11))
+        _ = c.processExited(ProcessID(11), at: at(4))
+        #expect(c.orphans.count == 1)
+        let released = try c.releaseOrphans(["R0"], in: Self.ls, at: at(5))
+        #expect(releases(released) == ["write 0 R0"])
+        #expect(c.orphans.isEmpty)
+        for case .writeRelease(_, let lease) in released { c.releaseWritten(lease) }
+        // Orphaned once more, then the lockspace is lost: forgotten, not written.
+        try acquire(&c, "R0", pid: 12, lver: 2, now: 6)
+        c.markPersistent(try spec("R0"), of: ProcessID(12))
+        _ = c.processExited(ProcessID(12), at: at(7))
+        #expect(releases(c.lockspaceLost(Self.ls, why: "test", at: at(8))) == ["forget 0 R0"])
+        #expect(c.orphans.isEmpty)
+    }
 }
