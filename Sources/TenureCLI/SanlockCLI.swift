@@ -51,6 +51,7 @@ public enum SanlockCLI {
             refuses to overwrite an area whose leases are held
         sanlock direct dump PATH[:OFFSET[:SIZE]]     every lease in sanlock's dump format
         sanlock direct read_leader -s LS:ID:PATH:OFFSET | -r LS:NAME:PATH:OFFSET
+        sanlock direct acquire_id -s LS:ID:PATH:OFFSET [-o SECONDS] [-e NAME] | release_id -s LS:ID:PATH:OFFSET
 
         sanlock version | -V
         """
@@ -329,6 +330,13 @@ public enum SanlockCLI {
         case "read_leader":
             try await SanlockDump.readLeader(lockspace: o.values["s"], resource: o.values["r"])
             return 0
+        case "acquire_id", "release_id":
+            var args = ["direct", action == "acquire_id" ? "acquire-id" : "release-id", "-s", try o.required("s", "LOCKSPACE:HOST_ID:PATH:OFFSET")]
+            if action == "acquire_id" {
+                if let io = o.values["o"] { args += ["--io-timeout", io] }
+                if let name = o.values["e"] { args += ["--host-name", name] }
+            }
+            return try await runTenure(args)
         default:
             break
         }
@@ -343,6 +351,11 @@ public enum SanlockCLI {
         if let n = o.values["n"] { args += ["--max-hosts", n] }
         if let z = o.values["Z"] { args += ["--sector-size", z] }
         if let a = o.values["A"] { args += ["--align", a] }
+        return try await runTenure(args)
+    }
+
+    /// Runs one of Tenure's own commands in this process.
+    static func runTenure(_ args: [String]) async throws -> Int32 {
         do {
             var command = try TenureCommand.parseAsRoot(args)
             if var async = command as? AsyncParsableCommand {

@@ -108,7 +108,8 @@ public enum SanlockRequest: Sendable, Equatable {
             request = .restrict(flags: header.flags)
         case .version:
             request = .version
-        case .shutdown:
+        case .shutdown, .shutdownWait:
+            // The plain form's caller does not read the reply; the waiting one does.
             request = .shutdown(force: header.data != 0)
         case .status:
             request = .status(depth: header.data)

@@ -275,6 +275,11 @@ import Glibc
         #expect((try? String(contentsOfFile: "/proc/\(holderPid)/comm", encoding: .utf8))?.hasPrefix("sleep") == true, "the holder is not the command itself")
         _ = try sanlock(["client", "request", "-r", "LS:R0:\(file):1048576:2", "-f", "1"])
         #expect(eventually { !holder.process.isRunning }, "the command still runs after a forced request")
+        // direct acquire_id and release_id, on a host id nobody uses.
+        let took = try sanlock(["direct", "acquire_id", "-s", "LS:5:\(file):0", "-o", "1", "-e", "nodeZ"])
+        #expect(took.status == 0, "\(took)")
+        #expect(try sanlock(["direct", "dump", file]).stdout.contains("nodeZ"))
+        #expect(try sanlock(["direct", "release_id", "-s", "LS:5:\(file):0"]).status == 0)
         let unknown = try sanlock(["client", "status", "-q", "1"])
         #expect(unknown.status == 1 && unknown.stderr.contains("-q"), "\(unknown)")
         let rem = try sanlock(["client", "rem_lockspace", "-s", "LS:1:\(file):0"])
@@ -351,6 +356,11 @@ import Glibc
         defer { _ = try? Harness.run("/usr/bin/env", env + [link, "client", "shutdown", "-f", "1"]) }
         let status = try Harness.run("/usr/bin/env", env + [link, "client", "status"])
         #expect(status.stdout.hasPrefix("daemon nodeE"), "\(status)")
+        // sanlock's own `client shutdown -w 1` waits for the result (shutdown_wait).
+        if let real = Harness.which("sanlock") {
+            let stopped = try Harness.run("/usr/bin/env", env + [real, "client", "shutdown", "-f", "1", "-w", "1"])
+            #expect(stopped.stdout.contains("shutdown done 0"), "\(stopped)")
+        }
     }
 
     /// lvmlockd marks its lockspaces used; a used lockspace is not left.
