@@ -226,7 +226,8 @@ public final class DaemonServer: @unchecked Sendable {
         if gid == group { return true }
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Groups:") }) else { return false }
-        return line.split(separator: " ").dropFirst().contains { gid_t($0.trimmingCharacters(in: .whitespaces)) == group }
+        // "Groups:\t10 20 \n": the first group follows a tab, the rest spaces.
+        return line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().contains { gid_t($0) == group }
     }
 
     /// Runs `body` on the daemon's actor and waits for it, from a plain thread.
