@@ -59,7 +59,15 @@ final class SanlockServer: @unchecked Sendable {
     }
 
     /// One connection, until the peer closes it or sends what cannot be read.
-    func converse(_ fd: Int32, _ peer: Peer, pidfd: Int32, server: DaemonServer) {
+    ///
+    /// Privileges: on sanlock's socket, a member of the socket group has
+    /// root's rights (join and leave lockspaces, request leases, lay out
+    /// areas, stop the daemon), as sanlock's own daemon gives everyone who
+    /// may open its socket — oVirt's vdsm joins lockspaces as a member of
+    /// the sanlock group. Tenure's own socket keeps its stricter model.
+    func converse(_ fd: Int32, _ connected: Peer, pidfd: Int32, server: DaemonServer) {
+        let peer = Peer(connection: connected.connection, pid: connected.pid, uid: connected.uid, gid: connected.gid,
+                        isAdmin: connected.isAdmin || connected.inSocketGroup, inSocketGroup: connected.inSocketGroup)
         let socket = FileDescriptor(rawValue: fd)
         defer { try? Syscall.close(socket, path: socketPath) }
         let daemon = server.daemon

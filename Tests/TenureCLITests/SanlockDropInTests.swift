@@ -556,6 +556,79 @@ import Glibc
         #expect(free["lver"] as? [Int] == [3], "\(free)")
     }
 
+    /// Nothing a client sends over sanlock's socket stops the daemon:
+    /// random commands with random payloads, truncated and foreign headers,
+    /// absurd lengths. A correct client is served afterwards.
+    @Test(.enabled(if: SanlockDaemonSupport.hasPythonSanlock, Comment(rawValue: needs)))
+    func malformedSanlockMessagesNeverBreakTheDaemon() throws {
+        let setup = try Setup()
+        _ = try setup.python("sanlock.add_lockspace(b\"LS\", 1, path, 0)")
+        var generator = SystemRandomNumberGenerator()
+        let socketPath = setup.sanlockDir + "/sanlock.sock"
+        // Shutdown (4, 29) would stop it on purpose; the writes (18, 19) need a real path to do anything.
+        let commands = (1...45).filter { ![4, 29, 18, 19].contains($0) }
+        for round in 0..<400 {
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(socketPath.utf8) + [0]) }
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            #expect(connected == 0)
+            let payload = (0..<Int.random(in: 0...1500, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            var header: [UInt32] = [0x0428_2010, 1, UInt32(commands.randomElement(using: &generator)!), UInt32.random(in: 0...3, using: &generator),
+                                    UInt32(32 + payload.count), UInt32(round), UInt32.random(in: 0...9, using: &generator),
+                                    round % 2 == 0 ? 0xFFFF_FFFF : UInt32.random(in: 0...70000, using: &generator)]
+            switch round % 5 {
+            case 0: header[0] = UInt32.random(in: 0...UInt32.max, using: &generator)   // foreign magic
+            case 1: header[4] = UInt32.random(in: 0...UInt32.max, using: &generator)   // absurd length
+            case 2: header[4] = 32                                                      // payload not counted
+            default: break
+            }
+            var bytes = header.flatMap { v in (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } } + payload
+            if round % 7 == 3 { bytes = Array(bytes.prefix(Int.random(in: 1..<bytes.count, using: &generator))) }
+            _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            shutdown(fd, Int32(SHUT_WR))
+            var reply = [UInt8](repeating: 0, count: 4096)
+            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            _ = recv(fd, &reply, reply.count, 0)
+            close(fd)
+        }
+        #expect(setup.daemon.process.process.isRunning, "the daemon died: \(setup.daemon.process.output.stderr.suffix(3000))")
+        let served = try setup.python("out[\"joined\"] = sanlock.inq_lockspace(b\"LS\", 1, path, 0)")
+        #expect(served["joined"] as? Bool == true, "\(served)")
+    }
+
+    /// Privileges on sanlock's socket are sanlock's: a member of the socket
+    /// group (oVirt's vdsm is one) may join lockspaces; a user outside it
+    /// cannot even connect.
+    @Test(.enabled(if: SanlockDaemonSupport.hasPythonSanlock && Harness.isRoot && Harness.which("setpriv") != nil,
+                   "needs root, setpriv and python3-sanlock"))
+    func theSocketGroupHasSanlocksRightsAndOthersAreShutOut() throws {
+        let scratch = try Scratch()
+        chmod(scratch.path, 0o755)
+        let file = try scratch.file("leases.img", size: 8 << 20)
+        chmod(file, 0o666)
+        try Harness.tenureOK(["direct", "format", "--lockspace", "LS", "--path", file, "--resources", "1", "--io-timeout", "1", "--max-hosts", "8"])
+        let group = "tenure-sl-\(getpid() % 100000)"
+        _ = try Harness.run("/usr/sbin/groupadd", [group])
+        defer { _ = try? Harness.run("/usr/sbin/groupdel", [group]) }
+        let gid = try #require(getgrnam(group)).pointee.gr_gid
+        let sanlockDir = scratch.path + "/sanlock-run"
+        let daemon = try RunningDaemon(scratch: scratch, extra: ["--sanlock-run-dir", sanlockDir, "--socket-group", group])
+        let join = "import sanlock; sanlock.add_lockspace(b'LS', 1, '\(file)', 0); print(sanlock.inq_lockspace(b'LS', 1, '\(file)', 0))"
+        let member = try Harness.run(Harness.which("setpriv")!, ["--reuid=65534", "--regid=65534", "--groups=\(gid)", "/usr/bin/env",
+                                                                 "SANLOCK_RUN_DIR=\(sanlockDir)", SanlockDaemonSupport.python, "-c", join])
+        #expect(member.status == 0 && member.stdout.contains("True"), "a socket-group member could not join: \(member)")
+        let outsider = try Harness.run(Harness.which("setpriv")!, ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/env",
+                                                                   "SANLOCK_RUN_DIR=\(sanlockDir)", SanlockDaemonSupport.python, "-c",
+                                                                   "import sanlock; sanlock.inq_lockspace(b'LS', 1, '\(file)', 0)"])
+        #expect(outsider.status != 0 && outsider.stderr.contains("Permission denied"), "a user outside the group reached the socket: \(outsider)")
+        withExtendedLifetime(daemon) {}
+    }
+
     /// A real sanlock daemon's run dir is never taken over.
     @Test func aRunDirAnotherDaemonServesIsRefused() throws {
         let scratch = try Scratch()
