@@ -21,7 +21,7 @@ struct Client: AsyncParsableCommand {
           tenure client status
         """,
         subcommands: [AddLockspace.self, RemoveLockspace.self, Hold.self, Acquire.self, Release.self, Inquire.self, Convert.self,
-                      Status.self, HostStatus.self, Request.self, Shutdown.self]
+                      Status.self, HostStatus.self, Renewal.self, LogDump.self, Request.self, Shutdown.self]
     )
 }
 
@@ -228,6 +228,30 @@ extension Client {
 
         func run() async throws {
             try await reportingErrors { print(try options.connect().convert(name, shared: mode == .shared, pid: pid)) }
+        }
+    }
+
+    struct Renewal: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the recent renewals of a lockspace: timestamp, read and write times, and failures after each.",
+            discussion: "Example:\n  tenure client renewal LS")
+        @Argument(help: "The lockspace name.")
+        var lockspace: String
+        @OptionGroup var options: ClientOptions
+
+        func run() async throws {
+            try await reportingErrors { print(try options.connect().renewal(lockspace)) }
+        }
+    }
+
+    struct LogDump: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "log-dump",
+            abstract: "Print the daemon's recent log, debug lines included whatever its --log-level.")
+        @OptionGroup var options: ClientOptions
+
+        func run() async throws {
+            try await reportingErrors { print(try options.connect().logDump()) }
         }
     }
 

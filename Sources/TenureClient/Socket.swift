@@ -155,6 +155,14 @@ public final class TenureConnection {
         try call(.convert, [String(pid), name, shared ? "shared" : "exclusive"]).first ?? ""
     }
 
+    /// A line per recent renewal of `lockspace`: timestamp, read and write times, failures after it.
+    public func renewal(_ lockspace: String) throws(TenureError) -> String {
+        try call(.renewal, [lockspace]).first ?? ""
+    }
+
+    /// The daemon's recent log, debug lines included.
+    public func logDump() throws(TenureError) -> String { try call(.logDump, []).first ?? "" }
+
     /// JSON: every host slot of a lockspace in use and its state as this host sees it.
     public func hostStatus(_ lockspace: String) throws(TenureError) -> String {
         try call(.hostStatus, [lockspace]).first ?? ""

@@ -29,7 +29,7 @@ public enum Wire {
 /// The commands of the protocol; `WireTests` checks each against the header.
 public enum Command: UInt16, Sendable, CaseIterable {
     case register = 1, addLockspace, remLockspace, acquire, release, inquire, status, request, shutdown
-    case killpath, restrict, convert, hostStatus
+    case killpath, restrict, convert, hostStatus, renewal, logDump
 }
 
 /// Result codes, grouped by kind, never a raw -errno (see the header).

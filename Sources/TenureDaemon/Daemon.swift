@@ -318,6 +318,13 @@ public actor Daemon {
             return [try await convert(name, of: try target(pid, peer), shared: shared)]
         case .hostStatus(let lockspace):
             return [try await hostStatus(lockspace)]
+        case .renewal(let name):
+            let key = try LeaseName(name, what: "lockspace name")
+            guard let joined = lockspaces[key] else { throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.") }
+            return [await joined.lockspace.renewalHistory.map(\.sanlockText).joined(separator: "\n")]
+        case .logDump:
+            // The newest part that fits in one reply field.
+            return [String(decoding: Array(DebugRing.shared.text.utf8.suffix(Self.logDumpReplyBytes)), as: UTF8.self)]
         case .shutdown(let force):
             try await shutdown(force: force)
             return []

@@ -546,6 +546,10 @@ extension Daemon {
     /// field (64 KiB) is left to the lockspaces and the other keys.
     static let statusLeaseBytes = 48 * 1024
 
+    /// The most of the debug ring one `log-dump` reply carries (a field's
+    /// limit, less room for the rest).
+    static let logDumpReplyBytes = 60 * 1024
+
     /// This process's resident set size (VmRSS), for status and the bench.
     static func residentKiB() -> Int? { ProcFiles.selfStatusKiB("VmRSS") }
 

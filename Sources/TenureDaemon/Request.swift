@@ -37,6 +37,8 @@ enum DaemonRequest: Sendable, Equatable {
     case restrict(flags: UInt32)
     case convert(pid: TargetPid, name: String, shared: Bool)
     case hostStatus(lockspace: String)
+    case renewal(lockspace: String)
+    case logDump
 
     /// Decodes `message`, or throws an `invalidArgument` / `protocolError`
     /// that names the bad field.
@@ -112,6 +114,12 @@ enum DaemonRequest: Sendable, Equatable {
         case .hostStatus:
             try f.count(1...1)
             request = .hostStatus(lockspace: try f.text(0, "lockspace name"))
+        case .renewal:
+            try f.count(1...1)
+            request = .renewal(lockspace: try f.text(0, "lockspace name"))
+        case .logDump:
+            try f.count(0...0)
+            request = .logDump
         }
         return (command, request)
     }

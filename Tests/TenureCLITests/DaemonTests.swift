@@ -91,6 +91,20 @@ struct DaemonTests {
         try Harness.json(try Harness.tenureOK(["direct", "read", "-r", "D:R\(r):\(file):\((r + 1) << 20)", "--json"]).stdout)
     }
 
+    /// What an operator looks at after trouble: the renewals' times and the
+    /// recent log.
+    @Test func renewalHistoryAndTheLogDumpAreThereForTheOperator() throws {
+        let scratch = try Scratch()
+        let (daemon, _) = try setUp(scratch)
+        #expect(eventually(6) { (try? daemon.client(["renewal", "D"]))?.stdout.contains("read_ms=") == true })
+        let renewal = try daemon.clientOK(["renewal", "D"])
+        #expect(renewal.stdout.split(separator: "\n").allSatisfy { $0.hasPrefix("timestamp=") && $0.contains(" write_ms=") }, "\(renewal)")
+        let dump = try daemon.clientOK(["log-dump"])
+        #expect(dump.stdout.contains("joined lockspace D"), "\(dump.stdout.suffix(2000))")
+        let unknown = try daemon.client(["renewal", "NOPE"])
+        #expect(unknown.status != 0 && unknown.stderr.contains("not joined"), "\(unknown)")
+    }
+
     @Test func aProcessHoldsALeaseUntilItDies() throws {
         let scratch = try Scratch()
         let (daemon, file) = try setUp(scratch)

@@ -15,7 +15,8 @@ import TenureCore
         (.status, TENURE_CMD_STATUS.rawValue), (.request, TENURE_CMD_REQUEST.rawValue),
         (.shutdown, TENURE_CMD_SHUTDOWN.rawValue), (.killpath, TENURE_CMD_KILLPATH.rawValue),
         (.restrict, TENURE_CMD_RESTRICT.rawValue), (.convert, TENURE_CMD_CONVERT.rawValue),
-        (.hostStatus, TENURE_CMD_HOST_STATUS.rawValue),
+        (.hostStatus, TENURE_CMD_HOST_STATUS.rawValue), (.renewal, TENURE_CMD_RENEWAL.rawValue),
+        (.logDump, TENURE_CMD_LOG_DUMP.rawValue),
     ]
 
     static let results: [(ResultCode, UInt32)] = [

@@ -53,6 +53,8 @@ enum tenure_command {
     TENURE_CMD_RESTRICT = 11,       /* flags (TENURE_RESTRICT_*) -> (result). Applies to this connection and its pid. */
     TENURE_CMD_CONVERT = 12,        /* pid, resource name, mode ("shared" or "exclusive") -> state string */
     TENURE_CMD_HOST_STATUS = 13,    /* lockspace name -> JSON: every host slot in use and its state as seen here */
+    TENURE_CMD_RENEWAL = 14,        /* lockspace name -> a line per recent renewal: timestamp, read and write ms, failures after */
+    TENURE_CMD_LOG_DUMP = 15,       /* -> the daemon's recent log, debug lines included */
 };
 
 /* Restrict flags. */
