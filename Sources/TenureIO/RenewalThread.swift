@@ -106,14 +106,23 @@ public final class RenewalThread: TaskExecutor, MonotonicClock, @unchecked Senda
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (waiter: CheckedContinuation<Void, any Error>) in
                 locked { $0.timers.append(Timer(id: id, deadline: deadline, waiter: waiter)) }
+                // A cancel that came before the timer was there found nothing to end.
+                if Task.isCancelled, let early = takeTimer(id) {
+                    early.waiter.resume(throwing: CancellationError())
+                    return
+                }
                 pthread_cond_signal(cond)
             }
         } onCancel: {
-            let cancelled = self.locked { s -> Timer? in
-                guard let index = s.timers.firstIndex(where: { $0.id == id }) else { return nil }
-                return s.timers.remove(at: index)
-            }
-            cancelled?.waiter.resume(throwing: CancellationError())
+            self.takeTimer(id)?.waiter.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Removes timer `id`; whoever gets it resumes it (exactly once).
+    private func takeTimer(_ id: UInt64) -> Timer? {
+        locked { s -> Timer? in
+            guard let index = s.timers.firstIndex(where: { $0.id == id }) else { return nil }
+            return s.timers.remove(at: index)
         }
     }
 

@@ -47,6 +47,17 @@ struct RenewalThreadTests {
         #expect(thread.now() - start < .seconds(10))
     }
 
+    @Test func aSleepOfATaskCancelledBeforeItSleepsThrowsAtOnce() async throws {
+        let thread = try RenewalThread(realtimePriority: nil)
+        let start = thread.now()
+        for _ in 0..<50 {
+            let sleeper = Task(executorPreference: thread) { try await thread.sleep(for: .seconds(30)) }
+            sleeper.cancel()
+            await #expect(throws: CancellationError.self) { try await sleeper.value }
+        }
+        #expect(thread.now() - start < .seconds(10))
+    }
+
     @Test func aRealtimePriorityIsAskedForAndReported() throws {
         let thread = try RenewalThread(realtimePriority: Starvation.realtimePriority)
         switch thread.realtimeOutcome {
