@@ -62,31 +62,6 @@ struct RenewalThreadTests {
         let at = Mutex<MonotonicInstant?>(nil)
     }
 
-    /// Cancels racing the sleep's start: none may be lost (a lost one sleeps
-    /// its whole 60 s). The time is taken on the renewal thread, where the
-    /// sleeper sees its cancel: the test's own awaits may wait long for a
-    /// thread of the shared pool when the whole suite runs.
-    @Test func aSleepOfATaskCancelledAsItStartsThrowsAtOnce() async throws {
-        let thread = try RenewalThread(realtimePriority: nil)
-        for round in 0..<20 {
-            let seen = Seen()
-            let sleeper = Task(executorPreference: thread) {
-                do {
-                    try await thread.sleep(for: .seconds(60))
-                } catch {
-                    seen.at.withLock { $0 = thread.now() }
-                    throw error
-                }
-            }
-            if round % 2 == 1 { await Task.yield() }
-            let cancelledAt = thread.now()
-            sleeper.cancel()
-            await #expect(throws: CancellationError.self) { try await sleeper.value }
-            let observed = try #require(seen.at.withLock { $0 }, "round \(round): the sleep ended without its cancel")
-            #expect(observed - cancelledAt < .seconds(30), "round \(round): the sleep outlived its cancel by \(observed - cancelledAt)")
-        }
-    }
-
     @Test func aRealtimePriorityIsAskedForAndReported() throws {
         let thread = try RenewalThread(realtimePriority: Starvation.realtimePriority)
         switch thread.realtimeOutcome {
