@@ -56,6 +56,13 @@ import Glibc
         static func quote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "\\'") + "'" }
     }
 
+    /// A link named `sanlock` to the tenure binary, in `scratch`.
+    static func sanlockLink(in scratch: Scratch) throws -> String {
+        let link = scratch.path + "/sanlock"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: Harness.tenurePath)
+        return link
+    }
+
     /// The first line a background process printed, within `seconds`.
     static func firstLine(_ process: Background, within seconds: Int = 20) -> String? {
         for _ in 0..<(seconds * 20) {
@@ -223,8 +230,7 @@ import Glibc
     /// units and scripts — the daemon, client actions and direct init.
     @Test func theBinaryNamedSanlockSpeaksSanlocksCommandLine() throws {
         let scratch = try Scratch()
-        let link = scratch.path + "/sanlock"
-        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: Harness.tenurePath)
+        let link = try Self.sanlockLink(in: scratch)
         let file = try scratch.file("leases.img", size: 8 << 20)
         try Harness.tenureOK(["direct", "format", "--lockspace", "LS", "--path", file, "--resources", "1", "--io-timeout", "1", "--max-hosts", "8"])
         let env = ["SANLOCK_RUN_DIR=\(scratch.path)/sanlock-run", "TENURE_RUN_DIR=\(scratch.path)/tenure-run"]
@@ -267,6 +273,8 @@ import Glibc
             if !killed { usleep(50_000) }
         }
         #expect(killed, "the holder still runs after a forced request")
+        // Its lease is released once the daemon has seen it go (a fence-loop look, then the write).
+        #expect(eventually { (try? sanlock(["client", "status"]))?.stdout.contains("r LS:R0:") == false }, "the killed holder's lease was not released")
         // client command: the command itself holds the lease (exec in place).
         let holder = try Background(executable: "/usr/bin/env", env + [link, "client", "command", "-r", "LS:R0:\(file):1048576", "-c", "/bin/sleep", "300"])
         let holderPid = holder.process.processIdentifier
@@ -294,8 +302,7 @@ import Glibc
     @Test(.enabled(if: Harness.which("sanlock") != nil, "needs sanlock's command line (Tools/install-deps.sh installs it)"))
     func directDumpAndReadLeaderPrintWhatSanlockPrints() throws {
         let scratch = try Scratch()
-        let link = scratch.path + "/sanlock"
-        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: Harness.tenurePath)
+        let link = try Self.sanlockLink(in: scratch)
         let file = try scratch.file("leases.img", size: 8 << 20)
         try Harness.tenureOK(["direct", "format", "--lockspace", "LS", "--path", file, "--resources", "3", "--io-timeout", "1", "--max-hosts", "8"])
         try Harness.tenureOK(["direct", "acquire-id", "-s", "LS:2:\(file):0", "--host-name", "nodeB"])
@@ -348,8 +355,7 @@ import Glibc
     /// sanlock.service runs `sanlock daemon` without -D: it detaches.
     @Test func aDetachedSanlockDaemonStartsWithSanlocksOptions() throws {
         let scratch = try Scratch()
-        let link = scratch.path + "/sanlock"
-        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: Harness.tenurePath)
+        let link = try Self.sanlockLink(in: scratch)
         let env = ["SANLOCK_RUN_DIR=\(scratch.path)/sanlock-run", "TENURE_RUN_DIR=\(scratch.path)/tenure-run"]
         let started = try Harness.run("/usr/bin/env", env + [link, "daemon", "-w", "0", "-e", "nodeE", "-o", "1", "-U", "root"])
         #expect(started.status == 0, "\(started)")
@@ -436,8 +442,7 @@ import Glibc
     /// others named, a misspelled one refused with the nearest key.
     @Test func sanlocksConfigFileIsReadStrictly() throws {
         let scratch = try Scratch()
-        let link = scratch.path + "/sanlock"
-        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: Harness.tenurePath)
+        let link = try Self.sanlockLink(in: scratch)
         let conf = scratch.path + "/sanlock.conf"
         try "# sanlock config\nuse_watchdog = 0\nour_host_name = fromconf\nio_timeout = 1\nsh_retries = 8\n".write(toFile: conf, atomically: true, encoding: .utf8)
         let env = ["SANLOCK_RUN_DIR=\(scratch.path)/sanlock-run", "TENURE_RUN_DIR=\(scratch.path)/tenure-run", "TENURE_SANLOCK_CONF=\(conf)"]
