@@ -105,16 +105,15 @@ extension Direct {
 
 /// Refuses to overwrite held leases anywhere in the area, unless forced.
 func refuseIfHeld(_ device: any BlockDevice, offset: UInt64, length: Int, force: Bool) async throws {
-    let held = try await LeaseAreas.occupants(on: device, at: offset, length: length)
-    guard !held.isEmpty else { return }
-    if force {
-        for h in held { Terminal.warn("overwriting a held lease (--force): \(h)") }
+    guard force else {
+        try await LeaseAreas.refuseToOverwriteHeld(
+            on: device, at: offset, length: length,
+            remedy: "Stop the hosts and processes using them (or wait for them to release), or pass --force if you are sure nobody does.")
         return
     }
-    throw TenureError(
-        .leaseInUse,
-        "Refusing to overwrite leases that are in use: \(held.joined(separator: "; ")).",
-        remedy: "Stop the hosts and processes using them (or wait for them to release), or pass --force if you are sure nobody does.")
+    for h in try await LeaseAreas.occupants(on: device, at: offset, length: length) {
+        Terminal.warn("overwriting a held lease (--force): \(h)")
+    }
 }
 
 // MARK: - format

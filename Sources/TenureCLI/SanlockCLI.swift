@@ -198,14 +198,14 @@ public enum SanlockCLI {
             }
         case "host_status":
             let name = try o.required("s", "LOCKSPACE")
-            let lockspace = SanlockLockspace(name: name, hostID: 0, disk: SanlockDisk(path: "", offset: 0))
+            let lockspace = SanlockLockspace(named: name)
             for record in try connection.stream(.hostStatus, payload: lockspace.encoded, uncounted: true) where record.kind == .host {
                 print("\(record.data32) timestamp \(record.data64)")
             }
         case "set_config":
             let name = try o.required("s", "LOCKSPACE")
             guard let used = try o.flag("u") else { throw TenureError(.invalidArgument, "client set_config needs -u 0|1.") }
-            let lockspace = SanlockLockspace(name: name, hostID: 0, disk: SanlockDisk(path: "", offset: 0))
+            let lockspace = SanlockLockspace(named: name)
             let (header, _) = try connection.call(.setConfig, data: used ? SanlockFlags.configUsed : SanlockFlags.configUnused, payload: lockspace.encoded)
             let result = Int32(bitPattern: header.data)
             print("set_config done \(result)")
@@ -215,14 +215,13 @@ public enum SanlockCLI {
             print(String(decoding: payload.prefix(Int(header.data)).prefix { $0 != 0 }, as: UTF8.self))
         case "renewal":
             let name = try o.required("s", "LOCKSPACE")
-            let lockspace = SanlockLockspace(name: name, hostID: 0, disk: SanlockDisk(path: "", offset: 0))
+            let lockspace = SanlockLockspace(named: name)
             for record in try connection.stream(.renewal, payload: lockspace.encoded, uncounted: true) where record.kind == .renewal {
                 print(record.text)
             }
         case "add_lockspace", "inq_lockspace", "rem_lockspace":
             let spec = try LockspaceSpec(parsing: try o.required("s", "LOCKSPACE:HOST_ID:PATH:OFFSET"))
-            let lockspace = SanlockLockspace(name: spec.name.description, hostID: spec.hostID.rawValue,
-                                             disk: SanlockDisk(path: spec.disk.path, offset: spec.disk.offset))
+            let lockspace = SanlockLockspace(spec)
             let command: SanlockCommand = action == "add_lockspace" ? .addLockspace : action == "inq_lockspace" ? .inqLockspace : .remLockspace
             let io = try o.number("o", in: 1...300).map(UInt32.init) ?? 0
             let (header, _) = try connection.call(command, data: command == .addLockspace ? io : 0, payload: lockspace.encoded)
@@ -283,26 +282,14 @@ public enum SanlockCLI {
             throw TenureError(.invalidArgument, "client command needs -r RESOURCE (one or more) and -c PATH ARGS.")
         }
         let resources = try o.resources.map(sanlockResource)
-        let path = runDir + "/" + SanlockWire.socketName
-        let fd: FileDescriptor
-        do {
-            fd = try UnixSocket.connect(to: path)
-        } catch {
-            throw TenureError(.daemonUnavailable, "Cannot reach a sanlock daemon at \(path): \(error.message)", errno: error.errno)
-        }
-        try UnixSocket.sendAll(SanlockHeader(command: SanlockCommand.register.rawValue).encoded, to: fd, path: path)
+        let connection = SanlockConnection(runDir: runDir)
+        let fd = try connection.connect()
+        try UnixSocket.sendAll(SanlockHeader(command: SanlockCommand.register.rawValue).encoded, to: fd, path: connection.path)
         let payload = resources.flatMap(\.encoded) + [UInt8](repeating: 0, count: SanlockWire.optionsBytes)
         let acquire = SanlockHeader(command: SanlockCommand.acquire.rawValue, length: UInt32(SanlockWire.headerBytes + payload.count),
                                     data: UInt32(resources.count), data2: SanlockWire.selfPid)
-        try UnixSocket.sendAll(acquire.encoded + payload, to: fd, path: path)
-        var reply = [UInt8](repeating: 0, count: SanlockWire.headerBytes)
-        var got = 0
-        while got < reply.count {
-            let n = try UnixSocket.receive(into: &reply, at: got, count: reply.count - got, from: fd, path: path)
-            guard n > 0 else { throw TenureError(.protocolError, "The daemon hung up before answering the acquire.") }
-            got += n
-        }
-        let result = Int32(bitPattern: try SanlockHeader(decoding: reply).data)
+        try UnixSocket.sendAll(acquire.encoded + payload, to: fd, path: connection.path)
+        let result = Int32(bitPattern: try SanlockHeader(decoding: try connection.read(SanlockWire.headerBytes, fd)).data)
         print("acquire done \(result)")
         guard result == 0 else { return 1 }
         try Client.becomeHolder(o.command, keeping: fd.rawValue)
@@ -310,11 +297,7 @@ public enum SanlockCLI {
 
     /// A resource in sanlock's string form (`LS:NAME:PATH:OFFSET[:LVER|:SH]`).
     static func sanlockResource(_ text: String) throws -> SanlockResource {
-        let spec = try ResourceSpec(parsing: text)
-        var flags: UInt32 = spec.shared ? SanlockFlags.resShared : 0
-        if spec.lver != nil { flags |= SanlockFlags.resLver }
-        return SanlockResource(lockspace: spec.lockspace.description, name: spec.name.description, lver: spec.lver?.rawValue ?? 0,
-                               flags: flags, disks: spec.disks.map { SanlockDisk(path: $0.path, offset: $0.offset) })
+        SanlockResource(try ResourceSpec(parsing: text))
     }
 
     // MARK: direct
@@ -411,7 +394,7 @@ struct SanlockConnection {
         return try SanlockState.decodeStream(bytes[...])
     }
 
-    private func connect() throws -> FileDescriptor {
+    func connect() throws -> FileDescriptor {
         do {
             return try UnixSocket.connect(to: path)
         } catch {
@@ -420,15 +403,8 @@ struct SanlockConnection {
         }
     }
 
-    private func read(_ count: Int, _ fd: FileDescriptor) throws -> [UInt8] {
-        var buffer = [UInt8](repeating: 0, count: count)
-        var got = 0
-        while got < count {
-            let n = try UnixSocket.receive(into: &buffer, at: got, count: count - got, from: fd, path: path)
-            guard n > 0 else { throw TenureError(.protocolError, "The daemon hung up after \(got) of \(count) bytes.") }
-            got += n
-        }
-        return buffer
+    func read(_ count: Int, _ fd: FileDescriptor) throws -> [UInt8] {
+        try UnixSocket.receiveExactly(count, from: fd, path: path) ?? []
     }
 }
 

@@ -49,22 +49,13 @@ public enum MessageSocket {
     }
 
     static func readExactly(_ count: Int, from fd: Int32, eofAllowed: Bool) throws(TenureError) -> [UInt8]? {
-        var buffer = [UInt8](repeating: 0, count: count)
-        var got = 0
-        while got < count {
-            let n: Int
-            do {
-                n = try UnixSocket.receive(into: &buffer, at: got, count: count - got, from: FileDescriptor(rawValue: fd), path: "the Tenure socket")
-            } catch {
-                throw unavailable(error, "Reading from")
-            }
-            if n == 0 {
-                if got == 0 && eofAllowed { return nil }
-                throw TenureError(.protocolError, "The peer hung up after \(got) of \(count) bytes of a message.")
-            }
-            got += n
+        do {
+            return try UnixSocket.receiveExactly(count, from: FileDescriptor(rawValue: fd), path: "the Tenure socket", eofAllowed: eofAllowed)
+        } catch {
+            // A peer gone mid-message is the protocol's failure; the rest is the socket's.
+            if error.code == .protocolError { throw error }
+            throw unavailable(error, "Reading from")
         }
-        return buffer
     }
 }
 

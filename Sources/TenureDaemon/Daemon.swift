@@ -319,9 +319,7 @@ public actor Daemon {
         case .hostStatus(let lockspace):
             return [try await hostStatus(lockspace)]
         case .renewal(let name):
-            let key = try LeaseName(name, what: "lockspace name")
-            guard let joined = lockspaces[key] else { throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.") }
-            return [await joined.lockspace.renewalHistory.map(\.sanlockText).joined(separator: "\n")]
+            return [try await joinedLockspace(name).joined.lockspace.renewalHistory.map(\.sanlockText).joined(separator: "\n")]
         case .logDump:
             // The newest part that fits in one reply field.
             return [String(decoding: Array(DebugRing.shared.text.utf8.suffix(Self.logDumpReplyBytes)), as: UTF8.self)]

@@ -59,9 +59,8 @@ public struct RingLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
-                    file: String, function: String, line: UInt) {
+    public func log(event: LogEvent) {
         let seconds = Date().timeIntervalSince1970
-        ring.append(String(format: "%.3f", seconds) + " \(level) \(message)")
+        ring.append(String(format: "%.3f", seconds) + " \(event.level) \(event.message)")
     }
 }

@@ -52,6 +52,19 @@ extension Daemon {
         for disk in lease.resource.disks { await releaseDevice(disk.path) }
     }
 
+    /// Runs `body` with the daemon's handle for `path`, held for the while.
+    func withDevice<T>(_ path: String, _ body: (any BlockDevice) async throws -> T) async throws -> T {
+        let device = try retainDevice(path)
+        do {
+            let result = try await body(device)
+            await releaseDevice(path)
+            return result
+        } catch {
+            await releaseDevice(path)
+            throw error
+        }
+    }
+
     /// Runs `body` with a reference to every disk of `spec` held.
     func withDevices<T>(of spec: ResourceSpec, _ body: () async throws -> T) async throws -> T {
         var taken: [String] = []
@@ -110,10 +123,7 @@ extension Daemon {
 
     /// Leaves a lockspace: refused while processes hold leases in it.
     func removeLockspace(_ name: String) async throws {
-        let key = try LeaseName(name, what: "lockspace name")
-        guard let joined = lockspaces[key] else {
-            throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.")
-        }
+        let (key, joined) = try joinedLockspace(name)
         try core.checkMayLeave(key)
         guard !externallyUsed.contains(key) else {
             throw TenureError(.leaseInUse, "Lockspace \(name) is marked used (sanlock's set_config).",
@@ -405,18 +415,33 @@ extension Daemon {
         return converted.stateString
     }
 
-    /// Every host slot in use, with its state as this host sees it.
-    func hostStatus(_ name: String) async throws -> String {
+    /// The joined lockspace `name` and its key; `.noLockspace` when it is not joined here.
+    func joinedLockspace(_ name: String) throws -> (key: LeaseName, joined: JoinedLockspace) {
         let key = try LeaseName(name, what: "lockspace name")
         guard let joined = lockspaces[key] else { throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.") }
+        return (key, joined)
+    }
+
+    /// Every host slot of `joined` ever used, read now, with its state as
+    /// this host judges it (nil: not judged yet); for host-status and
+    /// sanlock's get_hosts.
+    func hostsInUse(_ joined: JoinedLockspace) async throws -> [(id: HostID, record: LeaderRecord, state: HostState?)] {
         let observer = joined.lockspace.observer
-        let slots = try await observer.observeRange(upTo: HostID(UInt64(observer.geometry.maxHosts)))
-        var hosts: [[String: Any]] = []
-        for (id, record, _) in slots where !record.timestamp.isFree || record.ownerGeneration.rawValue > 0 {
-            let state = await observer.state(of: id)
-            hosts.append(["host_id": Int(id.rawValue), "generation": Int(record.ownerGeneration.rawValue), "name": record.resourceName.description,
-                          "timestamp": Int(record.timestamp.rawValue), "io_timeout": Int(record.ioTimeout.seconds),
-                          "state": id == joined.spec.hostID ? "self" : (state?.description ?? "unknown")])
+        var hosts: [(id: HostID, record: LeaderRecord, state: HostState?)] = []
+        for (id, record, _) in try await observer.observeRange(upTo: HostID(UInt64(observer.geometry.maxHosts)))
+        where !record.timestamp.isFree || record.ownerGeneration.rawValue > 0 {
+            hosts.append((id, record, await observer.state(of: id)))
+        }
+        return hosts
+    }
+
+    /// Every host slot in use, with its state as this host sees it.
+    func hostStatus(_ name: String) async throws -> String {
+        let joined = try joinedLockspace(name).joined
+        let hosts: [[String: Any]] = try await hostsInUse(joined).map { id, record, state in
+            ["host_id": Int(id.rawValue), "generation": Int(record.ownerGeneration.rawValue), "name": record.resourceName.description,
+             "timestamp": Int(record.timestamp.rawValue), "io_timeout": Int(record.ioTimeout.seconds),
+             "state": id == joined.spec.hostID ? "self" : (state?.description ?? "unknown")]
         }
         let data = try JSONSerialization.data(withJSONObject: ["lockspace": name, "hosts": hosts], options: [.sortedKeys])
         return String(decoding: data, as: UTF8.self)

@@ -85,9 +85,9 @@ final class SanlockServer: @unchecked Sendable {
             let header: SanlockHeader
             let request: SanlockRequest
             do {
-                guard let headerBytes = try read(SanlockWire.headerBytes, from: socket, eofAllowed: true) else { return }
+                guard let headerBytes = try UnixSocket.receiveExactly(SanlockWire.headerBytes, from: socket, path: socketPath, eofAllowed: true) else { return }
                 header = try SanlockHeader(decoding: headerBytes)
-                let payload = try read(header.bytesToRead, from: socket, eofAllowed: false) ?? []
+                let payload = try UnixSocket.receiveExactly(header.bytesToRead, from: socket, path: socketPath) ?? []
                 request = try SanlockRequest.decode(header, payload: payload)
             } catch {
                 // As sanlock does: a message that cannot be read ends the connection.
@@ -114,20 +114,6 @@ final class SanlockServer: @unchecked Sendable {
             }
             if answer.close { return }
         }
-    }
-
-    private func read(_ count: Int, from fd: FileDescriptor, eofAllowed: Bool) throws(TenureError) -> [UInt8]? {
-        var buffer = [UInt8](repeating: 0, count: count)
-        var got = 0
-        while got < count {
-            let n = try UnixSocket.receive(into: &buffer, at: got, count: count - got, from: fd, path: socketPath)
-            if n == 0 {
-                if got == 0 && eofAllowed { return nil }
-                throw TenureError(.protocolError, "The peer hung up after \(got) of \(count) bytes of a sanlock message.")
-            }
-            got += n
-        }
-        return buffer
     }
 
     /// Stops accepting and removes the socket and the pid file.

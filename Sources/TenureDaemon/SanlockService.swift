@@ -58,8 +58,7 @@ extension Daemon {
                 return SanlockAnswer(header: header.reply(result: 0), payload: payload, close: true)
             case .regEvent(let name):
                 try admit(peer, needs: .anyone, to: "listen for host events", whileShuttingDown: false)
-                let key = try LeaseName(name, what: "lockspace name")
-                guard lockspaces[key] != nil else { throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.") }
+                let key = try joinedLockspace(name).key
                 guard (eventListeners[key]?.count ?? 0) < Limits.maxEventListeners else {
                     throw TenureError(.limitReached, "Lockspace \(name) has \(Limits.maxEventListeners) event listeners, the limit.")
                 }
@@ -72,8 +71,7 @@ extension Daemon {
                 return SanlockAnswer(header: header.reply(result: 0))
             case .setConfig(let name, let command):
                 try admit(peer, needs: .admin, to: "mark a lockspace used", whileShuttingDown: false)
-                let key = try LeaseName(name, what: "lockspace name")
-                guard lockspaces[key] != nil else { throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.") }
+                let key = try joinedLockspace(name).key
                 switch command {
                 case SanlockFlags.configUsed: externallyUsed.insert(key)
                 case SanlockFlags.configUnused: externallyUsed.remove(key)
@@ -94,9 +92,7 @@ extension Daemon {
                                                            seq: header.seq, data: UInt32(text.count)), payload: text, close: true)
             case .renewal(let name):
                 try admit(peer, needs: .anyone, to: "read a lockspace's renewals", whileShuttingDown: true)
-                let key = try LeaseName(name, what: "lockspace name")
-                guard let joined = lockspaces[key] else { throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.") }
-                let payload = await joined.lockspace.renewalHistory.flatMap {
+                let payload = try await joinedLockspace(name).joined.lockspace.renewalHistory.flatMap {
                     SanlockState(kind: .renewal, name: name, text: $0.sanlockText).encoded
                 }
                 return SanlockAnswer(header: header.reply(result: 0), payload: payload, close: true)
@@ -266,12 +262,10 @@ extension Daemon {
     /// get_lockspaces: every lockspace joined or being joined here.
     func lockspaceList() -> [SanlockLockspace] {
         var out = lockspaces.values.sorted { $0.spec.name.description < $1.spec.name.description }.map { joined in
-            SanlockLockspace(name: joined.spec.name.description, hostID: UInt64(joined.spec.hostID.rawValue), flags: 0,
-                             disk: SanlockDisk(path: joined.spec.disk.path, offset: joined.spec.disk.offset))
+            SanlockLockspace(joined.spec)
         }
         out += joining.values.sorted { $0.name.description < $1.name.description }.map { spec in
-            SanlockLockspace(name: spec.name.description, hostID: UInt64(spec.hostID.rawValue), flags: 0x1,   // SANLK_LSF_ADD
-                             disk: SanlockDisk(path: spec.disk.path, offset: spec.disk.offset))
+            SanlockLockspace(spec, flags: 0x1)   // SANLK_LSF_ADD
         }
         return out
     }
@@ -279,9 +273,7 @@ extension Daemon {
     /// The state strings of `pid`'s leases, as sanlock's inquire gives them.
     func sanlockStates(of pid: Int32) -> [String] {
         (core.leases[ProcessID(pid)] ?? [:]).values.map { lease in
-            SanlockResource(lockspace: lease.resource.lockspace.description, name: lease.resource.name.description,
-                            lver: lease.lver.rawValue, flags: lease.shared ? SanlockFlags.resShared : 0,
-                            disks: lease.resource.disks.map { SanlockDisk(path: $0.path, offset: $0.offset) }).stateString
+            SanlockResource(held: lease).stateString
         }.sorted()
     }
 
@@ -290,28 +282,19 @@ extension Daemon {
     /// get_hosts: the hosts of a joined lockspace as this host sees them
     /// (every slot ever used; `only` one host id unless 0).
     func sanlockHosts(_ name: String, only: UInt64) async throws -> [SanlockHost] {
-        let key = try LeaseName(name, what: "lockspace name")
-        guard let joined = lockspaces[key] else { throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.") }
-        let observer = joined.lockspace.observer
-        var hosts: [SanlockHost] = []
-        for (id, record, _) in try await observer.observeRange(upTo: HostID(UInt64(observer.geometry.maxHosts)))
-        where (only == 0 || id.rawValue == only) && (!record.timestamp.isFree || record.ownerGeneration.rawValue > 0) {
+        let joined = try joinedLockspace(name).joined
+        return try await hostsInUse(joined).filter { only == 0 || $0.id.rawValue == only }.map { id, record, judged in
             let state: UInt32
-            if id == joined.spec.hostID {
-                state = SanlockFlags.hostLive
-            } else {
-                switch await observer.state(of: id) {
-                case .free?: state = SanlockFlags.hostFree
-                case .live?: state = SanlockFlags.hostLive
-                case .failing?: state = SanlockFlags.hostFail
-                case .dead?: state = SanlockFlags.hostDead
-                case .unknown?, nil: state = SanlockFlags.hostUnknown
-                }
+            switch id == joined.spec.hostID ? .live : judged {
+            case .free?: state = SanlockFlags.hostFree
+            case .live?: state = SanlockFlags.hostLive
+            case .failing?: state = SanlockFlags.hostFail
+            case .dead?: state = SanlockFlags.hostDead
+            case .unknown?, nil: state = SanlockFlags.hostUnknown
             }
-            hosts.append(SanlockHost(hostID: id.rawValue, generation: record.ownerGeneration.rawValue, timestamp: record.timestamp.rawValue,
-                                     ioTimeout: UInt32(record.ioTimeout.seconds), flags: state))
+            return SanlockHost(hostID: id.rawValue, generation: record.ownerGeneration.rawValue, timestamp: record.timestamp.rawValue,
+                               ioTimeout: UInt32(record.ioTimeout.seconds), flags: state)
         }
-        return hosts
     }
 
     /// The geometry sanlock's align and sector flags name, else the device's default.
@@ -320,28 +303,7 @@ extension Daemon {
         return try LeaseAreas.geometry(sectorSize: sector, alignment: LeaderFlags.alignment(in: flags), device: device)
     }
 
-    /// Runs `body` with the daemon's handle for `path`.
-    func withDevice<T>(_ path: String, _ body: (any BlockDevice) async throws -> T) async throws -> T {
-        let device = try retainDevice(path)
-        do {
-            let result = try await body(device)
-            await releaseDevice(path)
-            return result
-        } catch {
-            await releaseDevice(path)
-            throw error
-        }
-    }
-
-    /// Refuses to lay an area over leases someone holds (sanlock would
-    /// overwrite them; Tenure never takes a lease away by re-initialising).
-    func checkUnoccupied(_ device: any BlockDevice, at offset: UInt64, length: Int) async throws {
-        let held = try await LeaseAreas.occupants(on: device, at: offset, length: length)
-        guard held.isEmpty else {
-            throw TenureError(.leaseInUse, "\(device.path):\(offset) is in use: \(held.joined(separator: "; ")).",
-                              remedy: "Release those leases (and leave the lockspace) first.")
-        }
-    }
+    static let releaseFirst = "Release those leases (and leave the lockspace) first."
 
     /// write_lockspace: lays out a lockspace area, unless hosts are joined to it.
     func writeLockspace(_ ls: SanlockLockspace, maxHosts: UInt32, ioTimeoutSeconds: UInt32, flags: UInt32) async throws {
@@ -353,7 +315,9 @@ extension Daemon {
             guard maxHosts <= UInt32(geometry.maxHosts) else {
                 throw TenureError(.invalidArgument, "max_hosts \(maxHosts) is over \(geometry.maxHosts), what a \(geometry) area holds.")
             }
-            try await checkUnoccupied(device, at: ls.disk.offset, length: geometry.alignment.bytes)
+            // sanlock would overwrite them; Tenure never takes a lease away by re-initialising.
+            try await LeaseAreas.refuseToOverwriteHeld(on: device, at: ls.disk.offset, length: geometry.alignment.bytes,
+                                                       remedy: Self.releaseFirst)
             try await LeaseAreas.initialiseLockspace(on: device, at: ls.disk.offset, name: name, geometry: geometry, ioTimeout: io)
         }
         log.info("laid out lockspace \(name) at \(ls.disk.path):\(ls.disk.offset) for a sanlock client")
@@ -370,7 +334,8 @@ extension Daemon {
         try await withDevice(disk.path) { device in
             let geometry = try Self.geometry(r.flags, device: device)
             let hosts = numHosts == 0 ? geometry.maxHosts : Int(numHosts)
-            try await checkUnoccupied(device, at: disk.offset, length: geometry.alignment.bytes)
+            try await LeaseAreas.refuseToOverwriteHeld(on: device, at: disk.offset, length: geometry.alignment.bytes,
+                                                       remedy: Self.releaseFirst)
             try await LeaseAreas.initialiseResource(on: device, at: disk.offset, lockspace: spec.lockspace, name: spec.name,
                                                     geometry: geometry, numHosts: hosts)
         }
@@ -425,17 +390,14 @@ extension Daemon {
         }
         if depth == SanlockState.Kind.lockspace.rawValue { return records }
         for orphan in core.orphans.values.sorted(by: { $0.resource.name.description < $1.resource.name.description }) {
-            let resource = SanlockResource(lockspace: orphan.resource.lockspace.description, name: orphan.resource.name.description,
-                                           lver: orphan.lver.rawValue, flags: (orphan.shared ? SanlockFlags.resShared : 0) | SanlockFlags.resPersistent,
-                                           disks: orphan.resource.disks.map { SanlockDisk(path: $0.path, offset: $0.offset) })
+            var resource = SanlockResource(held: orphan)
+            resource.flags |= SanlockFlags.resPersistent
             records.append(SanlockState(kind: .resource, data32: 0, data64: orphan.lver.rawValue, name: resource.name,
                                         text: "list=orphan lver=\(orphan.lver.rawValue)", trailer: resource.encoded))
         }
         for (pid, leases) in core.leases.sorted(by: { $0.key < $1.key }) {
             for lease in leases.values.sorted(by: { $0.resource.name.description < $1.resource.name.description }) {
-                let resource = SanlockResource(lockspace: lease.resource.lockspace.description, name: lease.resource.name.description,
-                                               lver: lease.lver.rawValue, flags: lease.shared ? SanlockFlags.resShared : 0,
-                                               disks: lease.resource.disks.map { SanlockDisk(path: $0.path, offset: $0.offset) })
+                let resource = SanlockResource(held: lease)
                 records.append(SanlockState(kind: .resource, data32: UInt32(bitPattern: pid.rawValue), data64: lease.lver.rawValue,
                                             name: resource.name, text: "list=held lver=\(lease.lver.rawValue)", trailer: resource.encoded))
             }
@@ -475,8 +437,8 @@ extension Daemon {
     /// (sanlock's SANLK_SETEV_* flags). -EBUSY when another event set less
     /// than 6N ago would be replaced without SANLK_SETEV_REPLACE_EVENT.
     func setHostEvent(_ name: String, _ event: SanlockHostEvent, flags: UInt32) async throws -> Int32 {
-        let key = try LeaseName(name, what: "lockspace name")
-        guard let joined = lockspaces[key], let local = await joined.lockspace.localHost else {
+        let (key, joined) = try joinedLockspace(name)
+        guard let local = await joined.lockspace.localHost else {
             throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.")
         }
         let maxHosts = UInt64(joined.lockspace.observer.geometry.maxHosts)
@@ -515,8 +477,11 @@ extension Daemon {
     func deliverHostEvents() async {
         for (name, listeners) in eventListeners where listeners.contains(where: \.active) {
             guard let joined = lockspaces[name], let local = await joined.lockspace.localHost else { continue }
-            let maxHosts = HostID(UInt64(joined.lockspace.observer.geometry.maxHosts))
-            guard let signallers = try? await joined.lockspace.observer.signallers(of: local.id, upTo: maxHosts) else { continue }
+            // The hosts that ever joined, as the request poll reads them: the
+            // slots of the rest cannot carry an event.
+            guard let signallers = try? await joined.lockspace.observer.signallers(
+                of: local.id, hostsUpTo: joined.lockspace.observer.geometry.maxHosts, refreshEvery: joined.lockspace.timeouts.renewalInterval)
+            else { continue }
             for (from, record) in signallers where record.hostEvent.event != 0 {
                 let delivered = DeliveredEvent(generation: record.ownerGeneration, event: record.hostEvent)
                 guard deliveredEvents[name]?[from] != delivered else { continue }
@@ -553,4 +518,13 @@ struct EventListener: Sendable {
 struct DeliveredEvent: Sendable, Equatable {
     let generation: Generation
     let event: HostEvent
+}
+
+extension SanlockResource {
+    /// A lease held here, as sanlock describes it: its lver, and
+    /// SANLK_RES_SHARED when shared.
+    init(held lease: HeldLease) {
+        self.init(lockspace: lease.resource.lockspace.description, name: lease.resource.name.description, lver: lease.lver.rawValue,
+                  flags: lease.shared ? SanlockFlags.resShared : 0, disks: lease.resource.disks.map(SanlockDisk.init))
+    }
 }

@@ -225,6 +225,16 @@ extension LeaseAreas {
         return found
     }
 
+    /// Throws `.leaseInUse`, naming every lease held in the range, before
+    /// anything is laid over it: overwriting a live lease breaks mutual
+    /// exclusion for whoever holds it. `remedy` says what the caller can do.
+    public static func refuseToOverwriteHeld(on device: any BlockDevice, at offset: UInt64, length: Int, remedy: String) async throws {
+        let held = try await occupants(on: device, at: offset, length: length)
+        guard held.isEmpty else {
+            throw TenureError(.leaseInUse, "Refusing to overwrite leases that are in use: \(held.joined(separator: "; ")).", remedy: remedy)
+        }
+    }
+
     private static func lockspaceOccupants(on device: any BlockDevice, at offset: UInt64, leader: LeaderRecord, place: String) async -> [String] {
         let held: [HostSlot]
         if let lockspace = try? await readLockspace(on: device, at: offset, name: nil) {

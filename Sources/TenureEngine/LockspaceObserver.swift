@@ -133,26 +133,28 @@ public actor LockspaceObserver: HostLivenessOracle, BallotParticipantSource {
     /// slots of hosts in the view (one I/O when their ids are close); the
     /// view is re-read when older than `refreshEvery` or too narrow.
     public func isSignalled(_ id: HostID, hostsUpTo numHosts: Int, refreshEvery: Duration) async throws -> Bool {
+        try await !signallers(of: id, hostsUpTo: numHosts, refreshEvery: refreshEvery, firstOnly: true).isEmpty
+    }
+
+    /// The hosts of the participant view (as ``isSignalled`` reads them)
+    /// whose bitmap has `id`'s bit set, with their records: requests and
+    /// host events aimed at `id`. With `firstOnly`, stops at the first.
+    public func signallers(of id: HostID, hostsUpTo numHosts: Int, refreshEvery: Duration,
+                           firstOnly: Bool = false) async throws -> [(HostID, LeaderRecord)] {
         var current = view
         if current == nil || !current!.covers(numHosts: numHosts) || context.clock.now() >= current!.readIssuedAt + refreshEvery {
             _ = try await participants(numHosts: numHosts)
             current = view
         }
         let others = (current?.hosts ?? []).filter { $0 != id }
+        var found: [(HostID, LeaderRecord)] = []
         for run in SectorRuns.coalesce(others.map { Int($0.rawValue) - 1 }) {
-            for (_, record, bitmap) in try await observeSlots(run) where !record.timestamp.isFree && bitmap.contains(id) {
-                return true
+            for (other, record, bitmap) in try await observeSlots(run) where !record.timestamp.isFree && bitmap.contains(id) {
+                found.append((other, record))
+                if firstOnly { return found }
             }
         }
-        return false
-    }
-
-    /// The hosts (of slots 1...`upTo`) whose bitmap has `id`'s bit set,
-    /// with their records: requests and host events aimed at `id`.
-    public func signallers(of id: HostID, upTo last: HostID) async throws -> [(HostID, LeaderRecord)] {
-        try await observeRange(upTo: last).filter { other, record, bitmap in
-            other != id && !record.timestamp.isFree && bitmap.contains(id)
-        }.map { ($0.0, $0.1) }
+        return found
     }
 
     /// The state of host `id` from what has been seen, without reading.

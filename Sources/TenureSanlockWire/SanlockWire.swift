@@ -567,3 +567,34 @@ extension SanlockFlags {
     public static let setEventReplace: UInt32 = 0x8
     public static let setEventAllHosts: UInt32 = 0x10
 }
+
+// MARK: From Tenure's own values
+
+extension SanlockDisk {
+    public init(_ disk: LeaseDisk) {
+        self.init(path: disk.path, offset: disk.offset)
+    }
+}
+
+extension SanlockLockspace {
+    public init(_ spec: LockspaceSpec, flags: UInt32 = 0) {
+        self.init(name: spec.name.description, hostID: spec.hostID.rawValue, flags: flags, disk: SanlockDisk(spec.disk))
+    }
+
+    /// Only a name, for the requests that look a lockspace up by it
+    /// (host_status, renewal, set_config).
+    public init(named name: String) {
+        self.init(name: name, hostID: 0, disk: SanlockDisk(path: "", offset: 0))
+    }
+}
+
+extension SanlockResource {
+    /// A resource as its string names it: a required lver sets
+    /// SANLK_RES_LVER, `:SH` sets SANLK_RES_SHARED.
+    public init(_ spec: ResourceSpec) {
+        var flags: UInt32 = spec.shared ? SanlockFlags.resShared : 0
+        if spec.lver != nil { flags |= SanlockFlags.resLver }
+        self.init(lockspace: spec.lockspace.description, name: spec.name.description, lver: spec.lver?.rawValue ?? 0,
+                  flags: flags, disks: spec.disks.map(SanlockDisk.init))
+    }
+}

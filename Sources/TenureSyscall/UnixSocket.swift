@@ -134,6 +134,24 @@ public enum UnixSocket {
         }
     }
 
+    /// Reads exactly `count` bytes. nil when the peer closed before the first
+    /// byte and `eofAllowed` (it left between messages); a peer that hangs
+    /// up part-way is a `.protocolError`.
+    public static func receiveExactly(_ count: Int, from fd: FileDescriptor, path: String,
+                                      eofAllowed: Bool = false) throws(TenureError) -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: count)
+        var got = 0
+        while got < count {
+            let n = try receive(into: &buffer, at: got, count: count - got, from: fd, path: path)
+            if n == 0 {
+                if got == 0 && eofAllowed { return nil }
+                throw TenureError(.protocolError, "The peer on \(path) hung up after \(got) of \(count) bytes of a message.")
+            }
+            got += n
+        }
+        return buffer
+    }
+
     /// Whether `fd` has something to read (or was closed) within `timeout`.
     public static func waitReadable(_ fd: FileDescriptor, within timeout: Duration, path: String) throws(TenureError) -> Bool {
         var p = pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0)
