@@ -107,7 +107,7 @@ public enum SanlockCLI {
         /// What follows `-c`: the command and its arguments (client command).
         var command: [String] = []
 
-        static let known: Set<Character> = ["s", "r", "o", "f", "w", "h", "l", "e", "U", "G", "n", "Z", "A", "Q", "R", "p", "u"]
+        static let known: Set<Character> = ["s", "r", "o", "f", "w", "h", "l", "e", "U", "G", "n", "Z", "A", "Q", "R", "p", "u", "x", "z"]
 
         init(_ words: [String]) throws {
             var i = 0
@@ -241,6 +241,8 @@ public enum SanlockCLI {
             return result == 0 ? 0 : 1
         case "command":
             return try holdAndExec(o, runDir: runDir)
+        case let index where SanlockIndexCLI.clientActions.contains(index):
+            return try SanlockIndexCLI.client(index, o, connection)
         case "inquire":
             let pid = try o.number("p", in: 1...Int(Int32.max)) ?? 0
             guard pid > 0 else { throw TenureError(.invalidArgument, "client inquire needs -p PID.") }
@@ -269,7 +271,7 @@ public enum SanlockCLI {
             print("daemon version \(v >> 24).\((v >> 16) & 0xFF).\((v >> 8) & 0xFF) (0x\(String(format: "%08x", v)))")
         default:
             throw TenureError(.invalidArgument, "\(action) is not a sanlock client action Tenure serves.",
-                              remedy: "Use status, gets, host_status, add_lockspace, inq_lockspace, rem_lockspace, acquire, release, inquire, request, shutdown or version.")
+                              remedy: "Use status, gets, host_status, add_lockspace, inq_lockspace, rem_lockspace, acquire, release, inquire, request, shutdown, version, or the resource index's format, rebuild, create, delete, lookup and update.")
         }
         return 0
     }
@@ -320,6 +322,8 @@ public enum SanlockCLI {
                 if let name = o.values["e"] { args += ["--host-name", name] }
             }
             return try await runTenure(args)
+        case let index where SanlockIndexCLI.directActions.contains(index):
+            return try await SanlockIndexCLI.direct(index, o)
         default:
             break
         }
@@ -359,10 +363,10 @@ struct SanlockConnection {
     var path: String { runDir + "/" + SanlockWire.socketName }
 
     /// Sends one request and reads its reply: the header and what its length counts.
-    func call(_ command: SanlockCommand, data: UInt32 = 0, data2: UInt32 = 0, payload: [UInt8] = []) throws -> (SanlockHeader, [UInt8]) {
+    func call(_ command: SanlockCommand, flags: UInt32 = 0, data: UInt32 = 0, data2: UInt32 = 0, payload: [UInt8] = []) throws -> (SanlockHeader, [UInt8]) {
         let fd = try connect()
         defer { try? Syscall.close(fd, path: path) }
-        let header = SanlockHeader(command: command.rawValue, length: UInt32(SanlockWire.headerBytes + payload.count), data: data, data2: data2)
+        let header = SanlockHeader(command: command.rawValue, flags: flags, length: UInt32(SanlockWire.headerBytes + payload.count), data: data, data2: data2)
         try UnixSocket.sendAll(header.encoded + payload, to: fd, path: path)
         let reply = try SanlockHeader(decoding: try read(SanlockWire.headerBytes, fd))
         var rest = try read(reply.payloadBytes, fd)

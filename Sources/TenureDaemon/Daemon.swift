@@ -164,6 +164,9 @@ public actor Daemon {
     /// When this host last set bits to signal a request, by lockspace.
     var signalledAt: [LeaseName: MonotonicInstant] = [:]
     var resources: [String: PaxosResource] = [:]
+    /// Lockspaces whose resource index this daemon is changing: one change
+    /// at a time per lockspace, as sanlock allows (others get EBUSY).
+    var indexWork: Set<LeaseName> = []
     public internal(set) var shuttingDown = false
     var background: [Task<Void, Never>] = []
 

@@ -134,6 +134,16 @@ extension Daemon {
                 try admit(peer, needs: .anyone, to: "read a lock value block", whileShuttingDown: true)
                 let (result, bytes) = getLVB(lockspace: resource.lockspace, name: resource.name, length: Int(length))
                 return SanlockAnswer(header: header.reply(result: result, payloadBytes: bytes.count), payload: bytes)
+            case .formatIndex(let rx):
+                try admit(peer, needs: .admin, to: "format a resource index", whileShuttingDown: false)
+                try await formatIndex(rx)
+                return SanlockAnswer(header: header.reply(result: 0))
+            case .rebuildIndex(let rx, let flags):
+                try admit(peer, needs: .admin, to: "rebuild a resource index", whileShuttingDown: false)
+                try await rebuildIndex(rx, flags: flags)
+                return SanlockAnswer(header: header.reply(result: 0))
+            case .lookupIndex, .updateIndex, .createResource, .deleteResource:
+                return await answerIndexEntry(request, header, command, from: peer)
             case .unsupported(let which):
                 log.notice("process \(peer.pid) sent sanlock's \(which) command, which this daemon does not serve yet")
                 return SanlockAnswer(header: header.reply(result: -EOPNOTSUPP))
@@ -148,6 +158,38 @@ extension Daemon {
         } catch {
             return SanlockAnswer(header: header.reply(result: -ECANCELED))
         }
+    }
+
+    /// The four index commands that answer with an entry: sanlock sends
+    /// the entry after the header whatever the result.
+    private func answerIndexEntry(_ request: SanlockRequest, _ header: SanlockHeader, _ command: SanlockCommand, from peer: Peer) async -> SanlockAnswer {
+        var result: Int32 = 0
+        var entry = SanlockRentry()
+        do {
+            switch request {
+            case .lookupIndex(let rx, let asked, let flags):
+                try admit(peer, needs: .anyone, to: "look up a resource index", whileShuttingDown: true)
+                (result, entry) = try await lookupIndex(rx, asked, flags: flags)
+            case .updateIndex(let rx, let asked, let flags):
+                try admit(peer, needs: .admin, to: "change a resource index", whileShuttingDown: false)
+                entry = try await updateIndex(rx, asked, flags: flags)
+            case .createResource(let rx, let asked, let numHosts):
+                try admit(peer, needs: .admin, to: "create a resource lease", whileShuttingDown: false)
+                entry = try await createResource(rx, asked, numHosts: numHosts)
+            case .deleteResource(let rx, let asked):
+                try admit(peer, needs: .admin, to: "delete a resource lease", whileShuttingDown: false)
+                entry = try await deleteResource(rx, asked)
+            default:
+                preconditionFailure("\(request) is not an index entry command")
+            }
+        } catch let error as TenureError {
+            log.info("sanlock \(command) of process \(peer.pid) refused: \(error)")
+            result = SanlockResult.code(for: error, command: command)
+        } catch {
+            result = -ECANCELED
+        }
+        let payload = entry.encoded
+        return SanlockAnswer(header: header.reply(result: result, payloadBytes: payload.count), payload: payload)
     }
 
     /// Admits and performs a request as Tenure's protocol would.
@@ -220,7 +262,8 @@ extension Daemon {
             return (.shutdown, .shutdown(force: force))
         case .register, .version, .inqLockspace, .getLockspaces, .getHosts, .inquire, .unsupported, .status, .hostStatus, .renewal, .logDump,
              .setConfig, .examine, .regEvent, .setEvent, .endEvent,
-             .writeLockspace, .writeResource, .readLockspace, .readResource, .readResourceOwners, .align, .setLVB, .getLVB:
+             .writeLockspace, .writeResource, .readLockspace, .readResource, .readResourceOwners, .align, .setLVB, .getLVB,
+             .formatIndex, .rebuildIndex, .lookupIndex, .updateIndex, .createResource, .deleteResource:
             throw TenureError(.protocolError, "\(request) has no Tenure request.")
         }
     }

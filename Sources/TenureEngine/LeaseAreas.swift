@@ -39,9 +39,14 @@ public enum LeaseAreas {
 
     /// The bytes `init -r` writes: the leader (free, lver 0) in sector 0, an
     /// empty request record in sector 1, zeros (never-written dblocks) after.
-    public static func resourceImage(lockspace: LeaseName, name: LeaseName, geometry: LeaseGeometry, numHosts: Int) -> [UInt8] {
+    /// `cleared`: the leader carries the cleared magic instead (sanlock's
+    /// `init` with clear, and a deleted index entry's lease): its names
+    /// stay for whoever looks, and no one can acquire it until it is laid
+    /// out again.
+    public static func resourceImage(lockspace: LeaseName, name: LeaseName, geometry: LeaseGeometry, numHosts: Int, cleared: Bool = false) -> [UInt8] {
         precondition(numHosts >= 1 && numHosts <= geometry.maxHosts)
         var leader = LeaderRecord(kind: .paxos, geometry: geometry, spaceName: lockspace, resourceName: name)
+        if cleared { leader.magic = Magic.paxosCleared }
         leader.numHosts = UInt64(numHosts)
         leader.maxHosts = UInt64(geometry.maxHosts)
         var area = [UInt8](repeating: 0, count: geometry.alignment.bytes)

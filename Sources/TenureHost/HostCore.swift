@@ -421,6 +421,31 @@ public struct HostCore: Sendable {
         return .ballot
     }
 
+    /// The daemon itself is about to hold `spec`'s lease to work on its
+    /// area (the resource index: its guard lease, or a lease it clears or
+    /// lays out again). Local arbitration as for a process: refused while
+    /// a local process holds, keeps as an orphan, acquires or releases it;
+    /// until ``endAreaWork(_:)`` no local process may start acquiring it,
+    /// so the host never runs two ballots for one lease.
+    public mutating func beginAreaWork(_ spec: ResourceSpec, at now: MonotonicInstant) throws {
+        try requireValid(spec.lockspace, at: now)
+        let key = Self.key(spec)
+        if let other = localHolder(of: spec, except: ProcessID(-1)) {
+            throw TenureError(.leaseInUse, "\(spec.name) is held on this host (\(other.pid == ProcessID(0) ? "as an orphan" : "by process \(other.pid)")).",
+                              remedy: "Release it first.")
+        }
+        guard releasing[key] == nil, !acquiring.contains(key) else {
+            throw TenureError(.leaseInUse, "\(spec.name) is being acquired or released on this host.", remedy: "Retry in a moment.")
+        }
+        acquiring.insert(key)
+    }
+
+    /// The daemon's own work on `spec`'s area is over (its lease released,
+    /// or the area cleared).
+    public mutating func endAreaWork(_ spec: ResourceSpec) {
+        acquiring.remove(Self.key(spec))
+    }
+
     /// How a won ballot ends.
     public enum Handover: Sendable {
         /// The lease is the process's now.

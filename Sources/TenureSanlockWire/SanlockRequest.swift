@@ -61,6 +61,18 @@ public enum SanlockRequest: Sendable, Equatable {
     case setLVB(SanlockResource, bytes: [UInt8])
     /// Reads it (`length` bytes; 0: the whole sector).
     case getLVB(SanlockResource, length: UInt32)
+    /// Lays out a resource index and the lease that guards it.
+    case formatIndex(SanlockRindex)
+    /// Writes the index again from the leases found after it.
+    case rebuildIndex(SanlockRindex, flags: UInt32)
+    /// Finds an entry by name, by offset, or the first free one.
+    case lookupIndex(SanlockRindex, SanlockRentry, flags: UInt32)
+    /// Adds or removes one entry (SANLK_RXUP_ADD or _REM).
+    case updateIndex(SanlockRindex, SanlockRentry, flags: UInt32)
+    /// Lays out a new lease in the first free area and lists it.
+    case createResource(SanlockRindex, SanlockRentry, numHosts: UInt32)
+    /// Unlists a lease and clears its area.
+    case deleteResource(SanlockRindex, SanlockRentry)
     /// A command of sanlock's protocol this daemon does not serve yet.
     case unsupported(SanlockCommand)
 
@@ -154,6 +166,18 @@ public enum SanlockRequest: Sendable, Equatable {
             request = .setLVB(resource, bytes: Array(try body.take(body.bytes.count, "lock value block")))
         case .getLVB:
             request = .getLVB(try body.resources(count: 1, withDisks: false)[0], length: header.data2)
+        case .formatRindex:
+            request = .formatIndex(try body.index())
+        case .rebuildRindex:
+            request = .rebuildIndex(try body.index(), flags: header.flags)
+        case .lookupRindex:
+            request = .lookupIndex(try body.index(), try body.entry(), flags: header.flags)
+        case .updateRindex:
+            request = .updateIndex(try body.index(), try body.entry(), flags: header.flags)
+        case .createResource:
+            request = .createResource(try body.index(), try body.entry(), numHosts: header.data2)
+        case .deleteResource:
+            request = .deleteResource(try body.index(), try body.entry())
         case .align:
             let raw = try body.take(SanlockWire.diskBytes, "disk")
             request = .align(try SanlockDisk(decoding: ByteReader(raw), at: 0, what: "the disk to align"))
@@ -202,6 +226,14 @@ public enum SanlockRequest: Sendable, Equatable {
                 out.append(resource)
             }
             return out
+        }
+
+        mutating func index() throws(TenureError) -> SanlockRindex {
+            try SanlockRindex(decoding: try take(SanlockRindex.bytes, "resource index"))
+        }
+
+        mutating func entry() throws(TenureError) -> SanlockRentry {
+            try SanlockRentry(decoding: try take(SanlockRentry.bytes, "resource entry"))
         }
 
         /// struct sanlk_options; only its owner name is used.

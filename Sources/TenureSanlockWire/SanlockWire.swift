@@ -58,6 +58,9 @@ public enum SanlockCommand: UInt32, Sendable, CaseIterable {
     case readResourceOwners, setLVB, getLVB, convert, version, shutdownWait, regEvent, endEvent
     case setEvent, setConfig, renewal, formatRindex, updateRindex, lookupRindex, createResource
     case deleteResource, rebuildRindex
+
+    /// The commands of the resource index.
+    public static let resourceIndex: Set<SanlockCommand> = [.formatRindex, .updateRindex, .lookupRindex, .createResource, .deleteResource, .rebuildRindex]
 }
 
 /// Flag bits the commands Tenure serves look at (sanlock.h, sanlock_admin.h, sanlock_resource.h).
@@ -105,6 +108,12 @@ public enum SanlockFlags {
     public static let align8M: UInt32 = 0x80
     public static let sector512: UInt32 = 0x100
     public static let sector4K: UInt32 = 0x200
+    /// Resource index commands: work without joining the index's lockspace
+    /// (lookup, update, rebuild; rebuild then takes no index lease either).
+    public static let indexNoLockspace: UInt32 = 0x1
+    /// update_rindex: add the entry, or remove it.
+    public static let indexUpdateAdd: UInt32 = 0x1_0000
+    public static let indexUpdateRemove: UInt32 = 0x2_0000
     /// sanlk_host.flags: the host's state
     public static let hostUnknown: UInt32 = 0x1
     public static let hostFree: UInt32 = 0x2
@@ -128,6 +137,13 @@ public enum SanlockResult {
     public static let acquireOwned: Int32 = -244
     public static let acquireOther: Int32 = -245
     public static let hostIDBusy: Int32 = -262
+    /// The resource index: no index at that place, a newer version, another
+    /// lockspace's, recorded at another offset, or naming another resource.
+    public static let rindexMagic: Int32 = -274
+    public static let rindexVersion: Int32 = -275
+    public static let rindexLockspace: Int32 = -276
+    public static let rindexOffset: Int32 = -277
+    public static let rindexDiff: Int32 = -278
 }
 
 /// A message's header (struct sm_header).
@@ -186,7 +202,11 @@ public struct SanlockHeader: Sendable, Equatable {
     /// header that counts only itself.
     public var bytesToRead: Int {
         let uncounted: Set<UInt32> = [SanlockCommand.hostStatus.rawValue, SanlockCommand.renewal.rawValue]
-        return payloadBytes == 0 && uncounted.contains(command) ? SanlockWire.lockspaceBytes : payloadBytes
+        if payloadBytes == 0 && uncounted.contains(command) { return SanlockWire.lockspaceBytes }
+        // libsanlock's lookup counts a struct sanlk_resource but sends a
+        // struct sanlk_rentry after the index.
+        if command == SanlockCommand.lookupRindex.rawValue { return SanlockRindex.bytes + SanlockRentry.bytes }
+        return payloadBytes
     }
 
     public var encoded: [UInt8] {
@@ -387,6 +407,7 @@ extension SanlockResult {
     /// The result libsanlock's callers expect for `error` answering `command`:
     /// the negated errno or sanlock code their error paths test for.
     public static func code(for error: TenureError, command: SanlockCommand) -> Int32 {
+        if SanlockCommand.resourceIndex.contains(command), let code = indexCode(for: error) { return code }
         switch error.code {
         case .noLockspace:
             // sanlock: acquire without the lockspace is ENOSPC, lockspace commands ENOENT.
@@ -432,6 +453,19 @@ extension SanlockResult {
             return -ECANCELED
         default:
             return -EIO
+        }
+    }
+
+    /// The resource index's own codes, where sanlock has one.
+    static func indexCode(for error: TenureError) -> Int32? {
+        switch error.code {
+        case .badMagic: rindexMagic
+        case .unsupportedVersion: rindexVersion
+        case .nameMismatch: rindexLockspace
+        case .badRecord, .misaligned: rindexOffset
+        case .leaseInUse, .heldByLiveHost: -EBUSY
+        case .noLockspace: -ENOENT
+        default: nil
         }
     }
 }
@@ -596,5 +630,71 @@ extension SanlockResource {
         if spec.lver != nil { flags |= SanlockFlags.resLver }
         self.init(lockspace: spec.lockspace.description, name: spec.name.description, lver: spec.lver?.rawValue ?? 0,
                   flags: flags, disks: spec.disks.map(SanlockDisk.init))
+    }
+}
+
+/// A resource index's place (struct sanlk_rindex): its flags (SANLK_RIF_*:
+/// sector and align, for format), the entries to use, its lockspace and disk.
+public struct SanlockRindex: Sendable, Equatable {
+    public static let bytes = 1104
+    public var flags: UInt32
+    public var maxResources: UInt32
+    public var lockspace: String
+    public var disk: SanlockDisk
+
+    public init(flags: UInt32 = 0, maxResources: UInt32 = 0, lockspace: String, disk: SanlockDisk) {
+        self.flags = flags
+        self.maxResources = maxResources
+        self.lockspace = lockspace
+        self.disk = disk
+    }
+
+    public init(decoding bytes: ArraySlice<UInt8>) throws(TenureError) {
+        guard bytes.count == Self.bytes else {
+            throw TenureError(.protocolError, "A sanlock resource index is \(Self.bytes) bytes; got \(bytes.count).")
+        }
+        let r = ByteReader(bytes)
+        flags = r.u32(at: 0)
+        maxResources = r.u32(at: 4)
+        lockspace = SanlockName.decode(r, at: 16)
+        disk = try SanlockDisk(decoding: r, at: 64, what: "the resource index of \(lockspace)")
+    }
+
+    public var encoded: [UInt8] {
+        var w = ByteWriter(count: Self.bytes)
+        w.put(flags, at: 0)
+        w.put(maxResources, at: 4)
+        SanlockName.encode(lockspace, into: &w, at: 16)
+        disk.encode(into: &w, at: 64)
+        return w.bytes
+    }
+}
+
+/// One entry asked for or answered (struct sanlk_rentry): a resource name
+/// and the offset of its lease.
+public struct SanlockRentry: Sendable, Equatable {
+    public static let bytes = 64
+    public var name: String
+    public var offset: UInt64
+
+    public init(name: String = "", offset: UInt64 = 0) {
+        self.name = name
+        self.offset = offset
+    }
+
+    public init(decoding bytes: ArraySlice<UInt8>) throws(TenureError) {
+        guard bytes.count == Self.bytes else {
+            throw TenureError(.protocolError, "A sanlock resource entry is \(Self.bytes) bytes; got \(bytes.count).")
+        }
+        let r = ByteReader(bytes)
+        name = SanlockName.decode(r, at: 0)
+        offset = r.u64(at: 48)
+    }
+
+    public var encoded: [UInt8] {
+        var w = ByteWriter(count: Self.bytes)
+        SanlockName.encode(name, into: &w, at: 0)
+        w.put(offset, at: 48)
+        return w.bytes
     }
 }

@@ -561,6 +561,105 @@ import Glibc
         #expect(free["lver"] as? [Int] == [3], "\(free)")
     }
 
+    /// The resource index through Tenure's daemon, driven by sanlock 3.8.5's
+    /// own command line (libsanlock's calls), and read back by sanlock's own
+    /// `direct lookup` on the disk: format, create, lookup (four ways),
+    /// update, rebuild, delete. A lease someone holds is never deleted.
+    @Test(.enabled(if: SanlockDaemonSupport.hasPythonSanlock && Harness.which("sanlock") != nil,
+                   "needs python3-sanlock and sanlock's command line (Tools/install-deps.sh installs both)"))
+    func theResourceIndexWorksThroughTheDaemonAndSanlockReadsWhatItWrote() throws {
+        let setup = try Setup()
+        _ = try setup.python("sanlock.add_lockspace(b\"LS\", 1, path, 0)")
+        let sanlock = try #require(Harness.which("sanlock"))
+        let environment = ["SANLOCK_RUN_DIR": setup.sanlockDir, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        // The index at 3M, its lease at 4M, leases at 5M, 6M and 7M (the file ends at 8M).
+        let rx = "LS:\(setup.file):3M"
+        func client(_ args: [String]) throws -> Outcome { try Harness.run(sanlock, ["client"] + args + ["-x", rx], environment: environment) }
+        func lookup(_ entry: String?) throws -> Outcome { try client(["lookup"] + (entry.map { ["-e", $0] } ?? [])) }
+
+        let format = try client(["format"])
+        #expect(format.status == 0 && format.stdout.contains("format done 0"), "\(format)")
+        let vm1 = try client(["create", "-e", "vm1"])
+        #expect(vm1.stdout.contains("create_resource done 0") && vm1.stdout.contains("offset 5242880"), "\(vm1)")
+        let vm2 = try client(["create", "-e", "vm2"])
+        #expect(vm2.stdout.contains("offset 6291456"), "\(vm2)")
+        let again = try client(["create", "-e", "vm1"])
+        #expect(again.status != 0 && again.stdout.contains("done -17"), "a second vm1 was created: \(again)")
+
+        #expect(try lookup("vm2").stdout.contains("name vm2 offset 6291456"))
+        #expect(try lookup(nil).stdout.contains("name - offset 7340032"), "the first free area")
+        #expect(try lookup(":5M").stdout.contains("name vm1 offset 5242880"))
+        #expect(try lookup("vm2:5M").stdout.contains("lookup done \(-278)"), "SANLK_RINDEX_DIFF")
+        // sanlock itself reads the index Tenure wrote.
+        let direct = try Harness.run(sanlock, ["direct", "lookup", "-x", rx, "-e", "vm2"], environment: environment)
+        #expect(direct.stdout.contains("name vm2 offset 6291456"), "\(direct)")
+
+        // The new lease is a lease: acquired at lver 1.
+        let holder = try setup.holder("vm1", offset: 5 << 20)
+        #expect(Self.firstLine(holder) == "held 1", "\(holder.output)")
+        let busy = try client(["delete", "-e", "vm1"])
+        #expect(busy.status != 0 && busy.stdout.contains("done -16"), "a held lease was deleted: \(busy)")
+        #expect(try lookup("vm1").stdout.contains("name vm1 offset 5242880"), "the held lease was unlisted")
+        // SIGKILL: the test runner's children inherit its blocked SIGTERM.
+        kill(holder.process.processIdentifier, SIGKILL)
+        holder.process.waitUntilExit()
+        #expect(eventually(20) { (try? client(["delete", "-e", "vm1"]))?.stdout.contains("delete_resource done 0") == true }, "vm1 was never deleted")
+        #expect(try lookup("vm1").stdout.contains("lookup done -2"))
+        let cleared = try Data(contentsOf: URL(fileURLWithPath: setup.file))[(5 << 20)..<((5 << 20) + 4)]
+        #expect(Array(cleared) == [0x16, 0x20, 0x28, 0x11], "the deleted lease's area is not marked cleared: \(Array(cleared))")
+
+        // update lists and unlists by hand; rebuild lists what the areas hold.
+        #expect(try client(["update", "-e", "vm3:5M"]).stdout.contains("update done 0"))
+        #expect(try lookup(":5M").stdout.contains("name vm3 offset 5242880"))
+        #expect(try client(["rebuild"]).stdout.contains("rebuild done 0"))
+        #expect(try lookup(":5M").stdout.contains("name - offset 5242880"), "rebuild listed a cleared area")
+        #expect(try lookup("vm2").stdout.contains("name vm2 offset 6291456"), "rebuild lost vm2")
+        #expect(try client(["update", "-e", ":6M", "-z", "1"]).stdout.contains("update done 0"))
+        #expect(try lookup("vm2").stdout.contains("lookup done -2"))
+        #expect(try client(["rebuild"]).stdout.contains("rebuild done 0"))
+        #expect(try lookup("vm2").stdout.contains("name vm2 offset 6291456"), "rebuild did not find vm2 again")
+
+        // A create reuses the cleared area; its lease starts again at lver 1.
+        let vm4 = try client(["create", "-e", "vm4"])
+        #expect(vm4.stdout.contains("offset 5242880"), "\(vm4)")
+        let next = try setup.holder("vm4", offset: 5 << 20)
+        #expect(Self.firstLine(next) == "held 1", "\(next.output)")
+        // The index's own lease is free between operations.
+        let indexLease = try Harness.run(sanlock, ["direct", "read_leader", "-r", "LS:rindex_lease:\(setup.file):4194304"], environment: environment)
+        #expect(indexLease.stdout.contains("timestamp 0"), "the index lease is still held: \(indexLease)")
+        kill(next.process.processIdentifier, SIGKILL)
+    }
+
+    /// `sanlock direct format -x` as Tenure writes it is sanlock's, byte for
+    /// byte (but for four bytes sanlock leaves uninitialised: the padding
+    /// after the guard lease's request record).
+    @Test(.enabled(if: Harness.which("sanlock") != nil, "needs sanlock's command line (Tools/install-deps.sh installs it)"))
+    func anIndexFormattedByTenureIsTheOneSanlockFormats() throws {
+        let scratch = try Scratch()
+        let ours = try scratch.file("ours.img", size: 4 << 20), theirs = try scratch.file("theirs.img", size: 4 << 20)
+        let link = try Self.sanlockLink(in: scratch)
+        let sanlock = try #require(Harness.which("sanlock"))
+        for (binary, file) in [(link, ours), (sanlock, theirs)] {
+            let out = try Harness.run(binary, ["direct", "format", "-x", "LS:\(file):1M"])
+            #expect(out.status == 0 && out.stdout.contains("format done 0"), "\(binary): \(out)")
+        }
+        var a = Array(try Data(contentsOf: URL(fileURLWithPath: ours)))
+        var b = Array(try Data(contentsOf: URL(fileURLWithPath: theirs)))
+        let padding = (2 << 20) + 512 + 20
+        a.replaceSubrange(padding..<(padding + 4), with: [0, 0, 0, 0])
+        b.replaceSubrange(padding..<(padding + 4), with: [0, 0, 0, 0])
+        let first = zip(a, b).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+        #expect(first == nil, "the formats differ first at byte \(first ?? -1)")
+        #expect(a[(1 << 20)..<((1 << 20) + 4)] == [0x18, 0x20, 0x04, 0x01], "no index magic at 1M")
+        // And each reads the other's: sanlock's lookup on ours, ours on sanlock's.
+        let theirLookup = try Harness.run(sanlock, ["direct", "lookup", "-x", "LS:\(ours):1M"])
+        #expect(theirLookup.stdout.contains("name - offset 3145728"), "\(theirLookup)")
+        let ourLookup = try Harness.run(link, ["direct", "lookup", "-x", "LS:\(theirs):1M"])
+        #expect(ourLookup.stdout.contains("name - offset 3145728"), "\(ourLookup)")
+        let wrong = try Harness.run(link, ["direct", "lookup", "-x", "OTHER:\(theirs):1M"])
+        #expect(wrong.status != 0 && wrong.stderr.contains("belongs to lockspace \"LS\""), "\(wrong)")
+    }
+
     /// Nothing a client sends over sanlock's socket stops the daemon:
     /// random commands with random payloads, truncated and foreign headers,
     /// absurd lengths. A correct client is served afterwards.

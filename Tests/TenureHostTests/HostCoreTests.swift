@@ -85,6 +85,28 @@ import TenureFormat
     /// While a release is being written, no local process may acquire the
     /// resource: the late write would mark released (and strip the shared
     /// mark of) the host's newer hold (seed 20017739).
+    /// The daemon's own hold on a lease area (the resource index's work):
+    /// never beside a local holder, and no local acquire starts during it.
+    @Test func theDaemonsAreaWorkAndLocalProcessesExcludeEachOther() throws {
+        var c = core()
+        let r = try spec("R")
+        try acquire(&c, "R", pid: 10, lver: 1)
+        #expect(throws: TenureError.self) { try c.beginAreaWork(r, at: at(1)) }
+        _ = try c.release(["R"], of: ProcessID(10), at: at(2))
+        c.releaseWritten(lease(r, lver: 1))
+        try c.beginAreaWork(r, at: at(2))
+        #expect(throws: TenureError.self) { _ = try c.arbitrate(r, for: ProcessID(11), shared: false, at: at(2)) }
+        #expect(throws: TenureError.self) { try c.beginAreaWork(r, at: at(2)) }
+        c.endAreaWork(r)
+        guard case .ballot = try c.arbitrate(r, for: ProcessID(11), shared: false, at: at(3)) else {
+            Issue.record("no ballot after the area work ended")
+            return
+        }
+        // Not after the lockspace's expiry either.
+        c.endAreaWork(r)
+        #expect(throws: TenureError.self) { try c.beginAreaWork(try spec("S"), at: at(17)) }
+    }
+
     @Test func noLocalAcquireWhileAReleaseIsBeingWritten() throws {
         var c = core()
         let held = try acquire(&c, "R1", pid: 10, lver: 1)

@@ -43,6 +43,13 @@ import TenureCore
             ("rv.leaderResource", "SANLK_LEADER_RESOURCE"), ("rv.leaderChecksum", "SANLK_LEADER_CHECKSUM"), ("rv.acquireLver", "SANLK_ACQUIRE_LVER"),
             ("rv.acquireLockspace", "SANLK_ACQUIRE_LOCKSPACE"), ("rv.acquireIDLive", "SANLK_ACQUIRE_IDLIVE"), ("rv.acquireOwned", "SANLK_ACQUIRE_OWNED"),
             ("rv.acquireOther", "SANLK_ACQUIRE_OTHER"), ("rv.hostIDBusy", "SANLK_HOSTID_BUSY"),
+            ("rindexBytes", "sizeof(struct sanlk_rindex)"), ("rentryBytes", "sizeof(struct sanlk_rentry)"),
+            ("rx.maxResources", "offsetof(struct sanlk_rindex, max_resources)"), ("rx.lockspace", "offsetof(struct sanlk_rindex, lockspace_name)"),
+            ("rx.disk", "offsetof(struct sanlk_rindex, disk)"), ("re.offset", "offsetof(struct sanlk_rentry, offset)"),
+            ("rxNoLockspace", "SANLK_RX_NO_LOCKSPACE"), ("rxupAdd", "SANLK_RXUP_ADD"), ("rxupRem", "SANLK_RXUP_REM"),
+            ("rifSector4K", "SANLK_RIF_SECTOR4K"), ("rifAlign8M", "SANLK_RIF_ALIGN8M"),
+            ("rv.rindexMagic", "SANLK_RINDEX_MAGIC"), ("rv.rindexVersion", "SANLK_RINDEX_VERSION"),
+            ("rv.rindexLockspace", "SANLK_RINDEX_LOCKSPACE"), ("rv.rindexOffset", "SANLK_RINDEX_OFFSET"), ("rv.rindexDiff", "SANLK_RINDEX_DIFF"),
         ]
         let source = """
             #include <stddef.h>
@@ -110,6 +117,14 @@ import TenureCore
             "rv.acquireLockspace": Int64(SanlockResult.acquireLockspace), "rv.acquireIDLive": Int64(SanlockResult.acquireIDLive),
             "rv.acquireOwned": Int64(SanlockResult.acquireOwned), "rv.acquireOther": Int64(SanlockResult.acquireOther),
             "rv.hostIDBusy": Int64(SanlockResult.hostIDBusy),
+            // The resource index (SanlockRindex, SanlockRentry).
+            "rindexBytes": Int64(SanlockRindex.bytes), "rentryBytes": Int64(SanlockRentry.bytes),
+            "rx.maxResources": 4, "rx.lockspace": 16, "rx.disk": 64, "re.offset": 48,
+            "rxNoLockspace": Int64(SanlockFlags.indexNoLockspace), "rxupAdd": Int64(SanlockFlags.indexUpdateAdd),
+            "rxupRem": Int64(SanlockFlags.indexUpdateRemove), "rifSector4K": Int64(SanlockFlags.sector4K), "rifAlign8M": Int64(SanlockFlags.align8M),
+            "rv.rindexMagic": Int64(SanlockResult.rindexMagic), "rv.rindexVersion": Int64(SanlockResult.rindexVersion),
+            "rv.rindexLockspace": Int64(SanlockResult.rindexLockspace), "rv.rindexOffset": Int64(SanlockResult.rindexOffset),
+            "rv.rindexDiff": Int64(SanlockResult.rindexDiff),
         ]
         #expect(c.count == ours.count, "the C program printed \(c.count) values for \(ours.count) checks")
         for (name, value) in ours.sorted(by: { $0.key < $1.key }) {
@@ -134,6 +149,25 @@ import TenureCore
         #expect(decodedHeader == header)
         let request = try SanlockRequest.decode(decodedHeader, payload: payload)
         #expect(request == .addLockspace(Self.lockspace(), async: true, ioTimeoutSeconds: 5))
+    }
+
+    /// libsanlock's lookup counts a struct sanlk_resource in its length but
+    /// sends a struct sanlk_rentry: the reader takes what is sent.
+    @Test func aLookupIsReadAsSentNotAsCountedAndCreateCarriesNumHosts() throws {
+        let rx = SanlockRindex(flags: SanlockFlags.align1M, lockspace: "LS", disk: SanlockDisk(path: "/dev/sdb", offset: 1 << 20))
+        let entry = SanlockRentry(name: "vm1", offset: 3 << 20)
+        let lookup = SanlockHeader(command: SanlockCommand.lookupRindex.rawValue,
+                                   length: UInt32(SanlockWire.headerBytes + SanlockRindex.bytes + SanlockWire.resourceBytes))
+        #expect(lookup.bytesToRead == SanlockRindex.bytes + SanlockRentry.bytes)
+        #expect(try SanlockRequest.decode(lookup, payload: rx.encoded + entry.encoded) == .lookupIndex(rx, entry, flags: 0))
+        let create = SanlockHeader(command: SanlockCommand.createResource.rawValue,
+                                   length: UInt32(SanlockWire.headerBytes + SanlockRindex.bytes + SanlockRentry.bytes), data: 0, data2: 4)
+        #expect(create.bytesToRead == SanlockRindex.bytes + SanlockRentry.bytes)
+        #expect(try SanlockRequest.decode(create, payload: rx.encoded + entry.encoded) == .createResource(rx, entry, numHosts: 4))
+        #expect(try SanlockRindex(decoding: rx.encoded[...]) == rx)
+        #expect(try SanlockRentry(decoding: entry.encoded[...]) == entry)
+        // A cut-short entry is refused, not padded.
+        #expect(throws: TenureError.self) { try SanlockRequest.decode(create, payload: rx.encoded + entry.encoded.dropLast(8)) }
     }
 
     @Test func anAcquireCarriesItsResourcesDisksAndTarget() throws {
