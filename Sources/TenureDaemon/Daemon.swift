@@ -167,6 +167,9 @@ public actor Daemon {
     /// Lockspaces whose resource index this daemon is changing: one change
     /// at a time per lockspace, as sanlock allows (others get EBUSY).
     var indexWork: Set<LeaseName> = []
+    /// Leases ("LOCKSPACE:NAME") whose release under way renames them
+    /// (sanlock's SANLK_REL_RENAME), with the new name.
+    var renameOnRelease: [String: LeaseName] = [:]
     public internal(set) var shuttingDown = false
     var background: [Task<Void, Never>] = []
 

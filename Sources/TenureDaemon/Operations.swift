@@ -189,8 +189,13 @@ extension Daemon {
             case .writeRelease(let pid, let lease):
                 do {
                     try await writeLVBBeforeRelease(lease)
-                    try await PaxosLease.release(try await resource(lease.resource), held: lease, context: context)
-                    log.info("process \(pid) released \(lease)")
+                    if let newName = renameOnRelease[HostCore.key(lease.resource)] {
+                        try await PaxosLease.releaseRenaming(try await resource(lease.resource), held: lease, to: newName, context: context)
+                        log.info("process \(pid) released \(lease), renamed \(newName)")
+                    } else {
+                        try await PaxosLease.release(try await resource(lease.resource), held: lease, context: context)
+                        log.info("process \(pid) released \(lease)")
+                    }
                 } catch {
                     log.warning("releasing \(lease) of process \(pid) failed: \(error)")
                     firstError = firstError ?? error
@@ -308,6 +313,25 @@ extension Daemon {
     func release(_ names: [String], of pid: Int32) async throws {
         observeLockspaces()
         let directives = try core.release(names, of: ProcessID(pid), at: context.clock.now())
+        if let error = await carryOut(directives) { throw error }
+    }
+
+    /// sanlock's release with SANLK_REL_RENAME: `pid` releases `name`,
+    /// and the lease is renamed `newName` on disk in the same write.
+    func releaseRenaming(_ name: String, lockspace: String, of pid: Int32, to newName: String) async throws {
+        observeLockspaces()
+        let renamed = try LeaseName(newName, what: "new resource name")
+        guard !renamed.isEmpty else { throw TenureError(.invalidArgument, "A release with SANLK_REL_RENAME names no new name.") }
+        guard let lease = core.leases[ProcessID(pid)]?[name], lease.resource.lockspace.description == lockspace else {
+            throw TenureError(.notOwner, "Process \(pid) does not hold \(lockspace):\(name).", remedy: "`sanlock client inquire -p \(pid)` lists what it holds.")
+        }
+        guard !lease.shared else {
+            throw TenureError(.invalidArgument, "\(name) is held shared; only an exclusive lease is renamed as it is released.")
+        }
+        let key = HostCore.key(lease.resource)
+        renameOnRelease[key] = renamed
+        defer { renameOnRelease[key] = nil }
+        let directives = try core.release([name], of: ProcessID(pid), at: context.clock.now())
         if let error = await carryOut(directives) { throw error }
     }
 

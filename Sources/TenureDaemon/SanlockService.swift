@@ -134,6 +134,15 @@ extension Daemon {
                 try admit(peer, needs: .anyone, to: "read a lock value block", whileShuttingDown: true)
                 let (result, bytes) = getLVB(lockspace: resource.lockspace, name: resource.name, length: Int(length))
                 return SanlockAnswer(header: header.reply(result: result, payloadBytes: bytes.count), payload: bytes)
+            case .release(let target, let resources, let flags) where flags & SanlockFlags.releaseRename != 0:
+                // The first resource is released, renamed as the second.
+                guard resources.count == 2, flags & (SanlockFlags.releaseAll | SanlockFlags.releaseOrphan) == 0 else {
+                    throw TenureError(.invalidArgument, "A release with SANLK_REL_RENAME takes two resources: the lease, then its new name.")
+                }
+                let pid = try self.target(pid(of: target, peer), peer)
+                try admit(.release(pid: pid, names: [resources[0].name]), .release, from: peer)
+                try await releaseRenaming(resources[0].name, lockspace: resources[0].lockspace, of: pid, to: resources[1].name)
+                return SanlockAnswer(header: header.reply(result: 0))
             case .formatIndex(let rx):
                 try admit(peer, needs: .admin, to: "format a resource index", whileShuttingDown: false)
                 try await formatIndex(rx)

@@ -492,6 +492,35 @@ public enum PaxosLease {
         context.log(EngineEvent(.leaseReleased, "\(held.host) released \(held)"))
     }
 
+    /// Release that renames the lease on disk (sanlock's SANLK_REL_RENAME,
+    /// which lvmlockd uses to retire a lock): the leader is freed under
+    /// `newName` in one write, then our dblock is marked released.
+    ///
+    /// The order is the plain release's reversed, on purpose: the rename
+    /// must reach the leader even when another host wrote it (committing
+    /// our win), and a leader write after our dblock says released could
+    /// land after a host that took over at once committed lver + 1, putting
+    /// the lease back. Written first, while our dblock still shows us
+    /// holding, no host can take the lease between our check and our write.
+    public static func releaseRenaming(_ resource: PaxosResource, held: HeldLease, to newName: LeaseName, context: EngineContext) async throws {
+        guard !held.shared else {
+            throw TenureError(.invalidArgument, "\(resource.spec.name) is held shared; only an exclusive lease can be renamed as it is released.",
+                              remedy: "Release it without the rename.")
+        }
+        let leader = try await resource.readLeader()
+        guard leader.lver == held.lver, leader.ownerID == held.host.id, leader.ownerGeneration == held.host.generation, !leader.timestamp.isFree else {
+            try await markReleased(resource, held: held, mode: .exclusive)
+            throw TenureError(.notOwner,
+                              "\(resource.spec.name) is at lver \(leader.lver) owned by host \(leader.ownerID), not this host's lver \(held.lver); released, not renamed.",
+                              remedy: "The lease was taken over (this host was judged dead or its lease was forced away).")
+        }
+        var renamed = leader
+        renamed.resourceName = newName
+        _ = try await freeLeader(resource, renamed, by: held.host, context: context)
+        try await markReleased(resource, held: held, mode: .exclusive)
+        context.log(EngineEvent(.leaseReleased, "\(held.host) released \(held), renamed \(newName)"))
+    }
+
     /// Exclusive → shared: keep the lease, let others share it.
     public static func convertToShared(_ resource: PaxosResource, held: HeldLease, context: EngineContext) async throws -> HeldLease {
         guard !held.shared else { return held }

@@ -105,7 +105,7 @@ public struct HostCore: Sendable {
     }
 
     /// The lockspace-qualified key local arbitration uses.
-    static func key(_ spec: ResourceSpec) -> String { "\(spec.lockspace):\(spec.name)" }
+    public static func key(_ spec: ResourceSpec) -> String { "\(spec.lockspace):\(spec.name)" }
 
     /// A local process other than `pid` holding `spec`'s lease, if any.
     /// An orphan counts as held (by pid 0).

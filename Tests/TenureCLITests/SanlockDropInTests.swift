@@ -54,6 +54,17 @@ import Glibc
         }
 
         static func quote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "\\'") + "'" }
+
+        /// Builds a C client of libsanlock from `main` (the standard and
+        /// sanlock headers included); returns the program's path.
+        func compile(_ name: String, _ main: String) throws -> String {
+            let source = scratch.path + "/\(name).c", program = scratch.path + "/" + name
+            let includes = ["stdio.h", "stdint.h", "stdlib.h", "string.h", "sanlock.h", "sanlock_resource.h"].map { "#include <\($0)>" }
+            try (includes.joined(separator: "\n") + "\n" + main).write(toFile: source, atomically: true, encoding: .utf8)
+            let built = try Harness.run(Harness.which("gcc")!, ["-o", program, source, "-lsanlock"])
+            guard built.status == 0 else { throw HarnessError("gcc could not build \(name).c:\n\(built)") }
+            return program
+        }
     }
 
     /// A link named `sanlock` to the tenure binary, in `scratch`.
@@ -491,14 +502,7 @@ import Glibc
     func aPersistentLeaseOutlivesItsProcessAsAnOrphanAndIsAdoptedOrReleased() throws {
         let setup = try Setup()
         _ = try setup.python("sanlock.add_lockspace(b\"LS\", 1, path, 0)")
-        let source = setup.scratch.path + "/orphans.c", program = setup.scratch.path + "/orphans"
-        try """
-            #include <stdio.h>
-            #include <stdint.h>
-            #include <stdlib.h>
-            #include <string.h>
-            #include <sanlock.h>
-            #include <sanlock_resource.h>
+        let program = try setup.compile("orphans", """
             /* orphans MODE PATH: persist | adopt | release */
             int main(int argc, char **argv) {
                 struct { struct sanlk_resource r; struct sanlk_disk d; } res;
@@ -521,9 +525,7 @@ import Glibc
                 printf("%d\\n", sanlock_acquire(fd, -1, flags, 1, list, NULL));
                 return 0;   /* exits holding it */
             }
-            """.write(toFile: source, atomically: true, encoding: .utf8)
-        let built = try Harness.run(Harness.which("gcc")!, ["-o", program, source, "-lsanlock"])
-        try #require(built.status == 0, "\(built)")
+            """)
         let environment = ProcessInfo.processInfo.environment.merging(["SANLOCK_RUN_DIR": setup.sanlockDir]) { $1 }
         let sanlock = try #require(Harness.which("sanlock"))
         func status() throws -> String { try Harness.run(sanlock, ["client", "status"], environment: environment).stdout }
@@ -658,6 +660,56 @@ import Glibc
         #expect(ourLookup.stdout.contains("name - offset 3145728"), "\(ourLookup)")
         let wrong = try Harness.run(link, ["direct", "lookup", "-x", "OTHER:\(theirs):1M"])
         #expect(wrong.status != 0 && wrong.stderr.contains("belongs to lockspace \"LS\""), "\(wrong)")
+    }
+
+    /// SANLK_REL_RENAME (lvmlockd retires a lock with it): the lease is
+    /// freed under its new name in one leader write; the old name no longer
+    /// acquires it, the new one does, at the next lver.
+    @Test(.enabled(if: Harness.which("gcc") != nil && FileManager.default.fileExists(atPath: "/usr/include/sanlock_resource.h")
+                   && SanlockDaemonSupport.hasPythonSanlock,
+                   "needs gcc, libsanlock-dev and python3-sanlock (Tools/install-deps.sh installs them)"))
+    func aReleaseWithRenameFreesTheLeaseUnderItsNewName() throws {
+        let setup = try Setup()
+        _ = try setup.python("sanlock.add_lockspace(b\"LS\", 1, path, 0)")
+        let program = try setup.compile("rename", """
+            /* rename PATH NEWNAME: acquire R0, release it renamed */
+            int main(int argc, char **argv) {
+                struct { struct sanlk_resource r; struct sanlk_disk d; } res;
+                struct sanlk_resource renamed;
+                memset(&res, 0, sizeof(res));
+                memset(&renamed, 0, sizeof(renamed));
+                strcpy(res.r.lockspace_name, "LS");
+                strcpy(res.r.name, "R0");
+                res.r.num_disks = 1;
+                strcpy(res.r.disks[0].path, argv[1]);
+                res.r.disks[0].offset = 1048576;
+                strcpy(renamed.lockspace_name, "LS");
+                strcpy(renamed.name, argv[2]);
+                int fd = sanlock_register();
+                struct sanlk_resource *one[1] = { &res.r };
+                int rv = sanlock_acquire(fd, -1, 0, 1, one, NULL);
+                struct sanlk_resource *two[2] = { &res.r, &renamed };
+                printf("%d %d\\n", rv, sanlock_release(fd, -1, SANLK_REL_RENAME, 2, two));
+                return 0;
+            }
+            """)
+        let environment = ProcessInfo.processInfo.environment.merging(["SANLOCK_RUN_DIR": setup.sanlockDir]) { $1 }
+        let ran = try Harness.run(program, [setup.file, "R0-retired"], environment: environment)
+        #expect(ran.stdout == "0 0\n", "\(ran)")
+        let after = try setup.python("""
+            r = sanlock.read_resource(path, 1048576)
+            out["name"] = r["resource"].decode()
+            fd = sanlock.register()
+            try:
+                sanlock.acquire(b"LS", b"R0", [(path, 1048576)], slkfd=fd)
+            except sanlock.SanlockException as e:
+                out["oldName"] = e.errno
+            sanlock.acquire(b"LS", b"R0-retired", [(path, 1048576)], slkfd=fd)
+            out["lver"] = [r["version"] for r in sanlock.inquire(slkfd=fd)]
+            """)
+        #expect(after["name"] as? String == "R0-retired", "\(after)")
+        #expect(after["oldName"] != nil, "the old name still acquires the lease: \(after)")
+        #expect(after["lver"] as? [Int] == [2], "\(after)")
     }
 
     /// Nothing a client sends over sanlock's socket stops the daemon:
