@@ -639,7 +639,7 @@ final class SimHost: @unchecked Sendable {
             guard let r = Self.resourceIndex(lease), let resource = resources[r] else { continue }
             guard let request = try? await PaxosLease.pendingRequest(resource, held: lease), isCurrent(generation) else { continue }
             sim.count("request.seen")
-            await carryOut(core.requestSeen(for: lease.resource.name.description, heldBy: pid, force: request.forceMode == .force,
+            await carryOut(core.requestSeen(for: lease, heldBy: pid, force: request.forceMode == .force,
                                             lver: request.lver, at: clock.now()), generation)
         }
     }

@@ -498,8 +498,7 @@ extension Daemon {
         for (pid, held) in core.leasesToWatchForRequests where due.contains(held.resource.lockspace) {
             guard let resource = try? await self.resource(held.resource),
                   let request = try? await PaxosLease.pendingRequest(resource, held: held) else { continue }
-            await carryOut(core.requestSeen(for: held.resource.name.description, heldBy: pid, force: request.forceMode == .force,
-                                            lver: request.lver, at: context.clock.now()))
+            await carryOut(core.requestSeen(for: held, heldBy: pid, force: request.forceMode == .force, lver: request.lver, at: context.clock.now()))
         }
     }
 

@@ -129,6 +129,10 @@ public struct HostCore: Sendable {
                 if !answering { out.append((pid, lease)) }
             }
         }
+        // Orphans too (as pid 0): a forced request releases them (``orphanRequested``).
+        for (_, lease) in orphans.sorted(by: { $0.key < $1.key }) where !lease.shared {
+            out.append((ProcessID(0), lease))
+        }
         return out
     }
 
@@ -538,6 +542,15 @@ public struct HostCore: Sendable {
 
     // MARK: Requests
 
+    /// A request for `lease`, as ``leasesToWatchForRequests`` listed it:
+    /// a process's lease (``requestSeen(for:heldBy:force:lver:at:)``) or an
+    /// orphan (pid 0, ``orphanRequested(_:force:lver:at:)``).
+    public mutating func requestSeen(for lease: HeldLease, heldBy pid: ProcessID, force: Bool, lver: LeaseVersion,
+                                     at now: MonotonicInstant) -> [HostDirective] {
+        pid == ProcessID(0) ? orphanRequested(lease.resource, force: force, lver: lver, at: now)
+                            : requestSeen(for: lease.resource.name.description, heldBy: pid, force: force, lver: lver, at: now)
+    }
+
     /// The request record of `name`, held by `pid`, asks for a later
     /// version: force stops the holder at once (SIGKILL), graceful asks it
     /// first. Once it is gone its leases are given up and the requester
@@ -548,6 +561,19 @@ public struct HostCore: Sendable {
         if fencing[pid]?.stops.contains(where: { $0.reason == .request(name) }) == true { return [] }
         return [.log(.warning, "request for \(lease) at lver \(lver) (\(force ? "force" : "graceful")): stopping process \(pid)")]
             + startStop(pid, graceful: !force, reason: .request(name), leases: [name], at: now)
+    }
+
+    /// A request for a lease this host keeps as an orphan. No process uses
+    /// it, so there is no one to stop: a forced request releases it at once
+    /// (sanlock leaves orphans unanswered; the requester would wait for
+    /// nothing). A graceful request asks the user of a lease to let go, and
+    /// an orphan has none yet: it stays until adopted or released.
+    public mutating func orphanRequested(_ spec: ResourceSpec, force: Bool, lver: LeaseVersion, at now: MonotonicInstant) -> [HostDirective] {
+        let key = Self.key(spec)
+        guard force, let lease = orphans[key], !lease.shared else { return [] }
+        orphans[key] = nil
+        let release: HostDirective = isValid(spec.lockspace, at: now) ? releaseWrite(ProcessID(0), lease) : .forget(ProcessID(0), lease)
+        return [.log(.warning, "forced request for the orphan \(lease) at lver \(lver): released (no process uses it)"), release]
     }
 
     // MARK: Shutdown

@@ -561,6 +561,17 @@ import Glibc
             out["lver"] = [r["version"] for r in sanlock.inquire(slkfd=fd)]
             """)
         #expect(free["lver"] as? [Int] == [3], "\(free)")
+        // A forced request for an orphan releases it: no process to stop.
+        #expect(try Harness.run(program, ["persist", setup.file], environment: environment).stdout == "0\n")
+        #expect(eventually { (try? status())?.contains("1048576:4 p 0 ORPHAN") == true }, "\((try? status()) ?? "")")
+        _ = try setup.python("sanlock.request(b\"LS\", b\"R0\", [(path, 1048576)], action=sanlock.REQ_FORCE)")
+        #expect(eventually(15) { (try? status())?.contains("R0") == false }, "a forced request left the orphan: \((try? status()) ?? "")")
+        let taken = try setup.python("""
+            fd = sanlock.register()
+            sanlock.acquire(b"LS", b"R0", [(path, 1048576)], slkfd=fd)
+            out["lver"] = [r["version"] for r in sanlock.inquire(slkfd=fd)]
+            """)
+        #expect((taken["lver"] as? [Int])?.first ?? 0 > 4, "\(taken)")
     }
 
     /// The resource index through Tenure's daemon, driven by sanlock 3.8.5's

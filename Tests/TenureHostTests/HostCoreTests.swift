@@ -107,6 +107,22 @@ import TenureFormat
         #expect(throws: TenureError.self) { try c.beginAreaWork(try spec("S"), at: at(17)) }
     }
 
+    /// A forced request for an orphan releases it; a graceful one waits
+    /// for whoever adopts it.
+    @Test func aForcedRequestReleasesAnOrphanAndAGracefulOneLeavesIt() throws {
+        var c = core()
+        let r = try spec("R")
+        let held = try acquire(&c, "R", pid: 10, lver: 3)
+        c.markPersistent(r, of: ProcessID(10))
+        _ = c.processExited(ProcessID(10), at: at(1))
+        let watched = c.leasesToWatchForRequests
+        #expect(watched.count == 1 && watched[0].0 == ProcessID(0), "the orphan is not watched for requests: \(watched)")
+        #expect(releases(c.requestSeen(for: held, heldBy: ProcessID(0), force: false, lver: LeaseVersion(4), at: at(2))).isEmpty)
+        #expect(c.orphans.count == 1)
+        #expect(releases(c.requestSeen(for: held, heldBy: ProcessID(0), force: true, lver: LeaseVersion(4), at: at(2))) == ["write 0 R"])
+        #expect(c.orphans.isEmpty)
+    }
+
     @Test func noLocalAcquireWhileAReleaseIsBeingWritten() throws {
         var c = core()
         let held = try acquire(&c, "R1", pid: 10, lver: 1)
