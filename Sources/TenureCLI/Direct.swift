@@ -18,7 +18,7 @@ struct Direct: AsyncParsableCommand {
           tenure direct format --lockspace LS --path /dev/mapper/leases --resources 16
           tenure direct dump /dev/mapper/leases
         """,
-        subcommands: [Init.self, Format.self, Read.self, Dump.self, Probe.self, AcquireID.self, ReleaseID.self, Acquire.self, Release.self, Request.self]
+        subcommands: [Init.self, Format.self, Read.self, Dump.self, Probe.self, AcquireID.self, ReleaseID.self, RenewID.self, Acquire.self, Release.self, Request.self]
     )
 }
 

@@ -136,17 +136,57 @@ extension Direct {
                 let spec = try LockspaceSpec(parsing: lockspace)
                 let context = try engine.context()
                 try await Devices.with(spec.disk.path) { device in
-                    let observer = try await LockspaceObserver.open(spec, device: device, context: context)
-                    let slot = try await observer.slot(spec.hostID)
-                    let (current, bitmap) = try await DeltaLease.read(slot)
-                    guard !current.timestamp.isFree else {
+                    guard let (slot, current, hold) = try await heldHostID(spec, device, context) else {
                         print("Host id \(spec.hostID) of lockspace \(spec.name) is already free.")
                         return
                     }
-                    let hold = DeltaLeaseHold(host: LocalHost(id: spec.hostID, generation: current.ownerGeneration, name: current.resourceName),
-                                              written: current, bitmap: bitmap, lastRenewalStart: context.clock.now())
                     try await DeltaLease.release(slot, hold: hold, context: context)
                     print("Released host id \(spec.hostID) of lockspace \(spec.name) (generation \(current.ownerGeneration)).")
+                }
+            }
+        }
+    }
+
+    /// The slot of `spec`'s host id and a hold made from what it holds now
+    /// (its owner, generation and name); nil when the host id is free.
+    static func heldHostID(_ spec: LockspaceSpec, _ device: any BlockDevice, _ context: EngineContext) async throws
+        -> (DeltaLeaseSlot, LeaderRecord, DeltaLeaseHold)? {
+        let slot = try await LockspaceObserver.open(spec, device: device, context: context).slot(spec.hostID)
+        let (current, bitmap) = try await DeltaLease.read(slot)
+        guard !current.timestamp.isFree else { return nil }
+        let hold = DeltaLeaseHold(host: LocalHost(id: spec.hostID, generation: current.ownerGeneration, name: current.resourceName),
+                                  written: current, bitmap: bitmap, lastRenewalStart: context.clock.now())
+        return (slot, current, hold)
+    }
+
+    struct RenewID: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "renew-id",
+            abstract: "Renew a held host id once (write a newer timestamp), then exit.",
+            discussion: """
+            For drills and for sanlock's `direct renew_id`: the record is renewed \
+            only if it is held, and written with the owner, generation and name \
+            it has. A daemon holding the host id keeps renewing it as before.
+
+            Example:
+              tenure direct renew-id -s LS:1:/var/lib/tenure/leases:0
+            """
+        )
+        @Option(name: .customShort("s"), help: ArgumentHelp("Lockspace, NAME:HOST_ID:PATH:OFFSET.", valueName: "LOCKSPACE"))
+        var lockspace: String
+        @OptionGroup var engine: EngineOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let spec = try LockspaceSpec(parsing: lockspace)
+                let context = try engine.context()
+                try await Devices.with(spec.disk.path) { device in
+                    guard let (slot, _, hold) = try await heldHostID(spec, device, context) else {
+                        throw TenureError(.notOwner, "Host id \(spec.hostID) of lockspace \(spec.name) is free: there is nothing to renew.",
+                                          remedy: "Take it first: `tenure direct acquire-id -s \(lockspace)`.")
+                    }
+                    let renewed = try await DeltaLease.renew(slot, hold: hold, context: context)
+                    print("Renewed host id \(spec.hostID) of lockspace \(spec.name): timestamp \(renewed.written.timestamp.rawValue).")
                 }
             }
         }

@@ -107,7 +107,7 @@ public enum SanlockCLI {
         /// What follows `-c`: the command and its arguments (client command).
         var command: [String] = []
 
-        static let known: Set<Character> = ["s", "r", "o", "f", "w", "h", "l", "e", "U", "G", "n", "Z", "A", "Q", "R", "p", "u", "x", "z"]
+        static let known: Set<Character> = ["s", "r", "o", "f", "w", "h", "l", "e", "U", "G", "n", "Z", "A", "Q", "R", "p", "u", "x", "z", "i", "g"]
 
         init(_ words: [String]) throws {
             var i = 0
@@ -310,8 +310,22 @@ public enum SanlockCLI {
             guard let target = o.positional.first else {
                 throw TenureError(.invalidArgument, "direct dump needs PATH[:OFFSET[:SIZE]].")
             }
-            try await SanlockDump.dump(target)
+            try await SanlockDump.dump(target, detail: try o.number("f", in: 0...2) ?? 0)
             return 0
+        case "next_free":
+            guard let target = o.positional.first else {
+                throw TenureError(.invalidArgument, "direct next_free needs PATH[:OFFSET].")
+            }
+            try await SanlockDump.nextFree(target, sectorSize: try SanlockIndexCLI.sectorSize(o), alignment: try SanlockIndexCLI.alignment(o))
+            return 0
+        case "renew_id":
+            return try await runTenure(["direct", "renew-id", "-s", try o.required("s", "LOCKSPACE:HOST_ID:PATH:OFFSET")])
+        case "acquire", "release":
+            // sanlock's -i and -g: the host id and generation to act as.
+            var args = ["direct", action, "-r", try o.required("r", "LOCKSPACE:NAME:PATH:OFFSET"), "--host-id", try o.required("i", "HOST_ID")]
+            if let g = o.values["g"] { args += ["--generation", g] }
+            if action == "acquire" { args.append("--no-wait") }
+            return try await runTenure(args)
         case "read_leader":
             try await SanlockDump.readLeader(lockspace: o.values["s"], resource: o.values["r"])
             return 0

@@ -38,35 +38,107 @@ enum SanlockDump {
             + "\(zeros(leader.timestamp.rawValue, 10)) \(zeros(leader.ownerID.rawValue, 4)) \(zeros(leader.ownerGeneration.rawValue, 4))"
     }
 
-    static func dump(_ target: String) async throws {
+    /// `direct dump PATH[:OFFSET[:SIZE]] [-f 1|2]`: every lease area's
+    /// leader, as sanlock prints it. `detail` (sanlock's -f) adds each
+    /// host's bitmap, each resource's request record and the index's
+    /// entries; 2 adds the dblocks in use.
+    static func dump(_ target: String, detail: Int = 0) async throws {
         let (path, start, size) = try parseTarget(target)
         if start % (1 << 20) != 0 { print("WARNING: dump offset should be a multiple of 1048576 bytes.") }
         try await Devices.with(path) { device in
             let end = size.map { min(start + $0, device.sizeBytes) } ?? device.sizeBytes
-            print(header)
+            print(header + (detail > 0 ? "/req/mode" : ""))
             var at = start
             while at < end {
                 let leader = try await LeaseAreas.readLeader(on: device, at: at)
                 let geometry = leader.validKind == nil ? nil : try? LeaseGeometry.declared(by: leader, at: "\(path):\(at)")
+                var step = geometry?.alignment.bytes
                 switch leader.validKind {
                 case .delta?:
-                    if let ls = try? await LeaseAreas.readLockspace(on: device, at: at, name: nil) {
-                        for slot in ls.slots where slot.problem == nil && (!slot.leader.ownerID.isNone || slot.leader.ownerGeneration.rawValue != 0) {
-                            print(row(at + UInt64(Int(slot.hostID.rawValue - 1) * ls.geometry.sectorSize.bytes), slot.leader))
-                        }
-                    }
+                    try await dumpLockspace(device, at: at, detail: detail)
                 case .paxos?:
-                    print(row(at, leader) + " \(leader.lver.rawValue)")
-                    if let r = try? await LeaseAreas.readResource(on: device, at: at, lockspace: nil, name: nil) {
-                        for d in r.dblocks where d.mode.isShared {
-                            print(String(repeating: " ", count: 106) + "\(zeros(d.hostID.rawValue, 4)) \(zeros(d.mode.generation.rawValue, 4)) SH")
-                        }
-                    }
+                    try await dumpResource(device, at: at, leader: leader, detail: detail)
                 case nil:
-                    break
+                    if let index = try? await ResourceIndexArea.readHeader(on: device, at: at, lockspace: nil) {
+                        try await dumpIndex(device, index, detail: detail)
+                        step = index.geometry.alignment.bytes
+                    }
                 }
-                at += UInt64(geometry?.alignment.bytes ?? LeaseAreas.scanStep)
+                at += UInt64(step ?? LeaseAreas.scanStep)
             }
+        }
+    }
+
+    static func dumpLockspace(_ device: any BlockDevice, at offset: UInt64, detail: Int) async throws {
+        guard let ls = try? await LeaseAreas.readLockspace(on: device, at: offset, name: nil) else { return }
+        for slot in ls.slots where slot.problem == nil && (!slot.leader.ownerID.isNone || slot.leader.ownerGeneration.rawValue != 0) {
+            let bits = detail > 0 ? slot.bitmap.members.filter { $0.rawValue <= UInt64(ls.geometry.maxHosts) }.map { " \($0.rawValue)" }.joined() : ""
+            print(row(offset + UInt64(Int(slot.hostID.rawValue - 1) * ls.geometry.sectorSize.bytes), slot.leader) + bits)
+        }
+    }
+
+    static func dumpResource(_ device: any BlockDevice, at offset: UInt64, leader: LeaderRecord, detail: Int) async throws {
+        let r = try? await LeaseAreas.readResource(on: device, at: offset, lockspace: nil, name: nil)
+        let request = detail > 0 ? r.map { "/\($0.request.lver.rawValue)/\($0.request.forceModeRaw)" } ?? "/0/0" : ""
+        print(row(offset, leader) + " \(leader.lver.rawValue)" + request)
+        for d in r?.dblocks ?? [] {
+            let b = d.dblock
+            if detail > 1, b.mbal != 0 || !b.inp.isNone || b.lver != .zero {
+                print("dblock[\(zeros(d.hostID.rawValue - 1, 4))] mbal \(b.mbal) bal \(b.bal) inp \(b.inp.rawValue) inp2 \(b.inp2.rawValue) "
+                      + "inp3 \(b.inp3.rawValue) lver \(b.lver.rawValue) sum \(String(b.checksum, radix: 16))")
+            }
+            if d.mode.isShared {
+                print(String(repeating: " ", count: 106) + "\(zeros(d.hostID.rawValue, 4)) \(zeros(d.mode.generation.rawValue, 4)) SH")
+            }
+        }
+    }
+
+    /// A resource index: its header, and with detail its entries in use.
+    static func dumpIndex(_ device: any BlockDevice, _ header: ResourceIndexHeader, detail: Int) async throws {
+        let flags = ResourceIndexHeader.alignFlag(header.geometry.alignment)
+        print("\(zeros(header.offset, 8)) \(right(header.lockspace.description, 36)) rindex_header 0x\(String(flags, radix: 16)) "
+              + "\(header.geometry.sectorSize.bytes) \(header.maxResources) \(header.offset)")
+        guard detail > 0 else { return }
+        let layout = ResourceIndexLayout(header)
+        let area = try await ResourceIndexArea.readArea(on: device, header)
+        // Every entry the area holds, as sanlock reads it: past max_resources too.
+        let capacity = (area.count - layout.entryOffset(0)) / ResourceIndexEntry.encodedBytes
+        for i in 0..<capacity {
+            let at = layout.entryOffset(i)
+            let entry = ResourceIndexEntry(decoding: area[at..<(at + ResourceIndexEntry.encodedBytes)])
+            guard !entry.isFree else { continue }
+            print("\(zeros(header.offset + UInt64(at), 8)) \(right(header.lockspace.description, 36)) rentry \(entry.name) \(entry.resourceOffset)")
+        }
+    }
+
+    /// `direct next_free PATH[:OFFSET]`: the first area after OFFSET (as an
+    /// offset from it) that holds no lockspace, resource or index, in steps
+    /// of the areas' size (-A/-Z, else what the area at OFFSET declares).
+    static func nextFree(_ target: String, sectorSize: SectorSize?, alignment: Alignment?) async throws {
+        let (path, start, _) = try parseTarget(target)
+        try await Devices.with(path, access: .readOnly) { device in
+            var step = alignment?.bytes
+            if step == nil {
+                let leader = try await LeaseAreas.readLeader(on: device, at: start)
+                if leader.validKind != nil {
+                    step = try LeaseGeometry.declared(by: leader, at: "\(path):\(start)").alignment.bytes
+                } else if let index = try? await ResourceIndexArea.readHeader(on: device, at: start, lockspace: nil) {
+                    step = index.geometry.alignment.bytes
+                }
+            }
+            guard let step else {
+                throw TenureError(.invalidGeometry, "No lease area at \(path):\(start) to take the area size from.", remedy: "Give it with -A 1M|2M|4M|8M (and -Z).")
+            }
+            var at = start
+            while at + UInt64(device.sectorSize.bytes) <= device.sizeBytes {
+                let magic = ByteReader(try await device.read(at: at, length: device.sectorSize.bytes)).u32(at: 0)
+                if ![Magic.deltaLease, Magic.paxosLease, Magic.resourceIndex].contains(magic) {
+                    print(at - start)
+                    return
+                }
+                at += UInt64(step)
+            }
+            throw TenureError(.outOfBounds, "Every area from \(path):\(start) to its end holds a lease.", remedy: "Grow the device, or free an area.")
         }
     }
 

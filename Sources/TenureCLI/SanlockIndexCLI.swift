@@ -22,15 +22,23 @@ enum SanlockIndexCLI {
             throw TenureError(.invalidArgument, "-x \(text) is not LOCKSPACE:PATH:OFFSET.", remedy: "For example -x ls1:/dev/sdb:1M.")
         }
         var flags: UInt32 = 0
-        if let z = o.values["Z"] {
-            guard let sector = SectorSize(parsing: z) else { throw TenureError(.invalidArgument, "-Z \(z) is not 512 or 4096.") }
-            flags |= sector == .bytes512 ? SanlockFlags.sector512 : SanlockFlags.sector4K
-        }
-        if let a = o.values["A"] {
-            guard let alignment = Alignment(parsing: a) else { throw TenureError(.invalidArgument, "-A \(a) is not 1M, 2M, 4M or 8M.") }
-            flags |= LeaderFlags.alignFlag(for: alignment)
-        }
+        if let sector = try sectorSize(o) { flags |= sector == .bytes512 ? SanlockFlags.sector512 : SanlockFlags.sector4K }
+        if let alignment = try alignment(o) { flags |= LeaderFlags.alignFlag(for: alignment) }
         return SanlockRindex(flags: flags, lockspace: parts[0], disk: SanlockDisk(path: parts[1], offset: try bytes(parts[2], in: text)))
+    }
+
+    /// -Z 512|4096.
+    static func sectorSize(_ o: SanlockCLI.Options) throws -> SectorSize? {
+        guard let z = o.values["Z"] else { return nil }
+        guard let sector = SectorSize(parsing: z) else { throw TenureError(.invalidArgument, "-Z \(z) is not 512 or 4096.") }
+        return sector
+    }
+
+    /// -A 1M|2M|4M|8M.
+    static func alignment(_ o: SanlockCLI.Options) throws -> Alignment? {
+        guard let a = o.values["A"] else { return nil }
+        guard let alignment = Alignment(parsing: a) else { throw TenureError(.invalidArgument, "-A \(a) is not 1M, 2M, 4M or 8M.") }
+        return alignment
     }
 
     /// `-e NAME[:OFFSET]` or `-e :OFFSET`; no -e is neither.

@@ -36,7 +36,7 @@ public struct ResourceIndexHeader: Sendable, Equatable {
     }
 
     /// The header's flag for each area size (RHF_ALIGN_*; not the leader's).
-    static func alignFlag(_ alignment: Alignment) -> UInt32 {
+    public static func alignFlag(_ alignment: Alignment) -> UInt32 {
         switch alignment {
         case .oneMiB: 0x1
         case .twoMiB: 0x2

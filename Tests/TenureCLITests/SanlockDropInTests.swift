@@ -318,13 +318,37 @@ import Glibc
         try Harness.tenureOK(["direct", "format", "--lockspace", "LS", "--path", file, "--resources", "3", "--io-timeout", "1", "--max-hosts", "8"])
         try Harness.tenureOK(["direct", "acquire-id", "-s", "LS:2:\(file):0", "--host-name", "nodeB"])
         let real = try #require(Harness.which("sanlock"))
-        for args in [["direct", "dump", file], ["direct", "dump", "\(file):1M:2M"],
+        // A host's bit set, a request written, a shared holder and a resource index with an entry, for -f.
+        try Harness.tenureOK(["direct", "request", "-r", "LS:R2:\(file):3M:5", "--force"])
+        try Harness.tenureOK(["direct", "acquire", "-r", "LS:R1:\(file):2M", "--host-id", "2", "-s", "LS:2:\(file):0", "--shared"])
+        #expect(try Harness.run(real, ["direct", "format", "-x", "LS:\(file):4M"]).status == 0)
+        #expect(try Harness.run(real, ["direct", "update", "-x", "LS:\(file):4M", "-e", "vm1:6M"]).status == 0)
+        for args in [["direct", "dump", file], ["direct", "dump", "\(file):1M:2M"], ["direct", "dump", file, "-f", "1"], ["direct", "dump", file, "-f", "2"],
+                     ["direct", "next_free", file, "-Z", "512", "-A", "1M"], ["direct", "next_free", "\(file):1048576", "-Z", "512", "-A", "1M"],
                      ["direct", "read_leader", "-s", "LS:2:\(file):0"], ["direct", "read_leader", "-r", "LS:R1:\(file):2097152"]] {
             let theirs = try Harness.run(real, args)
             let ours = try Harness.run(link, args)
             #expect(ours.status == theirs.status, "\(args): \(ours) vs \(theirs)")
             #expect(ours.stdout == theirs.stdout, "\(args.joined(separator: " ")) differs:\nsanlock:\n\(theirs.stdout)\ntenure:\n\(ours.stdout)")
         }
+        // renew_id, then acquire and release as a host id, each read back by sanlock.
+        func leader(_ args: [String]) throws -> [String: String] {
+            let out = try Harness.run(real, ["direct", "read_leader"] + args).stdout
+            return Dictionary(out.split(separator: "\n").compactMap { line in
+                let parts = line.split(separator: " ", maxSplits: 1).map(String.init)
+                return parts.count == 2 ? (parts[0], parts[1]) : nil
+            }, uniquingKeysWith: { a, _ in a })
+        }
+        let before = UInt64(try leader(["-s", "LS:2:\(file):0"])["timestamp"] ?? "") ?? 0
+        usleep(1_100_000)
+        #expect(try Harness.run(link, ["direct", "renew_id", "-s", "LS:2:\(file):0"]).status == 0)
+        #expect(UInt64(try leader(["-s", "LS:2:\(file):0"])["timestamp"] ?? "") ?? 0 > before, "renew_id wrote no newer timestamp")
+        let acquired = try Harness.run(link, ["direct", "acquire", "-r", "LS:R0:\(file):1M", "-i", "2", "-g", "1"])
+        #expect(acquired.status == 0, "\(acquired)")
+        let held = try leader(["-r", "LS:R0:\(file):1M"])
+        #expect(held["owner_id"] == "2" && held["lver"] == "1" && held["timestamp"] != "0", "\(held)")
+        #expect(try Harness.run(link, ["direct", "release", "-r", "LS:R0:\(file):1M", "-i", "2", "-g", "1"]).status == 0)
+        #expect(try leader(["-r", "LS:R0:\(file):1M"])["timestamp"] == "0", "direct release left the lease held")
     }
 
     /// Lock value blocks (lvmlockd keeps volume-group versions in them): set
