@@ -250,6 +250,82 @@ int tenure_request(int fd, const char *resource, int force, struct tenure_error 
     return rc;
 }
 
+int tenure_set_lvb(int fd, pid_t pid, const char *name, const void *lvb, size_t len, struct tenure_error *err) {
+    static const char digits[] = "0123456789abcdef";
+    if (len > 4096) return TENURE_E_BAD_ARGUMENT;
+    char hex[2 * 4096 + 1];
+    const unsigned char *b = lvb;
+    for (size_t i = 0; i < len; i++) { hex[2 * i] = digits[b[i] >> 4]; hex[2 * i + 1] = digits[b[i] & 0xf]; }
+    hex[2 * len] = 0;
+    struct msg *m = malloc(sizeof(*m));
+    if (!m) return -ENOMEM;
+    begin(m);
+    int rc = add_int(m, pid);
+    if (!rc) rc = add(m, name);
+    if (!rc) rc = add(m, hex);
+    if (!rc) rc = call(fd, TENURE_CMD_SET_LVB, m, err);
+    free(m);
+    return rc;
+}
+
+static int nibble(unsigned char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int tenure_get_lvb(int fd, pid_t pid, const char *name, void *lvb, size_t len, struct tenure_error *err) {
+    struct msg *m = malloc(sizeof(*m));
+    if (!m) return -ENOMEM;
+    begin(m);
+    int rc = add_int(m, pid);
+    if (!rc) rc = add(m, name);
+    if (!rc) rc = call(fd, TENURE_CMD_GET_LVB, m, err);
+    if (!rc) {
+        if (m->nfields < 2 || m->field_len[1] % 2) { free(m); return -EPROTO; }
+        size_t n = m->field_len[1] / 2;
+        if (n > len) n = len;
+        unsigned char *out = lvb;
+        for (size_t i = 0; i < n; i++) {
+            int hi = nibble(m->field[1][2 * i]), lo = nibble(m->field[1][2 * i + 1]);
+            if (hi < 0 || lo < 0) { free(m); return -EPROTO; }
+            out[i] = (unsigned char)(hi << 4 | lo);
+        }
+        rc = (int)n;
+    }
+    free(m);
+    return rc;
+}
+
+int tenure_release_orphans(int fd, const char *lockspace, int nnames, const char *const *names, struct tenure_error *err) {
+    struct msg *m = malloc(sizeof(*m));
+    if (!m) return -ENOMEM;
+    begin(m);
+    int rc = add(m, lockspace);
+    if (nnames == 0 && !rc) rc = add(m, "*");
+    for (int i = 0; !rc && i < nnames; i++) rc = add(m, names[i]);
+    if (!rc) rc = call(fd, TENURE_CMD_RELEASE_ORPHANS, m, err);
+    free(m);
+    return rc;
+}
+
+int tenure_set_event(int fd, const char *lockspace, uint64_t host_id, uint64_t event, uint64_t data, struct tenure_error *err) {
+    char text[3][24];
+    if (host_id) snprintf(text[0], sizeof(text[0]), "%llu", (unsigned long long)host_id);
+    else snprintf(text[0], sizeof(text[0]), "all");
+    snprintf(text[1], sizeof(text[1]), "%llu", (unsigned long long)event);
+    snprintf(text[2], sizeof(text[2]), "%llu", (unsigned long long)data);
+    struct msg *m = malloc(sizeof(*m));
+    if (!m) return -ENOMEM;
+    begin(m);
+    int rc = add(m, lockspace);
+    for (int i = 0; !rc && i < 3; i++) rc = add(m, text[i]);
+    if (!rc) rc = call(fd, TENURE_CMD_SET_EVENT, m, err);
+    free(m);
+    return rc;
+}
+
 int tenure_resource_string(char *out, size_t len, const char *lockspace, const char *name,
                            const char *path, uint64_t offset, uint64_t lver) {
     size_t at = 0;

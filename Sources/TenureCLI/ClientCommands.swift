@@ -21,8 +21,30 @@ struct Client: AsyncParsableCommand {
           tenure client status
         """,
         subcommands: [AddLockspace.self, RemoveLockspace.self, Hold.self, Acquire.self, Release.self, Inquire.self, Convert.self,
-                      Status.self, HostStatus.self, Renewal.self, LogDump.self, Request.self, Shutdown.self]
+                      Status.self, HostStatus.self, Renewal.self, LogDump.self, Request.self, Shutdown.self,
+                      SetLVB.self, GetLVB.self, ReleaseOrphans.self, SetEvent.self]
     )
+}
+
+/// What an acquire asks beyond the lease: its lock value block, and
+/// whether it outlives its process (TENURE_ACQUIRE_*).
+struct LeaseFlags: ParsableArguments {
+    @Flag(help: "Read the leases' lock value blocks (then `get-lvb`, `set-lvb`).")
+    var lvb = false
+    @Flag(help: "Keep the leases on this host as orphans when the process goes (release them with `release-orphans`, or adopt them with --orphan).")
+    var persistent = false
+    @Flag(help: "Adopt the orphan of a resource if this host keeps one, else acquire it.")
+    var orphan = false
+    @Flag(name: .customLong("orphan-only"), help: "Adopt the orphan of a resource, or fail.")
+    var orphanOnly = false
+
+    func wireFlags() throws -> UInt32 {
+        guard !(orphan && orphanOnly) else {
+            throw TenureError(.invalidArgument, "--orphan and --orphan-only ask for two things.", remedy: "Give one of them.")
+        }
+        return (lvb ? Wire.acquireLVB : 0) | (persistent ? Wire.acquirePersistent : 0) | (orphan ? Wire.acquireOrphan : 0)
+            | (orphanOnly ? Wire.acquireOrphanOnly : 0)
+    }
 }
 
 struct ClientOptions: ParsableArguments {
@@ -91,6 +113,7 @@ extension Client {
         var resources: [String]
         @Flag(help: "Acquire shared leases.")
         var shared = false
+        @OptionGroup var lease: LeaseFlags
         @Option(parsing: .unconditional, help: "Release after this many seconds.")
         var seconds: Int?
         @Option(help: ArgumentHelp("A program the daemon runs instead of SIGTERM to stop this process (the pid is in $TENURE_KILL_PID); words after the first are its arguments.", valueName: "PROGRAM"))
@@ -126,7 +149,7 @@ extension Client {
                     let words = killpath.split(separator: " ").map(String.init)
                     try connection.killpath(words[0], arguments: Array(words.dropFirst()))
                 }
-                let states = try connection.acquire(resources, shared: shared)
+                let states = try connection.acquire(resources, shared: shared, flags: try lease.wireFlags())
                 if flags != 0 { try connection.restrict(flags) }
                 print(states.joined(separator: "\n"))
                 fflush(nil)
@@ -166,11 +189,12 @@ extension Client {
         var pid: Int32
         @Flag(help: "Acquire shared leases.")
         var shared = false
+        @OptionGroup var lease: LeaseFlags
         @OptionGroup var options: ClientOptions
 
         func run() async throws {
             try await reportingErrors {
-                print(try options.connect().acquire(resources, pid: pid, shared: shared).joined(separator: "\n"))
+                print(try options.connect().acquire(resources, pid: pid, shared: shared, flags: try lease.wireFlags()).joined(separator: "\n"))
             }
         }
     }
@@ -286,8 +310,13 @@ extension Client {
                      "\(l["renewals"] ?? 0)", "\(l["failed_renewals"] ?? 0)", "\(l["worst_renewal_gap_ms"] ?? 0) ms", "\(l["path"] ?? ""):\(l["offset"] ?? "")"]
                 }
                 print(Terminal.table(["lockspace", "host id", "gen", "state", "renewals", "failed", "worst gap", "where"], spaces))
-                let leases = (object["leases"] as? [[String: Any]] ?? []).map { l in
+                var leases = (object["leases"] as? [[String: Any]] ?? []).map { l in
                     ["\(l["pid"] ?? "")", "\(l["lver"] ?? "")", (l["shared"] as? Bool) == true ? "shared" : "exclusive", "\(l["resource"] ?? "")"]
+                }
+                // Kept by the host for a persistent holder that is gone.
+                leases += (object["orphans"] as? [String] ?? []).map { state in
+                    let shared = state.hasSuffix(":SH")
+                    return ["orphan", shared ? "-" : String(state.split(separator: ":").last ?? ""), shared ? "shared" : "exclusive", state]
                 }
                 print(leases.isEmpty ? "no leases held" : Terminal.table(["pid", "lver", "mode", "resource"], leases))
             }
@@ -332,3 +361,124 @@ extension Client {
         }
     }
 }
+
+extension Client {
+    struct SetLVB: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set-lvb",
+            abstract: "Set the lock value block of a lease a process holds (acquired with --lvb); it is written before the release.",
+            discussion: """
+            The block is one sector of the lease's area: the next holder that acquires \
+            with --lvb reads what the last one set. Give text, or bytes as --hex.
+
+            Examples:
+              tenure client set-lvb vm1 --pid 4242 --text "version 7"
+              tenure client set-lvb vm1 --pid 4242 --hex 0700000000000000
+            """)
+        @Argument(help: "The resource name.")
+        var name: String
+        @Option(name: [.customShort("p"), .long], parsing: .unconditional, help: "The process holding it.")
+        var pid: Int32
+        @Option(help: "The block as text.")
+        var text: String?
+        @Option(help: "The block as hex digits.")
+        var hex: String?
+        @OptionGroup var options: ClientOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let bytes: [UInt8]
+                switch (text, hex) {
+                case (let text?, nil): bytes = Array(text.utf8)
+                case (nil, let hex?):
+                    guard let decoded = Hex.decode(hex) else {
+                        throw TenureError(.invalidArgument, "--hex \(hex) is not an even number of hex digits.")
+                    }
+                    bytes = decoded
+                default:
+                    throw TenureError(.invalidArgument, "set-lvb takes the block as --text or as --hex, one of them.")
+                }
+                try options.connect().setLVB(name, bytes, pid: pid)
+                print("Set the lock value block of \(name) (\(bytes.count) bytes).")
+            }
+        }
+    }
+
+    struct GetLVB: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "get-lvb",
+            abstract: "Print the lock value block of a lease a process holds (acquired with --lvb).",
+            discussion: "Prints it as text up to the first NUL, or all of it as hex with --hex.\n\nExample:\n  tenure client get-lvb vm1 --pid 4242")
+        @Argument(help: "The resource name.")
+        var name: String
+        @Option(name: [.customShort("p"), .long], parsing: .unconditional, help: "The process holding it.")
+        var pid: Int32
+        @Flag(help: "Print the whole block as hex.")
+        var hex = false
+        @OptionGroup var options: ClientOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let digits = try options.connect().getLVB(name, pid: pid)
+                guard !hex else { return print(digits) }
+                let bytes = Hex.decode(digits) ?? []
+                print(String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self))
+            }
+        }
+    }
+
+    struct ReleaseOrphans: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "release-orphans",
+            abstract: "Release leases this host keeps as orphans (their persistent holders are gone). Root only.",
+            discussion: "Example:\n  tenure client release-orphans LS vm1\n  tenure client release-orphans LS")
+        @Argument(help: "The lockspace name.")
+        var lockspace: String
+        @Argument(help: "Resource names (default: every orphan of the lockspace).")
+        var names: [String] = []
+        @OptionGroup var options: ClientOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                try options.connect().releaseOrphans(lockspace, names)
+                print("Released.")
+            }
+        }
+    }
+
+    struct SetEvent: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set-event",
+            abstract: "Send a host event to another host of a lockspace, through this host's delta lease. Root only.",
+            discussion: """
+            The event rides in this host's next renewals; the other host's daemon \
+            delivers it to the programs listening there (sanlock's reg_event, as \
+            sanlk-reset does). Events and data are numbers the programs agree on.
+
+            Example:
+              tenure client set-event LS --host-id 2 --event 1 --data 0
+            """)
+        @Argument(help: "The lockspace name.")
+        var lockspace: String
+        @Option(name: .customLong("host-id"), parsing: .unconditional, help: "The host to send it to.")
+        var hostID: UInt64?
+        @Flag(name: .customLong("all-hosts"), help: "Send it to every other host instead.")
+        var allHosts = false
+        @Option(parsing: .unconditional, help: "The event (from 1).")
+        var event: UInt64
+        @Option(parsing: .unconditional, help: "Its data.")
+        var data: UInt64 = 0
+        @OptionGroup var options: ClientOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                guard (hostID != nil) != allHosts else {
+                    throw TenureError(.invalidArgument, "set-event takes --host-id N or --all-hosts, one of them.")
+                }
+                try options.connect().setEvent(lockspace, host: hostID, event: event, data: data)
+                print("Event \(event) set for \(hostID.map { "host \($0)" } ?? "every other host").")
+            }
+        }
+    }
+}
+

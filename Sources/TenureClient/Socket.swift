@@ -110,8 +110,8 @@ public final class TenureConnection {
     public func removeLockspace(_ name: String) throws(TenureError) { try call(.remLockspace, [name]) }
 
     /// Acquires `resources` for `pid` (0: this process); returns each lease's state string.
-    public func acquire(_ resources: [String], pid: Int32 = 0, shared: Bool = false) throws(TenureError) -> [String] {
-        try call(.acquire, [String(pid), String(shared ? Wire.acquireShared : 0)] + resources)
+    public func acquire(_ resources: [String], pid: Int32 = 0, shared: Bool = false, flags: UInt32 = 0) throws(TenureError) -> [String] {
+        try call(.acquire, [String(pid), String((shared ? Wire.acquireShared : 0) | flags)] + resources)
     }
 
     /// Releases leases of `pid` by resource name, or all with "*".
@@ -153,6 +153,26 @@ public final class TenureConnection {
 
     /// The daemon's recent log, debug lines included.
     public func logDump() throws(TenureError) -> String { try call(.logDump, []).first ?? "" }
+
+    /// Sets the lock value block of `name`, held by `pid` (0: the caller), acquired with an LVB.
+    public func setLVB(_ name: String, _ bytes: [UInt8], pid: Int32 = 0) throws(TenureError) {
+        _ = try call(.setLVB, [String(pid), name, Hex.encode(bytes)])
+    }
+
+    /// The lock value block of `name`, as hex.
+    public func getLVB(_ name: String, pid: Int32 = 0) throws(TenureError) -> String {
+        try call(.getLVB, [String(pid), name]).first ?? ""
+    }
+
+    /// Releases the orphans of `lockspace` named (or "*" for all). Root only.
+    public func releaseOrphans(_ lockspace: String, _ names: [String]) throws(TenureError) {
+        _ = try call(.releaseOrphans, [lockspace] + (names.isEmpty ? ["*"] : names))
+    }
+
+    /// Sends `event` with `data` to host `host` of `lockspace` (nil: every other host). Root only.
+    public func setEvent(_ lockspace: String, host: UInt64?, event: UInt64, data: UInt64) throws(TenureError) {
+        _ = try call(.setEvent, [lockspace, host.map(String.init) ?? "all", String(event), String(data)])
+    }
 
     /// JSON: every host slot of a lockspace in use and its state as this host sees it.
     public func hostStatus(_ lockspace: String) throws(TenureError) -> String {

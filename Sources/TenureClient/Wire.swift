@@ -15,6 +15,11 @@ public enum Wire {
     public static let defaultRunDir = TENURE_DEFAULT_RUN_DIR
     public static let runDirEnvironment = TENURE_RUN_DIR_ENV
     public static let acquireShared = UInt32(TENURE_ACQUIRE_SHARED)
+    public static let acquireLVB = UInt32(TENURE_ACQUIRE_LVB)
+    public static let acquirePersistent = UInt32(TENURE_ACQUIRE_PERSISTENT)
+    public static let acquireOrphan = UInt32(TENURE_ACQUIRE_ORPHAN)
+    public static let acquireOrphanOnly = UInt32(TENURE_ACQUIRE_ORPHAN_ONLY)
+    public static let acquireAllFlags = UInt32(TENURE_ACQUIRE_ALL_FLAGS)
     public static let restrictAll = UInt32(TENURE_RESTRICT_ALL)
     public static let restrictSigkill = UInt32(TENURE_RESTRICT_SIGKILL)
     public static let restrictSigterm = UInt32(TENURE_RESTRICT_SIGTERM)
@@ -30,6 +35,7 @@ public enum Wire {
 public enum Command: UInt16, Sendable, CaseIterable {
     case register = 1, addLockspace, remLockspace, acquire, release, inquire, status, request, shutdown
     case killpath, restrict, convert, hostStatus, renewal, logDump
+    case setLVB, getLVB, releaseOrphans, setEvent
 }
 
 /// Result codes, grouped by kind, never a raw -errno (see the header).
@@ -186,3 +192,36 @@ func le(_ v: UInt16) -> [UInt8] { [UInt8(truncatingIfNeeded: v), UInt8(truncatin
 func le(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * UInt32($0))) } }
 func readLE16(_ b: [UInt8], _ at: Int) -> UInt16 { UInt16(b[at]) | UInt16(b[at + 1]) << 8 }
 func readLE32(_ b: [UInt8], _ at: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(b[at + $1]) << (8 * UInt32($1)) } }
+
+/// Lowercase hex, for binary values (lock value blocks) in text fields.
+public enum Hex {
+    public static func encode(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 2)
+        for b in bytes { out += [digits[Int(b >> 4)], digits[Int(b & 0xF)]] }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// nil for an odd length or a character that is not a hex digit.
+    public static func decode(_ text: String) -> [UInt8]? {
+        let utf8 = Array(text.utf8)
+        guard utf8.count % 2 == 0 else { return nil }
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+            default: nil
+            }
+        }
+        var out: [UInt8] = []
+        var i = 0
+        while i < utf8.count {
+            guard let hi = nibble(utf8[i]), let lo = nibble(utf8[i + 1]) else { return nil }
+            out.append(hi << 4 | lo)
+            i += 2
+        }
+        return out
+    }
+}

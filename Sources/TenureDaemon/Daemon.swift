@@ -6,6 +6,7 @@ import TenureEngine
 import TenureFormat
 import TenureHost
 import TenureIO
+import TenureSanlockWire
 import TenureSyscall
 
 /// The daemon's settings; every one is also a `tenure daemon` flag and a
@@ -326,6 +327,23 @@ public actor Daemon {
             return [try await hostStatus(lockspace)]
         case .renewal(let name):
             return [try await joinedLockspace(name).joined.lockspace.renewalHistory.map(\.sanlockText).joined(separator: "\n")]
+        case .setLVB(let pid, let name, let bytes):
+            let lease = try heldLease(name, of: try target(pid, peer))
+            try lvbResult(setLVB(lockspace: lease.resource.lockspace.description, name: name, bytes: bytes), name)
+            return []
+        case .getLVB(let pid, let name):
+            let lease = try heldLease(name, of: try target(pid, peer))
+            let (result, bytes) = getLVB(lockspace: lease.resource.lockspace.description, name: name, length: 0)
+            try lvbResult(result, name)
+            return [Hex.encode(bytes)]
+        case .setEvent(let lockspace, let host, let event, let data):
+            var flags = SanlockFlags.setEventCurrentGeneration | SanlockFlags.setEventReplace
+            if host == nil { flags |= SanlockFlags.setEventAllHosts }
+            let result = try await setHostEvent(lockspace, SanlockHostEvent(hostID: host ?? 1, generation: 0, event: event, data: data), flags: flags)
+            guard result == 0 else {
+                throw TenureError(.invalidArgument, "Host \(host.map(String.init) ?? "all") is not a host id of lockspace \(lockspace).")
+            }
+            return []
         case .logDump:
             // The newest part that fits in one reply field.
             return [String(decoding: Array(DebugRing.shared.text.utf8.suffix(Self.logDumpReplyBytes)), as: UTF8.self)]

@@ -40,6 +40,25 @@ extension Daemon {
         core.leases.values.lazy.flatMap(\.values).first { $0.resource.lockspace.description == lockspace && $0.resource.name.description == name }
     }
 
+    /// The lease `name` that `pid` holds, for Tenure's own LVB commands:
+    /// a process reads and writes only the blocks of its own leases.
+    func heldLease(_ name: String, of pid: Int32) throws -> HeldLease {
+        guard let lease = core.leases[ProcessID(pid)]?[name] else {
+            throw TenureError(.notOwner, "Process \(pid) does not hold \(name).", remedy: "`tenure client inquire -p \(pid)` lists what it holds.")
+        }
+        return lease
+    }
+
+    /// An LVB result code as Tenure's error.
+    func lvbResult(_ result: Int32, _ name: String) throws {
+        switch result {
+        case 0: return
+        case -EINVAL: throw TenureError(.invalidArgument, "\(name) was acquired without a lock value block.", remedy: "Acquire it with --lvb (TENURE_ACQUIRE_LVB).")
+        case -E2BIG: throw TenureError(.limitReached, "The block is longer than the lease's sector.")
+        default: throw TenureError(.notOwner, "\(name) is not held on this host.")
+        }
+    }
+
     /// set_lvb: -ENOENT when not held here, -EINVAL when acquired without an LVB, -E2BIG past a sector.
     func setLVB(lockspace: String, name: String, bytes: [UInt8]) -> Int32 {
         guard let lease = heldLease(lockspace: lockspace, name: name) else { return -ENOENT }

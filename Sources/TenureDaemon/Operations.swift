@@ -577,6 +577,7 @@ extension Daemon {
         }
         let object: [String: Any] = ["host_name": config.hostName, "lockspaces": spaces, "leases": leases,
                                      "lease_count": all.count, "leases_omitted": all.count - leases.count,
+                                     "orphans": core.orphans.values.map(\.stateString).sorted(),
                                      "resident_kib": Self.residentKiB() ?? 0,
                                      "joining": joining.keys.map(\.description).sorted(),
                                      "fencing": core.fencedProcesses.map { Int($0.rawValue) },

@@ -1,8 +1,8 @@
 import TenureClient
 import TenureCore
 
-/// What an acquire asks beyond the lease itself (sanlock's flags; Tenure's
-/// own protocol asks none of these yet).
+/// What an acquire asks beyond the lease itself (sanlock's flags, and
+/// Tenure's TENURE_ACQUIRE_* beyond shared).
 struct LeaseOptions: Sendable, Equatable {
     /// Read the lock value block (SANLK_ACQUIRE_LVB).
     var lvb = false
@@ -39,6 +39,13 @@ enum DaemonRequest: Sendable, Equatable {
     case hostStatus(lockspace: String)
     case renewal(lockspace: String)
     case logDump
+    /// Sets the lock value block of a lease `pid` holds (acquired with an LVB).
+    case setLVB(pid: TargetPid, name: String, bytes: [UInt8])
+    /// Reads it.
+    case getLVB(pid: TargetPid, name: String)
+    /// Sends a host event through our delta lease: to one host, or to
+    /// every other (nil); generation 0 is the target's current one.
+    case setEvent(lockspace: String, host: UInt64?, event: UInt64, data: UInt64)
 
     /// Decodes `message`, or throws an `invalidArgument` / `protocolError`
     /// that names the bad field.
@@ -67,10 +74,13 @@ enum DaemonRequest: Sendable, Equatable {
         case .acquire:
             try f.count(3...(2 + Wire.maxResourcesPerRequest))
             let flags = try f.number(1, "acquire flags", in: 0...Int(UInt32.max))
-            guard UInt32(flags) & ~Wire.acquireShared == 0 else {
-                throw f.bad(1, "acquire flags", "are 0x\(String(flags, radix: 16))", allowed: "0 or \(Wire.acquireShared) (shared)")
+            let bits = UInt32(flags)
+            guard bits & ~Wire.acquireAllFlags == 0 else {
+                throw f.bad(1, "acquire flags", "are 0x\(String(flags, radix: 16))", allowed: "a combination of TENURE_ACQUIRE_* (0x\(String(Wire.acquireAllFlags, radix: 16)))")
             }
-            request = .acquire(pid: try f.pid(0), shared: UInt32(flags) & Wire.acquireShared != 0, resources: try f.texts(from: 2, "resource"))
+            let options = LeaseOptions(lvb: bits & Wire.acquireLVB != 0, persistent: bits & Wire.acquirePersistent != 0,
+                                       adoptOrphan: bits & (Wire.acquireOrphan | Wire.acquireOrphanOnly) != 0, orphanOnly: bits & Wire.acquireOrphanOnly != 0)
+            request = .acquire(pid: try f.pid(0), shared: bits & Wire.acquireShared != 0, resources: try f.texts(from: 2, "resource"), options: options)
         case .release:
             try f.count(1...(1 + Wire.maxResourcesPerRequest))
             request = .release(pid: try f.pid(0), names: try f.texts(from: 1, "resource name"))
@@ -120,14 +130,39 @@ enum DaemonRequest: Sendable, Equatable {
         case .logDump:
             try f.count(0...0)
             request = .logDump
+        case .setLVB:
+            try f.count(3...3)
+            let hex = try f.optionalText(2, "lock value block") ?? ""
+            guard let bytes = Hex.decode(hex), bytes.count <= Self.maxLVBBytes else {
+                throw f.bad(2, "lock value block", "is not hex of at most \(Self.maxLVBBytes) bytes", allowed: "an even number of hex digits")
+            }
+            request = .setLVB(pid: try f.pid(0), name: try f.text(1, "resource name"), bytes: bytes)
+        case .getLVB:
+            try f.count(2...2)
+            request = .getLVB(pid: try f.pid(0), name: try f.text(1, "resource name"))
+        case .releaseOrphans:
+            try f.count(2...(1 + Wire.maxResourcesPerRequest))
+            request = .releaseOrphans(lockspace: try f.text(0, "lockspace name"), names: try f.texts(from: 1, "resource name"))
+        case .setEvent:
+            try f.count(4...4)
+            let host = try f.text(1, "host id")
+            let id = host == "all" ? nil : UInt64(host)
+            guard host == "all" || (id ?? 0) >= 1 else { throw f.bad(1, "host id", "is \"\(host)\"", allowed: "a host id from 1, or \"all\"") }
+            guard let event = UInt64(try f.text(2, "event")), event != 0, let data = UInt64(try f.text(3, "event data")) else {
+                throw f.bad(2, "event", "or its data is not a number", allowed: "an event from 1 and data from 0, decimal")
+            }
+            request = .setEvent(lockspace: try f.text(0, "lockspace name"), host: id, event: event, data: data)
         }
         return (command, request)
     }
 
+    /// A lock value block is one sector at most.
+    static let maxLVBBytes = 4096
+
     /// What the request needs of its sender (docs/operations.md, "Privileges").
     var needs: Privilege {
         switch self {
-        case .addLockspace, .remLockspace, .request, .shutdown, .releaseOrphans: .admin
+        case .addLockspace, .remLockspace, .request, .shutdown, .releaseOrphans, .setEvent: .admin
         default: .anyone
         }
     }
@@ -208,3 +243,4 @@ private struct Fields {
         Int32(try number(i, "pid", in: 0...Int(Int32.max)))
     }
 }
+

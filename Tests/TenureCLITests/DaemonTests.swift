@@ -105,6 +105,43 @@ struct DaemonTests {
         #expect(unknown.status != 0 && unknown.stderr.contains("not joined"), "\(unknown)")
     }
 
+    /// Tenure's own command line for what sanlock's clients have: a lock
+    /// value block passed from one holder to the next, a persistent lease
+    /// kept as an orphan and released, and a host event sent.
+    @Test func lockValueBlocksOrphansAndHostEventsFromTenuresCommandLine() throws {
+        let scratch = try Scratch()
+        let (daemon, file) = try setUp(scratch)
+        let r0 = "D:R0:\(file):1048576"
+        let environment = ProcessInfo.processInfo.environment.merging([Wire.runDirEnvironment: daemon.runDir]) { $1 }
+        let tenure = Harness.tenurePath
+        // The command holds the lease itself (exec), so its pid is $$.
+        let setter = try Harness.run(tenure, ["client", "hold", "-r", r0, "--lvb", "--", "/bin/sh", "-c", "'\(tenure)' client set-lvb R0 --pid $$ --text v7"],
+                                     environment: environment)
+        #expect(setter.status == 0 && setter.stdout.contains("Set the lock value block of R0 (2 bytes)"), "\(setter)")
+        #expect(eventually { (try? daemon.leases())?.isEmpty == true }, "the setter's lease was not released")
+        let getter = try Harness.run(tenure, ["client", "hold", "-r", r0, "--lvb", "--", "/bin/sh", "-c", "'\(tenure)' client get-lvb R0 --pid $$"],
+                                     environment: environment)
+        #expect(getter.stdout.hasSuffix("v7\n"), "the next holder did not read the block: \(getter)")
+        #expect(eventually { (try? daemon.leases())?.isEmpty == true })
+
+        // Persistent: the holder exits, the host keeps the lease.
+        let keeper = try Harness.run(tenure, ["client", "hold", "-r", r0, "--persistent", "--", "/bin/true"], environment: environment)
+        #expect(keeper.status == 0, "\(keeper)")
+        usleep(300_000)
+        let status = try daemon.clientOK(["status"]).stdout
+        #expect(status.contains("orphan") && status.contains("D:R0:"), "status does not show the orphan: \(status)")
+        let refused = try daemon.client(["hold", "-r", r0, "--seconds", "0"])
+        #expect(refused.status != 0 && refused.stderr.contains("orphan"), "a plain acquire took the orphan: \(refused)")
+        try daemon.clientOK(["release-orphans", "D", "R0"])
+        try daemon.clientOK(["hold", "-r", r0, "--seconds", "0"])
+        let none = try daemon.client(["release-orphans", "D"])
+        #expect(none.status != 0 && none.stderr.contains("no orphan"), "\(none)")
+
+        try daemon.clientOK(["set-event", "D", "--host-id", "2", "--event", "1", "--data", "9"])
+        let both = try daemon.client(["set-event", "D", "--host-id", "2", "--all-hosts", "--event", "1"])
+        #expect(both.status != 0, "\(both)")
+    }
+
     @Test func aProcessHoldsALeaseUntilItDies() throws {
         let scratch = try Scratch()
         let (daemon, file) = try setUp(scratch)

@@ -16,7 +16,9 @@ import TenureCore
         (.shutdown, TENURE_CMD_SHUTDOWN.rawValue), (.killpath, TENURE_CMD_KILLPATH.rawValue),
         (.restrict, TENURE_CMD_RESTRICT.rawValue), (.convert, TENURE_CMD_CONVERT.rawValue),
         (.hostStatus, TENURE_CMD_HOST_STATUS.rawValue), (.renewal, TENURE_CMD_RENEWAL.rawValue),
-        (.logDump, TENURE_CMD_LOG_DUMP.rawValue),
+        (.logDump, TENURE_CMD_LOG_DUMP.rawValue), (.setLVB, TENURE_CMD_SET_LVB.rawValue),
+        (.getLVB, TENURE_CMD_GET_LVB.rawValue), (.releaseOrphans, TENURE_CMD_RELEASE_ORPHANS.rawValue),
+        (.setEvent, TENURE_CMD_SET_EVENT.rawValue),
     ]
 
     static let results: [(ResultCode, UInt32)] = [

@@ -103,6 +103,56 @@ int main(int argc, char **argv) {
     waitpid(taker, NULL, 0);
     snprintf(expected, sizeof(expected), "%s:3", resource);
     CHECK(got > 0 && strcmp(state, expected) == 0, "after the restricted holder's connection closed, another process took it: %s", state);
+
+    /* Lock value blocks: set by one holder, written at its release, read by the next. */
+    fd = tenure_register(run_dir);
+    for (int i = 0; i < 50; i++) {
+        rc = tenure_acquire(fd, 0, TENURE_ACQUIRE_LVB, 1, res, state, sizeof(state), &err);
+        if (rc == 0) break;
+        usleep(100000);
+    }
+    CHECK(rc == 0, "acquire with a lock value block: %d %s", rc, rc ? err.message : "");
+    CHECK(tenure_set_lvb(fd, 0, argv[4], "hello", 5, &err) == 0, "set_lvb");
+    char lvb[64] = {0};
+    rc = tenure_get_lvb(fd, 0, argv[4], lvb, sizeof(lvb), &err);
+    CHECK(rc == (int)sizeof(lvb) && memcmp(lvb, "hello", 5) == 0, "get_lvb: %d \"%.5s\"", rc, lvb);
+    CHECK(tenure_release(fd, 0, 1, names, &err) == 0, "release writes the block");
+    CHECK(tenure_acquire(fd, 0, 0, 1, res, state, sizeof(state), &err) == 0, "acquire without a block");
+    rc = tenure_get_lvb(fd, 0, argv[4], lvb, sizeof(lvb), &err);
+    CHECK(rc == TENURE_E_BAD_ARGUMENT, "get_lvb of a lease acquired without one is refused: %d", rc);
+    CHECK(tenure_release(fd, 0, 1, names, &err) == 0, "release");
+    memset(lvb, 0, sizeof(lvb));
+    CHECK(tenure_acquire(fd, 0, TENURE_ACQUIRE_LVB, 1, res, state, sizeof(state), &err) == 0, "acquire with a block again");
+    rc = tenure_get_lvb(fd, 0, argv[4], lvb, 5, &err);
+    CHECK(rc == 5 && memcmp(lvb, "hello", 5) == 0, "the next holder reads the block: \"%.5s\"", lvb);
+    CHECK(tenure_release(fd, 0, 1, names, &err) == 0, "release");
+
+    /* A persistent lease outlives its process as an orphan, until released. */
+    pid_t keeper = fork();
+    if (keeper == 0) {
+        int kfd = tenure_register(run_dir);
+        struct tenure_error kerr;
+        _exit(tenure_acquire(kfd, 0, TENURE_ACQUIRE_PERSISTENT, 1, res, NULL, 0, &kerr) == 0 ? 0 : 1);
+    }
+    waitpid(keeper, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "a child acquired a persistent lease and exited holding it");
+    for (int i = 0; i < 50; i++) {
+        rc = tenure_acquire(fd, 0, 0, 1, res, state, sizeof(state), &err);
+        if (rc != 0 && strcmp(err.code, "held-by-live-host") == 0 && strstr(err.message, "orphan")) break;
+        if (rc == 0) break;
+        usleep(100000);
+    }
+    CHECK(rc == TENURE_E_HELD, "the orphan is refused to a plain acquire: %d %s", rc, err.message);
+    rc = tenure_release_orphans(fd, argv[3], 1, names, &err);
+    CHECK(rc == 0, "release_orphans: %d %s", rc, rc ? err.message : "");
+    rc = tenure_acquire(fd, 0, 0, 1, res, state, sizeof(state), &err);
+    CHECK(rc == 0, "acquired once the orphan is released: %d %s", rc, state);
+    CHECK(tenure_release(fd, 0, 0, NULL, &err) == 0, "release");
+
+    /* Host events: sent to one host, or to all. */
+    CHECK(tenure_set_event(fd, argv[3], 2, 1, 7, &err) == 0, "set_event to host 2");
+    CHECK(tenure_set_event(fd, argv[3], 0, 2, 0, &err) == 0, "set_event to every other host");
+    close(fd);
     printf("%d failures\n", failures);
     return failures ? 1 : 0;
 }

@@ -63,6 +63,20 @@ int tenure_add_lockspace(int fd, const char *lockspace, int async, struct tenure
 /* Asks the holder of a resource to give it up; force kills it. */
 int tenure_request(int fd, const char *resource, int force, struct tenure_error *err);
 
+/* The lock value block of a lease pid (0: the caller) holds, acquired with
+ * TENURE_ACQUIRE_LVB: set (at most a sector; written before the release),
+ * and get (returns the bytes copied into lvb, at most len). */
+int tenure_set_lvb(int fd, pid_t pid, const char *name, const void *lvb, size_t len, struct tenure_error *err);
+int tenure_get_lvb(int fd, pid_t pid, const char *name, void *lvb, size_t len, struct tenure_error *err);
+
+/* Releases the leases this host keeps as orphans in a lockspace (nnames 0:
+ * all of them). Root only. */
+int tenure_release_orphans(int fd, const char *lockspace, int nnames, const char *const *names, struct tenure_error *err);
+
+/* Sends a host event (event from 1, data) to host_id of a lockspace, or to
+ * every other host for host_id 0, through this host's delta lease. Root only. */
+int tenure_set_event(int fd, const char *lockspace, uint64_t host_id, uint64_t event, uint64_t data, struct tenure_error *err);
+
 /* Builds "LS:NAME:PATH:OFFSET[:LVER]" with ':' and ' ' in the path escaped;
  * lver 0 leaves it out. Returns the length, or -ENAMETOOLONG if it does not fit. */
 int tenure_resource_string(char *out, size_t len, const char *lockspace, const char *name,

@@ -55,6 +55,10 @@ enum tenure_command {
     TENURE_CMD_HOST_STATUS = 13,    /* lockspace name -> JSON: every host slot in use and its state as seen here */
     TENURE_CMD_RENEWAL = 14,        /* lockspace name -> a line per recent renewal: timestamp, read and write ms, failures after */
     TENURE_CMD_LOG_DUMP = 15,       /* -> the daemon's recent log, debug lines included */
+    TENURE_CMD_SET_LVB = 16,        /* pid, resource name, block as hex (at most a sector) -> (result). Written before the release. */
+    TENURE_CMD_GET_LVB = 17,        /* pid, resource name -> the block as hex (the lease was acquired with TENURE_ACQUIRE_LVB) */
+    TENURE_CMD_RELEASE_ORPHANS = 18, /* lockspace name, resource name or "*"... -> (result). Root only. */
+    TENURE_CMD_SET_EVENT = 19,      /* lockspace name, host id or "all", event, data -> (result). Root only. */
 };
 
 /* Restrict flags. */
@@ -67,6 +71,11 @@ enum tenure_command {
 
 /* Acquire flags (decimal text in the flags field). */
 #define TENURE_ACQUIRE_SHARED 0x1u
+#define TENURE_ACQUIRE_LVB 0x2u          /* read the lease's lock value block (get/set with TENURE_CMD_*_LVB) */
+#define TENURE_ACQUIRE_PERSISTENT 0x4u   /* kept by the host as an orphan when the process goes */
+#define TENURE_ACQUIRE_ORPHAN 0x8u       /* adopt the orphan of the resource if there is one */
+#define TENURE_ACQUIRE_ORPHAN_ONLY 0x10u /* adopt the orphan, or fail */
+#define TENURE_ACQUIRE_ALL_FLAGS 0x1Fu
 
 /*
  * Result codes, grouped by kind; never a raw -errno.
