@@ -107,7 +107,7 @@ public enum SanlockCLI {
         /// What follows `-c`: the command and its arguments (client command).
         var command: [String] = []
 
-        static let known: Set<Character> = ["s", "r", "o", "f", "w", "h", "l", "e", "U", "G", "n", "Z", "A", "Q", "R", "p", "u", "x", "z", "i", "g"]
+        static let known: Set<Character> = ["s", "r", "o", "f", "w", "h", "l", "e", "U", "G", "n", "Z", "A", "Q", "R", "p", "u", "x", "z", "i", "g", "d"]
 
         init(_ words: [String]) throws {
             var i = 0
@@ -243,6 +243,8 @@ public enum SanlockCLI {
             return try holdAndExec(o, runDir: runDir)
         case let index where SanlockIndexCLI.clientActions.contains(index):
             return try SanlockIndexCLI.client(index, o, connection)
+        case let area where SanlockClientAreas.actions.contains(area):
+            return try SanlockClientAreas.run(area, o, connection)
         case "inquire":
             let pid = try o.number("p", in: 1...Int(Int32.max)) ?? 0
             guard pid > 0 else { throw TenureError(.invalidArgument, "client inquire needs -p PID.") }
@@ -271,7 +273,7 @@ public enum SanlockCLI {
             print("daemon version \(v >> 24).\((v >> 16) & 0xFF).\((v >> 8) & 0xFF) (0x\(String(format: "%08x", v)))")
         default:
             throw TenureError(.invalidArgument, "\(action) is not a sanlock client action Tenure serves.",
-                              remedy: "Use status, gets, host_status, add_lockspace, inq_lockspace, rem_lockspace, acquire, release, inquire, request, shutdown, version, or the resource index's format, rebuild, create, delete, lookup and update.")
+                              remedy: "Use status, gets, host_status, renewal, log_dump, set_config, set_event, add_lockspace, inq_lockspace, rem_lockspace, acquire, release, convert, inquire, request, examine, init, read, align, command, shutdown, version, or the resource index's format, rebuild, create, delete, lookup and update.")
         }
         return 0
     }

@@ -101,9 +101,9 @@ extension Daemon {
                 let hosts = try await sanlockHosts(name, only: hostID)
                 let payload = hosts.flatMap(\.encoded)
                 return SanlockAnswer(header: header.reply(result: 0, data2: UInt32(hosts.count), payloadBytes: payload.count), payload: payload)
-            case .writeLockspace(let ls, let maxHosts, let ioTimeout, let flags):
+            case .writeLockspace(let ls, let maxHosts, let ioTimeout, _):
                 try admit(peer, needs: .admin, to: "lay out a lockspace area", whileShuttingDown: false)
-                try await writeLockspace(ls, maxHosts: maxHosts, ioTimeoutSeconds: ioTimeout, flags: flags)
+                try await writeLockspace(ls, maxHosts: maxHosts, ioTimeoutSeconds: ioTimeout)
                 return SanlockAnswer(header: header.reply(result: 0))
             case .writeResource(let resource, let maxHosts, let numHosts, let flags):
                 try admit(peer, needs: .admin, to: "lay out a resource area", whileShuttingDown: false)
@@ -358,12 +358,17 @@ extension Daemon {
     static let releaseFirst = "Release those leases (and leave the lockspace) first."
 
     /// write_lockspace: lays out a lockspace area, unless hosts are joined to it.
-    func writeLockspace(_ ls: SanlockLockspace, maxHosts: UInt32, ioTimeoutSeconds: UInt32, flags: UInt32) async throws {
+    func writeLockspace(_ ls: SanlockLockspace, maxHosts: UInt32, ioTimeoutSeconds: UInt32) async throws {
         let name = try LeaseName(ls.name, what: "lockspace name")
         guard ioTimeoutSeconds <= UInt32(UInt16.max) else { throw TenureError(.invalidArgument, "The io_timeout \(ioTimeoutSeconds) s is out of range.") }
         let io = ioTimeoutSeconds == 0 ? config.ioTimeout : IOTimeout(seconds: UInt16(ioTimeoutSeconds))
         try await withDevice(ls.disk.path) { device in
-            let geometry = try Self.geometry(flags, device: device)
+            // The layout is in the lockspace's own flags (SANLK_LSF_ALIGN*,
+            // SANLK_LSF_SECTOR*), as libsanlock sends it; the header's flags
+            // carry none. Reading the wrong word lays out the device's default
+            // area instead — 8 MiB on a 4K disk where 1 MiB was asked, over
+            // the leases that follow.
+            let geometry = try Self.geometry(ls.flags, device: device)
             guard maxHosts <= UInt32(geometry.maxHosts) else {
                 throw TenureError(.invalidArgument, "max_hosts \(maxHosts) is over \(geometry.maxHosts), what a \(geometry) area holds.")
             }

@@ -241,6 +241,13 @@ public struct SanlockDisk: Sendable, Equatable {
         offset = r.u64(at: base + SanlockWire.pathBytes)
     }
 
+    /// The struct sanlk_disk alone (align's payload).
+    public var encoded: [UInt8] {
+        var w = ByteWriter(count: SanlockWire.diskBytes)
+        encode(into: &w, at: 0)
+        return w.bytes
+    }
+
     func encode(into w: inout ByteWriter, at base: Int) {
         let utf8 = Array(path.utf8.prefix(SanlockWire.pathBytes - 1))
         for (i, byte) in utf8.enumerated() { w.bytes[base + i] = byte }
@@ -566,7 +573,7 @@ public struct SanlockHostEvent: Sendable, Equatable {
         self.init(hostID: r.u64(at: 0), generation: r.u64(at: 8), event: r.u64(at: 16), data: r.u64(at: 24))
     }
 
-    var encoded: [UInt8] {
+    public var encoded: [UInt8] {
         var w = ByteWriter(count: Self.bytes)
         w.put(hostID, at: 0)
         w.put(generation, at: 8)

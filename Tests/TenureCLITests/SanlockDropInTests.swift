@@ -747,6 +747,63 @@ import Glibc
         #expect(after["lver"] as? [Int] == [2], "\(after)")
     }
 
+    /// Regression: write_lockspace took its layout from the message header,
+    /// where libsanlock puts none, instead of the lockspace's own flags. On
+    /// a 4K disk it laid out the default 8 MiB where 1 MiB was asked, over
+    /// the resource lease after it — its lver back to 0, a fencing token
+    /// handed out again.
+    @Test(.enabled(if: SanlockDaemonSupport.hasPythonSanlock && Harness.canUseLoopDevices,
+                   "needs python3-sanlock, root and loop devices (Tools/install-deps.sh installs python3-sanlock)"))
+    func writeLockspaceLaysOutTheAreaTheLockspaceFlagsAskForAndNoMore() throws {
+        let setup = try Setup()
+        let disk = try LoopDevice(in: setup.scratch, size: 16 << 20, sectorSize: 4096)
+        let out = try setup.python("""
+            dev = \(Setup.quote(disk.device))
+            sanlock.write_lockspace(b"K", dev, 0, iotimeout=1, align=1048576, sector=4096)
+            sanlock.write_resource(b"K", b"R", [(dev, 1048576)], align=1048576, sector=4096)
+            sanlock.add_lockspace(b"K", 1, dev, 0)
+            fd = sanlock.register()
+            for _ in range(2):
+                sanlock.acquire(b"K", b"R", [(dev, 1048576)], slkfd=fd)
+                sanlock.release(b"K", b"R", [(dev, 1048576)], slkfd=fd)
+            sanlock.rem_lockspace(b"K", 1, dev, 0)
+            sanlock.write_lockspace(b"K", dev, 0, iotimeout=1, align=1048576, sector=4096)
+            r = sanlock.read_resource(dev, 1048576, align=1048576, sector=4096)
+            out["after"] = [r["resource"].decode(), r["version"]]
+            """)
+        #expect(out["after"] as? [AnyHashable] == ["R", 2], "the lease after the lockspace was overwritten: \(out)")
+    }
+
+    /// `sanlock client init`, `read`, `align`, `examine`, `set_event` and
+    /// `convert`, from sanlock 3.8.5's own command line and from Tenure's
+    /// under sanlock's name, against Tenure's daemon: the same lines.
+    @Test(.enabled(if: SanlockDaemonSupport.hasPythonSanlock && Harness.which("sanlock") != nil,
+                   "needs python3-sanlock and sanlock's command line (Tools/install-deps.sh installs both)"))
+    func sanlocksClientActionsOnAreasPrintTheSameFromBothCommandLines() throws {
+        let setup = try Setup()
+        _ = try setup.python("sanlock.add_lockspace(b\"LS\", 1, path, 0)")
+        let real = try #require(Harness.which("sanlock"))
+        let link = try Self.sanlockLink(in: setup.scratch)
+        let environment = ["SANLOCK_RUN_DIR": setup.sanlockDir, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        let fresh = try setup.scratch.file("fresh.img", size: 4 << 20)
+        for (i, binary) in [real, link].enumerated() {
+            func run(_ args: [String]) throws -> Outcome { try Harness.run(binary, ["client"] + args, environment: environment) }
+            let name = "N\(i)"
+            #expect(try run(["init", "-s", "\(name):0:\(fresh):0", "-o", "1"]).stdout.contains("init done 0"), "\(binary)")
+            #expect(try run(["init", "-r", "\(name):V:\(fresh):1048576"]).stdout.contains("init done 0"), "\(binary)")
+            let ls = try run(["read", "-s", "\(name):0:\(fresh):0"])
+            #expect(ls.stdout.contains("s \(name):0:\(fresh):0"), "\(binary): \(ls)")
+            let r = try run(["read", "-r", "\(name):V:\(fresh):1048576"])
+            #expect(r.stdout.contains("r \(name):V:\(fresh):1048576:0"), "\(binary): \(r)")
+            #expect(try run(["align", "-s", "LS:0:\(setup.file):0"]).stdout.contains("align done 1048576"), "\(binary)")
+            #expect(try run(["examine", "-s", "LS:1:\(setup.file):0"]).stdout.contains("examine done 0"), "\(binary)")
+            #expect(try run(["set_event", "-s", "LS", "-i", "2", "-e", "1", "-d", "5"]).stdout.contains("set_event done 0"), "\(binary)")
+            // Converting a lease the caller does not hold is refused alike.
+            let convert = try run(["convert", "-r", "LS:R0:\(setup.file):1048576:SH", "-p", "1"])
+            #expect(!convert.stdout.contains("convert done 0"), "\(binary): \(convert)")
+        }
+    }
+
     /// Nothing a client sends over sanlock's socket stops the daemon:
     /// random commands with random payloads, truncated and foreign headers,
     /// absurd lengths. A correct client is served afterwards.
