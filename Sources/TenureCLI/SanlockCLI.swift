@@ -107,7 +107,7 @@ public enum SanlockCLI {
         /// What follows `-c`: the command and its arguments (client command).
         var command: [String] = []
 
-        static let known: Set<Character> = ["s", "r", "o", "f", "w", "h", "l", "e", "U", "G", "n", "Z", "A", "Q", "R", "p", "u", "x", "z", "i", "g", "d"]
+        static let known: Set<Character> = ["s", "r", "o", "f", "w", "h", "l", "e", "U", "G", "n", "Z", "A", "Q", "R", "p", "u", "x", "z", "i", "g", "d", "O"]
 
         init(_ words: [String]) throws {
             var i = 0
@@ -204,9 +204,16 @@ public enum SanlockCLI {
             }
         case "set_config":
             let name = try o.required("s", "LOCKSPACE")
-            guard let used = try o.flag("u") else { throw TenureError(.invalidArgument, "client set_config needs -u 0|1.") }
+            let command: UInt32
+            if let orphans = try o.flag("O") {
+                command = orphans ? SanlockFlags.configUsedByOrphans : SanlockFlags.configUnusedByOrphans
+            } else if let used = try o.flag("u") {
+                command = used ? SanlockFlags.configUsed : SanlockFlags.configUnused
+            } else {
+                throw TenureError(.invalidArgument, "client set_config needs -u 0|1 or -O 0|1.")
+            }
             let lockspace = SanlockLockspace(named: name)
-            let (header, _) = try connection.call(.setConfig, data: used ? SanlockFlags.configUsed : SanlockFlags.configUnused, payload: lockspace.encoded)
+            let (header, _) = try connection.call(.setConfig, data: command, payload: lockspace.encoded)
             let result = Int32(bitPattern: header.data)
             print("set_config done \(result)")
             return result == 0 ? 0 : 1

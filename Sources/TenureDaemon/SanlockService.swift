@@ -75,9 +75,14 @@ extension Daemon {
                 switch command {
                 case SanlockFlags.configUsed: externallyUsed.insert(key)
                 case SanlockFlags.configUnused: externallyUsed.remove(key)
+                // Orphans always keep their lockspace from being left here.
+                case SanlockFlags.configUsedByOrphans: break
+                case SanlockFlags.configUnusedByOrphans:
+                    throw TenureError(.invalidArgument, "In Tenure orphan leases always keep their lockspace from being left (SANLK_CONFIG_USED_BY_ORPHANS, always on).",
+                                      remedy: "Release the orphans (SANLK_REL_ORPHAN) before leaving.")
                 default:
-                    throw TenureError(.invalidArgument, "set_config \(command) is not served (orphan leases are not).",
-                                      remedy: "Use SANLK_CONFIG_USED or SANLK_CONFIG_UNUSED.")
+                    throw TenureError(.invalidArgument, "set_config \(command) is not a configuration command.",
+                                      remedy: "Use SANLK_CONFIG_USED, _UNUSED or _USED_BY_ORPHANS.")
                 }
                 return SanlockAnswer(header: header.reply(result: 0))
             case .examine:
@@ -153,9 +158,6 @@ extension Daemon {
                 return SanlockAnswer(header: header.reply(result: 0))
             case .lookupIndex, .updateIndex, .createResource, .deleteResource:
                 return await answerIndexEntry(request, header, command, from: peer)
-            case .unsupported(let which):
-                log.notice("process \(peer.pid) sent sanlock's \(which) command, which this daemon does not serve yet")
-                return SanlockAnswer(header: header.reply(result: -EOPNOTSUPP))
             default:
                 let (tenureCommand, daemonRequest) = try Self.daemonRequest(for: request, peer: peer)
                 _ = try await run(tenureCommand, daemonRequest, from: peer)
@@ -269,7 +271,7 @@ extension Daemon {
             return (.restrict, .restrict(flags: tenure))
         case .shutdown(let force):
             return (.shutdown, .shutdown(force: force))
-        case .register, .version, .inqLockspace, .getLockspaces, .getHosts, .inquire, .unsupported, .status, .hostStatus, .renewal, .logDump,
+        case .register, .version, .inqLockspace, .getLockspaces, .getHosts, .inquire, .status, .hostStatus, .renewal, .logDump,
              .setConfig, .examine, .regEvent, .setEvent, .endEvent,
              .writeLockspace, .writeResource, .readLockspace, .readResource, .readResourceOwners, .align, .setLVB, .getLVB,
              .formatIndex, .rebuildIndex, .lookupIndex, .updateIndex, .createResource, .deleteResource:

@@ -73,8 +73,6 @@ public enum SanlockRequest: Sendable, Equatable {
     case createResource(SanlockRindex, SanlockRentry, numHosts: UInt32)
     /// Unlists a lease and clears its area.
     case deleteResource(SanlockRindex, SanlockRentry)
-    /// A command of sanlock's protocol this daemon does not serve yet.
-    case unsupported(SanlockCommand)
 
     /// Decodes the request `header` introduces from its `payload`.
     public static func decode(_ header: SanlockHeader, payload: [UInt8]) throws(TenureError) -> SanlockRequest {
@@ -181,8 +179,6 @@ public enum SanlockRequest: Sendable, Equatable {
         case .align:
             let raw = try body.take(SanlockWire.diskBytes, "disk")
             request = .align(try SanlockDisk(decoding: ByteReader(raw), at: 0, what: "the disk to align"))
-        default:
-            return .unsupported(command)
         }
         try body.checkConsumed()
         return request

@@ -420,6 +420,10 @@ import Glibc
         #expect(still["joined"] as? Bool == true, "\(still)")
         let unmarked = try Harness.run(sanlock, ["client", "set_config", "-s", "LS", "-u", "0"], environment: environment)
         #expect(unmarked.status == 0, "\(unmarked)")
+        // Orphans always keep their lockspace here: -O 1 is accepted, -O 0 refused.
+        #expect(try Harness.run(sanlock, ["client", "set_config", "-s", "LS", "-O", "1"], environment: environment).stdout.contains("set_config done 0"))
+        let unusedByOrphans = try Harness.run(sanlock, ["client", "set_config", "-s", "LS", "-O", "0"], environment: environment)
+        #expect(unusedByOrphans.stdout.contains("set_config done -22"), "\(unusedByOrphans)")
         let left = try Harness.run(sanlock, ["client", "rem_lockspace", "-s", "LS:1:\(setup.file):0"], environment: environment)
         #expect(left.status == 0, "\(left)")
     }
