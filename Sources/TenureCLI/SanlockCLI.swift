@@ -190,11 +190,26 @@ public enum SanlockCLI {
         case "status":
             for record in try connection.stream(.status) { print(record.sanlockLine) }
         case "gets":
+            // sanlock's lines: "s NAME:ID:PATH:OFFSET FLAGS" (a space even
+            // without flags), and with -h 1 each host as "h ID gen G timestamp T STATE".
+            let withHosts = try o.flag("h") ?? false
             let (header, payload) = try connection.call(.getLockspaces)
             for i in 0..<Int(header.data2) {
                 let start = i * SanlockWire.lockspaceBytes
                 let ls = try SanlockLockspace(decoding: payload[start..<(start + SanlockWire.lockspaceBytes)])
-                print("s \(ls.name):\(ls.hostID):\(SanlockResource.escape(ls.disk.path)):\(ls.disk.offset)\(ls.flags & 0x1 != 0 ? " ADD" : "")")
+                let flags = (ls.flags & 0x1 != 0 ? "ADD " : "") + (ls.flags & 0x2 != 0 ? "REM " : "")
+                print("s \(ls.name):\(ls.hostID):\(ls.disk.path):\(ls.disk.offset) \(flags)")
+                guard withHosts else { continue }
+                let (hostsHeader, hostsPayload) = try connection.call(.getHosts, payload: SanlockLockspace(named: ls.name).encoded)
+                guard Int32(bitPattern: hostsHeader.data) == 0 else {
+                    print("hosts error \(Int32(bitPattern: hostsHeader.data))")
+                    continue
+                }
+                for j in 0..<Int(hostsHeader.data2) {
+                    let at = j * SanlockWire.hostBytes
+                    let host = SanlockHost(decoding: hostsPayload[at..<(at + SanlockWire.hostBytes)])
+                    print("h \(host.hostID) gen \(host.generation) timestamp \(host.timestamp) \(host.stateName)")
+                }
             }
         case "host_status":
             let name = try o.required("s", "LOCKSPACE")

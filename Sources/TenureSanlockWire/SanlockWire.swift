@@ -391,6 +391,23 @@ public struct SanlockHost: Sendable, Equatable {
     public var ioTimeout: UInt32
     public var flags: UInt32
 
+    public init(decoding bytes: ArraySlice<UInt8>) {
+        let r = ByteReader(bytes)
+        self.init(hostID: r.u64(at: 0), generation: r.u64(at: 8), timestamp: r.u64(at: 16), ioTimeout: r.u32(at: 24), flags: r.u32(at: 28))
+    }
+
+    /// The state in `flags` as sanlock's command line names it.
+    public var stateName: String {
+        switch flags & 0xF {
+        case SanlockFlags.hostFree: "FREE"
+        case SanlockFlags.hostLive: "LIVE"
+        case SanlockFlags.hostFail: "FAIL"
+        case SanlockFlags.hostDead: "DEAD"
+        case SanlockFlags.hostUnknown: "UNKNOWN"
+        default: "ERROR"
+        }
+    }
+
     public init(hostID: UInt64, generation: UInt64, timestamp: UInt64, ioTimeout: UInt32, flags: UInt32) {
         self.hostID = hostID
         self.generation = generation

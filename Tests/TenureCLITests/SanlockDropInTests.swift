@@ -233,6 +233,14 @@ import Glibc
         #expect(dump.stdout.contains("joined lockspace LS"), "the debug ring lacks the join: \(dump.stdout.suffix(2000))")
         let gets = try Harness.run(sanlock, ["client", "gets"], environment: environment)
         #expect(gets.stdout.contains("s LS:1:\(setup.file):0"), "\(gets)")
+        // Tenure's command line prints what sanlock's does, hosts included.
+        let link = try Self.sanlockLink(in: setup.scratch)
+        #expect(try Harness.run(link, ["client", "gets"], environment: environment).stdout == gets.stdout)
+        for binary in [sanlock, link] {
+            let withHosts = try Harness.run(binary, ["client", "gets", "-h", "1"], environment: environment).stdout
+            let lines = withHosts.split(separator: "\n")
+            #expect(lines.count == 2 && lines[1].hasPrefix("h 1 gen 1 timestamp ") && lines[1].hasSuffix(" LIVE"), "\(binary): \(withHosts)")
+        }
         let version = try Harness.run(sanlock, ["client", "version"], environment: environment)
         #expect(version.status == 0 && (version.stdout + version.stderr).contains("daemon version 3.8.5"), "\(version)")
     }
