@@ -22,7 +22,7 @@ struct Client: AsyncParsableCommand {
         """,
         subcommands: [AddLockspace.self, RemoveLockspace.self, Hold.self, Acquire.self, Release.self, Inquire.self, Convert.self,
                       Status.self, HostStatus.self, Renewal.self, LogDump.self, Request.self, Shutdown.self,
-                      SetLVB.self, GetLVB.self, ReleaseOrphans.self, SetEvent.self]
+                      SetLVB.self, GetLVB.self, ReleaseOrphans.self, SetEvent.self, Metrics.self]
     )
 }
 
@@ -261,10 +261,25 @@ extension Client {
             discussion: "Example:\n  tenure client renewal LS")
         @Argument(help: "The lockspace name.")
         var lockspace: String
+        @Flag(help: "Print JSON: a list of {timestamp, read_ms, write_ms, next_timeouts, next_errors}.")
+        var json = false
         @OptionGroup var options: ClientOptions
 
         func run() async throws {
-            try await reportingErrors { print(try options.connect().renewal(lockspace)) }
+            try await reportingErrors {
+                let text = try options.connect().renewal(lockspace)
+                guard json else { return print(text) }
+                // Each line is sanlock's `key=value …`: the same keys as JSON numbers.
+                let records = text.split(separator: "\n").map { line in
+                    Dictionary(line.split(separator: " ").compactMap { word -> (String, Int)? in
+                        let kv = word.split(separator: "=", maxSplits: 1)
+                        guard kv.count == 2, let n = Int(kv[1]) else { return nil }
+                        return (String(kv[0]), n)
+                    }, uniquingKeysWith: { a, _ in a })
+                }
+                let data = try JSONSerialization.data(withJSONObject: records, options: [.sortedKeys])
+                print(String(decoding: data, as: UTF8.self))
+            }
         }
     }
 
@@ -282,21 +297,44 @@ extension Client {
     struct HostStatus: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "host-status",
-            abstract: "Print every host of a lockspace and its state as this host sees it (JSON).")
+            abstract: "Print every host of a lockspace and its state as this host sees it.",
+            discussion: "Examples:\n  tenure client host-status LS\n  tenure client host-status LS --json")
         @Argument(help: "The lockspace name.")
         var lockspace: String
+        @Flag(help: "Print JSON.")
+        var json = false
         @OptionGroup var options: ClientOptions
 
         func run() async throws {
-            try await reportingErrors { print(try options.connect().hostStatus(lockspace)) }
+            try await reportingErrors {
+                let text = try options.connect().hostStatus(lockspace)
+                guard !json else { return print(text) }
+                let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] ?? [:]
+                let rows = (object["hosts"] as? [[String: Any]] ?? []).map { h in
+                    ["\(h["host_id"] ?? "")", "\(h["state"] ?? "")", "\(h["generation"] ?? "")", "\(h["timestamp"] ?? "")", "\(h["io_timeout"] ?? "")", "\(h["name"] ?? "")"]
+                }
+                print(Terminal.table(["host id", "state", "gen", "timestamp", "io_timeout", "name"], rows))
+            }
         }
     }
 
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print the daemon's lockspaces (with renewal delays) and the leases it holds for processes.")
+            abstract: "Print the daemon's lockspaces (with renewal delays) and the leases it holds for processes.",
+            discussion: """
+            With --detail, also: per lockspace the age of the last successful renewal \
+            and of the last attempt, and the read and write times of its latest \
+            renewals; the processes being fenced; how long each lease has been held.
+
+            Examples:
+              tenure client status
+              tenure client status --detail
+              tenure client status --json | jq '.lockspaces[].last_renewal_age_ms'
+            """)
         @Flag(help: "Print JSON.")
         var json = false
+        @Flag(help: "Add renewal ages and latencies, fenced processes, and how long each lease has been held.")
+        var detail = false
         @OptionGroup var options: ClientOptions
 
         func run() async throws {
@@ -319,10 +357,37 @@ extension Client {
                     return ["orphan", shared ? "-" : String(state.split(separator: ":").last ?? ""), shared ? "shared" : "exclusive", state]
                 }
                 print(leases.isEmpty ? "no leases held" : Terminal.table(["pid", "lver", "mode", "resource"], leases))
+                if detail { printDetail(object) }
             }
         }
     }
+}
 
+extension Client.Status {
+    /// The operator's view after trouble: renewal ages and latencies,
+    /// fencing, and lease ages.
+    func printDetail(_ object: [String: Any]) {
+        func ms(_ value: Any?) -> String {
+            guard let n = value as? Int, n >= 0 else { return "-" }
+            return n >= 10_000 ? "\(n / 1000) s" : "\(n) ms"
+        }
+        for l in object["lockspaces"] as? [[String: Any]] ?? [] {
+            print("")
+            print("lockspace \(l["name"] ?? ""): last renewal \(ms(l["last_renewal_age_ms"])) ago, last attempt \(ms(l["last_attempt_age_ms"])) ago")
+            let recent = (l["recent_renewals"] as? [[String: Any]] ?? []).reversed().map { r in
+                ["\(r["timestamp"] ?? "")", "\(r["read_ms"] ?? "") ms", "\(r["write_ms"] ?? "") ms", "\(r["timeouts_after"] ?? 0)", "\(r["errors_after"] ?? 0)"]
+            }
+            print(recent.isEmpty ? "  no renewal yet" : Terminal.table(["timestamp", "read", "write", "timeouts after", "errors after"], Array(recent)))
+        }
+        let fencing = (object["fencing"] as? [Int] ?? []).map(String.init)
+        print("")
+        print(fencing.isEmpty ? "no process being fenced" : "being fenced: \(fencing.joined(separator: ", "))")
+        let held = (object["leases"] as? [[String: Any]] ?? []).map { l in ["\(l["pid"] ?? "")", ms(l["held_ms"]), "\(l["resource"] ?? "")"] }
+        if !held.isEmpty { print(Terminal.table(["pid", "held for", "resource"], held)) }
+    }
+}
+
+extension Client {
     struct Request: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Ask the holder of a lease to give it up (--force: its holder is killed).",
@@ -482,3 +547,24 @@ extension Client {
     }
 }
 
+
+extension Client {
+    struct Metrics: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the daemon's metrics in Prometheus's text format.",
+            discussion: """
+            Renewals, failed renewals and their latency histogram per lockspace, the \
+            age of the last renewal; acquires, refusals, requests and releases; \
+            fencing and its duration; I/O timeouts per device; leases held; resident \
+            memory. The daemon also serves them over HTTP with --metrics-listen.
+
+            Example:
+              tenure client metrics | grep tenure_renewal
+            """)
+        @OptionGroup var options: ClientOptions
+
+        func run() async throws {
+            try await reportingErrors { print(try options.connect().metrics(), terminator: "") }
+        }
+    }
+}

@@ -5,6 +5,7 @@ import TenureClient
 import TenureCore
 import TenureDaemon
 import TenureIO
+import TenureSyscall
 
 /// `tenure daemon`: one per host; holds leases for local processes.
 struct DaemonCommand: AsyncParsableCommand {
@@ -76,6 +77,9 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(name: .customLong("sanlock-run-dir"), help: ArgumentHelp("Also serve sanlock's client protocol on DIR/sanlock.sock, so python3-sanlock, libvirt's sanlock plugin and lvmlockd use this daemon unchanged (their default DIR is /run/sanlock, or $SANLOCK_RUN_DIR). Refused while a sanlock daemon serves DIR. Default: off.", valueName: "DIR"))
     var sanlockRunDir: String?
 
+    @Option(name: .customLong("metrics-listen"), help: ArgumentHelp("Also serve the metrics (Prometheus text, as `tenure client metrics` prints them) at http://HOST:PORT/metrics, e.g. 127.0.0.1:9464. IPv4; default: off.", valueName: "HOST:PORT"))
+    var metricsListen: String?
+
     func run() async throws {
         try await reportingErrors {
             let (settings, level) = try loadSettings()
@@ -84,10 +88,15 @@ struct DaemonCommand: AsyncParsableCommand {
         }
     }
 
+    /// The config file's keys: every flag of the daemon but --config and
+    /// --foreground (`tenure.conf(5)` lists them).
+    static let settingKeys = ["run-dir", "host-name", "io-timeout", "watchdog", "watchdog-fire", "kill-grace", "socket-group", "log-level",
+                              "max-connections", "max-leases", "log-file", "lock-memory", "realtime", "sanlock-run-dir", "metrics-listen"]
+
     /// Flags over the config file over defaults, all checked before the
     /// daemon detaches.
     func loadSettings() throws -> (DaemonConfig, Logger.Level) {
-        let file = try ConfigFile.load(config, required: false)
+        let file = try ConfigFile.load(config, required: false, known: Self.settingKeys)
         let levelName = logLevel ?? file["log-level"] ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else {
             throw TenureError(.invalidArgument, "--log-level \(levelName) is not a level.", remedy: "Use trace, debug, info, notice, warning, error or critical.")
@@ -118,6 +127,9 @@ struct DaemonCommand: AsyncParsableCommand {
         c.lockMemory = try onOff("lock-memory", lockMemory ?? file["lock-memory"], default: true)
         c.realtime = try onOff("realtime", realtime ?? file["realtime"], default: true)
         c.sanlockRunDir = sanlockRunDir ?? file["sanlock-run-dir"]
+        c.logFile = logFile ?? file["log-file"]
+        c.metricsListen = metricsListen ?? file["metrics-listen"]
+        if let address = c.metricsListen { _ = try TCPSocket.address(address) }
         return (c, level)
     }
 
@@ -156,6 +168,9 @@ struct DaemonCommand: AsyncParsableCommand {
     }
 
     func serve(_ settings: DaemonConfig, logging level: Logger.Level) async throws {
+        // A log file, when one is set, takes the output (reopened on SIGHUP);
+        // without one the output stays where it was started (the journal under systemd).
+        if let path = settings.logFile { try Self.redirectOutput(to: path) }
         // The log at its level; every line, debug too, into the ring log_dump shows.
         let log = Logger(label: "tenure") { label in
             var stream = StreamLogHandler.standardError(label: label)
@@ -168,10 +183,17 @@ struct DaemonCommand: AsyncParsableCommand {
         } else {
             log.info("watchdog \(settings.watchdogDevice!) armed with fire time \(settings.watchdogFire)")
         }
+        log.info("settings: \(settings.effective)")
         let server = try DaemonServer(config: settings, log: log)
         await server.daemon.start()
         log.info("serving on \(server.socketPath) as \(settings.hostName)")
-        let stop = ShutdownSignals(server: server, log: log)
+        // systemd's Type=notify: the socket answers from here on.
+        do {
+            try UnixSocket.notifyServiceManager("READY=1\nMAINPID=\(getpid())\nSTATUS=serving on \(server.socketPath)", socket: ProcessInfo.processInfo.environment["NOTIFY_SOCKET"])
+        } catch {
+            log.warning("could not tell the service manager the daemon is ready: \(error)")
+        }
+        let stop = ShutdownSignals(server: server, log: log, logFile: settings.logFile)
         let accept = Thread { server.serve() }
         accept.name = "tenure-accept"
         accept.start()
@@ -191,7 +213,9 @@ struct DaemonCommand: AsyncParsableCommand {
         var arguments = (Self.invocation ?? Array(CommandLine.arguments.dropFirst())) + ["--foreground"]
         if runDir == nil { arguments += ["--run-dir", settings.runDir] }
         try DaemonServer.prepareRunDir(settings.runDir)
-        let logPath = logFile ?? settings.runDir + "/tenure.log"
+        let logPath = settings.logFile ?? settings.runDir + "/tenure.log"
+        // The daemon itself writes (and on SIGHUP reopens) its log file.
+        if logFile == nil { arguments += ["--log-file", logPath] }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         process.arguments = arguments
@@ -218,6 +242,17 @@ extension DaemonCommand {
     /// Opens the detached daemon's log for appending and writes its first
     /// line, so a full or read-only filesystem stops the start with the cause
     /// instead of losing every later line in silence.
+    /// Points stdout and stderr at `path` (appending; created 0640).
+    static func redirectOutput(to path: String) throws {
+        let context = SyscallContext("open", path: path)
+        let fd = try Syscall.run(context) { open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o640) }
+        defer { close(fd) }
+        fflush(nil)
+        for target in [STDOUT_FILENO, STDERR_FILENO] {
+            _ = try Syscall.run(SyscallContext("dup2", path: path)) { dup2(fd, target) }
+        }
+    }
+
     static func openLog(_ path: String) throws -> FileHandle {
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o640)
         let line = "tenure daemon starting (pid of the launcher \(getpid()))\n"
@@ -241,10 +276,25 @@ final class ShutdownSignals: @unchecked Sendable {
     private let stream: AsyncStream<Void>
     private let continuation: AsyncStream<Void>.Continuation
 
-    init(server: DaemonServer, log: Logger) {
+    init(server: DaemonServer, log: Logger, logFile: String?) {
         self.server = server
         self.log = log
         (stream, continuation) = AsyncStream.makeStream()
+        if let path = logFile {
+            // SIGHUP: reopen the log file (after logrotate moved it away).
+            Glibc.signal(SIGHUP, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+            source.setEventHandler {
+                do {
+                    try DaemonCommand.redirectOutput(to: path)
+                    log.info("reopened the log file \(path)")
+                } catch {
+                    log.error("could not reopen the log file \(path): \(error)")
+                }
+            }
+            source.resume()
+            sources.append(source)
+        }
         for (signal, force) in [(SIGTERM, false), (SIGINT, false), (SIGQUIT, true)] {
             Glibc.signal(signal, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
@@ -282,7 +332,10 @@ struct ConfigFile {
     var values: [String: String] = [:]
     var path = ""
 
-    static func load(_ path: String, required: Bool) throws -> ConfigFile {
+    /// Reads `path`; with `known`, a key that is not one of them is refused
+    /// at once, naming the nearest (a misspelled key would otherwise do
+    /// nothing, silently: `io_timout=3`).
+    static func load(_ path: String, required: Bool, known: [String]? = nil) throws -> ConfigFile {
         guard FileManager.default.fileExists(atPath: path) else {
             if required { throw TenureError(.notFound, "The config file \(path) does not exist.") }
             return ConfigFile(path: path)
@@ -306,7 +359,13 @@ struct ConfigFile {
             guard parts.count == 2, !parts[0].isEmpty else {
                 throw TenureError(.invalidArgument, "\(path):\(n + 1): \"\(trimmed)\" is not KEY=VALUE.", remedy: "Write one setting per line, e.g. io-timeout=10.")
             }
-            file.values[parts[0].replacingOccurrences(of: "_", with: "-")] = parts[1]
+            let key = parts[0].replacingOccurrences(of: "_", with: "-")
+            if let known, !known.contains(key) {
+                let nearest = Spelling.nearest(key, in: known).map { "Did you mean \($0)? " } ?? ""
+                throw TenureError(.invalidArgument, "\(path):\(n + 1): \(parts[0]) is not a setting.",
+                                  remedy: "\(nearest)The settings are: \(known.joined(separator: ", ")).")
+            }
+            file.values[key] = parts[1]
         }
         return file
     }

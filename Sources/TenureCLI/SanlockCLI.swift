@@ -507,27 +507,11 @@ enum SanlockConfig {
                 FileHandle.standardError.write(Data("sanlock: \(path): \(key.replacingOccurrences(of: "-", with: "_")) has no effect under Tenure\n".utf8))
             } else {
                 let known = Array(served.keys) + Array(ignored)
-                let nearest = known.min { distance(key, $0) < distance(key, $1) } ?? ""
+                let nearest = Spelling.nearest(key, in: known.sorted()) ?? ""
                 throw TenureError(.invalidArgument, "\(path): \(key.replacingOccurrences(of: "-", with: "_")) is not a sanlock setting.",
                                   remedy: "Did you mean \(nearest.replacingOccurrences(of: "-", with: "_"))?")
             }
         }
         return options
-    }
-
-    /// Levenshtein distance, for naming the nearest key.
-    static func distance(_ a: String, _ b: String) -> Int {
-        let a = Array(a), b = Array(b)
-        var row = Array(0...b.count)
-        for i in 1...max(a.count, 1) where !a.isEmpty {
-            var previous = row[0]
-            row[0] = i
-            for j in 1...max(b.count, 1) where !b.isEmpty {
-                let current = row[j]
-                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
-                previous = current
-            }
-        }
-        return row[b.count]
     }
 }

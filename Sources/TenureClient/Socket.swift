@@ -174,6 +174,9 @@ public final class TenureConnection {
         _ = try call(.setEvent, [lockspace, host.map(String.init) ?? "all", String(event), String(data)])
     }
 
+    /// The daemon's metrics, in Prometheus's text exposition format.
+    public func metrics() throws(TenureError) -> String { try call(.metrics, []).first ?? "" }
+
     /// JSON: every host slot of a lockspace in use and its state as this host sees it.
     public func hostStatus(_ lockspace: String) throws(TenureError) -> String {
         try call(.hostStatus, [lockspace]).first ?? ""

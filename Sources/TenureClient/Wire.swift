@@ -35,7 +35,7 @@ public enum Wire {
 public enum Command: UInt16, Sendable, CaseIterable {
     case register = 1, addLockspace, remLockspace, acquire, release, inquire, status, request, shutdown
     case killpath, restrict, convert, hostStatus, renewal, logDump
-    case setLVB, getLVB, releaseOrphans, setEvent
+    case setLVB, getLVB, releaseOrphans, setEvent, metrics
 }
 
 /// Result codes, grouped by kind, never a raw -errno (see the header).

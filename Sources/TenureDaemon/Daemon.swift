@@ -45,6 +45,24 @@ public struct DaemonConfig: Sendable {
     public var realtime = true
     /// Where sanlock's client protocol is also served (DIR/sanlock.sock); nil: not served.
     public var sanlockRunDir: String?
+    /// Where a detached daemon logs (nil: RUN_DIR/tenure.log); SIGHUP reopens it.
+    public var logFile: String?
+    /// Where the metrics are served over HTTP (`HOST:PORT`); nil: not served.
+    public var metricsListen: String?
+
+    /// The settings as `KEY=VALUE` words, as the config file writes them:
+    /// logged once at start, so the log says what the daemon ran with.
+    public var effective: String {
+        var words = ["run-dir=\(runDir)", "host-name=\(hostName)", "io-timeout=\(ioTimeout.seconds)",
+                     "watchdog=\(watchdogDevice ?? "none")", "watchdog-fire=\(watchdogFire.components.seconds)",
+                     "kill-grace=\(effectiveKillGrace.components.seconds)", "max-connections=\(maxConnections)", "max-leases=\(maxLeases)",
+                     "lock-memory=\(lockMemory ? "on" : "off")", "realtime=\(realtime ? "on" : "off")"]
+        if let socketGroup { words.append("socket-group=\(socketGroup)") }
+        if let sanlockRunDir { words.append("sanlock-run-dir=\(sanlockRunDir)") }
+        if let logFile { words.append("log-file=\(logFile)") }
+        if let metricsListen { words.append("metrics-listen=\(metricsListen)") }
+        return words.joined(separator: " ")
+    }
 
     public init(runDir: String, hostName: String) {
         self.runDir = runDir
@@ -168,6 +186,10 @@ public actor Daemon {
     /// Lockspaces whose resource index this daemon is changing: one change
     /// at a time per lockspace, as sanlock allows (others get EBUSY).
     var indexWork: Set<LeaseName> = []
+    /// Work done since start, for `metrics`.
+    var counters = DaemonCounters()
+    /// When each process's lease was handed to it ("PID:LS:NAME"), for status.
+    var heldSince: [String: MonotonicInstant] = [:]
     /// Leases ("LOCKSPACE:NAME") whose release under way renames them
     /// (sanlock's SANLK_REL_RENAME), with the new name.
     var renameOnRelease: [String: LeaseName] = [:]
@@ -249,7 +271,7 @@ public actor Daemon {
     /// and each request needs its privilege (``Privilege``).
     func admit(_ request: DaemonRequest, _ command: Command, from peer: Peer) throws {
         try admit(peer, needs: request.needs, to: command.purpose,
-                  whileShuttingDown: command == .status || command == .release || command == .inquire)
+                  whileShuttingDown: command == .status || command == .release || command == .inquire || command == .metrics)
     }
 
     /// The same rules for any request, by what it needs and does.
@@ -336,6 +358,8 @@ public actor Daemon {
             let (result, bytes) = getLVB(lockspace: lease.resource.lockspace.description, name: name, length: 0)
             try lvbResult(result, name)
             return [Hex.encode(bytes)]
+        case .metrics:
+            return [await metricsText()]
         case .setEvent(let lockspace, let host, let event, let data):
             var flags = SanlockFlags.setEventCurrentGeneration | SanlockFlags.setEventReplace
             if host == nil { flags |= SanlockFlags.setEventAllHosts }
@@ -444,7 +468,9 @@ public actor Daemon {
         guard connections[peer.pid] == nil else { return }
         let pid = ProcessID(peer.pid)
         observeLockspaces()
-        await carryOut(core.disconnected(pid, stillRunning: isRunning(peer.pid), at: context.clock.now()))
+        let running = isRunning(peer.pid)
+        await carryOut(core.disconnected(pid, stillRunning: running, at: context.clock.now()))
+        if !running { fencedProcessExited(peer.pid) }
         if !core.isTracked(pid) { processes.forget(peer.pid) }
     }
 }

@@ -183,8 +183,10 @@ extension Daemon {
         for directive in directives {
             switch directive {
             case .signal(let pid, let stop):
+                fencingSignalled(pid.rawValue)
                 signal(pid.rawValue, stop)
             case .runKillpath(let pid, let argv):
+                fencingSignalled(pid.rawValue)
                 runKillpath(argv, for: pid.rawValue)
             case .writeRelease(let pid, let lease):
                 do {
@@ -196,13 +198,16 @@ extension Daemon {
                         try await PaxosLease.release(try await resource(lease.resource), held: lease, context: context)
                         log.info("process \(pid) released \(lease)")
                     }
+                    counters.releases += 1
                 } catch {
                     log.warning("releasing \(lease) of process \(pid) failed: \(error)")
                     firstError = firstError ?? error
                 }
                 core.releaseWritten(lease)
+                heldSince[Self.heldKey(pid, lease)] = nil
                 if leasesHoldDevices { await releaseDevices(of: lease) }
-            case .forget(_, let lease):
+            case .forget(let pid, let lease):
+                heldSince[Self.heldKey(pid, lease)] = nil
                 dropUnheldLVBs()
                 if leasesHoldDevices { await releaseDevices(of: lease) }
             case .pet:
@@ -266,9 +271,13 @@ extension Daemon {
                 log.info("process \(pid) acquired \(held)")
             }
         } catch {
+            counters.acquireRefusals += 1
             await carryOut(core.abandon(taken.map(\.resource.name.description), of: ProcessID(pid), at: context.clock.now()))
             throw error
         }
+        counters.acquires += UInt64(taken.count)
+        let now = context.clock.now()
+        for lease in taken { heldSince[Self.heldKey(ProcessID(pid), lease)] = now }
         return taken.map(\.stateString)
     }
 
@@ -351,6 +360,7 @@ extension Daemon {
             try await PaxosLease.request(try await self.resource(spec), lver: spec.lver, mode: force ? .force : .graceful, context: context)
         }
         log.info("requested \(spec.name) at lver \(wanted) (\(force ? "force" : "graceful"))")
+        counters.requestsSent += 1
         // Tell the owner to look now: our bit for it in our delta lease.
         if let host = await joined.lockspace.localHost, !leader.timestamp.isFree, !leader.ownerID.isNone, leader.ownerID != host.id {
             do {
@@ -389,6 +399,7 @@ extension Daemon {
             let watched = Set(core.fencedProcesses + core.holders.filter { connections[$0.rawValue] == nil })
             for pid in watched.sorted() where !isRunning(pid.rawValue) {
                 directives += core.processExited(pid, at: now)
+                fencedProcessExited(pid.rawValue)
                 processes.forget(pid.rawValue)
             }
             directives += core.tick(at: now)
@@ -498,7 +509,9 @@ extension Daemon {
         for (pid, held) in core.leasesToWatchForRequests where due.contains(held.resource.lockspace) {
             guard let resource = try? await self.resource(held.resource),
                   let request = try? await PaxosLease.pendingRequest(resource, held: held) else { continue }
-            await carryOut(core.requestSeen(for: held, heldBy: pid, force: request.forceMode == .force, lver: request.lver, at: context.clock.now()))
+            let directives = core.requestSeen(for: held, heldBy: pid, force: request.forceMode == .force, lver: request.lver, at: context.clock.now())
+            if !directives.isEmpty { counters.requestsSeen += 1 }
+            await carryOut(directives)
         }
     }
 
@@ -553,7 +566,17 @@ extension Daemon {
             // The renewal handle does nothing but renew (and set request bits):
             // its counters are the renewal traffic.
             let io = (joined.renewalDevice as? any MeasuredBlockDevice)?.statistics ?? IOStatistics()
+            let now = context.clock.now()
+            let lastGood = await joined.lockspace.hold?.lastRenewalStart
+            let lastAttempt = await joined.lockspace.lastRenewalAttempt
+            let recent = await joined.lockspace.renewalHistory.suffix(Self.statusRecentRenewals).map { r -> [String: Any] in
+                ["timestamp": Int(r.timestamp.rawValue), "read_ms": Int(RenewalRecord.milliseconds(r.readTime)),
+                 "write_ms": Int(RenewalRecord.milliseconds(r.writeTime)), "timeouts_after": r.timeoutsAfter, "errors_after": r.errorsAfter]
+            }
             spaces.append(["name": name.description, "host_id": Int(joined.spec.hostID.rawValue),
+                           "last_renewal_age_ms": lastGood.map { Int((now - $0).nanosecondsClamped / 1_000_000) } ?? -1,
+                           "last_attempt_age_ms": lastAttempt.map { Int((now - $0).nanosecondsClamped / 1_000_000) } ?? -1,
+                           "recent_renewals": recent,
                            "generation": Int(host?.generation.rawValue ?? 0), "valid": valid, "renewals": renewals,
                            "failed_renewals": failed, "worst_renewal_gap_ms": Int(worst.nanosecondsClamped / 1_000_000),
                            "path": joined.spec.disk.path, "offset": Int(joined.spec.disk.offset),
@@ -563,7 +586,8 @@ extension Daemon {
         }
         let all = core.leases.sorted { $0.key < $1.key }.flatMap { pid, held in
             held.values.sorted { $0.resource.name.description < $1.resource.name.description }.map { l -> [String: Any] in
-                ["pid": Int(pid.rawValue), "resource": l.stateString, "lver": Int(l.lver.rawValue), "shared": l.shared]
+                ["pid": Int(pid.rawValue), "resource": l.stateString, "lver": Int(l.lver.rawValue), "shared": l.shared,
+                 "held_ms": heldSince[Self.heldKey(pid, l)].map { Int((context.clock.now() - $0).nanosecondsClamped / 1_000_000) } ?? -1]
             }
         }
         // The reply is one protocol field: list leases while they fit, and count them all.
@@ -590,6 +614,12 @@ extension Daemon {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)
     }
+
+    /// How many of each lockspace's latest renewals status lists.
+    static let statusRecentRenewals = 10
+
+    /// The key of a process's lease in ``heldSince``.
+    static func heldKey(_ pid: ProcessID, _ lease: HeldLease) -> String { "\(pid):\(lease.resource.lockspace):\(lease.resource.name)" }
 
     /// Room for the lease list in a status reply: the rest of the largest
     /// field (64 KiB) is left to the lockspaces and the other keys.

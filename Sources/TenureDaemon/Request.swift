@@ -46,6 +46,8 @@ enum DaemonRequest: Sendable, Equatable {
     /// Sends a host event through our delta lease: to one host, or to
     /// every other (nil); generation 0 is the target's current one.
     case setEvent(lockspace: String, host: UInt64?, event: UInt64, data: UInt64)
+    /// The daemon's metrics (Prometheus text).
+    case metrics
 
     /// Decodes `message`, or throws an `invalidArgument` / `protocolError`
     /// that names the bad field.
@@ -143,6 +145,9 @@ enum DaemonRequest: Sendable, Equatable {
         case .releaseOrphans:
             try f.count(2...(1 + Wire.maxResourcesPerRequest))
             request = .releaseOrphans(lockspace: try f.text(0, "lockspace name"), names: try f.texts(from: 1, "resource name"))
+        case .metrics:
+            try f.count(0...0)
+            request = .metrics
         case .setEvent:
             try f.count(4...4)
             let host = try f.text(1, "host id")

@@ -25,6 +25,8 @@ public final class DaemonServer: @unchecked Sendable {
     static let connectionNumbers = Atomic<UInt64>(0)
     /// sanlock's socket, when served (``DaemonConfig/sanlockRunDir``).
     let sanlock: SanlockServer?
+    /// The metrics endpoint, when served (``DaemonConfig/metricsListen``).
+    let metrics: MetricsListener?
 
     /// Creates the run dir, takes the pid file (a second daemon on the same
     /// run dir is refused) and binds the socket (mode 0660).
@@ -50,6 +52,12 @@ public final class DaemonServer: @unchecked Sendable {
             let watchdog = try config.watchdogDevice.map { try WatchdogDevice(path: $0, fire: config.watchdogFire) }
             let group = adminGroup
             sanlock = try config.sanlockRunDir.map { try SanlockServer(runDir: $0, group: group, log: log) }
+            do {
+                metrics = try config.metricsListen.map { try MetricsListener(address: $0, log: log) }
+            } catch {
+                sanlock?.close()
+                throw error
+            }
             let renewalThread = try RenewalThread(realtimePriority: config.realtime ? Starvation.realtimePriority : nil)
             Self.report(renewalThread, log: log)
             daemon = Daemon(config: config, log: log, renewalThread: renewalThread, watchdog: watchdog)
@@ -167,6 +175,9 @@ public final class DaemonServer: @unchecked Sendable {
                 }
             }
             thread.start()
+        }
+        if let metrics {
+            Thread { [self] in metrics.serve(self) }.start()
         }
         accept(on: listener, path: socketPath, threadName: "tenure-accept") { [self] fd, peer, pidfd in
             self.converse(fd, peer, pidfd: pidfd)
@@ -311,6 +322,7 @@ public final class DaemonServer: @unchecked Sendable {
         try? Syscall.removeIfPresent(socketPath)
         try? Syscall.removeIfPresent(config.runDir + "/tenure.pid")
         sanlock?.close()
+        metrics?.close()
         try? Syscall.close(pidFile, path: config.runDir + "/tenure.pid")
     }
 }

@@ -39,6 +39,10 @@ public actor Lockspace {
     public static let renewalHistoryLimit = 180
     public private(set) var renewals = 0
     public private(set) var failedRenewals = 0
+    /// How long each successful renewal took (its read and its write), for metrics.
+    public private(set) var renewalLatency = LatencyHistogram()
+    /// When the last renewal attempt started, whatever it came to.
+    public private(set) var lastRenewalAttempt: MonotonicInstant?
 
     /// - Parameters:
     ///   - renewalDevice: a handle used only for this lockspace's renewals.
@@ -90,6 +94,7 @@ public actor Lockspace {
         guard let hold, lostReason == nil else {
             throw lostReason ?? TenureError(.invalidArgument, "Lockspace \(spec.name) is not joined.")
         }
+        lastRenewalAttempt = context.clock.now()
         do {
             let renewed = try await DeltaLease.renew(slot, hold: hold, context: context)
             // Holders were due to die at the expiry: a renewal that completes
@@ -106,6 +111,7 @@ public actor Lockspace {
             renewals += 1
             self.hold = renewed
             renewalHistory.append(RenewalRecord(timestamp: renewed.written.timestamp, readTime: renewed.lastReadTime, writeTime: renewed.lastWriteTime))
+            renewalLatency.observe(renewed.lastReadTime + renewed.lastWriteTime)
             if renewalHistory.count > Self.renewalHistoryLimit { renewalHistory.removeFirst() }
         } catch let error as TenureError where error.code == .lockspaceLost {
             throw markLost(error)
@@ -260,7 +266,7 @@ public struct RenewalRecord: Sendable, Equatable {
         "timestamp=\(timestamp.rawValue) read_ms=\(Self.milliseconds(readTime)) write_ms=\(Self.milliseconds(writeTime)) next_timeouts=\(timeoutsAfter) next_errors=\(errorsAfter)"
     }
 
-    static func milliseconds(_ d: Duration) -> Int64 {
+    public static func milliseconds(_ d: Duration) -> Int64 {
         d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
     }
 }

@@ -127,6 +127,31 @@ public enum UnixSocket {
         }
     }
 
+    /// Tells the service manager something (systemd's notify protocol, as
+    /// `Type=notify` units expect: "READY=1" once serving, "STOPPING=1"):
+    /// one datagram to $NOTIFY_SOCKET, a path or an abstract name ("@…").
+    /// Does nothing when the variable is unset (not started by systemd).
+    public static func notifyServiceManager(_ state: String, socket path: String?) throws(TenureError) {
+        guard let path, !path.isEmpty else { return }
+        var address = try self.address(path.hasPrefix("@") ? "\0" + path.dropFirst() : path)
+        // An abstract name is counted by its length, not up to a NUL.
+        let length = path.hasPrefix("@") ? MemoryLayout<sa_family_t>.size + path.utf8.count : MemoryLayout<sockaddr_un>.size
+        let fd = FileDescriptor(rawValue: try Syscall.run(SyscallContext("socket", path: path)) {
+            socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        })
+        defer { try? Syscall.close(fd, path: path) }
+        let bytes = Array(state.utf8)
+        _ = try Syscall.run(SyscallContext("sendto", path: path, length: bytes.count)) {
+            bytes.withUnsafeBytes { buffer in
+                withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        Glibc.sendto(fd.rawValue, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL), $0, socklen_t(length))
+                    }
+                }
+            }
+        }
+    }
+
     /// Reads up to `count` bytes into `buffer` from `offset`; 0 means the peer closed.
     public static func receive(into buffer: inout [UInt8], at offset: Int, count: Int, from fd: FileDescriptor, path: String) throws(TenureError) -> Int {
         try Syscall.run(SyscallContext("read", path: path, length: count)) {

@@ -532,7 +532,7 @@ struct DaemonTests {
         #expect(twice.status == 1 && twice.stderr.contains("joined already"), "\(twice)")
         let noDaemon = try Harness.tenure(["client", "status", "--run-dir", scratch.path + "/nowhere"])
         #expect(noDaemon.status == 1 && noDaemon.stderr.contains("Start it with `tenure daemon`"), "\(noDaemon)")
-        let hosts = try Harness.json(try daemon.clientOK(["host-status", "D"]).stdout)
+        let hosts = try Harness.json(try daemon.clientOK(["host-status", "D", "--json"]).stdout)
         let me = (hosts["hosts"] as? [[String: Any]])?.first { $0["host_id"] as? Int == 1 }
         #expect(me?["state"] as? String == "self" && me?["name"] as? String == "nodeA", "\(hosts)")
     }

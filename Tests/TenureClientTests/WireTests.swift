@@ -18,7 +18,7 @@ import TenureCore
         (.hostStatus, TENURE_CMD_HOST_STATUS.rawValue), (.renewal, TENURE_CMD_RENEWAL.rawValue),
         (.logDump, TENURE_CMD_LOG_DUMP.rawValue), (.setLVB, TENURE_CMD_SET_LVB.rawValue),
         (.getLVB, TENURE_CMD_GET_LVB.rawValue), (.releaseOrphans, TENURE_CMD_RELEASE_ORPHANS.rawValue),
-        (.setEvent, TENURE_CMD_SET_EVENT.rawValue),
+        (.setEvent, TENURE_CMD_SET_EVENT.rawValue), (.metrics, TENURE_CMD_METRICS.rawValue),
     ]
 
     static let results: [(ResultCode, UInt32)] = [

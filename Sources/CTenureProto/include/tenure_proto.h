@@ -59,6 +59,7 @@ enum tenure_command {
     TENURE_CMD_GET_LVB = 17,        /* pid, resource name -> the block as hex (the lease was acquired with TENURE_ACQUIRE_LVB) */
     TENURE_CMD_RELEASE_ORPHANS = 18, /* lockspace name, resource name or "*"... -> (result). Root only. */
     TENURE_CMD_SET_EVENT = 19,      /* lockspace name, host id or "all", event, data -> (result). Root only. */
+    TENURE_CMD_METRICS = 20,        /* -> Prometheus text exposition of the daemon's metrics */
 };
 
 /* Restrict flags. */

@@ -1,0 +1,162 @@
+import Foundation
+import Testing
+import TenureClient
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Running Tenure as a system service: a strict config file, systemd's
+/// readiness notification, the log file reopened on SIGHUP, and metrics
+/// that move with the work done.
+@Suite("The daemon as a system service", .serialized)
+struct ServiceTests {
+    /// A misspelled key stops the daemon before it starts, naming the key it meant.
+    @Test func aMisspelledConfigKeyIsRefusedWithTheNearestKeyNamed() throws {
+        let scratch = try Scratch()
+        let config = scratch.path + "/tenure.conf"
+        try "# a comment\nio_timout=3\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let refused = try Harness.tenure(["daemon", "--foreground", "--config", config, "--run-dir", scratch.path + "/run", "--watchdog", "none"])
+        #expect(refused.status != 0, "the daemon started with a misspelled key: \(refused)")
+        #expect(refused.stderr.contains("io_timout is not a setting") && refused.stderr.contains("Did you mean io-timeout?"), "\(refused)")
+        // Every key the config file takes is also a flag of the daemon.
+        let help = try Harness.tenureOK(["daemon", "--help"]).stdout
+        for key in ["run-dir", "host-name", "io-timeout", "watchdog", "watchdog-fire", "kill-grace", "socket-group", "log-level",
+                    "max-connections", "max-leases", "log-file", "lock-memory", "realtime", "sanlock-run-dir", "metrics-listen"] {
+            #expect(help.contains("--\(key)"), "--\(key) is a config key but not a flag")
+        }
+    }
+
+    /// Type=notify: once its socket answers, the daemon sends READY=1 to
+    /// $NOTIFY_SOCKET, and it logs the settings it runs with.
+    @Test func theDaemonTellsTheServiceManagerWhenItIsReady() throws {
+        let scratch = try Scratch()
+        let notify = scratch.path + "/notify.sock"
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            let bytes = Array(notify.utf8)
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        try #require(bound == 0, "bind \(notify): errno \(errno)")
+        let log = scratch.path + "/daemon.log"
+        let daemon = try Background(shell: ["export NOTIFY_SOCKET=\(notify)"],
+                                    ["daemon", "--foreground", "--run-dir", scratch.path + "/run", "--watchdog", "none", "--lock-memory", "off",
+                                     "--realtime", "off", "--log-file", log, "--io-timeout", "3"])
+        defer { kill(daemon.process.processIdentifier, SIGKILL) }
+        var pollFD = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&pollFD, 1, 20_000) == 1, "no notification within 20 s")
+        var buffer = [UInt8](repeating: 0, count: 512)
+        let n = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+        let message = n > 0 ? String(decoding: buffer[..<n], as: UTF8.self) : ""
+        #expect(message.contains("READY=1") && message.contains("MAINPID=\(daemon.process.processIdentifier)"), "\(message)")
+        #expect((try? TenureConnection(runDir: scratch.path + "/run").status()) != nil, "READY=1 came before the socket answered")
+        // The log file took the output, with the settings once at start.
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(text.contains("settings: run-dir=\(scratch.path)/run") && text.contains("io-timeout=3") && text.contains("watchdog=none"), "\(text)")
+        // SIGHUP reopens it: moved away, a new file gets the next lines.
+        try FileManager.default.moveItem(atPath: log, toPath: log + ".1")
+        kill(daemon.process.processIdentifier, SIGHUP)
+        #expect(eventually(10) { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("reopened the log file") },
+                "SIGHUP did not reopen the log file")
+    }
+
+    /// Metrics in Prometheus's text format, from the client and over HTTP,
+    /// moving with the work: an acquire, a release, renewals.
+    @Test func metricsParseAsPrometheusTextAndMoveWithTheWork() throws {
+        let scratch = try Scratch()
+        let port = 20_000 + Int(getpid() % 20_000)
+        let (daemon, file) = try DaemonTests().setUp(scratch, extra: ["--metrics-listen", "127.0.0.1:\(port)"])
+        func metrics() throws -> [String: Double] {
+            try Self.parse(try daemon.clientOK(["metrics"]).stdout)
+        }
+        #expect(eventually(8) { ((try? metrics())?["tenure_renewals_total{lockspace=\"D\"}"] ?? 0) >= 1 }, "no renewal counted")
+        let before = try metrics()
+        try daemon.clientOK(["hold", "-r", "D:R0:\(file):1048576", "--seconds", "0"])
+        let refused = try daemon.client(["hold", "-r", "D:NOPE:\(file):1048576", "--seconds", "0"])
+        #expect(refused.status != 0)
+        let after = try metrics()
+        #expect(after["tenure_acquires_total"] == (before["tenure_acquires_total"] ?? -1) + 1, "\(after)")
+        #expect(after["tenure_releases_total"] == (before["tenure_releases_total"] ?? -1) + 1, "\(after)")
+        #expect(after["tenure_acquire_refusals_total"] == (before["tenure_acquire_refusals_total"] ?? -1) + 1, "\(after)")
+        #expect(after["tenure_leases_held"] == 0)
+        #expect((after["tenure_renewal_duration_seconds_count{lockspace=\"D\"}"] ?? 0) >= 1)
+        #expect(after["tenure_lockspace_valid{lockspace=\"D\"}"] == 1)
+        #expect((after["tenure_resident_memory_bytes"] ?? 0) > 1_000_000)
+        // The same over HTTP; anything but /metrics is not found.
+        let http = try Harness.run("/usr/bin/env", ["python3", "-c", """
+            import urllib.request, sys
+            print(urllib.request.urlopen("http://127.0.0.1:\(port)/metrics", timeout=10).read().decode())
+            try:
+                urllib.request.urlopen("http://127.0.0.1:\(port)/other", timeout=10)
+            except urllib.error.HTTPError as e:
+                print("status", e.code)
+            """])
+        #expect(http.status == 0, "\(http)")
+        let scraped = try Self.parse(http.stdout.components(separatedBy: "status ").first ?? "")
+        #expect((scraped["tenure_acquires_total"] ?? 0) >= 1 && http.stdout.contains("status 404"), "\(http)")
+    }
+
+    /// What an operator needs after trouble: renewal ages and latencies,
+    /// fencing, how long leases have been held; tables by default, JSON on ask.
+    @Test func statusDetailHostStatusAndRenewalsForTheOperator() throws {
+        let scratch = try Scratch()
+        let (daemon, file) = try DaemonTests().setUp(scratch)
+        #expect(eventually(8) { (try? daemon.client(["renewal", "D"]))?.stdout.contains("read_ms=") == true })
+        let holder = try Background(["client", "hold", "-r", "D:R0:\(file):1048576", "--run-dir", daemon.runDir])
+        defer { kill(holder.process.processIdentifier, SIGKILL) }
+        #expect(eventually { (try? daemon.leases())?.count == 1 })
+        usleep(300_000)
+        let detail = try daemon.clientOK(["status", "--detail"]).stdout
+        #expect(detail.contains("lockspace D: last renewal ") && detail.contains(" ago, last attempt "), "\(detail)")
+        #expect(detail.contains("timestamp") && detail.contains("read") && detail.contains("write"), "\(detail)")
+        #expect(detail.contains("no process being fenced") && detail.contains("held for") && detail.contains("D:R0:"), "\(detail)")
+        let json = try Harness.json(try daemon.clientOK(["status", "--json"]).stdout)
+        let space = (json["lockspaces"] as? [[String: Any]])?.first ?? [:]
+        #expect((space["last_renewal_age_ms"] as? Int ?? -1) >= 0 && !(space["recent_renewals"] as? [Any] ?? []).isEmpty, "\(space)")
+        let lease = (json["leases"] as? [[String: Any]])?.first ?? [:]
+        #expect((lease["held_ms"] as? Int ?? -1) >= 200, "\(lease)")
+        let hosts = try daemon.clientOK(["host-status", "D"]).stdout
+        #expect(hosts.contains("host id") && hosts.contains("self"), "\(hosts)")
+        #expect(try Harness.json(try daemon.clientOK(["host-status", "D", "--json"]).stdout)["lockspace"] as? String == "D")
+        let renewals = try daemon.clientOK(["renewal", "D", "--json"]).stdout
+        let records = try JSONSerialization.jsonObject(with: Data(renewals.utf8)) as? [[String: Int]] ?? []
+        #expect(!records.isEmpty && records.allSatisfy { $0["read_ms"] != nil && $0["timestamp"] != nil }, "\(renewals)")
+    }
+
+    /// Parses Prometheus's text format strictly: every line a comment
+    /// (HELP or TYPE) or `NAME{LABELS} VALUE`; each sample's metric has a
+    /// TYPE line first. Returns the samples by `NAME{LABELS}`.
+    static func parse(_ text: String) throws -> [String: Double] {
+        var samples: [String: Double] = [:]
+        var typed: Set<String> = []
+        let name = "[a-zA-Z_:][a-zA-Z0-9_:]*"
+        let sample = try Regex("^(\(name))(\\{[a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\]|\\\\.)*\"(,[a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\]|\\\\.)*\")*\\})? (-?[0-9.e+-]+|\\+Inf|NaN)$")
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("# HELP ") { continue }
+            if line.hasPrefix("# TYPE ") {
+                let parts = line.split(separator: " ")
+                guard parts.count == 4, ["counter", "gauge", "histogram", "summary", "untyped"].contains(parts[3]) else {
+                    throw HarnessError("bad TYPE line: \(line)")
+                }
+                typed.insert(String(parts[2]))
+                continue
+            }
+            let whole = String(line)
+            guard let match = try sample.wholeMatch(in: whole) else { throw HarnessError("not Prometheus text: \(line)") }
+            let metric = String(whole[match.output[1].range!])
+            let family = ["_bucket", "_sum", "_count"].reduce(metric) { $0.hasSuffix($1) && typed.contains(String($0.dropLast($1.count))) ? String($0.dropLast($1.count)) : $0 }
+            guard typed.contains(family) else { throw HarnessError("\(metric) has no TYPE line before it") }
+            let space = line.lastIndex(of: " ")!
+            let value = line[line.index(after: space)...]
+            samples[String(line[..<space])] = Double(value) ?? (value == "+Inf" ? .infinity : .nan)
+        }
+        return samples
+    }
+}
