@@ -4,7 +4,8 @@
 #   1. every simulator seed that once handed out an lver twice, replayed as
 #      `tenure-sim --swarm 1 --seed S` runs it (docs/safety.md);
 #   2. a swarm of fresh seeds with every fault in the rotation, in parallel;
-#   3. the spin models of the protocol and of fencing (Tools/model-check.sh).
+#   3. the spin models of the protocol and of fencing (Tools/model-check.sh);
+#   4. the Debian package, built, installed, run and purged (Tools/package-check.sh).
 # TENURE_SWARM_SEEDS (default 3000) sets the swarm's size; a long run, such
 # as docs/simulation.md's 100,000 seeds, is the same command with more.
 set -euo pipefail
@@ -27,3 +28,8 @@ echo "release-checks: a swarm of $seeds fresh seeds from $first, $jobs jobs"
 
 echo "release-checks: the models"
 Tools/model-check.sh
+
+if [ "${TENURE_SKIP_PACKAGE:-0}" != 1 ]; then
+  echo "release-checks: the package"
+  Tools/package-check.sh
+fi

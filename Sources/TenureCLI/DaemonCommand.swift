@@ -65,7 +65,7 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-leases"), parsing: .unconditional, help: "The most leases held at once, over all processes (default 4096).")
     var maxLeases: Int?
 
-    @Option(name: .customLong("log-file"), help: ArgumentHelp("Where a detached daemon logs (default: RUN_DIR/tenure.log).", valueName: "FILE"))
+    @Option(name: .customLong("log-file"), help: ArgumentHelp("Where the daemon logs: a file (reopened on SIGHUP), or syslog (journald reads it). Default: stderr in the foreground, syslog when detached.", valueName: "FILE|syslog"))
     var logFile: String?
 
     @Option(name: .customLong("lock-memory"), help: ArgumentHelp("Lock the daemon's memory (mlockall) and shield it from the OOM killer, so memory pressure neither delays its renewals nor kills it (default on; off for test setups).", valueName: "on|off"))
@@ -169,13 +169,15 @@ struct DaemonCommand: AsyncParsableCommand {
 
     func serve(_ settings: DaemonConfig, logging level: Logger.Level) async throws {
         // A log file, when one is set, takes the output (reopened on SIGHUP);
-        // without one the output stays where it was started (the journal under systemd).
-        if let path = settings.logFile { try Self.redirectOutput(to: path) }
+        // "syslog" sends the log there (journald reads it); without either the
+        // output stays where it was started (the journal under systemd).
+        let toSyslog = settings.logFile == Self.syslogDestination
+        if let path = settings.logFile, !toSyslog { try Self.redirectOutput(to: path) }
         // The log at its level; every line, debug too, into the ring log_dump shows.
         let log = Logger(label: "tenure") { label in
-            var stream = StreamLogHandler.standardError(label: label)
-            stream.logLevel = level
-            return MultiplexLogHandler([stream, RingLogHandler(label: label)])
+            var primary: any LogHandler = toSyslog ? SyslogLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            primary.logLevel = level
+            return MultiplexLogHandler([primary, RingLogHandler(label: label)])
         }
         Self.guardAgainstStarvation(settings, log: log)
         if settings.watchdogDevice == nil {
@@ -193,7 +195,7 @@ struct DaemonCommand: AsyncParsableCommand {
         } catch {
             log.warning("could not tell the service manager the daemon is ready: \(error)")
         }
-        let stop = ShutdownSignals(server: server, log: log, logFile: settings.logFile)
+        let stop = ShutdownSignals(server: server, log: log, logFile: toSyslog ? nil : settings.logFile)
         let accept = Thread { server.serve() }
         accept.name = "tenure-accept"
         accept.start()
@@ -213,28 +215,31 @@ struct DaemonCommand: AsyncParsableCommand {
         var arguments = (Self.invocation ?? Array(CommandLine.arguments.dropFirst())) + ["--foreground"]
         if runDir == nil { arguments += ["--run-dir", settings.runDir] }
         try DaemonServer.prepareRunDir(settings.runDir)
-        let logPath = settings.logFile ?? settings.runDir + "/tenure.log"
-        // The daemon itself writes (and on SIGHUP reopens) its log file.
+        // Detached, the daemon logs to syslog unless a file is named; what it
+        // prints before its log is set up goes to RUN_DIR/tenure.out.
+        let logPath = settings.logFile ?? Self.syslogDestination
         if logFile == nil { arguments += ["--log-file", logPath] }
+        let earlyOutput = logPath == Self.syslogDestination ? settings.runDir + "/tenure.out" : logPath
+        let whereToLook = logPath == Self.syslogDestination ? "journalctl -t tenure (and \(earlyOutput))" : logPath
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         process.arguments = arguments
-        let out = try Self.openLog(logPath)
+        let out = try Self.openLog(earlyOutput)
         process.standardOutput = out
         process.standardError = out
         process.standardInput = FileHandle.nullDevice
         try process.run()
         for _ in 0..<100 {
             if let connection = try? TenureConnection(runDir: settings.runDir), (try? connection.status()) != nil {
-                print("tenure daemon started (pid \(process.processIdentifier)), socket \(settings.runDir)/\(Wire.socketName), log \(logPath)")
+                print("tenure daemon started (pid \(process.processIdentifier)), socket \(settings.runDir)/\(Wire.socketName), log \(whereToLook)")
                 return
             }
             if !process.isRunning {
-                throw TenureError(.daemonUnavailable, "The daemon exited at once (status \(process.terminationStatus)).", remedy: "See \(logPath).")
+                throw TenureError(.daemonUnavailable, "The daemon exited at once (status \(process.terminationStatus)).", remedy: "See \(whereToLook).")
             }
             usleep(100_000)
         }
-        throw TenureError(.daemonUnavailable, "The daemon did not answer within 10 s.", remedy: "See \(logPath).")
+        throw TenureError(.daemonUnavailable, "The daemon did not answer within 10 s.", remedy: "See \(whereToLook).")
     }
 }
 
@@ -242,6 +247,9 @@ extension DaemonCommand {
     /// Opens the detached daemon's log for appending and writes its first
     /// line, so a full or read-only filesystem stops the start with the cause
     /// instead of losing every later line in silence.
+    /// The `log-file` value that sends the log to syslog.
+    static let syslogDestination = "syslog"
+
     /// Points stdout and stderr at `path` (appending; created 0640).
     static func redirectOutput(to path: String) throws {
         let context = SyscallContext("open", path: path)

@@ -31,20 +31,8 @@ struct ServiceTests {
     @Test func theDaemonTellsTheServiceManagerWhenItIsReady() throws {
         let scratch = try Scratch()
         let notify = scratch.path + "/notify.sock"
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-        try #require(fd >= 0)
+        let fd = try Self.datagramSocket(at: notify)
         defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            let bytes = Array(notify.utf8)
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        try #require(bound == 0, "bind \(notify): errno \(errno)")
         let log = scratch.path + "/daemon.log"
         let daemon = try Background(shell: ["export NOTIFY_SOCKET=\(notify)"],
                                     ["daemon", "--foreground", "--run-dir", scratch.path + "/run", "--watchdog", "none", "--lock-memory", "off",
@@ -65,6 +53,31 @@ struct ServiceTests {
         kill(daemon.process.processIdentifier, SIGHUP)
         #expect(eventually(10) { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("reopened the log file") },
                 "SIGHUP did not reopen the log file")
+    }
+
+    /// Detached with no log file, the daemon logs to syslog: a datagram
+    /// socket at /dev/log (this test's own, where no syslog daemon runs)
+    /// receives its lines, tagged tenure[PID] at facility daemon.
+    @Test(.enabled(if: Harness.isRoot && !FileManager.default.fileExists(atPath: "/dev/log"),
+                   "needs root and no syslog daemon on /dev/log (the test stands in for one)"))
+    func aDetachedDaemonLogsToSyslog() throws {
+        let scratch = try Scratch()
+        let fd = try Self.datagramSocket(at: "/dev/log")
+        defer { close(fd); unlink("/dev/log") }
+        let runDir = scratch.path + "/run"
+        let started = try Harness.tenure(["daemon", "--run-dir", runDir, "--watchdog", "none", "--lock-memory", "off", "--realtime", "off"])
+        #expect(started.status == 0 && started.stdout.contains("journalctl -t tenure"), "\(started)")
+        defer { _ = try? Harness.tenure(["client", "shutdown", "--run-dir", runDir]) }
+        var lines: [String] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var pollFD = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while !lines.contains(where: { $0.contains("serving on") }), poll(&pollFD, 1, 10_000) == 1 {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n > 0 { lines.append(String(decoding: buffer[..<n], as: UTF8.self)) }
+        }
+        let serving = lines.first { $0.contains("serving on") } ?? ""
+        // <30> is facility daemon (3 × 8) at priority info (6).
+        #expect(serving.hasPrefix("<30>") && serving.contains("tenure["), "syslog got: \(lines)")
     }
 
     /// Metrics in Prometheus's text format, from the client and over HTTP,
@@ -128,6 +141,28 @@ struct ServiceTests {
         let renewals = try daemon.clientOK(["renewal", "D", "--json"]).stdout
         let records = try JSONSerialization.jsonObject(with: Data(renewals.utf8)) as? [[String: Int]] ?? []
         #expect(!records.isEmpty && records.allSatisfy { $0["read_ms"] != nil && $0["timestamp"] != nil }, "\(renewals)")
+    }
+
+    /// A Unix datagram socket bound at `path`: what systemd's notify socket
+    /// and syslog's /dev/log are.
+    static func datagramSocket(at path: String) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { throw HarnessError("socket: errno \(errno)") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            let bytes = Array(path.utf8)
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0 else {
+            close(fd)
+            throw HarnessError("bind \(path): errno \(errno)")
+        }
+        return fd
     }
 
     /// Parses Prometheus's text format strictly: every line a comment
