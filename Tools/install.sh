@@ -54,6 +54,9 @@ sed -e "s|^prefix=.*|prefix=$prefix|" -e "s|^libdir=.*|libdir=$libdir|" "$cbuild
 
 d "$libdir/libvirt/lock-driver"; f 0644 "$cbuild/lib/libvirt/lock-driver/tenure.so" "$libdir/libvirt/lock-driver/tenure.so"
 d "$prefix/libexec/tenure"; f 0755 "$root/Tools/libvirt/tenure-lockfailure" "$prefix/libexec/tenure/tenure-lockfailure"
+# sanlock's command line, off by default: a link named sanlock for
+# update-alternatives (docs/sanlock-compatibility.md, "Switching").
+d "$prefix/lib/tenure"; ln -sf ../../sbin/tenure "$destdir$prefix/lib/tenure/sanlock"
 
 d /lib/systemd/system; f 0644 "$root/Tools/systemd/tenure.service" /lib/systemd/system/tenure.service
 sed -i "s|/usr/sbin/tenure|$prefix/sbin/tenure|" "$destdir/lib/systemd/system/tenure.service"

@@ -287,10 +287,17 @@ extension Client {
         static let configuration = CommandConfiguration(
             commandName: "log-dump",
             abstract: "Print the daemon's recent log, debug lines included whatever its --log-level.")
+        @Flag(help: "Print JSON: the lines as a list.")
+        var json = false
         @OptionGroup var options: ClientOptions
 
         func run() async throws {
-            try await reportingErrors { print(try options.connect().logDump()) }
+            try await reportingErrors {
+                let text = try options.connect().logDump()
+                guard json else { return print(text) }
+                let lines = text.split(separator: "\n").map(String.init)
+                print(String(decoding: try JSONSerialization.data(withJSONObject: lines), as: UTF8.self))
+            }
         }
     }
 
