@@ -109,12 +109,17 @@ class Tenure(Implementation):
     def bench(self, clients, cycles_each):
         out = sh(self.bin, "bench", "acquire", "--lockspace", "T", "--path", self.dev, "--resources", str(self.args.resources),
                  "--clients", str(clients), "--cycles", str(cycles_each), "--run-dir", self.run_dir(1), "--json").stdout
-        return [json.loads(l) for l in out.splitlines() if l.startswith("{")][-1]
+        lines = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+        # The first line is the device's floor: a cycle's ten I/Os back to back.
+        self.floor = next((l for l in lines if l.get("floor")), None)
+        return [l for l in lines if not l.get("floor")][-1]
 
     def cycles(self):
         # As for sanlock: --cycles cycles by one client, then spread over the clients.
         one = self.bench(1, self.args.cycles)
+        floor = self.floor
         many = self.bench(self.args.clients, max(1, self.args.cycles // self.args.clients))
+        self.floor = floor
         return one["seconds"] / one["cycles"] * 1000, one["cycles_per_second"], many["cycles_per_second"]
 
     def holder(self, host, i):
@@ -254,6 +259,12 @@ def measure_basic(impl, args):
     try:
         out.update(impl.join_and_idle(1))
         out["ms_per_cycle"], out["cycles_per_s_1"], out[f"cycles_per_s_{args.clients}"] = impl.cycles()
+        floor = getattr(impl, "floor", None)
+        if floor:
+            # The device floor, measured by Tenure's bench on the same device in the
+            # same run; both implementations' cycles are compared with it.
+            out["floor_p50_ms"], out["floor_p99_ms"] = floor["p50_ms"], floor["p99_ms"]
+            out["floor_ratio"] = out["ms_per_cycle"] / floor["p50_ms"]
         out["rss_kib"] = rss_kib(pid)
         impl.leave(1)
     finally:
@@ -343,6 +354,8 @@ def main():
 
 ROWS = [  # key, label, unit, lower is better
     ("ms_per_cycle", "acquire + release, 1 client", "ms", True),
+    ("floor_p50_ms", "device floor: the cycle's 10 I/Os back to back, p50", "ms", True),
+    ("floor_ratio", "Tenure's cycle ÷ the device floor", "×", True),
     ("cycles_per_s_1", "cycles/s, 1 client", "/s", False),
     ("cycles_per_s_{clients}", "cycles/s, {clients} clients", "/s", False),
     ("join_s", "join a lockspace", "s", True),

@@ -60,7 +60,7 @@ def main():
                 d.client("add-lockspace", "-s", f"L:1:{dev}:0")
                 out = sh(t, "bench", "acquire", "--lockspace", "L", "--path", dev, "--resources", "4", "--clients", "1",
                          "--cycles", str(args.cycles), "--run-dir", d.run, "--json")
-                m = json.loads(out.stdout.splitlines()[0])
+                m = next(json.loads(l) for l in out.stdout.splitlines() if l.startswith("{") and not json.loads(l).get("floor"))
                 st = json.loads(d.client("status", "--json").stdout)
                 views = st["lockspaces"][0].get("participant_view_reads", 0)
                 print(f"| {num_hosts} | {joined} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | {views} |", flush=True)

@@ -4,6 +4,7 @@ import Synchronization
 import TenureClient
 import TenureCore
 import TenureFormat
+import TenureIO
 
 /// `tenure bench`: measurements through the running daemon, as a user's
 /// process sees them. Speed is measured here, never asserted in tests.
@@ -61,21 +62,70 @@ extension Bench {
             let cyclesPerSecond: Double
             let p50Ms: Double
             let p99Ms: Double
+            /// The one-client p50 over the device floor's p50 (nil for several clients).
+            var floorRatio: Double?
+        }
+
+        /// The device's own floor for one cycle: the ten single-sector I/Os
+        /// an acquire + release needs, issued back to back.
+        struct Floor: Encodable {
+            let floor = true
+            let cycles: Int
+            let p50Ms: Double
+            let p99Ms: Double
         }
 
         func run() async throws {
             try await reportingErrors {
                 let resource = try layout.resourceNamer()
+                let floor = try await measureFloor()
+                if json {
+                    print(Terminal.json(floor))
+                } else {
+                    print(String(format: "device floor: 10 single-sector I/Os back to back, %d cycles: p50 %.3f ms, p99 %.3f ms",
+                                 floor.cycles, floor.p50Ms, floor.p99Ms))
+                }
                 for count in clients == 1 ? [1] : [1, clients] {
-                    let m = try measure(clients: count, resource: resource)
+                    var m = try measure(clients: count, resource: resource)
+                    if count == 1, floor.p50Ms > 0 { m.floorRatio = m.p50Ms / floor.p50Ms }
                     if json {
                         print(Terminal.json(m))
                     } else {
+                        let ratio = m.floorRatio.map { String(format: " (%.1f× the floor)", $0) } ?? ""
                         print(String(format: "%3d client%@: %6d cycles in %.2f s = %8.1f cycles/s, p50 %.3f ms, p99 %.3f ms",
-                                     m.clients, m.clients == 1 ? " " : "s", m.cycles, m.seconds, m.cyclesPerSecond, m.p50Ms, m.p99Ms))
+                                     m.clients, m.clients == 1 ? " " : "s", m.cycles, m.seconds, m.cyclesPerSecond, m.p50Ms, m.p99Ms) + ratio)
                     }
                     fflush(nil)
                 }
+            }
+        }
+
+        /// Ten single-sector I/Os a cycle (read and write in turn, as a cycle
+        /// issues them: the acquire's read, two ballot phases' write and
+        /// read, the commit; the release's read and write of its dblock,
+        /// then of the leader), through the same O_DIRECT aio path,
+        /// on the last sector of R0's area: no lease uses it in any layout
+        /// (the dblocks and the lock value block end before it), and each
+        /// write puts back the bytes just read.
+        func measureFloor() async throws -> Floor {
+            guard let first = LeaseStringSyntax.parseSize(layout.firstOffset), let step = LeaseStringSyntax.parseSize(layout.align) else {
+                throw TenureError(.invalidArgument, "--first-offset \(layout.firstOffset) or --align \(layout.align) is not a size.")
+            }
+            return try await Devices.with(layout.path) { device in
+                let sector = device.sectorSize.bytes
+                let at = first + step - UInt64(sector)
+                let pattern = (0..<10).map { $0 % 2 == 0 }   // read, write, read, …
+                var times: [Double] = []
+                for _ in 0..<min(cycles * 2, 1000) {
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    var bytes = try await device.read(at: at, length: sector)
+                    for read in pattern.dropFirst() {
+                        if read { bytes = try await device.read(at: at, length: sector) } else { try await device.write(bytes, at: at) }
+                    }
+                    times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                }
+                let sorted = times.sorted()
+                return Floor(cycles: sorted.count, p50Ms: percentile(sorted, 0.5) ?? 0, p99Ms: percentile(sorted, 0.99) ?? 0)
             }
         }
 

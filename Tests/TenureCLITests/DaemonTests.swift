@@ -554,7 +554,13 @@ struct DaemonTests {
         defer { withExtendedLifetime(scratch) {} }
         let bench = try Harness.tenureOK(["bench", "acquire", "--lockspace", "D", "--path", file, "--resources", "4", "--clients", "3",
                                           "--cycles", "10", "--json", "--run-dir", daemon.runDir])
-        let lines = try bench.stdout.split(separator: "\n").map { try Harness.json(String($0)) }
+        var lines = try bench.stdout.split(separator: "\n").map { try Harness.json(String($0)) }
+        // First the device's floor: a cycle's ten I/Os back to back, on a sector no lease uses.
+        let floor = lines.removeFirst()
+        #expect(floor["floor"] as? Bool == true && floor["cycles"] as? Int == 20 && (floor["p50_ms"] as? Double ?? 0) > 0, "\(floor)")
+        #expect(lines.first?["floor_ratio"] is Double && lines.last?["floor_ratio"] == nil, "\(lines)")
+        let unused = try Data(contentsOf: URL(fileURLWithPath: file))[(2 << 20) - 512 ..< (2 << 20)]
+        #expect(unused.allSatisfy { $0 == 0 }, "the floor's writes changed the sector they read")
         #expect(lines.map { $0["clients"] as? Int } == [1, 3])
         #expect(lines.map { $0["cycles"] as? Int } == [10, 30])
         for line in lines {
