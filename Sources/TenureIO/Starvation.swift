@@ -14,10 +14,19 @@ public enum Starvation {
     /// process, far below the kernel's own real-time threads (99).
     public static let realtimePriority: Int32 = 10
 
-    /// mlockall(MCL_CURRENT | MCL_FUTURE).
+    /// Locks the daemon's memory: everything mapped now is faulted in and
+    /// locked (the binary, its libraries, the heap so far), and every page
+    /// mapped later is locked once touched (MCL_ONFAULT). Plain MCL_FUTURE
+    /// would fault in and lock each whole reservation at once — 8 MiB per
+    /// thread stack, 64 MiB per malloc arena — most never used: 134 MB
+    /// resident with one lockspace, where the daemon touches 18 MB.
     public static func lockMemory() throws(TenureError) {
-        try Syscall.run(SyscallContext("mlockall", path: "/proc/self")) { mlockall(MCL_CURRENT | MCL_FUTURE) }
+        try Syscall.run(SyscallContext("mlockall", path: "/proc/self")) { mlockall(MCL_CURRENT) }
+        try Syscall.run(SyscallContext("mlockall", path: "/proc/self")) { mlockall(MCL_CURRENT | MCL_FUTURE | Self.lockOnFault) }
     }
+
+    /// MCL_ONFAULT (Linux 4.4), which Glibc's module does not export.
+    static let lockOnFault: Int32 = 4
 
     /// The kernel's OOM killer never picks this process (oom_score_adj
     /// -1000): a daemon killed for memory could not fence its holders.
