@@ -102,6 +102,18 @@ struct ServiceTests {
         #expect((after["tenure_renewal_duration_seconds_count{lockspace=\"D\"}"] ?? 0) >= 1)
         #expect(after["tenure_lockspace_valid{lockspace=\"D\"}"] == 1)
         #expect((after["tenure_resident_memory_bytes"] ?? 0) > 1_000_000)
+        // A forced request: sent and seen here, the holder fenced, and how long that took.
+        let holder = try Background(["client", "hold", "-r", "D:R1:\(file):2097152", "--run-dir", daemon.runDir])
+        defer { kill(holder.process.processIdentifier, SIGKILL) }
+        #expect(eventually { (try? daemon.leases())?.count == 1 })
+        try daemon.clientOK(["request", "-r", "D:R1:\(file):2097152", "--force"])
+        #expect(eventually(10) { (try? metrics())?["tenure_fencing_duration_seconds_count"] == (after["tenure_fencing_duration_seconds_count"] ?? -1) + 1 },
+                "the fencing was not timed: \((try? metrics()) ?? [:])")
+        let fenced = try metrics()
+        #expect(fenced["tenure_fencing_total"] == (after["tenure_fencing_total"] ?? -1) + 1)
+        #expect(fenced["tenure_requests_sent_total"] == (after["tenure_requests_sent_total"] ?? -1) + 1)
+        #expect(fenced["tenure_requests_seen_total"] == (after["tenure_requests_seen_total"] ?? -1) + 1)
+        #expect(fenced["tenure_processes_being_fenced"] == 0)
         // The same over HTTP; anything but /metrics is not found.
         let http = try Harness.run("/usr/bin/env", ["python3", "-c", """
             import urllib.request, sys
