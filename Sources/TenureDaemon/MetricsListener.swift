@@ -43,12 +43,16 @@ final class MetricsListener: @unchecked Sendable {
         }
     }
 
-    /// Reads the request head and answers it.
+    /// Reads the request head and answers it. The whole head must come
+    /// within ``Timeouts/metricsRequest``: a peer trickling bytes cannot
+    /// hold the endpoint.
     func answer(_ fd: FileDescriptor, _ server: DaemonServer) {
         var head: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1024)
+        let deadline = ContinuousClock.now + Timeouts.metricsRequest
         while head.count < Self.maxRequestBytes, !head.ends(with: Array("\r\n\r\n".utf8)) {
-            guard (try? UnixSocket.waitReadable(fd, within: Timeouts.metricsRequest, path: address)) == true,
+            let left = deadline - ContinuousClock.now
+            guard left > .zero, (try? UnixSocket.waitReadable(fd, within: left, path: address)) == true,
                   let n = try? UnixSocket.receive(into: &chunk, at: 0, count: chunk.count, from: fd, path: address), n > 0 else { return }
             head += chunk[..<n]
         }

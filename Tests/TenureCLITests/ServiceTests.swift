@@ -126,6 +126,25 @@ struct ServiceTests {
         #expect(http.status == 0, "\(http)")
         let scraped = try Self.parse(http.stdout.components(separatedBy: "status ").first ?? "")
         #expect((scraped["tenure_acquires_total"] ?? 0) >= 1 && http.stdout.contains("status 404"), "\(http)")
+        // A peer trickling its request a byte at a time does not hold the
+        // endpoint: a scrape beside it is served while it still trickles.
+        let trickle = try Harness.run("/usr/bin/env", ["python3", "-c", """
+            import socket, threading, time, urllib.request
+            s = socket.create_connection(("127.0.0.1", \(port)))
+            def trickle():
+                for _ in range(40):
+                    try:
+                        s.send(b"G")
+                    except OSError:
+                        return
+                    time.sleep(0.5)
+            t = threading.Thread(target=trickle, daemon=True)
+            t.start()
+            time.sleep(0.3)
+            urllib.request.urlopen("http://127.0.0.1:\(port)/metrics", timeout=60).read()
+            print("served while trickling" if t.is_alive() else "served after the trickle")
+            """])
+        #expect(trickle.stdout.contains("served while trickling"), "\(trickle)")
     }
 
     /// What an operator needs after trouble: renewal ages and latencies,
