@@ -411,7 +411,7 @@ public enum PaxosLease {
                 // again (seed 5018305). A passed-over mark stays harmless: the
                 // host it names is gone for good, and a rejoined host carries a
                 // new generation its old mark does not match.
-                if record.timestamp.isFree || state.canBeTakenOver || !modes.contains(where: { $0.generation == record.ownerGeneration }) {
+                if Self.sharerIsGone(marks: modes, record: record, state: state) {
                     context.log(EngineEvent(.goneSharerPassedOver, "passed over the shared mark of gone host \(id) on \(resource.spec.name)"))
                     continue
                 }
@@ -420,6 +420,21 @@ public enum PaxosLease {
             throw TenureError(.leaseInUse, "\(resource.spec.name) is held shared by host \(id) (generation \(modes.map(\.generation.description).joined(separator: ", "))).",
                               remedy: "Wait until every shared holder releases it.")
         }
+    }
+
+    /// Whether the incarnation that wrote the newest of `marks` is gone, by
+    /// its host id's delta lease as read now: the id rejoined with a newer
+    /// generation, or that generation's record is free (left) or dead.
+    ///
+    /// A record *older* than the mark proves nothing: the slot went back
+    /// (a late write of another machine given the same host id landed over
+    /// it), and the incarnation that wrote the mark may still share. Taking
+    /// the free or dead old record for it handed an exclusive lease to one
+    /// host while another shared it (seed 63001837).
+    static func sharerIsGone(marks: [ModeBlock], record: LeaderRecord, state: HostState) -> Bool {
+        guard let newest = marks.map(\.generation).max() else { return true }
+        if record.ownerGeneration > newest { return true }
+        return record.ownerGeneration == newest && (record.timestamp.isFree || state.canBeTakenOver)
     }
 
     /// Shared acquire, after the short exclusive hold: our dblock is marked

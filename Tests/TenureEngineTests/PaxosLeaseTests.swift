@@ -1,6 +1,6 @@
 import Testing
 import TenureCore
-import TenureEngine
+@testable import TenureEngine
 import TenureFormat
 import TenureTestKit
 
@@ -33,6 +33,28 @@ import TenureTestKit
     /// Two acquisitions of one host generation never propose the same
     /// value, even within one second: the proposal is what tells a win
     /// from a version an earlier acquisition of ours won.
+    /// A shared mark's host is gone only by a record of the mark's own
+    /// generation (free or dead) or a newer one; an older record, free or
+    /// dead, is the slot gone back and proves nothing (seed 63001837).
+    @Test func aSharerIsGoneOnlyByItsOwnGenerationOrANewerOne() {
+        func record(generation: UInt64, free: Bool) -> LeaderRecord {
+            var r = LeaderRecord(kind: .delta, geometry: .standard512, spaceName: "LS", resourceName: "h")
+            r.ownerID = HostID(1)
+            r.ownerGeneration = Generation(generation)
+            r.timestamp = free ? .free : DiskTimestamp(100)
+            return r
+        }
+        let marks = [ModeBlock.shared(Generation(3))]
+        #expect(PaxosLease.sharerIsGone(marks: marks, record: record(generation: 4, free: false), state: .live), "rejoined newer")
+        #expect(PaxosLease.sharerIsGone(marks: marks, record: record(generation: 3, free: true), state: .free), "left")
+        #expect(PaxosLease.sharerIsGone(marks: marks, record: record(generation: 3, free: false), state: .dead), "dead")
+        #expect(!PaxosLease.sharerIsGone(marks: marks, record: record(generation: 3, free: false), state: .live), "live")
+        #expect(!PaxosLease.sharerIsGone(marks: marks, record: record(generation: 2, free: true), state: .free), "an older free record")
+        #expect(!PaxosLease.sharerIsGone(marks: marks, record: record(generation: 1, free: false), state: .dead), "an older dead record")
+        // Over several disks the newest mark counts.
+        #expect(!PaxosLease.sharerIsGone(marks: [.shared(Generation(2)), .shared(Generation(3))], record: record(generation: 2, free: true), state: .free))
+    }
+
     @Test func proposalStampsAreUniquePerHostGeneration() {
         let clock = ManualClock(autoAdvance: false)
         let context = EngineContext(clock: clock)

@@ -149,6 +149,7 @@ struct SimulationTests {
         (UInt64(20000344), "the late release of a process that exited marked released, and stripped the shared mark of, its host's newer hold"),
         (UInt64(20016646), "simulator: a local share was handed over in the step its host crashed"),
         (UInt64(30039321), "a write issued before a clean leave landed after another machine joined the freed host id, and erased its shared mark"),
+        (UInt64(63001837), "a sharer was judged gone by a delta lease older than its mark (a machine given the same host id wrote the slot back)"),
     ])
     func seedsThatHandedOutAnLverTwice(_ seed: UInt64, _ bug: String) throws {
         let c = SimConfig.swarm(seed: seed, base: SimConfig(seed: seed), maxHosts: 6, maxResources: 3)
