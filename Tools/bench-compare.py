@@ -117,6 +117,7 @@ class Tenure(Implementation):
     def cycles(self):
         # As for sanlock: --cycles cycles by one client, then spread over the clients.
         one = self.bench(1, self.args.cycles)
+        self.p50, self.p99 = one["p50_ms"], one["p99_ms"]
         floor = self.floor
         many = self.bench(self.args.clients, max(1, self.args.cycles // self.args.clients))
         self.floor = floor
@@ -196,12 +197,17 @@ class Sanlock(Implementation):
         code = f"""
 dev, n, k, per = {self.dev!r}, {per}, {k}, {per}
 offs = [{SANLOCK_AREA} + (i + 1) * {MIB} for i in range({self.args.resources})]
+times = []
 def run(i, count, fd):
     for _ in range(count):
+        t0 = time.perf_counter()
         sanlock.acquire(b'S', b'R%d' % i, [(dev, offs[i])], slkfd=fd)
         sanlock.release(b'S', b'R%d' % i, [(dev, offs[i])], slkfd=fd)
+        times.append(time.perf_counter() - t0)
 fd = sanlock.register()
 t = time.perf_counter(); run(0, n, fd); one = time.perf_counter() - t
+ordered = sorted(times)
+p50, p99 = ordered[len(ordered) // 2] * 1000, ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
 t = time.perf_counter()
 pids = []
 for c in range(k):
@@ -214,9 +220,9 @@ for c in range(k):
     pids.append(pid)
 for p in pids: os.waitpid(p, 0)
 many = time.perf_counter() - t
-print(one / n * 1000, n / one, k * per / many)
+print(one / n * 1000, n / one, k * per / many, p50, p99)
 """
-        ms, one_rate, many_rate = map(float, self.python(1, code).stdout.split())
+        ms, one_rate, many_rate, self.p50, self.p99 = map(float, self.python(1, code).stdout.split())
         return ms, one_rate, many_rate
 
     def join_and_idle(self, host):
@@ -259,6 +265,7 @@ def measure_basic(impl, args):
     try:
         out.update(impl.join_and_idle(1))
         out["ms_per_cycle"], out["cycles_per_s_1"], out[f"cycles_per_s_{args.clients}"] = impl.cycles()
+        out["p50_ms_1"], out["p99_ms_1"] = impl.p50, impl.p99
         floor = getattr(impl, "floor", None)
         if floor:
             # The device floor, measured by Tenure's bench on the same device in the
@@ -314,7 +321,7 @@ def measure_takeover(impl, args):
 
 def main():
     ap = tool_arguments(__doc__)
-    ap.add_argument("--num-hosts", default="2000,64")
+    ap.add_argument("--num-hosts", default="2000,1000,250,64")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--resources", type=int, default=64)
     ap.add_argument("--clients", type=int, default=32)
@@ -354,6 +361,8 @@ def main():
 
 ROWS = [  # key, label, unit, lower is better
     ("ms_per_cycle", "acquire + release, 1 client", "ms", True),
+    ("p50_ms_1", "acquire + release, 1 client, p50", "ms", True),
+    ("p99_ms_1", "acquire + release, 1 client, p99", "ms", True),
     ("floor_p50_ms", "device floor: the cycle's 10 I/Os back to back, p50", "ms", True),
     ("floor_ratio", "Tenure's cycle ÷ the device floor", "×", True),
     ("cycles_per_s_1", "cycles/s, 1 client", "/s", False),

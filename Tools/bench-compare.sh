@@ -2,7 +2,7 @@
 # Tenure and sanlock side by side on one loop device, in one run, alternating
 # (Tools/bench-compare.py does the measuring and prints the table). Needs root.
 #
-#   Tools/bench-compare.sh [--num-hosts 2000,64] [--rounds 2] [--clients 32] [--cycles 640]
+#   Tools/bench-compare.sh [--num-hosts 2000,1000,250,64] [--rounds 2] [--clients 32] [--cycles 640]
 #                          [--io-timeout 10] [--idle-seconds 60] [--takeover] [--json FILE]
 #
 # Installs sanlock (Debian's package) if missing and builds the LD_PRELOAD shim
