@@ -53,7 +53,7 @@ extension Daemon {
             try await self.underIndexLease(layout, device, rx, flags: flags) {
                 var area = try await ResourceIndexArea.readArea(on: device, layout.header)
                 let written = add ? ResourceIndexEntry(resourceOffset: entry.offset, name: name) : .free
-                try await self.writeEntry(written, i, &area, layout, device)
+                try await ResourceIndexArea.write(written, asEntry: i, of: &area, layout, on: device)
             }
             log.info("resource index of \(rx.lockspace): entry \(i) \(add ? "lists \(name) at \(entry.offset)" : "is free")")
             return add ? SanlockRentry(name: entry.name, offset: entry.offset) : SanlockRentry()
@@ -85,7 +85,7 @@ extension Daemon {
                     try await LeaseAreas.initialiseResource(on: device, at: offset, lockspace: layout.header.lockspace, name: name,
                                                             geometry: geometry, numHosts: numHosts == 0 ? geometry.maxHosts : Int(numHosts))
                 }
-                try await self.writeEntry(ResourceIndexEntry(resourceOffset: offset, name: name), i, &area, layout, device)
+                try await ResourceIndexArea.write(ResourceIndexEntry(resourceOffset: offset, name: name), asEntry: i, of: &area, layout, on: device)
                 log.info("resource index of \(rx.lockspace): created \(name) at \(rx.disk.path):\(offset) (entry \(i))")
                 return SanlockRentry(name: entry.name, offset: offset)
             }
@@ -104,7 +104,7 @@ extension Daemon {
                 let offset = layout.resourceOffset(ofEntry: i)
                 // Taken before the entry goes: a lease someone holds stays listed.
                 try await self.takingAnyLease(at: offset, on: device, rx) {
-                    try await self.writeEntry(.free, i, &area, layout, device)
+                    try await ResourceIndexArea.write(.free, asEntry: i, of: &area, layout, on: device)
                     try await self.requireIndexLockspaceValid(rx)
                     let geometry = layout.header.geometry
                     try await device.write(LeaseAreas.resourceImage(lockspace: layout.header.lockspace, name: name, geometry: geometry,
@@ -216,8 +216,4 @@ extension Daemon {
         try core.requireValid(try LeaseName(rx.lockspace, what: "lockspace name"), at: context.clock.now())
     }
 
-    private func writeEntry(_ entry: ResourceIndexEntry, _ i: Int, _ area: inout [UInt8], _ layout: ResourceIndexLayout,
-                            _ device: any BlockDevice) async throws {
-        try await ResourceIndexArea.write(entry, asEntry: i, of: &area, layout, on: device)
-    }
 }
