@@ -70,7 +70,7 @@ public struct FaultMix: Sendable, Equatable, CustomStringConvertible {
 
     /// The largest clock drift the fencing argument allows with the
     /// simulation's W/2 kill window (see docs/simulation.md).
-    public static let maxClockDrift = 0.02
+    public static let maxClockDrift = Timeouts.maxClockDrift
 
     /// Parses `none`, `standard`, or `name=value,…` on top of none (`sameid` is a flag).
     public init(parsing text: String) throws {

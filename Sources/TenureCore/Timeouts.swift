@@ -53,6 +53,12 @@ public struct Timeouts: Hashable, Sendable, CustomStringConvertible {
     /// (docs/timeouts.md argues it).
     public static let viewFreshness: Duration = minimumJoinWait / 2
 
+    /// The fault model's bound on clock rates: a host's clock runs within
+    /// 2 % of real time. The fencing argument's margins assume it, the
+    /// simulator draws drifts up to it, and the frozen-clock check
+    /// discounts other hosts' timestamps by it.
+    public static let maxClockDrift = 0.02
+
     /// The daemon looks for requests aimed at its leases (and the signals
     /// that announce them) this often.
     public static let requestPoll: Duration = .seconds(1)

@@ -157,19 +157,52 @@ public enum DeltaLease {
     /// Throws `.lockspaceLost` when another host has written the slot: from
     /// then on this host must behave as if its lockspace were lost.
     public static func renew(_ slot: DeltaLeaseSlot, hold: DeltaLeaseHold, context: EngineContext) async throws -> DeltaLeaseHold {
+        let read = try await renewalRead(slot, hold: hold, othersUpTo: nil, context: context)
+        return try await renewalWrite(slot, hold: hold, after: read, context: context)
+    }
+
+    /// A renewal's read, checked that our slot still holds what we wrote:
+    /// our slot alone, or with `othersUpTo` the slots of hosts 1...that
+    /// (and at least up to ours) in one I/O, whose records are then for
+    /// ``FrozenClockCheck``.
+    public struct RenewalRead: Sendable {
+        public var started: MonotonicInstant
+        public var done: MonotonicInstant
+        public var others: [(HostID, LeaderRecord)]
+    }
+
+    public static func renewalRead(_ slot: DeltaLeaseSlot, hold: DeltaLeaseHold, othersUpTo count: Int?,
+                                   context: EngineContext) async throws -> RenewalRead {
         let started = context.clock.now()
-        let (current, _) = try await read(slot)
-        let readDone = context.clock.now()
+        let ownIndex = Int(slot.hostID.rawValue) - 1
+        let indexes = count.map { 0..<max($0, ownIndex + 1) } ?? ownIndex..<(ownIndex + 1)
+        let s = slot.geometry.sectorSize.bytes
+        let bytes = try await slot.device.read(at: slot.offset - UInt64((ownIndex - indexes.lowerBound) * s), length: indexes.count * s)
+        let done = context.clock.now()
+        func sector(_ index: Int) -> ArraySlice<UInt8> { bytes[((index - indexes.lowerBound) * s)..<((index - indexes.lowerBound + 1) * s)] }
+        let current = try LeaderRecord(decoding: sector(ownIndex)).verified(as: .delta, lockspace: slot.lockspace, at: slot.place)
         try checkStillOurs(slot, current: current, hold: hold)
+        var others: [(HostID, LeaderRecord)] = []
+        for index in indexes where index != ownIndex {
+            let record = LeaderRecord(decoding: sector(index))
+            guard record.validKind == .delta, record.spaceName == slot.lockspace else { continue }
+            others.append((HostID(UInt64(index + 1)), record))
+        }
+        return RenewalRead(started: started, done: done, others: others)
+    }
+
+    /// A renewal's write: a newer timestamp, after ``renewalRead``.
+    public static func renewalWrite(_ slot: DeltaLeaseSlot, hold: DeltaLeaseHold, after read: RenewalRead,
+                                    context: EngineContext) async throws -> DeltaLeaseHold {
         var record = hold.written
         let now = context.diskTimestamp()
         record.timestamp = now > hold.written.timestamp ? now : DiskTimestamp(hold.written.timestamp.rawValue &+ 1)
         try await write(slot, record, bitmap: hold.bitmap)
         var renewed = hold
         renewed.written = record.sealed
-        renewed.lastRenewalStart = started
-        renewed.lastReadTime = readDone - started
-        renewed.lastWriteTime = context.clock.now() - readDone
+        renewed.lastRenewalStart = read.started
+        renewed.lastReadTime = read.done - read.started
+        renewed.lastWriteTime = context.clock.now() - read.done
         return renewed
     }
 

@@ -18,7 +18,12 @@ public actor Lockspace {
     let context: EngineContext
 
     public private(set) var hold: DeltaLeaseHold? {
-        didSet { published.withLock { $0 = hold.map { $0.lastRenewalStart + timeouts.renewalFailure } } }
+        didSet { publishExpiry() }
+    }
+    /// What other hosts' timestamps show this host's clock missed (a frozen
+    /// VM): it comes off the expiry. Fed by every renewal's read.
+    public private(set) var clockCheck: FrozenClockCheck {
+        didSet { publishExpiry() }
     }
     /// Set once the lockspace is lost, readable without a hop onto the actor:
     /// a renewal that finds its slot rewritten by another join of our host
@@ -56,6 +61,12 @@ public actor Lockspace {
         self.timeouts = context.timeouts(ioTimeout)
         self.observer = observer
         self.context = context
+        self.clockCheck = FrozenClockCheck(ownID: spec.hostID)
+    }
+
+    private func publishExpiry() {
+        let expiry = self.expiry
+        published.withLock { $0 = expiry }
     }
 
     /// This host as it takes part, once joined.
@@ -71,9 +82,11 @@ public actor Lockspace {
 
     /// The instant from which this host must behave as if the lockspace were
     /// lost: every holder of a lease in it must be dead. nil before joining.
+    /// 8N after the last renewal started, less any real time this host's
+    /// clock is known to have missed since (``FrozenClockCheck``).
     public var expiry: MonotonicInstant? {
         guard let hold else { return nil }
-        return hold.lastRenewalStart + timeouts.renewalFailure
+        return hold.lastRenewalStart + max(.zero, timeouts.renewalFailure - clockCheck.unseen)
     }
 
     /// When the next renewal is due.
@@ -96,13 +109,21 @@ public actor Lockspace {
         }
         lastRenewalAttempt = context.clock.now()
         do {
-            let renewed = try await DeltaLease.renew(slot, hold: hold, context: context)
+            let read = try await DeltaLease.renewalRead(slot, hold: hold, othersUpTo: clockCheck.slotsToRead(maxHosts: slot.geometry.maxHosts),
+                                                        context: context)
+            clockCheck.look(at: read.others, at: read.done, fallback: ioTimeout)
+            if let expiry, context.clock.now() >= expiry, let evidence = clockCheck.evidence {
+                throw markLost(TenureError(.lockspaceLost, "Lockspace \(spec.name): this host's clock stood still while other hosts' ran (a paused VM?): \(evidence). Other hosts may have taken its leases.",
+                                           remedy: "The holders of its leases were killed; find what froze the host, then rejoin the lockspace."))
+            }
+            let renewed = try await DeltaLease.renewalWrite(slot, hold: hold, after: read, context: context)
             // Holders were due to die at the expiry: a renewal that completes
             // after it does not revive the lockspace.
             if let expiry, context.clock.now() >= expiry {
                 throw markLost(TenureError(.lockspaceLost, "Lockspace \(spec.name) expired before its renewal completed.",
                                            remedy: "The storage is too slow for io_timeout \(ioTimeout.seconds)s; rejoin the lockspace."))
             }
+            clockCheck.renewed()
             let gap = renewed.lastRenewalStart - hold.lastRenewalStart
             worstRenewalGap = max(worstRenewalGap, gap)
             if gap > timeouts.renewalWarning {

@@ -151,23 +151,92 @@ import TenureTestKit
         #expect(c.events.count(.lockspaceLost) == 1)
     }
 
-    /// Tenure's SAN load per renewal: one read and one write of the host's
-    /// own sector (sanlock reads the whole 1 MiB host area instead).
-    @Test func aRenewalReadsAndWritesOnlyItsOwnSector() async throws {
+    /// Tenure's SAN load per renewal: one read of the host slots from host 1
+    /// to a window past the highest joined (for the frozen-clock check) and
+    /// one write of its own sector. sanlock reads the whole 1 MiB host area.
+    @Test func aRenewalReadsTheSlotsUpToPastTheHighestJoinedAndWritesOnlyItsOwn() async throws {
         let c = try await Cluster()
         let renewalDevice = c.device("renewal")
         let ls = try Lockspace(spec: LockspaceSpec(name: "LS", hostID: HostID(5), disk: try LeaseDisk(path: "disk", offset: 0)),
                                renewalDevice: renewalDevice, observer: c.observer(), ioTimeout: c.ioTimeout, context: c.context)
         _ = try await ls.join(name: "n5")
+        let window = 5 + FrozenClockCheck.slotsBeyondHighest
         for _ in 0..<3 {
             renewalDevice.resetStatistics()
             try await ls.renew()
             let s = renewalDevice.statistics
             #expect(s.reads == 1 && s.writes == 1, "\(s)")
-            #expect(s.sectorsRead == 1 && s.sectorsWritten == 1)
-            // Host 5's delta lease is sector 4 of the lockspace area.
-            #expect(s.recent.allSatisfy { $0.offset == 4 * 512 && $0.length == 512 }, "\(s.recent)")
+            #expect(s.sectorsRead == window && s.sectorsWritten == 1)
+            // The read starts at host 1's slot; the write is host 5's, sector 4.
+            #expect(s.recent.contains { $0.offset == 0 && $0.length == window * 512 }, "\(s.recent)")
+            #expect(s.recent.contains { $0.offset == 4 * 512 && $0.length == 512 }, "\(s.recent)")
         }
+    }
+
+    /// Host 1's clock stands still (a paused VM) while host 2 keeps renewing
+    /// on a clock of its own: host 1's first renewal afterwards sees host 2's
+    /// timestamp far ahead of what its own clock allows and loses the
+    /// lockspace at once, although its own clock says 2N have passed.
+    @Test func aFrozenClockIsCaughtByTheFirstRenewalAfterTheResume() async throws {
+        let c = try await Cluster()
+        let (ls, other) = try await twoHostsRenewing(c, rounds: 4)
+        #expect(await ls.clockCheck.unseen == .zero)
+        // Host 1 is frozen for 8N + W + 4 s of real time: host 2 renews
+        // throughout, host 1's clock does not move.
+        for _ in 0..<8 { try await other.renew(by: .seconds(2)) }
+        c.clock.advance(by: c.timeouts.renewalInterval)
+        let error = await expectTenureError(.lockspaceLost) { try await ls.renew() }
+        #expect(error?.message.contains("stood still") == true, "\(String(describing: error))")
+        #expect(await !ls.isValid(at: c.clock.now()))
+    }
+
+    /// No false alarm: host 2 misses renewals for 6N and then renews again,
+    /// and its clock runs 2 % fast; host 1's clock is right all along.
+    @Test func aPeerThatStallsOrRunsFastIsNotTakenForAFrozenClock() async throws {
+        let c = try await Cluster()
+        let (ls, other) = try await twoHostsRenewing(c, rounds: 4)
+        for round in 0..<40 {
+            let stalled = (10..<13).contains(round)
+            if !stalled { try await other.renew(by: .milliseconds(2040)) } else { other.clock.advance(by: .milliseconds(2040)) }
+            c.clock.advance(by: c.timeouts.renewalInterval)
+            try await ls.renew()
+        }
+        #expect(await ls.isValid(at: c.clock.now()))
+        #expect(await ls.clockCheck.unseen == .zero)
+    }
+
+    /// Host 2 on a clock of its own, renewing its delta lease.
+    final class OtherHost: @unchecked Sendable {
+        let clock = ManualClock(autoAdvance: true)
+        let slot: DeltaLeaseSlot
+        var hold: DeltaLeaseHold
+        let context: EngineContext
+
+        init(_ c: Cluster) async throws {
+            context = EngineContext(clock: clock, random: { _ in 0 }, log: { _ in }, watchdogFire: .seconds(2))
+            slot = try c.slot(2)
+            hold = try await DeltaLease.acquire(slot, name: "other", ioTimeout: c.ioTimeout, context: context)
+        }
+
+        func renew(by step: Duration) async throws {
+            clock.advance(by: step)
+            hold = try await DeltaLease.renew(slot, hold: hold, context: context)
+        }
+    }
+
+    /// Host 1 (a Lockspace on the cluster's clock) and host 2 (its own
+    /// clock), both renewing every 2N for `rounds` rounds.
+    func twoHostsRenewing(_ c: Cluster, rounds: Int) async throws -> (Lockspace, OtherHost) {
+        let ls = try Lockspace(spec: LockspaceSpec(name: "LS", hostID: HostID(1), disk: try LeaseDisk(path: "disk", offset: 0)),
+                               renewalDevice: c.device("renewal"), observer: c.observer(), ioTimeout: c.ioTimeout, context: c.context)
+        _ = try await ls.join(name: "n1")
+        let other = try await OtherHost(c)
+        for _ in 0..<rounds {
+            try await other.renew(by: c.timeouts.renewalInterval)
+            c.clock.advance(by: c.timeouts.renewalInterval)
+            try await ls.renew()
+        }
+        return (ls, other)
     }
 
     /// Machine A joins as host id 1 and holds R0, writing through `leases`.
