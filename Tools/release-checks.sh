@@ -7,9 +7,9 @@
 #   3. the spin models of the protocol and of fencing (Tools/model-check.sh);
 #   4. the Debian package, built, installed, run and purged (Tools/package-check.sh);
 #   5. the package on three QEMU hosts sharing one disk (Tools/vm-cluster):
-#      the crash scenario, about a minute. TENURE_VM_RIG=full runs every
-#      scenario and the broken-fence variant (about five minutes);
-#      TENURE_VM_RIG=0 skips it.
+#      the crash and frozen-host scenarios, under two minutes.
+#      TENURE_VM_RIG=full runs every scenario and the broken-fence variant
+#      (about five minutes); TENURE_VM_RIG=0 skips it.
 # TENURE_SWARM_SEEDS (default 3000) sets the swarm's size; a long run, such
 # as docs/simulation.md's 100,000 seeds, is the same command with more.
 set -euo pipefail
@@ -38,15 +38,15 @@ if [ "${TENURE_SKIP_PACKAGE:-0}" != 1 ]; then
   Tools/package-check.sh
 fi
 
-rig=${TENURE_VM_RIG:-crash}
+rig=${TENURE_VM_RIG:-ci}
 if [ "$rig" != 0 ] && [ "$(id -u)" -eq 0 ]; then
   deb=$(ls .build/deb/tenure_*_amd64.deb 2>/dev/null | head -1 || true)
   args=(--work .build/vm-cluster ${deb:+--deb "$deb"})
   if [ "$rig" = full ]; then
     echo "release-checks: the VM rig, every scenario and the broken-fence variant"
   else
-    echo "release-checks: the VM rig, the crash scenario (TENURE_VM_RIG=full for all)"
-    args+=(--scenario crash --no-broken-fence)
+    echo "release-checks: the VM rig, the crash and frozen-host scenarios (TENURE_VM_RIG=full for all)"
+    args+=(--scenario crash --scenario frozen --no-broken-fence)
   fi
   Tools/vm-cluster/run.sh "${args[@]}"
 elif [ "$rig" != 0 ]; then

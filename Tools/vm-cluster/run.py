@@ -23,6 +23,10 @@ Gates:
   storage-loss  no record of A lands after T + 8N (the path is back from
                 T + 8N + 1 s on, so a holder that was not killed shows), and
                 B - T >= 8N + W
+  storage-hang  A's I/O hangs (its path's server is stopped): the writer is
+                stuck in the kernel and cannot be killed, so the watchdog must
+                reset A by T + 8N + W (+ 1 s); no record of A after T + 8N;
+                B - T >= 8N + W
   frozen        A's last record lands within 2N (+ 1 s) of its resume: the
                 daemon saw it was frozen and fenced at its first renewal;
                 B - T >= 8N + W. The records A wrote after resuming are
@@ -37,6 +41,7 @@ import mmap
 import os
 import queue
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -406,6 +411,30 @@ def storage_loss(rig):
                   reset=f"{reset[0]:.2f}" if reset else "-", acquired=seen, by=NAMES[taker], late=len(late), T=last)
 
 
+def storage_hang(rig):
+    a = rig.hosts[1]
+    t_fault = rig.now
+    a.path.send_signal(signal.SIGSTOP)
+    last = rig.witness.last_renewal_before(1, t_fault)
+    log(f"storage-hang: A's path stopped at {t_fault:.2f} s (its I/O hangs); its last renewal landed at {last:.2f} s")
+    fired = rig.wait_for(lambda: a.qmp.first_event({"WATCHDOG"}, after=t_fault), rig.host_dead + 10, "watchdog reset of A")
+    # The writer sits in the kernel (D state) behind a request the stopped
+    # server holds: SIGKILL cannot end it, so the daemon stops petting. The
+    # reset waits for that request; failing the path ends it unwritten.
+    a.cut_path()
+    log(f"storage-hang: A's watchdog fired at {fired[0]:.2f} s (T + {fired[0] - last:.2f} s); its path failed after it")
+    a.start_path()
+    seen, taker, lver = rig.takeover(rig.host_dead + 30)
+    time.sleep(3)
+    late = rig.witness.records_of(1, after=last + 8 * rig.n)
+    bound = rig.host_dead + 1.0
+    gates = [(f"the watchdog reset A at T + {fired[0] - last:.2f} s (<= 8N + W + 1 s = {bound} s)", fired[0] - last <= bound),
+             (f"no record of A after T + 8N ({len(late)})", not late),
+             (f"takeover - T = {seen - last:.2f} s >= 8N + W = {rig.host_dead} s", seen - last >= rig.host_dead - SLACK)]
+    return result(rig, gates, held_until=last + 8 * rig.n, fenced=f"{fired[0]:.2f} (reset)", reset=f"{fired[0]:.2f}",
+                  acquired=seen, by=NAMES[taker], late=len(late), T=last)
+
+
 def frozen(rig):
     a = rig.hosts[1]
     t_stop = rig.now
@@ -459,7 +488,7 @@ def watchdog(rig):
                   acquired=seen, by=NAMES[taker], late=len(after), T=last)
 
 
-SCENARIOS = {"storage-loss": storage_loss, "frozen": frozen, "crash": crash, "watchdog": watchdog}
+SCENARIOS = {"storage-loss": storage_loss, "storage-hang": storage_hang, "frozen": frozen, "crash": crash, "watchdog": watchdog}
 
 
 def run_one(args, name, inject=None):
@@ -503,6 +532,8 @@ def main():
     parser.add_argument("--accel", default="tcg", choices=["tcg", "kvm"])
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
+    # QEMU and qemu-nbd want absolute socket and image paths.
+    args.work = os.path.abspath(args.work)
     if args.broken_fence:
         rows = [run_one(args, "storage-loss", inject="fence-skips-a-holder,keep-petting-after-loss")]
     else:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Three QEMU hosts share one disk: storage loss, a frozen host, a crash and a
+# Three QEMU hosts share one disk: storage lost or hanging, a frozen host, a crash and a
 # killed daemon, each judged by a witness on the host (run.py's header says
 # how). Builds what the VMs boot (build.sh), runs the scenarios and prints
 # their table; then runs storage-loss once more with A's daemon deliberately
@@ -10,7 +10,7 @@
 #
 #   --work DIR          where the images, logs and results go (default /var/tmp/tenure-vm-cluster)
 #   --deb FILE          the tenure package to boot (default: build it, a few minutes)
-#   --scenario NAME     storage-loss, frozen, crash or watchdog; repeat; default all four
+#   --scenario NAME     storage-loss, storage-hang, frozen, crash or watchdog; repeat; default all five
 #   --no-broken-fence   skip the broken-fence variant
 #   --accel kvm         use KVM (default TCG, which works everywhere)
 #
