@@ -66,6 +66,73 @@ extension Bench {
             var floorRatio: Double?
         }
 
+        /// The daemon's per-stage sums and its lease handles' I/O wait, from
+        /// its metrics.
+        struct StageSample {
+            var stages: [String: Double] = [:]
+            var ioWaitSeconds = 0.0
+            var ios = 0.0
+            var polled = 0.0
+
+            static func take(runDir: String?) throws -> StageSample {
+                let text = try TenureConnection(runDir: runDir).metrics()
+                var sample = StageSample()
+                for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+                    let parts = line.split(separator: " ")
+                    guard parts.count == 2, let value = Double(parts[1]) else { continue }
+                    let key = String(parts[0])
+                    // The renewal handles' I/O is not the cycles'.
+                    let renewals = key.contains("(renewals of ")
+                    if key.hasPrefix("tenure_request_stage_seconds_sum{stage=\""), let stage = key.split(separator: "\"").dropFirst().first {
+                        sample.stages[String(stage)] = value
+                    } else if key.hasPrefix("tenure_io_wait_seconds_total{"), !renewals {
+                        sample.ioWaitSeconds += value
+                    } else if key.hasPrefix("tenure_io_total{"), !renewals {
+                        sample.ios += value
+                    } else if key.hasPrefix("tenure_io_answered_by_caller_total{"), !renewals {
+                        sample.polled += value
+                    }
+                }
+                return sample
+            }
+        }
+
+        /// Where one client's mean cycle went, from the daemon's own clocks:
+        /// each stage of its two requests, the I/O wait within `handle`,
+        /// and the rest (the sockets and the client's side).
+        struct Breakdown: Encodable {
+            let breakdown = true
+            let cycleMs: Double
+            let toTaskMs: Double
+            let handleMs: Double
+            let ioWaitMs: Double
+            let iosPerCycle: Double
+            /// Of those, answered by the caller's own poll (the rest by the reaper's wake-up).
+            let polledPerCycle: Double
+            let toConnectionMs: Double
+            let replyMs: Double
+            let outsideMs: Double
+
+            init(cycles: Int, meanMs: Double, before: StageSample, after: StageSample) {
+                let n = Double(max(cycles, 1))
+                func stage(_ name: String) -> Double { ((after.stages[name] ?? 0) - (before.stages[name] ?? 0)) * 1000 / n }
+                cycleMs = meanMs
+                toTaskMs = stage("to_task")
+                handleMs = stage("handle")
+                toConnectionMs = stage("to_connection")
+                replyMs = stage("reply")
+                ioWaitMs = (after.ioWaitSeconds - before.ioWaitSeconds) * 1000 / n
+                iosPerCycle = (after.ios - before.ios) / n
+                polledPerCycle = (after.polled - before.polled) / n
+                outsideMs = meanMs - toTaskMs - handleMs - toConnectionMs - replyMs
+            }
+
+            var text: String {
+                String(format: "  where a cycle's %.3f ms went (the daemon's clocks, two requests): to its task %.3f, handle %.3f (I/O wait %.3f over %.1f I/Os, %.1f answered by the caller's poll), back to its connection %.3f, reply %.3f; sockets and client %.3f",
+                       cycleMs, toTaskMs, handleMs, ioWaitMs, iosPerCycle, polledPerCycle, toConnectionMs, replyMs, outsideMs)
+            }
+        }
+
         /// The device's own floor for one cycle: the ten single-sector I/Os
         /// an acquire + release needs, issued back to back.
         struct Floor: Encodable {
@@ -86,8 +153,13 @@ extension Bench {
                                  floor.cycles, floor.p50Ms, floor.p99Ms))
                 }
                 for count in clients == 1 ? [1] : [1, clients] {
+                    let before = count == 1 ? try? StageSample.take(runDir: options.runDir) : nil
                     var m = try measure(clients: count, resource: resource)
                     if count == 1, floor.p50Ms > 0 { m.floorRatio = m.p50Ms / floor.p50Ms }
+                    var breakdown: Breakdown?
+                    if let before, let after = try? StageSample.take(runDir: options.runDir) {
+                        breakdown = Breakdown(cycles: m.cycles, meanMs: m.seconds * 1000 / Double(max(m.cycles, 1)), before: before, after: after)
+                    }
                     if json {
                         print(Terminal.json(m))
                     } else {
@@ -95,6 +167,7 @@ extension Bench {
                         print(String(format: "%3d client%@: %6d cycles in %.2f s = %8.1f cycles/s, p50 %.3f ms, p99 %.3f ms",
                                      m.clients, m.clients == 1 ? " " : "s", m.cycles, m.seconds, m.cyclesPerSecond, m.p50Ms, m.p99Ms) + ratio)
                     }
+                    if let breakdown { print(json ? Terminal.json(breakdown) : breakdown.text) }
                     fflush(nil)
                 }
             }

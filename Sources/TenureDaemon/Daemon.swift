@@ -170,6 +170,8 @@ public actor Daemon {
     /// The local processes the daemon deals with (connected, or holding
     /// leases), each named by a pidfd: the core's process seam.
     let processes = PidfdProcesses(killPidVariable: Wire.killPidEnvironment)
+    /// Where requests' time goes, stage by stage (filled by the server).
+    nonisolated let requestStages = RequestStages()
     /// Connections that sent `register`: they are never closed for idling.
     var registered: Set<UInt64> = []
     /// Lockspaces being joined (an add in progress), by name.

@@ -67,15 +67,23 @@ extension Daemon {
                  counters.fencingDuration.lines("tenure_fencing_duration_seconds"))
         m.metric("tenure_processes_being_fenced", "gauge", "Processes being stopped now.", ["tenure_processes_being_fenced \(core.fencedProcesses.count)"])
         m.metric("tenure_leases_held", "gauge", "Leases held for processes, and orphans.", ["tenure_leases_held \(core.leaseCount + core.orphans.count)"])
-        var timeouts: [String] = [], failures: [String] = []
+        m.metric("tenure_request_stage_seconds", "summary", "Time of requests on Tenure's socket in each stage: to_task (read to its task running), handle (the daemon's work, I/O included), to_connection (answer to its connection's thread running), reply (encode and write).",
+                 requestStages.lines("tenure_request_stage_seconds"))
+        var timeouts: [String] = [], failures: [String] = [], waits: [String] = [], answered: [String] = [], polled: [String] = []
         for (path, device) in measuredDevices() {
             let stats = device.statistics
             let l = "device=\"\(MetricsText.label(path))\""
             timeouts.append("tenure_io_timeouts_total{\(l)} \(stats.timeouts)")
             failures.append("tenure_io_failures_total{\(l)} \(stats.failures)")
+            waits.append("tenure_io_wait_seconds_total{\(l)} \(Double(stats.waitNanoseconds) / 1e9)")
+            answered.append("tenure_io_total{\(l)} \(stats.reads + stats.writes + stats.failures + stats.timeouts)")
+            polled.append("tenure_io_answered_by_caller_total{\(l)} \(stats.answeredByCaller)")
         }
         m.metric("tenure_io_timeouts_total", "counter", "I/Os whose deadline passed, per open device handle.", timeouts)
         m.metric("tenure_io_failures_total", "counter", "I/Os that failed, per open device handle.", failures)
+        m.metric("tenure_io_total", "counter", "I/Os answered, per open device handle.", answered)
+        m.metric("tenure_io_answered_by_caller_total", "counter", "I/Os whose caller found the completion itself (the rest woke it through the reaper's thread), per open device handle.", polled)
+        m.metric("tenure_io_wait_seconds_total", "counter", "Time callers waited for their I/O (queue, kernel, device, wake-up), per open device handle.", waits)
         m.metric("tenure_resident_memory_bytes", "gauge", "The daemon's resident memory.", ["tenure_resident_memory_bytes \((Self.residentKiB() ?? 0) * 1024)"])
         return m.text
     }

@@ -289,7 +289,20 @@ public final class DaemonServer: @unchecked Sendable {
             }
             inFlight.withLock { $0 += 1 }
             if request.command == Command.register.rawValue || request.command == Command.acquire.rawValue { mayIdleOut = false }
-            var reply = wait { await daemon.handle(request, from: peer) }
+            let stages = daemon.requestStages
+            let clock = SystemMonotonicClock.shared
+            let read = clock.now()
+            let (answer, done) = wait {
+                let started = clock.now()
+                stages.add(.toTask, started - read)
+                let answer = await daemon.handle(request, from: peer)
+                let done = clock.now()
+                stages.add(.handle, done - started)
+                return (answer, done)
+            }
+            let answered = clock.now()
+            stages.add(.toConnection, answered - done)
+            var reply = answer
             let encoded: [UInt8]
             if let bytes = try? reply.encoded() {
                 encoded = bytes
@@ -302,6 +315,7 @@ public final class DaemonServer: @unchecked Sendable {
             }
             let written: Bool
             do { try MessageSocket.write(encoded: encoded, to: fd); written = !encoded.isEmpty } catch { written = false }
+            stages.add(.reply, clock.now() - answered)
             inFlight.withLock { $0 -= 1 }
             guard written else { return }
             if reply.text(0) == String(ResultCode.unknownCommand.rawValue) { return }

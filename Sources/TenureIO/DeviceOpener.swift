@@ -38,6 +38,13 @@ public struct IOStatistics: Sendable, Equatable, CustomStringConvertible {
     public var abandonedInFlight: UInt64 = 0
     /// io_submit calls that carried them (DirectDevice batches concurrent I/O).
     public var batches: UInt64 = 0
+    /// Time callers waited for their I/O, from the call to the answer
+    /// (queue, kernel, device and the wake-up), summed over answered I/Os.
+    public var waitNanoseconds: UInt64 = 0
+    /// I/Os whose caller found the completion itself, polling while its I/O
+    /// was the only one in flight (``DirectDevice``'s solo poll); the rest
+    /// were answered by the reaper's thread, which then wakes the caller.
+    public var answeredByCaller: UInt64 = 0
 
     public init() {}
 

@@ -258,7 +258,12 @@ final class AIOCore: Sendable {
     /// Queues `request`, submits what slots allow, and waits for the answer.
     func perform(_ request: IORequest) async throws -> [UInt8] {
         Self.waitingCallers.add(1, ordering: .relaxed)
-        defer { Self.waitingCallers.subtract(1, ordering: .relaxed) }
+        let called = clock.now()
+        defer {
+            Self.waitingCallers.subtract(1, ordering: .relaxed)
+            let waited = (clock.now() - called).nanosecondsClamped
+            state.withLock { $0.statistics.waitNanoseconds &+= waited }
+        }
         return try await withCheckedThrowingContinuation { (waiter: Waiter) in
             let deadline = clock.now() + ioTimeout
             let refusal: TenureError? = state.withLock { state in
@@ -307,6 +312,7 @@ final class AIOCore: Sendable {
         repeat {
             let count = io_getevents(context.raw, 0, 1, &event, &noWait)
             if count > 0 {
+                state.withLock { $0.statistics.answeredByCaller += 1 }
                 reap(event)
                 submitReady()
                 return

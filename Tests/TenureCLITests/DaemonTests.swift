@@ -559,6 +559,20 @@ struct DaemonTests {
         let floor = lines.removeFirst()
         #expect(floor["floor"] as? Bool == true && floor["cycles"] as? Int == 20 && (floor["p50_ms"] as? Double ?? 0) > 0, "\(floor)")
         #expect(lines.first?["floor_ratio"] is Double && lines.last?["floor_ratio"] == nil, "\(lines)")
+        // After the one-client line, where its cycles went by the daemon's clocks.
+        let breakdown = lines.remove(at: 1)
+        #expect(breakdown["breakdown"] as? Bool == true, "\(breakdown)")
+        let cycle = breakdown["cycle_ms"] as? Double ?? 0, handle = breakdown["handle_ms"] as? Double ?? 0
+        let ioWait = breakdown["io_wait_ms"] as? Double ?? -1
+        #expect(cycle > 0 && handle > 0 && handle < cycle, "\(breakdown)")
+        #expect(ioWait > 0 && ioWait <= handle, "the I/O wait is part of the daemon's work: \(breakdown)")
+        // An acquire and a release of a free lease: ten single-sector I/Os (the
+        // participant view's read adds one now and then).
+        let ios = breakdown["ios_per_cycle"] as? Double ?? 0
+        #expect(ios >= 10 && ios <= 12, "\(breakdown)")
+        let polled = breakdown["polled_per_cycle"] as? Double ?? -1
+        #expect(polled >= 0 && polled <= ios, "completions the caller found itself are some of the I/Os: \(breakdown)")
+        for key in ["to_task_ms", "to_connection_ms", "reply_ms"] { #expect((breakdown[key] as? Double ?? -1) >= 0, "\(key) in \(breakdown)") }
         let unused = try Data(contentsOf: URL(fileURLWithPath: file))[(2 << 20) - 512 ..< (2 << 20)]
         #expect(unused.allSatisfy { $0 == 0 }, "the floor's writes changed the sector they read")
         #expect(lines.map { $0["clients"] as? Int } == [1, 3])
