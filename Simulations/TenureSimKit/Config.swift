@@ -68,10 +68,6 @@ public struct FaultMix: Sendable, Equatable, CustomStringConvertible {
         ("stuck", \.stuckProcess),
     ]
 
-    /// The largest clock drift the fencing argument allows with the
-    /// simulation's W/2 kill window (see docs/simulation.md).
-    public static let maxClockDrift = Timeouts.maxClockDrift
-
     /// Parses `none`, `standard`, or `name=value,…` on top of none (`sameid` is a flag).
     public init(parsing text: String) throws {
         switch text {
@@ -90,9 +86,9 @@ public struct FaultMix: Sendable, Equatable, CustomStringConvertible {
                 }
                 self[keyPath: knob.1] = value
             }
-            guard clockDrift <= Self.maxClockDrift else {
-                throw TenureError(.invalidArgument, "drift=\(clockDrift) exceeds \(Self.maxClockDrift), the bound the fencing argument allows.",
-                                  remedy: "Use a drift of at most \(Self.maxClockDrift).")
+            guard clockDrift <= Timeouts.maxClockDrift else {
+                throw TenureError(.invalidArgument, "drift=\(clockDrift) exceeds \(Timeouts.maxClockDrift), the bound the fencing argument allows.",
+                                  remedy: "Use a drift of at most \(Timeouts.maxClockDrift).")
             }
         }
     }
@@ -106,7 +102,7 @@ public struct FaultMix: Sendable, Equatable, CustomStringConvertible {
     public static func random(_ random: inout SimRandom) -> FaultMix {
         var m = FaultMix()
         for (_, path) in knobs where random.chance(0.6) {
-            let base = path == \FaultMix.clockDrift ? maxClockDrift : path == \FaultMix.diskLoss ? 0.04 : path == \FaultMix.stuckProcess ? 0.1 : 0.02
+            let base = path == \FaultMix.clockDrift ? Timeouts.maxClockDrift : path == \FaultMix.diskLoss ? 0.04 : path == \FaultMix.stuckProcess ? 0.1 : 0.02
             m[keyPath: path] = base * Double(random.below(1000) + 1) / 1000
         }
         m.sharedHostID = random.chance(0.2)
@@ -209,8 +205,8 @@ public struct SimConfig: Sendable {
         guard disks == 1 || disks == 3 else {
             throw TenureError(.invalidArgument, "--disks \(disks): a simulated lease lives on 1 or 3 disks.", remedy: "Use 1 or 3.")
         }
-        guard faults.clockDrift <= FaultMix.maxClockDrift else {
-            throw TenureError(.invalidArgument, "clock drift \(faults.clockDrift) exceeds \(FaultMix.maxClockDrift).", remedy: "Lower it.")
+        guard faults.clockDrift <= Timeouts.maxClockDrift else {
+            throw TenureError(.invalidArgument, "clock drift \(faults.clockDrift) exceeds \(Timeouts.maxClockDrift).", remedy: "Lower it.")
         }
     }
 }

@@ -56,6 +56,20 @@ public enum DeltaLease {
         return (leader, HostBitmap(decoding: bytes))
     }
 
+    /// The valid delta leases of `lockspace` in `bytes`, a read of
+    /// consecutive host slots whose first is slot index `first` (host id
+    /// `first` + 1): each with its host id and its sector (for the bitmap).
+    static func hostSlots(in bytes: [UInt8], from first: Int, sectorSize: SectorSize,
+                          lockspace: LeaseName) -> [(id: HostID, record: LeaderRecord, sector: ArraySlice<UInt8>)] {
+        let s = sectorSize.bytes
+        return (0..<(bytes.count / s)).compactMap { i in
+            let sector = bytes[(i * s)..<((i + 1) * s)]
+            let record = LeaderRecord(decoding: sector)
+            guard record.validKind == .delta, record.spaceName == lockspace else { return nil }
+            return (HostID(UInt64(first + i + 1)), record, sector)
+        }
+    }
+
     static func write(_ slot: DeltaLeaseSlot, _ leader: LeaderRecord, bitmap: HostBitmap) async throws {
         try await slot.device.write(leader.encodedSector(slot.geometry.sectorSize, bitmap: bitmap), at: slot.offset)
     }
@@ -182,12 +196,8 @@ public enum DeltaLease {
         func sector(_ index: Int) -> ArraySlice<UInt8> { bytes[((index - indexes.lowerBound) * s)..<((index - indexes.lowerBound + 1) * s)] }
         let current = try LeaderRecord(decoding: sector(ownIndex)).verified(as: .delta, lockspace: slot.lockspace, at: slot.place)
         try checkStillOurs(slot, current: current, hold: hold)
-        var others: [(HostID, LeaderRecord)] = []
-        for index in indexes where index != ownIndex {
-            let record = LeaderRecord(decoding: sector(index))
-            guard record.validKind == .delta, record.spaceName == slot.lockspace else { continue }
-            others.append((HostID(UInt64(index + 1)), record))
-        }
+        let others = hostSlots(in: bytes, from: indexes.lowerBound, sectorSize: slot.geometry.sectorSize, lockspace: slot.lockspace)
+            .filter { $0.id != slot.hostID }.map { ($0.id, $0.record) }
         return RenewalRead(started: started, done: done, others: others)
     }
 

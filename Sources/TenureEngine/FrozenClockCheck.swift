@@ -14,7 +14,7 @@ import TenureFormat
 /// and hands them here. For a host h seen at two renewals with the same
 /// join (owner, generation, incarnation), the real time between the
 /// stamping of its two timestamps is at least what h's clock counted, less
-/// its rounding (1 s) and drift (``maxClockDrift``). Its earlier timestamp
+/// its rounding (1 s) and drift (``Timeouts/maxClockDrift``). Its earlier timestamp
 /// was written after the last look that still saw the value before it
 /// (`changedAfter`), stamped at most one of h's io_timeouts before that
 /// write completed; its later one before this read. So this host's clock
@@ -32,8 +32,6 @@ import TenureFormat
 /// long enough for another host to take a lease (8N + W) is then caught at
 /// the first renewal after the resume, within 2N.
 public struct FrozenClockCheck: Sendable {
-    /// The most a host's clock may run fast against real time.
-    public static let maxClockDrift = Timeouts.maxClockDrift
     /// Slots read past the highest host id seen joined, so hosts that join
     /// later above it are seen too.
     public static let slotsBeyondHighest = 64
@@ -126,7 +124,7 @@ public struct FrozenClockCheck: Sendable {
     /// `second` (written before `now`); nil if none.
     static func missed(from first: DiskTimestamp, to second: DiskTimestamp, ioTimeout: IOTimeout,
                        since: MonotonicInstant, now: MonotonicInstant) -> Duration? {
-        let counted = Double(second.rawValue - first.rawValue) * (1 - maxClockDrift)
+        let counted = Double(second.rawValue - first.rawValue) * (1 - Timeouts.maxClockDrift)
         let slack = 1.0 + Double(ioTimeout.seconds)
         let ours = now - since
         let oursSeconds = Double(ours.components.seconds) + Double(ours.components.attoseconds) / 1e18

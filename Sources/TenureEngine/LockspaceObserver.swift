@@ -74,16 +74,10 @@ public actor LockspaceObserver: HostLivenessOracle, BallotParticipantSource {
         let s = geometry.sectorSize.bytes
         let bytes = try await device.read(at: areaOffset + UInt64(run.lowerBound * s), length: run.count * s)
         let now = context.clock.now()
-        var out: [(HostID, LeaderRecord, HostBitmap)] = []
-        for (i, index) in run.enumerated() {
-            let sector = bytes[(i * s)..<((i + 1) * s)]
-            let record = LeaderRecord(decoding: sector)
-            guard record.validKind == .delta, record.spaceName == name else { continue }
-            let id = HostID(UInt64(index + 1))
-            table.record(record, for: id, at: now)
-            out.append((id, record, HostBitmap(decoding: sector)))
+        return DeltaLease.hostSlots(in: bytes, from: run.lowerBound, sectorSize: geometry.sectorSize, lockspace: name).map { slot in
+            table.record(slot.record, for: slot.id, at: now)
+            return (slot.id, slot.record, HostBitmap(decoding: slot.sector))
         }
-        return out
     }
 
     /// The hosts that can take part in a ballot of a lease with `numHosts`
