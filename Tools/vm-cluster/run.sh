@@ -27,9 +27,14 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --work) work=$2; shift 2 ;;
     --deb) deb=$2; shift 2 ;;
-    --scenario) scenarios+=(--scenario "$2"); shift 2 ;;
+    --scenario)
+      case "$2" in storage-loss|storage-hang|frozen|crash|watchdog) ;;
+        *) echo "run.sh: no scenario \"$2\" (storage-loss, storage-hang, frozen, crash or watchdog)" >&2; exit 2 ;; esac
+      scenarios+=(--scenario "$2"); shift 2 ;;
     --no-broken-fence) broken=0; shift ;;
-    --accel) accel=$2; shift 2 ;;
+    --accel)
+      case "$2" in tcg|kvm) ;; *) echo "run.sh: --accel $2: use tcg or kvm" >&2; exit 2 ;; esac
+      accel=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
