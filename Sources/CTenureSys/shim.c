@@ -7,6 +7,8 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/vfs.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <grp.h>
@@ -143,3 +145,35 @@ int32_t tenure_current_tid(void) {
 int tenure_thread_policy(int32_t tid) {
     return sched_getscheduler((pid_t)tid);
 }
+
+int tenure_epoll_create(void) {
+    return epoll_create1(EPOLL_CLOEXEC);
+}
+
+int tenure_epoll_watch(int epfd, int fd, uint32_t events, uint64_t token, int modify) {
+    struct epoll_event event = { .events = events, .data.u64 = token };
+    return epoll_ctl(epfd, modify ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &event);
+}
+
+int tenure_epoll_unwatch(int epfd, int fd) {
+    struct epoll_event unused = { 0 };
+    return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &unused);
+}
+
+int tenure_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int max, int timeout_ms) {
+    struct epoll_event ready[64];
+    if (max > 64) max = 64;
+    int n = epoll_wait(epfd, ready, max, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        tokens[i] = ready[i].data.u64;
+        events[i] = ready[i].events;
+    }
+    return n;
+}
+
+int tenure_eventfd(void) {
+    return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+const uint32_t tenure_EPOLLIN = EPOLLIN, tenure_EPOLLOUT = EPOLLOUT, tenure_EPOLLERR = EPOLLERR,
+               tenure_EPOLLHUP = EPOLLHUP, tenure_EPOLLRDHUP = EPOLLRDHUP, tenure_EPOLLET = EPOLLET;

@@ -196,9 +196,7 @@ struct DaemonCommand: AsyncParsableCommand {
             log.warning("could not tell the service manager the daemon is ready: \(error)")
         }
         let stop = ShutdownSignals(server: server, log: log, logFile: toSyslog ? nil : settings.logFile)
-        let accept = Thread { server.serve() }
-        accept.name = "tenure-accept"
-        accept.start()
+        try server.serve()
         await stop.wait()
         server.close()
         log.info("stopped")

@@ -109,6 +109,9 @@ public struct Timeouts: Hashable, Sendable, CustomStringConvertible {
     /// A connection that never registered and holds no leases is closed
     /// after this long without a request.
     public static let idleConnection: Duration = .seconds(10)
+    /// How long the daemon's loop stops accepting after accept failed (out
+    /// of descriptors or memory) before it tries again.
+    public static let acceptRetry: Duration = .milliseconds(100)
     /// A metrics scrape sends its whole request within this long, or is closed.
     public static let metricsRequest: Duration = .seconds(2)
     /// How often sanlock's `inq_lockspace` with SANLK_INQ_WAIT looks whether

@@ -129,12 +129,15 @@ public enum Limits {
     public static let maxOpenDevices = 256
     /// Listeners for one lockspace's host events.
     public static let maxEventListeners = 32
-    /// Connections the kernel queues for the accept thread.
+    /// Connections the kernel queues for the loop to accept.
     public static let listenBacklog: Int32 = 128
+    /// The most connections the loop accepts before it turns to other work.
+    public static let acceptsPerWake = 32
 }
 
-/// The daemon's state and every operation on it. Lockspace renewal runs in
-/// tasks of its own, on device handles of its own, so client work never
+/// The daemon's state and every operation on it, on the daemon's event
+/// loop (its executor). Lockspace renewal runs in tasks of its own, on the
+/// renewal thread and device handles of its own, so client work never
 /// delays it; everything else goes through this actor.
 public actor Daemon {
     let config: DaemonConfig
@@ -202,11 +205,17 @@ public actor Daemon {
     let watchdog: (any Watchdog)?
     /// Where every lockspace's renewals run (its clock wakes their sleeps).
     let renewalThread: RenewalThread
+    /// The thread everything else runs on: this actor, the requests'
+    /// tasks, the sockets, and the completions of the client handles.
+    public nonisolated let loop: EventLoop
+
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
     /// Pets that failed (logged each time), for status.
     var petFailures = 0
 
-    public init(config: DaemonConfig, log: Logger, renewalThread: RenewalThread, watchdog: (any Watchdog)? = nil) {
+    public init(config: DaemonConfig, log: Logger, renewalThread: RenewalThread, loop: EventLoop, watchdog: (any Watchdog)? = nil) {
         self.config = config
+        self.loop = loop
         self.log = log
         self.watchdog = watchdog
         self.renewalThread = renewalThread

@@ -67,7 +67,7 @@ extension Daemon {
                  counters.fencingDuration.lines("tenure_fencing_duration_seconds"))
         m.metric("tenure_processes_being_fenced", "gauge", "Processes being stopped now.", ["tenure_processes_being_fenced \(core.fencedProcesses.count)"])
         m.metric("tenure_leases_held", "gauge", "Leases held for processes, and orphans.", ["tenure_leases_held \(core.leaseCount + core.orphans.count)"])
-        m.metric("tenure_request_stage_seconds", "summary", "Time of requests on Tenure's socket in each stage: to_task (read to its task running), handle (the daemon's work, I/O included), to_connection (answer to its connection's thread running), reply (encode and write).",
+        m.metric("tenure_request_stage_seconds", "summary", "Time of requests on Tenure's socket in each stage: read (off the socket and decoded), handle (the daemon's work, I/O included), reply (encode and write); to_task and to_connection were thread hand-offs, none since the event loop.",
                  requestStages.lines("tenure_request_stage_seconds"))
         var timeouts: [String] = [], failures: [String] = [], waits: [String] = [], answered: [String] = [], polled: [String] = []
         for (path, device) in measuredDevices() {

@@ -32,6 +32,7 @@ final class MetricsListener: @unchecked Sendable {
                 case .connection(let fd): connection = fd
                 case .peerGone: continue
                 case .listenerClosed: return
+                case .noneWaiting: continue
                 }
             } catch {
                 log.error("accepting a metrics connection failed: \(error)")

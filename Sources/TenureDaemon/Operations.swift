@@ -23,7 +23,7 @@ extension Daemon {
             throw TenureError(.limitReached, "The daemon has \(devices.count) devices open, its limit.",
                               remedy: "Release leases on other lease files first, or keep leases on fewer files.")
         }
-        let opened = try openBlockDevice(path: path, engine: .aio, ioTimeout: config.timeouts.ioTimeout)
+        let opened = try openBlockDevice(path: path, engine: .aio, ioTimeout: config.timeouts.ioTimeout, loop: loop)
         devices[path] = OpenDevice(device: opened, users: 1)
         return opened
     }

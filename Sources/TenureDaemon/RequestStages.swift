@@ -3,18 +3,23 @@ import TenureCore
 
 /// Where a request's time goes inside the daemon, summed per stage for the
 /// metrics (`tenure_request_stage_seconds`) and `tenure bench acquire`,
-/// measured on the monotonic clock at each hand-off of a request on
-/// Tenure's socket.
+/// measured on the monotonic clock at each step of a request on Tenure's
+/// socket.
 final class RequestStages: Sendable {
     enum Stage: String, CaseIterable, Sendable {
-        /// From the request read off the socket, on its connection's thread,
-        /// to the task that answers it running: a thread hand-off.
+        /// Taking the request off the socket: from its connection's task
+        /// finding bytes to read to the message decoded.
+        case read
+        /// The hand-off from a connection's thread to the task answering
+        /// the request. None since the daemon runs on its event loop (the
+        /// request runs where it is read): never recorded, kept so that
+        /// dashboards and `tenure bench`'s JSON keep their keys.
         case toTask = "to_task"
-        /// The daemon's work: the hop onto its actor, the decisions, the I/O
+        /// The daemon's work: the decisions, the engine, the I/O
         /// (`tenure_io_wait_seconds_total` says how much of it was I/O).
         case handle
-        /// From the answer to the connection's thread running again: a
-        /// thread hand-off.
+        /// The hand-off back to the connection's thread: none since the
+        /// event loop, as for ``toTask``.
         case toConnection = "to_connection"
         /// Encoding the reply and writing it to the socket.
         case reply

@@ -2,6 +2,7 @@ import CTenureSys
 import Foundation
 import Logging
 import TenureCore
+import TenureIO
 import TenureSanlockWire
 import TenureSyscall
 
@@ -65,29 +66,35 @@ final class SanlockServer: @unchecked Sendable {
     /// areas, stop the daemon), as sanlock's own daemon gives everyone who
     /// may open its socket — oVirt's vdsm joins lockspaces as a member of
     /// the sanlock group. Tenure's own socket keeps its stricter model.
-    func converse(_ fd: Int32, _ connected: Peer, pidfd: Int32, server: DaemonServer) {
+    func converse(_ socket: LoopSocket, _ connected: Peer, pidfd: Int32, server: DaemonServer) async {
         let peer = Peer(connection: connected.connection, pid: connected.pid, uid: connected.uid, gid: connected.gid,
                         isAdmin: connected.isAdmin || connected.inSocketGroup, inSocketGroup: connected.inSocketGroup)
-        let socket = FileDescriptor(rawValue: fd)
-        defer { try? Syscall.close(socket, path: socketPath) }
+        defer { socket.close() }
         let daemon = server.daemon
-        guard server.wait({ await daemon.connected(peer, pidfd: pidfd) }) else {
+        guard await daemon.connected(peer, pidfd: pidfd) else {
             log.warning("refused a sanlock connection of process \(peer.pid) (user \(peer.uid)): too many clients")
             return
         }
-        defer { server.wait { await daemon.disconnected(peer) } }
+        await answerRequests(socket, peer, server: server)
+        await daemon.disconnected(peer)
+    }
+
+    /// Reads, answers and replies to the connection's requests until it
+    /// closes, idles out, or sends what cannot be read.
+    func answerRequests(_ socket: LoopSocket, _ peer: Peer, server: DaemonServer) async {
+        let daemon = server.daemon
         var mayIdleOut = true
         while true {
-            if mayIdleOut && !server.readable(fd, within: Timeouts.idleConnection) {
-                if server.wait({ await daemon.mayCloseIdle(peer) }) { return }
+            if mayIdleOut, await !socket.waitReadable(until: SystemMonotonicClock.shared.now() + Timeouts.idleConnection) {
+                if await daemon.mayCloseIdle(peer) { return }
                 mayIdleOut = false
             }
             let header: SanlockHeader
             let request: SanlockRequest
             do {
-                guard let headerBytes = try UnixSocket.receiveExactly(SanlockWire.headerBytes, from: socket, path: socketPath, eofAllowed: true) else { return }
+                guard let headerBytes = try await socket.receiveExactly(SanlockWire.headerBytes, eofAllowed: true) else { return }
                 header = try SanlockHeader(decoding: headerBytes)
-                let payload = try UnixSocket.receiveExactly(header.bytesToRead, from: socket, path: socketPath) ?? []
+                let payload = try await socket.receiveExactly(header.bytesToRead) ?? []
                 request = try SanlockRequest.decode(header, payload: payload)
             } catch {
                 // As sanlock does: a message that cannot be read ends the connection.
@@ -98,11 +105,11 @@ final class SanlockServer: @unchecked Sendable {
             if case .regEvent = request { mayIdleOut = false }
             // Counted, so that a shutdown waits for this reply to be written.
             server.inFlight.withLock { $0 += 1 }
-            let answer = server.wait { await daemon.handleSanlock(request, header, from: peer, connectionFD: fd) }
+            let answer = await daemon.handleSanlock(request, header, from: peer, connectionFD: socket.fd.rawValue)
             var written = true
             if let reply = answer.header {
                 do {
-                    try UnixSocket.sendAll(reply.encoded + answer.payload, to: socket, path: socketPath)
+                    try await socket.sendAll(reply.encoded + answer.payload)
                 } catch {
                     written = false
                 }
@@ -110,13 +117,13 @@ final class SanlockServer: @unchecked Sendable {
             server.inFlight.withLock { $0 -= 1 }
             guard written else { return }
             if case .regEvent = request, answer.header?.data == 0 {
-                server.wait { await daemon.activateEventListener(peer.connection) }
+                await daemon.activateEventListener(peer.connection)
             }
             if answer.close { return }
         }
     }
 
-    /// Stops accepting and removes the socket and the pid file.
+    /// Removes the socket and the pid file (the loop has stopped accepting).
     func close() {
         UnixSocket.shutdown(listener, path: socketPath)
         try? Syscall.close(listener, path: socketPath)

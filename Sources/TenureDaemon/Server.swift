@@ -7,10 +7,11 @@ import TenureCore
 import TenureIO
 import TenureSyscall
 
-/// The daemon's Unix socket: one thread accepts, one thread per connection
-/// reads its messages and waits for each answer. Malformed, truncated,
-/// oversized or unknown messages get an error reply and the connection is
-/// closed; the daemon carries on.
+/// The daemon's Unix sockets, served on its event loop (``EventLoop``):
+/// the loop accepts, and each connection is a task on the loop that reads
+/// its messages and answers each in turn. Malformed, truncated, oversized
+/// or unknown messages get an error reply and the connection is closed;
+/// the daemon carries on.
 public final class DaemonServer: @unchecked Sendable {
     public let daemon: Daemon
     let config: DaemonConfig
@@ -21,6 +22,8 @@ public final class DaemonServer: @unchecked Sendable {
     let adminGroup: gid_t?
     /// Requests being answered: the daemon exits only once their replies are written.
     let inFlight = Mutex(0)
+    /// The listening sockets the loop accepts on.
+    let acceptors = Mutex<[Acceptor]>([])
     /// Numbers connections of both sockets.
     static let connectionNumbers = Atomic<UInt64>(0)
     /// sanlock's socket, when served (``DaemonConfig/sanlockRunDir``).
@@ -60,7 +63,7 @@ public final class DaemonServer: @unchecked Sendable {
             }
             let renewalThread = try RenewalThread(realtimePriority: config.realtime ? Starvation.realtimePriority : nil)
             Self.report(renewalThread, log: log)
-            daemon = Daemon(config: config, log: log, renewalThread: renewalThread, watchdog: watchdog)
+            daemon = Daemon(config: config, log: log, renewalThread: renewalThread, loop: try EventLoop(), watchdog: watchdog)
         } catch {
             try? Syscall.close(listener, path: config.runDir + "/" + Wire.socketName)
             try? Syscall.close(pidFile, path: pidPath)
@@ -165,59 +168,41 @@ public final class DaemonServer: @unchecked Sendable {
         return fd
     }
 
-    /// Accepts connections on Tenure's socket (and, on a thread of its
-    /// own, on sanlock's when it is served) until the daemon shuts down.
-    public func serve() {
+    /// Accepts connections on Tenure's socket (and on sanlock's when it is
+    /// served) on the daemon's event loop, where each connection then runs
+    /// as a task; the metrics endpoint keeps a thread of its own. Returns
+    /// at once.
+    public func serve() throws {
+        let ownSocket = try Acceptor(listener: listener, path: socketPath, server: self) { socket, peer, pidfd in
+            await self.converse(socket, peer, pidfd: pidfd)
+        }
+        acceptors.withLock { $0.append(ownSocket) }
         if let sanlock {
-            let thread = Thread { [self] in
-                self.accept(on: sanlock.listener, path: sanlock.socketPath, threadName: "tenure-sanlock") { fd, peer, pidfd in
-                    sanlock.converse(fd, peer, pidfd: pidfd, server: self)
-                }
+            let sanlockSocket = try Acceptor(listener: sanlock.listener, path: sanlock.socketPath, server: self) { socket, peer, pidfd in
+                await sanlock.converse(socket, peer, pidfd: pidfd, server: self)
             }
-            thread.start()
+            acceptors.withLock { $0.append(sanlockSocket) }
         }
         if let metrics {
             Thread { [self] in metrics.serve(self) }.start()
         }
-        accept(on: listener, path: socketPath, threadName: "tenure-accept") { [self] fd, peer, pidfd in
-            self.converse(fd, peer, pidfd: pidfd)
-        }
     }
 
-    /// One accept loop: a thread per connection runs `converse`.
-    func accept(on listener: FileDescriptor, path socketPath: String, threadName: String,
-                _ converse: @escaping @Sendable (Int32, Peer, Int32) -> Void) {
-        Thread.current.name = threadName
-        while true {
-            let fd: Int32
-            do {
-                switch try UnixSocket.accept(listener, path: socketPath) {
-                case .connection(let accepted): fd = accepted.rawValue
-                case .peerGone: continue
-                case .listenerClosed: return
-                }
-            } catch {
-                // Out of descriptors or memory: say so and let it pass.
-                log.error("accepting a connection failed: \(error)")
-                usleep(100_000)
-                continue
-            }
-            var pid: Int32 = 0, uid: UInt32 = 0, gid: UInt32 = 0
-            do {
-                try Syscall.run(SyscallContext("getsockopt(SO_PEERCRED)", path: socketPath)) { tenure_peer_credentials(fd, &pid, &uid, &gid) }
-            } catch {
-                log.error("a connection's credentials could not be read; closing it: \(error)")
-                try? Syscall.close(FileDescriptor(rawValue: fd), path: socketPath)
-                continue
-            }
-            let peer = Peer(connection: Self.connectionNumbers.add(1, ordering: .relaxed).newValue, pid: pid, uid: uid, gid: gid, isAdmin: uid == 0 || uid == geteuid(),
-                            inSocketGroup: Self.inGroup(pid: pid, gid: gid, group: adminGroup))
-            // Taken now: it names the process that connected, even if it exits and its pid is reused.
-            let pidfd = Self.peerPidfd(fd, path: socketPath, log: log)
-            let thread = Thread { converse(fd, peer, pidfd) }
-            thread.name = "tenure-client-\(pid)"
-            thread.start()
+    /// Who is at the other end of a new connection, from the kernel; nil
+    /// (the connection closed) when its credentials cannot be read.
+    func identify(_ fd: FileDescriptor, path socketPath: String) -> (Peer, pidfd: Int32)? {
+        var pid: Int32 = 0, uid: UInt32 = 0, gid: UInt32 = 0
+        do {
+            try Syscall.run(SyscallContext("getsockopt(SO_PEERCRED)", path: socketPath)) { tenure_peer_credentials(fd.rawValue, &pid, &uid, &gid) }
+        } catch {
+            log.error("a connection's credentials could not be read; closing it: \(error)")
+            try? Syscall.close(fd, path: socketPath)
+            return nil
         }
+        let peer = Peer(connection: Self.connectionNumbers.add(1, ordering: .relaxed).newValue, pid: pid, uid: uid, gid: gid, isAdmin: uid == 0 || uid == geteuid(),
+                        inSocketGroup: Self.inGroup(pid: pid, gid: gid, group: adminGroup))
+        // Taken now: it names the process that connected, even if it exits and its pid is reused.
+        return (peer, Self.peerPidfd(fd.rawValue, path: socketPath, log: log))
     }
 
     /// The connecting process's pidfd (SO_PEERPIDFD, Linux 6.5+), or -1
@@ -241,7 +226,8 @@ public final class DaemonServer: @unchecked Sendable {
         return line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().contains { gid_t($0) == group }
     }
 
-    /// Runs `body` on the daemon's actor and waits for it, from a plain thread.
+    /// Runs `body` on the daemon's actor and waits for it, from a plain
+    /// thread (the metrics endpoint's); never from the loop, which it would deadlock.
     func wait<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
         let box = ResultBox<T>()
         let done = DispatchSemaphore(value: 0)
@@ -253,55 +239,58 @@ public final class DaemonServer: @unchecked Sendable {
         return box.value!
     }
 
-    /// One connection: its registration lasts as long as it is open. One
-    /// that never registers and holds nothing is closed after
-    /// ``Timeouts/idleConnection`` without a request.
-    func converse(_ fd: Int32, _ peer: Peer, pidfd: Int32) {
-        defer { try? Syscall.close(FileDescriptor(rawValue: fd), path: socketPath) }
+    /// One connection, a task on the daemon's loop: its registration lasts
+    /// as long as it is open. One that never registers and holds nothing
+    /// is closed after ``Timeouts/idleConnection`` without a request.
+    func converse(_ socket: LoopSocket, _ peer: Peer, pidfd: Int32) async {
+        defer { socket.close() }
         let daemon = self.daemon
-        guard wait({ await daemon.connected(peer, pidfd: pidfd) }) else {
+        guard await daemon.connected(peer, pidfd: pidfd) else {
             log.warning("refused a connection of process \(peer.pid) (user \(peer.uid)): too many clients")
             let refusal = Message.reply(to: Message(command: 0, seq: 0, fields: []),
                                         error: TenureError(.limitReached, "Too many clients are connected to the Tenure daemon (its limit is \(config.maxConnections), \(Limits.reservedAdminConnections) of them kept for root).",
                                                            remedy: "Retry later, close idle clients, or raise --max-connections."))
-            try? MessageSocket.write(refusal, to: fd)
+            if let bytes = try? refusal.encoded() { try? await socket.sendAll(bytes) }
             return
         }
-        defer { wait { await daemon.disconnected(peer) } }
+        await answerRequests(socket, peer)
+        await daemon.disconnected(peer)
+    }
+
+    /// Reads, answers and replies to a connection's requests, one at a
+    /// time, until it closes, idles out or sends what cannot be read.
+    func answerRequests(_ socket: LoopSocket, _ peer: Peer) async {
+        let daemon = self.daemon
+        let clock = SystemMonotonicClock.shared
         var mayIdleOut = true
         while true {
-            if mayIdleOut && !readable(fd, within: Timeouts.idleConnection) {
-                if wait({ await daemon.mayCloseIdle(peer) }) {
+            if mayIdleOut, await !socket.waitReadable(until: clock.now() + Timeouts.idleConnection) {
+                if await daemon.mayCloseIdle(peer) {
                     log.notice("closing the idle connection of process \(peer.pid): no request for \(Timeouts.idleConnection)")
                     return
                 }
                 mayIdleOut = false
             }
             let request: Message
+            _ = await socket.waitReadable(until: nil)
+            let reading = clock.now()
             do {
-                guard let read = try MessageSocket.read(from: fd) else { return }
+                guard let read = try await Self.readMessage(from: socket) else { return }
                 request = read
             } catch {
                 log.notice("closing the connection of process \(peer.pid): \(error)")
                 let reply = Message.reply(to: Message(command: 0, seq: 0, fields: []), error: error)
-                try? MessageSocket.write(reply, to: fd)
+                if let bytes = try? reply.encoded() { try? await socket.sendAll(bytes) }
                 return
             }
             inFlight.withLock { $0 += 1 }
             if request.command == Command.register.rawValue || request.command == Command.acquire.rawValue { mayIdleOut = false }
             let stages = daemon.requestStages
-            let clock = SystemMonotonicClock.shared
             let read = clock.now()
-            let (answer, done) = wait {
-                let started = clock.now()
-                stages.add(.toTask, started - read)
-                let answer = await daemon.handle(request, from: peer)
-                let done = clock.now()
-                stages.add(.handle, done - started)
-                return (answer, done)
-            }
-            let answered = clock.now()
-            stages.add(.toConnection, answered - done)
+            let answer = await daemon.handle(request, from: peer)
+            let done = clock.now()
+            stages.add(.read, read - reading)
+            stages.add(.handle, done - read)
             var reply = answer
             let encoded: [UInt8]
             if let bytes = try? reply.encoded() {
@@ -314,23 +303,27 @@ public final class DaemonServer: @unchecked Sendable {
                 encoded = (try? reply.encoded()) ?? []
             }
             let written: Bool
-            do { try MessageSocket.write(encoded: encoded, to: fd); written = !encoded.isEmpty } catch { written = false }
-            stages.add(.reply, clock.now() - answered)
+            do { try await socket.sendAll(encoded); written = !encoded.isEmpty } catch { written = false }
+            stages.add(.reply, clock.now() - done)
             inFlight.withLock { $0 -= 1 }
             guard written else { return }
             if reply.text(0) == String(ResultCode.unknownCommand.rawValue) { return }
         }
     }
 
-    /// Whether `fd` has something to read (or was closed, or failed) within `timeout`.
-    func readable(_ fd: Int32, within timeout: Duration) -> Bool {
-        (try? UnixSocket.waitReadable(FileDescriptor(rawValue: fd), within: timeout, path: socketPath)) ?? true
+    /// One message of Tenure's protocol; nil when the peer closed cleanly between messages.
+    static func readMessage(from socket: LoopSocket) async throws(TenureError) -> Message? {
+        guard let headerBytes = try await socket.receiveExactly(Wire.headerBytes, eofAllowed: true) else { return nil }
+        let header = try Message.decodeHeader(headerBytes)
+        let payload = header.length == 0 ? [] : try await socket.receiveExactly(header.length)!
+        return Message(command: header.command, seq: header.seq, fields: try Message.decodeFields(payload))
     }
 
-    /// Stops accepting (the accept thread returns) and removes the socket,
-    /// after the replies being written (the shutdown's own) are out.
+    /// Stops accepting and removes the socket, after the replies being
+    /// written (the shutdown's own) are out.
     public func close() {
         for _ in 0..<100 where inFlight.withLock({ $0 }) > 0 { usleep(20_000) }
+        for acceptor in acceptors.withLock({ $0 }) { acceptor.stop() }
         UnixSocket.shutdown(listener, path: socketPath)
         try? Syscall.close(listener, path: socketPath)
         try? Syscall.removeIfPresent(socketPath)
@@ -343,4 +336,93 @@ public final class DaemonServer: @unchecked Sendable {
 
 final class ResultBox<T>: @unchecked Sendable {
     var value: T?
+}
+
+/// A listening socket the daemon's loop accepts on: each connection it
+/// takes becomes a ``LoopSocket`` and a task on the loop running `converse`.
+final class Acceptor: @unchecked Sendable {
+    typealias Converse = @Sendable (LoopSocket, Peer, Int32) async -> Void
+
+    let listener: FileDescriptor
+    let path: String
+    unowned let server: DaemonServer
+    let converse: Converse
+    let loop: EventLoop
+    /// Guarded by the loop: only its thread and ``stop()`` touch it.
+    private let watch = Mutex<(id: EventLoop.WatchID?, stopped: Bool)>((nil, false))
+
+    init(listener: FileDescriptor, path: String, server: DaemonServer, converse: @escaping Converse) throws {
+        self.listener = listener
+        self.path = path
+        self.server = server
+        self.converse = converse
+        loop = server.daemon.loop
+        try UnixSocket.setNonBlocking(listener, path: path)
+        try startWatching()
+    }
+
+    private func startWatching() throws(TenureError) {
+        let id = try loop.watch(listener, events: EventLoop.readable, path: path) { [self] _ in acceptWaiting() }
+        let stopped = watch.withLock { state -> Bool in
+            state.id = id
+            return state.stopped
+        }
+        if stopped { loop.unwatch(id) }
+    }
+
+    /// No more connections (before the listener is closed).
+    func stop() {
+        let id = watch.withLock { state -> EventLoop.WatchID? in
+            state.stopped = true
+            defer { state.id = nil }
+            return state.id
+        }
+        if let id { loop.unwatch(id) }
+    }
+
+    /// Takes the connections waiting, at most ``Limits/acceptsPerWake``
+    /// (the listener is level-triggered: the rest wake the loop again).
+    private func acceptWaiting() {
+        for _ in 0 ..< Limits.acceptsPerWake {
+            let fd: FileDescriptor
+            do {
+                switch try UnixSocket.accept(listener, path: path) {
+                case .connection(let accepted): fd = accepted
+                case .peerGone: continue
+                case .listenerClosed, .noneWaiting: return
+                }
+            } catch {
+                // Out of descriptors or memory: say so, and stop listening
+                // for a while rather than spin on a listener that stays ready.
+                server.log.error("accepting a connection failed: \(error)")
+                pause()
+                return
+            }
+            guard let (peer, pidfd) = server.identify(fd, path: path) else { continue }
+            let socket: LoopSocket
+            do {
+                socket = try LoopSocket(fd, path: path, loop: loop)
+            } catch {
+                server.log.error("a connection of process \(peer.pid) could not be watched; closing it: \(error)")
+                try? Syscall.close(fd, path: path)
+                if pidfd >= 0 { try? Syscall.close(FileDescriptor(rawValue: pidfd), path: path) }
+                continue
+            }
+            let converse = self.converse
+            Task(executorPreference: loop) { await converse(socket, peer, pidfd) }
+        }
+    }
+
+    /// Stops watching for ``Limits/acceptRetry``, then watches again.
+    private func pause() {
+        let id = watch.withLock { state -> EventLoop.WatchID? in
+            defer { state.id = nil }
+            return state.id
+        }
+        if let id { loop.unwatch(id) }
+        loop.schedule(at: SystemMonotonicClock.shared.now() + Timeouts.acceptRetry) { [self] in
+            guard !watch.withLock({ $0.stopped }) else { return }
+            do { try startWatching() } catch { server.log.error("listening on \(path) again failed: \(error)") }
+        }
+    }
 }

@@ -68,10 +68,11 @@ public struct IOStatistics: Sendable, Equatable, CustomStringConvertible {
 ///     `dump`, `probe`): they need no write permission, and a write through
 ///     such a handle is refused before it reaches the kernel.
 public func openBlockDevice(
-    path: String, engine: IOEngine = .aio, ioTimeout: Duration, access: DeviceAccess = .readWrite, realtimePriority: Int32? = nil
+    path: String, engine: IOEngine = .aio, ioTimeout: Duration, access: DeviceAccess = .readWrite, realtimePriority: Int32? = nil,
+    loop: EventLoop? = nil
 ) throws -> any MeasuredBlockDevice {
     switch engine {
-    case .aio: return try DirectDevice(path: path, ioTimeout: ioTimeout, access: access, realtimePriority: realtimePriority)
+    case .aio: return try DirectDevice(path: path, ioTimeout: ioTimeout, access: access, realtimePriority: realtimePriority, loop: loop)
     case .sync: return try SyncDirectDevice(path: path, access: access)
     }
 }

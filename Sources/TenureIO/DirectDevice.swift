@@ -7,10 +7,13 @@ import TenureSyscall
 /// A lease device opened O_DIRECT | O_SYNC, with its I/O through libaio and a
 /// deadline on every I/O.
 ///
-/// One io_context (``maxInFlight`` slots) and one reaper thread per device.
-/// A read or write is validated, copied into an ``AlignedBuffer``, submitted
-/// with io_submit, and awaited; the reaper thread collects completions with
-/// io_getevents and resumes the caller. When an I/O's deadline (`ioTimeout`
+/// One io_context (``maxInFlight`` slots) per device, and either a reaper
+/// thread of its own or an ``EventLoop`` that reaps for it. A read or write
+/// is validated, copied into an ``AlignedBuffer``, submitted with io_submit,
+/// and awaited; the reaper collects completions with io_getevents and
+/// resumes the caller. On a loop, each iocb signals the device's eventfd,
+/// which the loop watches: the completion is reaped on the loop's thread,
+/// where the daemon's requests run, so no thread is woken for it. When an I/O's deadline (`ioTimeout`
 /// after the call, on CLOCK_MONOTONIC) passes first, the caller gets
 /// `.ioTimeout` at once and the I/O is *abandoned*: the reaper tries
 /// io_cancel, and keeps the iocb and buffer alive until the kernel's
@@ -48,16 +51,20 @@ public final class DirectDevice: MeasuredBlockDevice {
     private let core: AIOCore
     private let access: DeviceAccess
 
-    /// Opens `path` (see ``DeviceOpener/open(path:)``) with an io_context and a reaper thread.
+    /// Opens `path` (see ``DeviceOpener/open(path:)``) with an io_context
+    /// and a reaper thread, or reaped by `loop`.
     /// - Parameter realtimePriority: the reaper runs at SCHED_RR at this
     ///   priority (the renewal device's, beside ``RenewalThread``); nil for
     ///   an ordinary thread. A refusal leaves it ordinary.
-    public init(path: String, ioTimeout: Duration, access: DeviceAccess = .readWrite, realtimePriority: Int32? = nil) throws {
+    /// - Parameter loop: reaps the completions and answers deadlines on its
+    ///   thread instead of a reaper thread (the daemon's client handles).
+    public init(path: String, ioTimeout: Duration, access: DeviceAccess = .readWrite, realtimePriority: Int32? = nil,
+                loop: EventLoop? = nil) throws {
         precondition(ioTimeout > .zero, "ioTimeout must be positive")
         let opened = try DeviceOpener.open(path: path, access: access)
         self.access = access
         do {
-            core = try AIOCore(opened: opened, ioTimeout: ioTimeout, realtimePriority: realtimePriority)
+            core = try AIOCore(opened: opened, ioTimeout: ioTimeout, realtimePriority: realtimePriority, loop: loop)
         } catch {
             // The descriptor was never used; its close error has nothing to add.
             try? Syscall.close(opened.fd, path: path)
@@ -76,14 +83,14 @@ public final class DirectDevice: MeasuredBlockDevice {
 
     public func read(at offset: UInt64, length: Int) async throws -> [UInt8] {
         try checkRequest(offset: offset, length: length, limit: Self.maxIOBytes)
-        let request = IORequest(.read, offset: offset, buffer: AlignedBuffer(count: length), fd: core.fd)
+        let request = IORequest(.read, offset: offset, buffer: AlignedBuffer(count: length), fd: core.fd, completions: core.completions)
         return try await core.perform(request)
     }
 
     public func write(_ bytes: [UInt8], at offset: UInt64) async throws {
         try access.checkWrite(path)
         try checkRequest(offset: offset, length: bytes.count, limit: Self.maxIOBytes)
-        let request = IORequest(.write, offset: offset, buffer: AlignedBuffer(copying: bytes), fd: core.fd)
+        let request = IORequest(.write, offset: offset, buffer: AlignedBuffer(copying: bytes), fd: core.fd, completions: core.completions)
         _ = try await core.perform(request)
     }
 
@@ -149,7 +156,8 @@ final class IORequest: @unchecked Sendable {
     let buffer: AlignedBuffer
     let iocb: UnsafeMutablePointer<iocb>
 
-    init(_ kind: Kind, offset: UInt64, buffer: AlignedBuffer, fd: FileDescriptor) {
+    /// - Parameter completions: an eventfd the kernel signals when the I/O completes.
+    init(_ kind: Kind, offset: UInt64, buffer: AlignedBuffer, fd: FileDescriptor, completions: FileDescriptor? = nil) {
         self.kind = kind
         self.offset = offset
         self.buffer = buffer
@@ -159,6 +167,7 @@ final class IORequest: @unchecked Sendable {
         case .read: io_prep_pread(iocb, fd.rawValue, buffer.pointer, buffer.count, Int64(offset))
         case .write: io_prep_pwrite(iocb, fd.rawValue, buffer.pointer, buffer.count, Int64(offset))
         }
+        if let completions { io_set_eventfd(iocb, completions.rawValue) }
     }
 
     var length: Int { buffer.count }
@@ -189,8 +198,9 @@ struct AIOContext: @unchecked Sendable {
 
 // MARK: - The shared core
 
-/// What the device and its reaper thread share. The reaper holds a strong
-/// reference, so the core outlives the `DirectDevice` until it is torn down.
+/// What the device and its reaper share. The reaper (its thread, or the
+/// loop's watch of its eventfd) holds a strong reference, so the core
+/// outlives the `DirectDevice` until it is torn down.
 final class AIOCore: Sendable {
     typealias Waiter = CheckedContinuation<[UInt8], any Error>
     typealias Table = DeadlineTable<Waiter, IORequest>
@@ -223,9 +233,16 @@ final class AIOCore: Sendable {
     private let clock = SystemMonotonicClock.shared
     private let state = Mutex(State())
     private let realtimePriority: Int32?
+    /// The loop that reaps, when no thread does.
+    private let loop: EventLoop?
+    /// The eventfd every iocb signals, when a loop reaps.
+    let completions: FileDescriptor?
+    /// The loop's watch of `completions` and its deadline timer, while open.
+    private let onLoop = Mutex<(watch: EventLoop.WatchID?, timer: EventLoop.TimerID?, stopped: Bool)>((nil, nil, false))
 
-    init(opened: OpenedDevice, ioTimeout: Duration, realtimePriority: Int32?) throws(TenureError) {
+    init(opened: OpenedDevice, ioTimeout: Duration, realtimePriority: Int32?, loop: EventLoop? = nil) throws(TenureError) {
         self.realtimePriority = realtimePriority
+        self.loop = loop
         fd = opened.fd
         path = opened.path
         self.ioTimeout = ioTimeout
@@ -234,11 +251,23 @@ final class AIOCore: Sendable {
             io_setup(Int32(DirectDevice.maxInFlight), &raw)
         })
         context = AIOContext(raw: raw!)
-        do {
-            try startReaper()
+        let path = opened.path, created = raw!
+        do throws(TenureError) {
+            if loop != nil {
+                completions = FileDescriptor(rawValue: try Syscall.run(SyscallContext("eventfd", path: path)) { tenure_eventfd() })
+            } else {
+                completions = nil
+            }
         } catch {
             // No I/O was ever submitted, so io_destroy cannot block.
-            _ = try? Syscall.runAIO(SyscallContext("io_destroy", path: path), { io_destroy(context.raw) })
+            _ = try? Syscall.runAIO(SyscallContext("io_destroy", path: path), { io_destroy(created) })
+            throw error
+        }
+        do {
+            if let loop { try startOnLoop(loop) } else { try startReaper() }
+        } catch {
+            _ = try? Syscall.runAIO(SyscallContext("io_destroy", path: path), { io_destroy(created) })
+            if let completions { try? Syscall.close(completions, path: path) }
             throw error
         }
     }
@@ -405,6 +434,69 @@ final class AIOCore: Sendable {
                 remedy: "Open the device again to retry."))
         }
         if alreadyClosed { waiter?.resume() }
+        // A handle with nothing in flight closes at once, not at the next tick.
+        if let loop, !alreadyClosed { loop.execute { self.serviceOnLoop() } }
+    }
+
+    // MARK: Reaping on a loop
+
+    /// Watches the completion eventfd and starts the deadline ticks.
+    private func startOnLoop(_ loop: EventLoop) throws(TenureError) {
+        let watch = try loop.watch(completions!, events: EventLoop.readable, path: path) { _ in self.serviceOnLoop() }
+        onLoop.withLock { $0.watch = watch }
+        loop.execute { self.tickOnLoop() }
+    }
+
+    /// Every ``DirectDevice/reaperTickMilliseconds``, as the reaper thread
+    /// would wake: deadlines and a close's give-up time are noticed here.
+    private func tickOnLoop() {
+        serviceOnLoop()
+        guard let loop else { return }
+        onLoop.withLock { state in
+            guard !state.stopped else { return }
+            state.timer = loop.schedule(at: clock.now() + .milliseconds(DirectDevice.reaperTickMilliseconds)) { self.tickOnLoop() }
+        }
+    }
+
+    /// What the reaper thread does in one round, without waiting: reap the
+    /// completions there are, submit what the freed slots allow, answer
+    /// expired I/O, and finish a close that may finish.
+    private func serviceOnLoop() {
+        guard let completions, !onLoop.withLock({ $0.stopped }) else { return }
+        var count: UInt64 = 0
+        // EAGAIN: nothing signalled since the last drain (a tick, or the caller's poll reaped it).
+        _ = Glibc.read(completions.rawValue, &count, MemoryLayout<UInt64>.size)
+        var events = [io_event](repeating: io_event(), count: DirectDevice.maxInFlight)
+        var noWait = timespec(tv_sec: 0, tv_nsec: 0)
+        while true {
+            let reaped = events.withUnsafeMutableBufferPointer { buffer in
+                (try? Syscall.runAIO(SyscallContext("io_getevents", path: path), {
+                    io_getevents(context.raw, 0, DirectDevice.maxInFlight, buffer.baseAddress, &noWait)
+                })).map(Int.init) ?? 0
+            }
+            for index in 0 ..< reaped { reap(events[index]) }
+            if reaped < DirectDevice.maxInFlight { break }
+        }
+        submitReady()
+        let tick = expireAndPlan(now: clock.now())
+        answerExpired(tick.expired)
+        if let ending = tick.ending {
+            finishClose(ending)
+            stopOnLoop()
+        }
+    }
+
+    /// After a close: the loop lets go of the eventfd and the core.
+    private func stopOnLoop() {
+        guard let loop, let completions else { return }
+        let (watch, timer) = onLoop.withLock { state in
+            state.stopped = true
+            return (state.watch, state.timer)
+        }
+        if let timer { loop.cancel(timer) }
+        if let watch { loop.unwatch(watch) }
+        // The kernel holds its own reference for I/O a leaking close left behind.
+        try? Syscall.close(completions, path: path)
     }
 
     // MARK: The reaper

@@ -77,6 +77,8 @@ public enum UnixSocket {
         case peerGone
         /// The listener was shut down: stop accepting.
         case listenerClosed
+        /// A non-blocking listener has no connection waiting.
+        case noneWaiting
     }
 
     /// Accepts one connection and marks it close-on-exec (Glibc's module
@@ -102,6 +104,7 @@ public enum UnixSocket {
             case EINTR: continue
             case ECONNABORTED: return .peerGone
             case EINVAL, EBADF: return .listenerClosed
+            case EAGAIN: return .noneWaiting
             default: throw Syscall.error(errno, SyscallContext("accept4", path: path))
             }
         }
@@ -157,6 +160,44 @@ public enum UnixSocket {
         try Syscall.run(SyscallContext("read", path: path, length: count)) {
             buffer.withUnsafeMutableBytes { Glibc.read(fd.rawValue, $0.baseAddress! + offset, count) }
         }
+    }
+
+    /// Reads what is there, without waiting: up to `count` bytes appended
+    /// to `buffer`. The count read; 0 when the peer closed; nil when nothing
+    /// is there yet (EAGAIN).
+    public static func receiveAvailable(into buffer: inout [UInt8], count: Int, from fd: FileDescriptor, path: String) throws(TenureError) -> Int? {
+        let start = buffer.count
+        buffer.append(contentsOf: repeatElement(0, count: count))
+        let result: Int
+        do {
+            result = try Syscall.run(SyscallContext("recv", path: path, length: count)) {
+                buffer.withUnsafeMutableBytes { Glibc.recv(fd.rawValue, $0.baseAddress! + start, count, Int32(MSG_DONTWAIT)) }
+            }
+        } catch where error.errno == EAGAIN {
+            buffer.removeLast(count)
+            return nil
+        }
+        buffer.removeLast(count - result)
+        return result
+    }
+
+    /// Sends what the socket takes now, without waiting: the count sent
+    /// (0 when its buffer is full). No SIGPIPE: a peer gone is an error.
+    public static func sendAvailable(_ bytes: ArraySlice<UInt8>, to fd: FileDescriptor, path: String) throws(TenureError) -> Int {
+        do {
+            return try Syscall.run(SyscallContext("send", path: path, length: bytes.count)) {
+                bytes.withUnsafeBytes { Glibc.send(fd.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+            }
+        } catch where error.errno == EAGAIN {
+            return 0
+        }
+    }
+
+    /// Makes a listener's accept return at once when no connection waits
+    /// (``AcceptOutcome/noneWaiting``), for an event loop.
+    public static func setNonBlocking(_ fd: FileDescriptor, path: String) throws(TenureError) {
+        let flags = try Syscall.run(SyscallContext("fcntl(F_GETFL)", path: path)) { fcntl(fd.rawValue, F_GETFL) }
+        try Syscall.run(SyscallContext("fcntl(F_SETFL)", path: path)) { fcntl(fd.rawValue, F_SETFL, flags | O_NONBLOCK) }
     }
 
     /// Reads exactly `count` bytes. nil when the peer closed before the first

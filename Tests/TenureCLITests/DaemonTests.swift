@@ -172,6 +172,36 @@ struct DaemonTests {
         #expect(try diskState(file, 0)["state"] as? String == "free")
     }
 
+    /// Renewal keeps its own thread and handles, off the event loop that
+    /// serves the clients: 32 clients acquiring and releasing as fast as
+    /// the daemon answers them neither delay a renewal nor fail one.
+    @Test func renewalsKeepTheirScheduleUnderThirtyTwoClients() throws {
+        let scratch = try Scratch()
+        let file = try scratch.file("load.img", size: 80 << 20)
+        try Harness.tenureOK(["direct", "format", "--lockspace", "D", "--path", file, "--resources", "64", "--io-timeout", "1", "--max-hosts", "8"])
+        let daemon = try RunningDaemon(scratch: scratch)
+        try daemon.clientOK(["add-lockspace", "-s", "D:1:\(file):0"])
+        func lockspace() throws -> [String: Any] {
+            try #require((try daemon.status()["lockspaces"] as? [[String: Any]])?.first)
+        }
+        let before = try lockspace()["renewals"] as? Int ?? -1
+        let started = ContinuousClock.now
+        let load = try Harness.tenureOK(["bench", "acquire", "--run-dir", daemon.runDir, "--lockspace", "D", "--path", file,
+                                         "--resources", "64", "--clients", "32", "--cycles", "40", "--json"])
+        let loaded = ContinuousClock.now - started
+        let results = load.stdout.split(separator: "\n").compactMap { try? Harness.json(String($0)) }
+        let thirtyTwo = try #require(results.first { $0["clients"] as? Int == 32 }, "the bench printed no 32-client line: \(load.stdout)")
+        #expect(thirtyTwo["cycles"] as? Int == 32 * 40, "\(thirtyTwo)")
+        let after = try lockspace()
+        let renewals = (after["renewals"] as? Int ?? 0) - before
+        // One renewal per 2N = 2 s; the load ran for `loaded`.
+        let expected = Int(loaded.components.seconds) / 2 - 1
+        #expect(renewals >= expected, "\(renewals) renewals in \(loaded) of load")
+        #expect(after["failed_renewals"] as? Int == 0, "\(after)")
+        let gap = after["worst_renewal_gap_ms"] as? Int ?? -1
+        #expect(gap >= 0 && gap < 3000, "worst renewal gap \(gap) ms under load (2N is 2000 ms)")
+    }
+
     @Test func aLockspaceIsAddedAsynchronously() throws {
         let scratch = try Scratch()
         let file = try scratch.file("leases.img", size: 4 << 20)

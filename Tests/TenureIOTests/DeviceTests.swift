@@ -31,8 +31,20 @@ func pattern(_ seed: Int, count: Int) -> [UInt8] {
     (0..<count).map { UInt8(truncatingIfNeeded: seed &* 131 &+ $0 / 512 &* 17 &+ $0 % 239 &+ 1) }
 }
 
-func open(_ path: String, _ engine: IOEngine, timeout: Duration = .seconds(5)) throws -> any MeasuredBlockDevice {
-    try openBlockDevice(path: path, engine: engine, ioTimeout: timeout)
+/// The handles under test: libaio reaped by a thread of its own, libaio
+/// reaped by an event loop (the daemon's client handles), and the
+/// synchronous fallback.
+enum DeviceKind: String, CaseIterable, Sendable, CustomStringConvertible {
+    case aio, aioOnLoop, sync
+    var description: String { rawValue }
+}
+
+func open(_ path: String, _ kind: DeviceKind, timeout: Duration = .seconds(5)) throws -> any MeasuredBlockDevice {
+    switch kind {
+    case .aio: try openBlockDevice(path: path, engine: .aio, ioTimeout: timeout)
+    case .aioOnLoop: try openBlockDevice(path: path, engine: .aio, ioTimeout: timeout, loop: testLoop)
+    case .sync: try openBlockDevice(path: path, engine: .sync, ioTimeout: timeout)
+    }
 }
 
 /// The `TenureError` that `body` throws, or nil (recording an issue).
@@ -50,8 +62,8 @@ func thrown(sourceLocation: SourceLocation = #_sourceLocation, _ body: () async 
 
 @Suite("O_DIRECT devices on real files")
 struct DeviceTests {
-    @Test(arguments: IOEngine.allCases)
-    func aRegularFileHas512ByteSectorsAndItsSize(_ engine: IOEngine) async throws {
+    @Test(arguments: DeviceKind.allCases)
+    func aRegularFileHas512ByteSectorsAndItsSize(_ engine: DeviceKind) async throws {
         let file = try ScratchFile(size: 3 << 20)
         let device = try open(file.path, engine)
         #expect(device.sectorSize == .bytes512)
@@ -60,8 +72,8 @@ struct DeviceTests {
         await device.close()
     }
 
-    @Test(arguments: IOEngine.allCases)
-    func writesLandWhereAskedAndReadBack(_ engine: IOEngine) async throws {
+    @Test(arguments: DeviceKind.allCases)
+    func writesLandWhereAskedAndReadBack(_ engine: DeviceKind) async throws {
         let file = try ScratchFile(size: 2 << 20, fill: 0xEE)
         let device = try open(file.path, engine)
         let writes: [(UInt64, [UInt8])] = [(0, pattern(1, count: 512)), (4096, pattern(2, count: 8192)), ((2 << 20) - 512, pattern(3, count: 512))]
@@ -80,8 +92,8 @@ struct DeviceTests {
         await device.close()
     }
 
-    @Test(arguments: IOEngine.allCases)
-    func manyConcurrentIOsAllLand(_ engine: IOEngine) async throws {
+    @Test(arguments: DeviceKind.allCases)
+    func manyConcurrentIOsAllLand(_ engine: DeviceKind) async throws {
         let count = 200 // more than DirectDevice.maxInFlight: some wait for a slot
         let file = try ScratchFile(size: count * 4096)
         let device = try open(file.path, engine)
@@ -104,8 +116,8 @@ struct DeviceTests {
     }
 
     /// Misaligned and out-of-bounds I/O never reaches the kernel.
-    @Test(arguments: IOEngine.allCases)
-    func badRequestsAreRefusedBeforeAnySyscall(_ engine: IOEngine) async throws {
+    @Test(arguments: DeviceKind.allCases)
+    func badRequestsAreRefusedBeforeAnySyscall(_ engine: DeviceKind) async throws {
         let file = try ScratchFile(size: 1 << 20)
         let device = try open(file.path, engine)
         let misaligned: [(UInt64, Int)] = [(1, 512), (511, 512), (0, 100), (512, 513), (0, 0)]
@@ -127,8 +139,8 @@ struct DeviceTests {
         await device.close()
     }
 
-    @Test(arguments: IOEngine.allCases)
-    func aClosedDeviceRefusesIO(_ engine: IOEngine) async throws {
+    @Test(arguments: DeviceKind.allCases)
+    func aClosedDeviceRefusesIO(_ engine: DeviceKind) async throws {
         let file = try ScratchFile(size: 1 << 20)
         let device = try open(file.path, engine)
         await device.close()
@@ -191,7 +203,7 @@ struct LoopDeviceTests {
         let file = try ScratchFile(size: 6 << 20)
         let loop = try Self.losetup(["-f", "--show", "--sector-size", String(sector), file.path])
         defer { _ = try? Self.losetup(["-d", loop]) }
-        for engine in IOEngine.allCases {
+        for engine in DeviceKind.allCases {
             let device = try open(loop, engine)
             #expect(device.sectorSize.bytes == sector)
             #expect(device.sizeBytes == 6 << 20)

@@ -91,4 +91,25 @@ int32_t tenure_current_tid(void);
 /// The scheduling policy of thread `tid` (0: the caller), or -1 with errno set.
 int tenure_thread_policy(int32_t tid);
 
+/// epoll_create1(EPOLL_CLOEXEC). The descriptor, or -1 with errno set.
+int tenure_epoll_create(void);
+
+/// epoll_ctl(epfd, EPOLL_CTL_ADD or, with `modify`, EPOLL_CTL_MOD, fd) with
+/// `events` (EPOLLIN 0x1, EPOLLOUT 0x4, EPOLLET 1<<31) and `token` as the
+/// event's data. 0, or -1 with errno set.
+int tenure_epoll_watch(int epfd, int fd, uint32_t events, uint64_t token, int modify);
+
+/// epoll_ctl(epfd, EPOLL_CTL_DEL, fd). 0, or -1 with errno set.
+int tenure_epoll_unwatch(int epfd, int fd);
+
+/// epoll_wait(epfd, …, max, timeout_ms), its packed events unpacked into
+/// `tokens` and `events` (each `max` long). The count, or -1 with errno set.
+int tenure_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int max, int timeout_ms);
+
+/// eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK). The descriptor, or -1 with errno set.
+int tenure_eventfd(void);
+
+/// The epoll event bits the loop uses, as epoll.h defines them.
+extern const uint32_t tenure_EPOLLIN, tenure_EPOLLOUT, tenure_EPOLLERR, tenure_EPOLLHUP, tenure_EPOLLRDHUP, tenure_EPOLLET;
+
 #endif
