@@ -63,7 +63,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .executableTarget(name: "tenure", dependencies: ["TenureCLI"], path: "Tools/tenure"),
+        .executableTarget(name: "tenure", dependencies: ["TenureCLI", "TenureIO"], path: "Tools/tenure"),
         // The deterministic simulator: the real engine, many hosts, every fault, replayable by seed.
         .target(
             name: "TenureSimKit",

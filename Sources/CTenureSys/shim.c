@@ -177,3 +177,25 @@ int tenure_eventfd(void) {
 
 const uint32_t tenure_EPOLLIN = EPOLLIN, tenure_EPOLLOUT = EPOLLOUT, tenure_EPOLLERR = EPOLLERR,
                tenure_EPOLLHUP = EPOLLHUP, tenure_EPOLLRDHUP = EPOLLRDHUP, tenure_EPOLLET = EPOLLET;
+
+int tenure_set_default_thread_stack(size_t bytes) {
+    pthread_attr_t attributes;
+    int rc = pthread_attr_init(&attributes);
+    if (rc != 0) return rc;
+    rc = pthread_attr_setstacksize(&attributes, bytes);
+    if (rc == 0) rc = pthread_setattr_default_np(&attributes);
+    pthread_attr_destroy(&attributes);
+    return rc;
+}
+
+int tenure_start_thread(size_t bytes, void *(*start)(void *), void *argument) {
+    pthread_attr_t attributes;
+    int rc = pthread_attr_init(&attributes);
+    if (rc != 0) return rc;
+    rc = pthread_attr_setstacksize(&attributes, bytes);
+    if (rc == 0) rc = pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+    pthread_t thread;
+    if (rc == 0) rc = pthread_create(&thread, &attributes, start, argument);
+    pthread_attr_destroy(&attributes);
+    return rc;
+}

@@ -9,6 +9,8 @@ import TenureSyscall
 /// and nothing here may take the daemon's attention from renewals.
 final class MetricsListener: @unchecked Sendable {
     let address: String
+    /// The endpoint's thread's name in ps, top and gdb.
+    static let threadName = "tenure-metrics"
     let listener: FileDescriptor
     let log: Logger
 
@@ -24,7 +26,6 @@ final class MetricsListener: @unchecked Sendable {
 
     /// Accepts scrapes until ``close()``.
     func serve(_ server: DaemonServer) {
-        Thread.current.name = "tenure-metrics"
         while true {
             let connection: FileDescriptor
             do {

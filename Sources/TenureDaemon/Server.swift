@@ -184,7 +184,7 @@ public final class DaemonServer: @unchecked Sendable {
             acceptors.withLock { $0.append(sanlockSocket) }
         }
         if let metrics {
-            Thread { [self] in metrics.serve(self) }.start()
+            try DetachedThread.start(name: MetricsListener.threadName, for: metrics.address) { [self] in metrics.serve(self) }
         }
     }
 

@@ -1,11 +1,14 @@
 import Foundation
 import TenureCLI
+import TenureIO
 
 /// The `tenure` executable: everything lives in TenureCLI so tests can drive
 /// the same commands in-process.
 @main
 enum Tenure {
     static func main() async {
+        // Before the runtime starts its threads: 512 KiB stacks, not 8 MiB.
+        DetachedThread.useSmallStacksByDefault()
         // Run as `sanlock` (a link to this binary): sanlock's command line.
         if SanlockCLI.invokedAsSanlock(CommandLine.arguments[0]) {
             exit(await SanlockCLI.main(Array(CommandLine.arguments.dropFirst())))

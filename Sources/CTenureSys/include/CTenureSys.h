@@ -7,6 +7,7 @@
 // is not present in definition ... in module 'SwiftGlibc'". The GNU-only
 // names Tenure needs (O_DIRECT, pthread_setname_np) come through shim.c,
 // which is compiled with _GNU_SOURCE.
+#include <stddef.h>
 #include <stdint.h>
 #include <libaio.h>
 #include <linux/magic.h>
@@ -90,6 +91,15 @@ int32_t tenure_current_tid(void);
 
 /// The scheduling policy of thread `tid` (0: the caller), or -1 with errno set.
 int tenure_thread_policy(int32_t tid);
+
+/// pthread_setattr_default_np with a stack of `bytes`: threads created
+/// afterwards without a stack size of their own (the Swift runtime's pool,
+/// Dispatch's workers) get this one. Returns 0 or an errno value.
+int tenure_set_default_thread_stack(size_t bytes);
+
+/// pthread_create of a detached thread with a stack of `bytes`, running
+/// `start(argument)`. Returns 0 or an errno value.
+int tenure_start_thread(size_t bytes, void *(*start)(void *), void *argument);
 
 /// epoll_create1(EPOLL_CLOEXEC). The descriptor, or -1 with errno set.
 int tenure_epoll_create(void);
