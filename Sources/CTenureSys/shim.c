@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/vfs.h>
 #include <sys/epoll.h>
+#include <spawn.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -198,4 +199,12 @@ int tenure_start_thread(size_t bytes, void *(*start)(void *), void *argument) {
     if (rc == 0) rc = pthread_create(&thread, &attributes, start, argument);
     pthread_attr_destroy(&attributes);
     return rc;
+}
+
+int tenure_spawn_actions_close_from(void *actions, int low_fd) {
+    return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, low_fd);
+}
+
+int tenure_spawn_attributes_new_session(void *attributes) {
+    return posix_spawnattr_setflags((posix_spawnattr_t *)attributes, POSIX_SPAWN_SETSID);
 }

@@ -1,5 +1,7 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
+import Dispatch
 import Synchronization
 import TenureClient
 import TenureCore
@@ -130,8 +132,10 @@ extension Bench {
             }
 
             var text: String {
-                String(format: "  where a cycle's %.3f ms went (the daemon's clocks, two requests): read %.3f, to its task %.3f, handle %.3f (I/O wait %.3f over %.1f I/Os, %.1f answered by the caller's poll), back to its connection %.3f, reply %.3f; sockets, the loop's wake-ups and the client %.3f",
-                       cycleMs, readMs, toTaskMs, handleMs, ioWaitMs, iosPerCycle, polledPerCycle, toConnectionMs, replyMs, outsideMs)
+                let ms = { (value: Double) in Format.fixed(value, 3) }
+                return "  where a cycle's \(ms(cycleMs)) ms went (the daemon's clocks, two requests): read \(ms(readMs)), to its task \(ms(toTaskMs)), "
+                    + "handle \(ms(handleMs)) (I/O wait \(ms(ioWaitMs)) over \(Format.fixed(iosPerCycle, 1)) I/Os, \(Format.fixed(polledPerCycle, 1)) answered by the caller's poll), "
+                    + "back to its connection \(ms(toConnectionMs)), reply \(ms(replyMs)); sockets, the loop's wake-ups and the client \(ms(outsideMs))"
             }
         }
 
@@ -151,8 +155,7 @@ extension Bench {
                 if json {
                     print(Terminal.json(floor))
                 } else {
-                    print(String(format: "device floor: 10 single-sector I/Os back to back, %d cycles: p50 %.3f ms, p99 %.3f ms",
-                                 floor.cycles, floor.p50Ms, floor.p99Ms))
+                    print("device floor: 10 single-sector I/Os back to back, \(floor.cycles) cycles: p50 \(Format.fixed(floor.p50Ms, 3)) ms, p99 \(Format.fixed(floor.p99Ms, 3)) ms")
                 }
                 for count in clients == 1 ? [1] : [1, clients] {
                     let before = count == 1 ? try? StageSample.take(runDir: options.runDir) : nil
@@ -165,9 +168,9 @@ extension Bench {
                     if json {
                         print(Terminal.json(m))
                     } else {
-                        let ratio = m.floorRatio.map { String(format: " (%.1f× the floor)", $0) } ?? ""
-                        print(String(format: "%3d client%@: %6d cycles in %.2f s = %8.1f cycles/s, p50 %.3f ms, p99 %.3f ms",
-                                     m.clients, m.clients == 1 ? " " : "s", m.cycles, m.seconds, m.cyclesPerSecond, m.p50Ms, m.p99Ms) + ratio)
+                        let ratio = m.floorRatio.map { " (\(Format.fixed($0, 1))× the floor)" } ?? ""
+                        print("\(Format.padded(String(m.clients), 3)) client\(m.clients == 1 ? " " : "s"): \(Format.padded(String(m.cycles), 6)) cycles in \(Format.fixed(m.seconds, 2)) s = "
+                              + "\(Format.padded(Format.fixed(m.cyclesPerSecond, 1), 8)) cycles/s, p50 \(Format.fixed(m.p50Ms, 3)) ms, p99 \(Format.fixed(m.p99Ms, 3)) ms" + ratio)
                     }
                     if let breakdown { print(json ? Terminal.json(breakdown) : breakdown.text) }
                     fflush(nil)
@@ -246,10 +249,14 @@ extension Bench {
             let done = DispatchGroup()
             for i in 0..<count {
                 done.enter()
-                Thread {
-                    body(i)
-                    done.leave()
-                }.start()
+                do {
+                    try DetachedThread.start(name: "tenure-bench", for: "the bench") {
+                        body(i)
+                        done.leave()
+                    }
+                } catch {
+                    preconditionFailure("\(error)")
+                }
             }
             done.wait()
         }
@@ -351,7 +358,7 @@ extension Bench {
             let start = DispatchTime.now().uptimeNanoseconds
             let finished = DispatchSemaphore(value: 0)
             let clients = self.clients
-            let runner = Thread {
+            try DetachedThread.start(name: "tenure-soak", for: "the soak") {
                 AcquireCycles.onThreads(clients) { i in
                     let connection = connections[i].connection
                     do {
@@ -368,10 +375,9 @@ extension Bench {
                 }
                 finished.signal()
             }
-            runner.start()
             let end = DispatchTime.now() + .seconds(soakSeconds)
             while DispatchTime.now() < end, !stop.load(ordering: .relaxed) {
-                Thread.sleep(forTimeInterval: Double(min(sampleSeconds, soakSeconds)))
+                sleep(UInt32(min(sampleSeconds, soakSeconds)))
                 samples.append(try Self.resident(runDir))
                 if !json { print("  \(Int(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)) s: \(cycles.load(ordering: .relaxed)) cycles, resident \(samples.last!) KiB") }
                 fflush(nil)
@@ -390,15 +396,15 @@ extension Bench {
         /// reports what the device saw meanwhile (every host's I/O to it).
         func measureHolding() throws {
             let before = BlockDeviceStatistics.read(path: layout.path)
-            Thread.sleep(forTimeInterval: Double(holdSeconds))
+            sleep(UInt32(holdSeconds))
             guard let before, let after = BlockDeviceStatistics.read(path: layout.path) else { return }
             let s = Double(holdSeconds)
             let t = Traffic(leases: resources, seconds: holdSeconds, readsPerSecond: Double(after.reads - before.reads) / s,
                             bytesReadPerSecond: Double(after.bytesRead - before.bytesRead) / s,
                             writesPerSecond: Double(after.writes - before.writes) / s,
                             bytesWrittenPerSecond: Double(after.bytesWritten - before.bytesWritten) / s)
-            report(t, text: String(format: "holding %d leases for %d s, the device saw %.1f reads/s (%.0f B/s), %.1f writes/s (%.0f B/s)",
-                                   resources, holdSeconds, t.readsPerSecond, t.bytesReadPerSecond, t.writesPerSecond, t.bytesWrittenPerSecond))
+            report(t, text: "holding \(resources) leases for \(holdSeconds) s, the device saw \(Format.fixed(t.readsPerSecond, 1)) reads/s (\(Format.fixed(t.bytesReadPerSecond, 0)) B/s), "
+                   + "\(Format.fixed(t.writesPerSecond, 1)) writes/s (\(Format.fixed(t.bytesWrittenPerSecond, 0)) B/s)")
         }
 
         /// The daemon's resident size, from its status.
@@ -426,7 +432,7 @@ extension BenchReporting {
 /// The daemon's status (JSON) as an object.
 func daemonStatus(_ connection: TenureConnection) throws -> [String: Any] {
     let text = try connection.status()
-    guard let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] else {
+    guard let object = (try? JSON.value(text)) as? [String: Any] else {
         throw TenureError(.protocolError, "The daemon's status is not a JSON object.", remedy: "Use a daemon of the same Tenure version.")
     }
     return object
@@ -513,7 +519,7 @@ extension Bench {
                 let start = DispatchTime.now().uptimeNanoseconds
                 _ = try connection.addLockspace(lockspace)
                 let join = Join(seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-                report(join, text: String(format: "joined %@ in %.3f s", spec.name.description, join.seconds))
+                report(join, text: "joined \(spec.name) in \(Format.fixed(join.seconds, 3)) s")
                 if idleSeconds > 0 {
                     let (renewals0, io0) = try counters(connection, spec.name.description)
                     let device0 = BlockDeviceStatistics.read(path: spec.disk.path)
@@ -528,10 +534,10 @@ extension Bench {
                                     engineIosPerRenewal: Double(engine.2) / n,
                                     deviceBytesReadPerRenewal: device.map { Double($0.0) / n }, deviceBytesWrittenPerRenewal: device.map { Double($0.1) / n },
                                     deviceIosPerRenewal: device.map { Double($0.2) / n })
-                    report(r, text: String(format: "%d renewals in %d s: %.0f B read, %.0f B written, %.1f I/Os per renewal (daemon's counters)",
-                                           r.renewals, idleSeconds, r.engineBytesReadPerRenewal, r.engineBytesWrittenPerRenewal, r.engineIosPerRenewal)
-                        + (device.map { _ in String(format: "; the device saw %.0f B read, %.0f B written, %.1f I/Os per renewal",
-                                                        r.deviceBytesReadPerRenewal!, r.deviceBytesWrittenPerRenewal!, r.deviceIosPerRenewal!) } ?? ""))
+                    report(r, text: "\(r.renewals) renewals in \(idleSeconds) s: \(Format.fixed(r.engineBytesReadPerRenewal, 0)) B read, "
+                           + "\(Format.fixed(r.engineBytesWrittenPerRenewal, 0)) B written, \(Format.fixed(r.engineIosPerRenewal, 1)) I/Os per renewal (daemon's counters)"
+                           + (device.map { _ in "; the device saw \(Format.fixed(r.deviceBytesReadPerRenewal!, 0)) B read, "
+                               + "\(Format.fixed(r.deviceBytesWrittenPerRenewal!, 0)) B written, \(Format.fixed(r.deviceIosPerRenewal!, 1)) I/Os per renewal" } ?? ""))
                 }
                 if !stay { try connection.removeLockspace(spec.name.description) }
             }

@@ -1,6 +1,8 @@
 import CTenureSys
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
+import Dispatch
 import TenureClient
 import TenureCore
 import TenureSyscall
@@ -277,8 +279,7 @@ extension Client {
                         return (String(kv[0]), n)
                     }, uniquingKeysWith: { a, _ in a })
                 }
-                let data = try JSONSerialization.data(withJSONObject: records, options: [.sortedKeys])
-                print(String(decoding: data, as: UTF8.self))
+                print(JSON.text(records))
             }
         }
     }
@@ -296,7 +297,7 @@ extension Client {
                 let text = try options.connect().logDump()
                 guard json else { return print(text) }
                 let lines = text.split(separator: "\n").map(String.init)
-                print(String(decoding: try JSONSerialization.data(withJSONObject: lines), as: UTF8.self))
+                print(JSON.text(lines))
             }
         }
     }
@@ -316,7 +317,7 @@ extension Client {
             try await reportingErrors {
                 let text = try options.connect().hostStatus(lockspace)
                 guard !json else { return print(text) }
-                let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] ?? [:]
+                let object = try JSON.value(text) as? [String: Any] ?? [:]
                 let rows = (object["hosts"] as? [[String: Any]] ?? []).map { h in
                     ["\(h["host_id"] ?? "")", "\(h["state"] ?? "")", "\(h["generation"] ?? "")", "\(h["timestamp"] ?? "")", "\(h["io_timeout"] ?? "")", "\(h["name"] ?? "")"]
                 }
@@ -348,7 +349,7 @@ extension Client {
             try await reportingErrors {
                 let text = try options.connect().status()
                 guard !json else { print(text); return }
-                let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] ?? [:]
+                let object = try JSON.value(text) as? [String: Any] ?? [:]
                 print("host \(object["host_name"] ?? "?")\((object["shutting_down"] as? Bool) == true ? " (shutting down)" : "")")
                 let spaces = (object["lockspaces"] as? [[String: Any]] ?? []).map { l in
                     ["\(l["name"] ?? "")", "\(l["host_id"] ?? "")", "\(l["generation"] ?? "")", (l["valid"] as? Bool) == true ? "valid" : "LOST",

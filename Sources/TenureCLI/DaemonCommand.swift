@@ -1,5 +1,7 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
+import Dispatch
 import Logging
 import TenureClient
 import TenureCore
@@ -219,14 +221,9 @@ struct DaemonCommand: AsyncParsableCommand {
         if logFile == nil { arguments += ["--log-file", logPath] }
         let earlyOutput = logPath == Self.syslogDestination ? settings.runDir + "/tenure.out" : logPath
         let whereToLook = logPath == Self.syslogDestination ? "journalctl -t tenure (and \(earlyOutput))" : logPath
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = arguments
         let out = try Self.openLog(earlyOutput)
-        process.standardOutput = out
-        process.standardError = out
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        defer { close(out) }
+        let process = try Subprocess(selfExecutable(), arguments, stdin: .null, stdout: .descriptor(out), stderr: .descriptor(out), newSession: true)
         for _ in 0..<100 {
             if let connection = try? TenureConnection(runDir: settings.runDir), (try? connection.status()) != nil {
                 print("tenure daemon started (pid \(process.processIdentifier)), socket \(settings.runDir)/\(Wire.socketName), log \(whereToLook)")
@@ -259,7 +256,7 @@ extension DaemonCommand {
         }
     }
 
-    static func openLog(_ path: String) throws -> FileHandle {
+    static func openLog(_ path: String) throws -> Int32 {
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o640)
         let line = "tenure daemon starting (pid of the launcher \(getpid()))\n"
         let written = fd < 0 ? -1 : line.withCString { write(fd, $0, strlen($0)) }
@@ -269,7 +266,7 @@ extension DaemonCommand {
             throw TenureError(.ioFailed, "Cannot write the log file \(path): \(String(cString: strerror(e))).",
                               remedy: "Free space and inodes on its filesystem (df -h, df -i), or give another --log-file.", errno: e)
         }
-        return FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        return fd
     }
 }
 
@@ -346,26 +343,34 @@ struct ConfigFile {
             if required { throw TenureError(.notFound, "The config file \(path) does not exist.") }
             return ConfigFile(path: path)
         }
-        // FileHandle reads what String(contentsOfFile:) refuses (/dev/null, a pipe).
-        guard let handle = FileHandle(forReadingAtPath: path) else {
+        // Read with read(2): String(contentsOfFile:) refuses /dev/null and pipes.
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
             throw TenureError(.permissionDenied, "The config file \(path) cannot be opened for reading.",
                               remedy: "Check its permissions, or name another file with --config.")
         }
-        defer { try? handle.close() }
-        guard let data = try? handle.readToEnd() ?? Data(), let text = String(data: data, encoding: .utf8) else {
+        defer { close(fd) }
+        var bytes: [UInt8] = [], chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            bytes += chunk[..<n]
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
             throw TenureError(.invalidArgument, "The config file \(path) could not be read as UTF-8 text.",
                               remedy: "Write it as KEY=VALUE lines of text, or name another file with --config.")
         }
         var file = ConfigFile(path: path)
         for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            let trimmed = line.trimmed
             guard !trimmed.isEmpty else { continue }
-            let parts = trimmed.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            let parts = trimmed.split(separator: "=", maxSplits: 1).map(\.trimmed)
             guard parts.count == 2, !parts[0].isEmpty else {
                 throw TenureError(.invalidArgument, "\(path):\(n + 1): \"\(trimmed)\" is not KEY=VALUE.", remedy: "Write one setting per line, e.g. io-timeout=10.")
             }
-            let key = parts[0].replacingOccurrences(of: "_", with: "-")
+            let key = parts[0].replacing("_", with: "-")
             if let known, !known.contains(key) {
                 let nearest = Spelling.nearest(key, in: known).map { "Did you mean \($0)? " } ?? ""
                 throw TenureError(.invalidArgument, "\(path):\(n + 1): \(parts[0]) is not a setting.",

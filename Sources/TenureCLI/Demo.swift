@@ -1,5 +1,7 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
+import Dispatch
 import TenureClient
 import TenureCore
 
@@ -39,18 +41,18 @@ final class DemoRun: @unchecked Sendable {
     let leases: String
     let tenure: String
     let start = Date()
-    var daemons: [Int: Process] = [:]
-    var holders: [Process] = []
+    var daemons: [Int: Subprocess] = [:]
+    var holders: [Subprocess] = []
 
     init(workDir: String?) throws {
         work = workDir ?? "/var/tmp/tenure-demo-\(getpid())"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         leases = work + "/leases.img"
-        tenure = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        tenure = selfExecutable()
     }
 
     func say(_ text: String) {
-        print(String(format: "[%5.1f s] ", Date().timeIntervalSince(start)) + text)
+        print("[\(Format.padded(Format.fixed(Date().timeIntervalSince(start), 1), 5)) s] " + text)
         fflush(nil)
     }
 
@@ -60,30 +62,16 @@ final class DemoRun: @unchecked Sendable {
     /// Runs `tenure ARGS` to completion; its first output line, or its error.
     @discardableResult
     func tenureLine(_ arguments: [String]) throws -> (ok: Bool, line: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tenure)
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        let ok = process.terminationStatus == 0
-        let text = (ok ? o : e).split(separator: "\n").first.map(String.init) ?? ""
-        return (ok, text.replacingOccurrences(of: "tenure: error ", with: ""))
+        let run = try Subprocess.run(tenure, arguments)
+        let ok = run.status == 0
+        let text = (ok ? run.stdout : run.stderr).split(separator: "\n").first.map(String.init) ?? ""
+        return (ok, text.replacing("tenure: error ", with: ""))
     }
 
-    func spawn(_ arguments: [String], log: String) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tenure)
-        process.arguments = arguments
+    func spawn(_ arguments: [String], log: String) throws -> Subprocess {
+        // Each attempt's log starts empty: its first line says how it went.
         _ = FileManager.default.createFile(atPath: log, contents: nil)
-        process.standardOutput = FileHandle(forWritingAtPath: log)
-        process.standardError = FileHandle(forWritingAtPath: log)
-        try process.run()
-        return process
+        return try Subprocess(tenure, arguments, stdout: .file(log), stderr: .file(log))
     }
 
     /// The last refusal, so a retry loop prints only what changed.
@@ -91,17 +79,17 @@ final class DemoRun: @unchecked Sendable {
 
     /// "held by host 1 (unknown)" from the daemon's message.
     static func shortReason(_ line: String) -> String {
-        if let held = line.range(of: "is held by host ") {
+        if let held = line.firstRange(of: "is held by host ") {
             let rest = line[held.upperBound...]
             let host = rest.prefix { $0.isNumber }
-            let state = rest.range(of: "(").flatMap { open in rest[open.upperBound...].split(separator: ")").first }.map { " — host \(host) is \($0) as seen here" } ?? ""
+            let state = rest.firstRange(of: "(").flatMap { open in rest[open.upperBound...].split(separator: ")").first }.map { " — host \(host) is \($0) as seen here" } ?? ""
             return "held by host \(host)\(state)"
         }
         return line
     }
 
     /// A process on `host` that holds `r` until killed; returns it once it holds (or nil if refused).
-    func hold(_ r: Int, on host: Int) throws -> (Process, String)? {
+    func hold(_ r: Int, on host: Int) throws -> (Subprocess, String)? {
         let log = "\(work)/holder-\(host)-R\(r)-\(holders.count).out"
         let process = try spawn(["client", "hold", "-r", resource(r), "--run-dir", runDir(host)], log: log)
         for _ in 0..<100 {
@@ -168,13 +156,12 @@ final class DemoRun: @unchecked Sendable {
             usleep(100_000)
         }
         if let taken {
-            say(String(format: "  host 2: holds R1 with lver %@, %.1f s after the request (host 3's daemon killed its holder; sanlock needs about 35 s).",
-                       lver(taken), Date().timeIntervalSince(requested)))
+            say("  host 2: holds R1 with lver \(lver(taken)), \(Format.fixed(Date().timeIntervalSince(requested), 1)) s after the request (host 3's daemon killed its holder; sanlock needs about 35 s).")
         }
 
         say("Host 1 crashes: its daemon and its processes are killed. Its delta lease stops changing.")
         let crashed = Date()
-        daemons[1]?.terminate()
+        kill(daemons[1]!.processIdentifier, SIGTERM)
         kill(daemons[1]!.processIdentifier, SIGKILL)
         for holder in holders where holder.isRunning {
             if let args = holder.arguments, args.contains(runDir(1)) { kill(holder.processIdentifier, SIGKILL) }
@@ -188,14 +175,9 @@ final class DemoRun: @unchecked Sendable {
             try await Task.sleep(for: .seconds(1))
         }
         guard let takeover else { throw TenureError(.ioFailed, "host 2 never took R0 over") }
-        say(String(format: "  host 2: holds R0 with lver %@, %.1f s after the crash (%d refusals while host 1 was not yet dead).",
-                   lver(takeover), Date().timeIntervalSince(crashed), refusals))
+        say("  host 2: holds R0 with lver \(lver(takeover)), \(Format.fixed(Date().timeIntervalSince(crashed), 1)) s after the crash (\(refusals) refusals while host 1 was not yet dead).")
         say("The lease file now (sanlock's `sanlock direct dump` reads the same bytes):")
-        let dump = Process()
-        dump.executableURL = URL(fileURLWithPath: tenure)
-        dump.arguments = ["direct", "dump", leases]
-        try dump.run()
-        dump.waitUntilExit()
+        try Subprocess(tenure, ["direct", "dump", leases]).waitUntilExit()
         say("Done: every hand-over went through Disk Paxos on the shared file, and lver only grew.")
     }
 

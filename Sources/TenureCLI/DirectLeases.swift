@@ -1,5 +1,7 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
+import Dispatch
 import TenureCore
 import TenureEngine
 import TenureFormat
@@ -9,7 +11,7 @@ import TenureIO
 /// events printed on stderr with --verbose.
 func directContext(verbose: Bool, watchdogFire: Int) throws -> EngineContext {
     EngineContext(clock: SystemMonotonicClock(), log: { event in
-        if verbose { FileHandle.standardError.write(Data("tenure: \(event)\n".utf8)) }
+        if verbose { Terminal.standardError("tenure: \(event)\n") }
     }, watchdogFire: .seconds(watchdogFire), injectedBugs: try injectedBugsFromEnvironment())
 }
 
@@ -363,7 +365,7 @@ func withLease<T>(_ spec: ResourceSpec, lockspace: String?, hostID: UInt64, gene
             if ballots {
                 let warning = "tenure: warning: no lockspace given (-s): daemons joined to lockspace \(spec.lockspace) read only the "
                     + "dblocks of hosts holding a host id and would not see this ballot; use this only on leases no daemon uses.\n"
-                FileHandle.standardError.write(Data(warning.utf8))
+                Terminal.standardError(warning)
             }
             return try await body(res, LocalHost(id: id, generation: Generation(generation ?? 0)), nil)
         }

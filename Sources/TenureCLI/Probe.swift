@@ -1,5 +1,7 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
+import Dispatch
 import TenureCore
 import TenureFormat
 import TenureIO
@@ -135,7 +137,7 @@ struct ProbeReport: Encodable {
     }
 
     var text: String {
-        func ms(_ v: Double?) -> String { v.map { String(format: "%.3f ms", $0) } ?? "-" }
+        func ms(_ v: Double?) -> String { v.map { Format.fixed($0, 3) + " ms" } ?? "-" }
         return """
         \(path): \(sectorSize)-byte sectors, \(sizeBytes) bytes, O_DIRECT through \(engine)
         \(completed) of \(reads) single-sector reads within \(deadlineMs) ms; \(timeouts) timed out, \(failures) failed

@@ -1,5 +1,7 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
+import Dispatch
 import TenureClient
 import TenureCore
 import TenureFormat
@@ -17,7 +19,7 @@ import TenureSyscall
 public enum SanlockCLI {
     /// Whether the process was started under sanlock's name.
     public static func invokedAsSanlock(_ argv0: String) -> Bool {
-        (argv0 as NSString).lastPathComponent == "sanlock"
+        argv0.split(separator: "/").last.map(String.init) == "sanlock"
     }
 
     public static let usage = """
@@ -64,7 +66,7 @@ public enum SanlockCLI {
             Terminal.printError(error)
             return 1
         } catch {
-            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            Terminal.standardError("\(error)\n")
             return 1
         }
     }
@@ -174,7 +176,7 @@ public enum SanlockCLI {
         if let fire = o.values["F"] { args += ["--watchdog-fire", fire] }
         if let grace = o.values["K"] { args += ["--kill-grace", grace] }
         for ignored in ["Q", "R", "U"] where o.values[Character(ignored)] != nil {
-            FileHandle.standardError.write(Data("sanlock: -\(ignored) is accepted and has no effect under Tenure\n".utf8))
+            Terminal.standardError("sanlock: -\(ignored) is accepted and has no effect under Tenure\n")
         }
         DaemonCommand.invocation = args
         await TenureCommand.main(args)
@@ -292,7 +294,7 @@ public enum SanlockCLI {
             let (header, _) = try connection.call(.version)
             let v = header.data2
             print("client version \(sanlockVersion)")
-            print("daemon version \(v >> 24).\((v >> 16) & 0xFF).\((v >> 8) & 0xFF) (0x\(String(format: "%08x", v)))")
+            print("daemon version \(v >> 24).\((v >> 16) & 0xFF).\((v >> 8) & 0xFF) (0x\(Format.padded(String(v, radix: 16), 8, with: "0")))")
         default:
             throw TenureError(.invalidArgument, "\(action) is not a sanlock client action Tenure serves.",
                               remedy: "Use status, gets, host_status, renewal, log_dump, set_config, set_event, add_lockspace, inq_lockspace, rem_lockspace, acquire, release, convert, inquire, request, examine, init, read, align, command, shutdown, version, or the resource index's format, rebuild, create, delete, lookup and update.")
@@ -504,12 +506,12 @@ enum SanlockConfig {
             if let letter = served[key] {
                 if options.values[letter] == nil { options.values[letter] = value }
             } else if ignored.contains(key) {
-                FileHandle.standardError.write(Data("sanlock: \(path): \(key.replacingOccurrences(of: "-", with: "_")) has no effect under Tenure\n".utf8))
+                Terminal.standardError("sanlock: \(path): \(key.replacing("-", with: "_")) has no effect under Tenure\n")
             } else {
                 let known = Array(served.keys) + Array(ignored)
                 let nearest = Spelling.nearest(key, in: known.sorted()) ?? ""
-                throw TenureError(.invalidArgument, "\(path): \(key.replacingOccurrences(of: "-", with: "_")) is not a sanlock setting.",
-                                  remedy: "Did you mean \(nearest.replacingOccurrences(of: "-", with: "_"))?")
+                throw TenureError(.invalidArgument, "\(path): \(key.replacing("-", with: "_")) is not a sanlock setting.",
+                                  remedy: "Did you mean \(nearest.replacing("-", with: "_"))?")
             }
         }
         return options

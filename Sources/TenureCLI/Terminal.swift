@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import Glibc
+import Dispatch
 import TenureCore
 
 /// Where the command's words go: results to stdout, errors and progress to stderr.
@@ -6,11 +8,23 @@ enum Terminal {
     static func printError(_ error: TenureError) {
         var text = "tenure: error [\(error.code.rawValue)]: \(error.message)\n"
         if !error.remedy.isEmpty { text += "  \(error.remedy)\n" }
-        FileHandle.standardError.write(Data(text.utf8))
+        standardError(text)
     }
 
     static func warn(_ text: String) {
-        FileHandle.standardError.write(Data("tenure: warning: \(text)\n".utf8))
+        standardError("tenure: warning: \(text)\n")
+    }
+
+    /// Writes `text` to stderr, unbuffered (a short write is retried; a
+    /// failed one has nowhere to be reported).
+    static func standardError(_ text: String) {
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return }
+            bytes = bytes.dropFirst(n)
+        }
     }
 
     static var stderrIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }
@@ -29,7 +43,7 @@ enum Terminal {
         let all = [header] + rows
         let widths = header.indices.map { c in all.map { $0[c].count }.max() ?? 0 }
         return all.map { row in
-            row.indices.map { c in c == row.count - 1 ? row[c] : row[c].padding(toLength: widths[c], withPad: " ", startingAt: 0) }
+            row.indices.map { c in c == row.count - 1 ? row[c] : Format.leftAligned(row[c], widths[c]) }
                 .joined(separator: "  ")
         }.joined(separator: "\n")
     }
@@ -59,11 +73,11 @@ struct ProgressBar {
         guard enabled else { return }
         let filled = Self.width * done / total
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: Self.width - filled)
-        FileHandle.standardError.write(Data("\r\(label) [\(bar)] \(done)/\(total)".utf8))
+        Terminal.standardError("\r\(label) [\(bar)] \(done)/\(total)")
     }
 
     func finish() {
         guard enabled else { return }
-        FileHandle.standardError.write(Data("\n".utf8))
+        Terminal.standardError("\n")
     }
 }

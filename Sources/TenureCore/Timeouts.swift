@@ -109,6 +109,10 @@ public struct Timeouts: Hashable, Sendable, CustomStringConvertible {
     /// A connection that never registered and holds no leases is closed
     /// after this long without a request.
     public static let idleConnection: Duration = .seconds(10)
+    /// How long a connection refused for too many clients is kept open
+    /// after the refusal is sent, so the client's request (sent before it
+    /// reads) does not fail on a closed socket before it reads why.
+    public static let refusalLinger: Duration = .seconds(1)
     /// How long the daemon's loop stops accepting after accept failed (out
     /// of descriptors or memory) before it tries again.
     public static let acceptRetry: Duration = .milliseconds(100)

@@ -1,6 +1,9 @@
-import Foundation
+import FoundationEssentials
+import Glibc
+import Dispatch
 import Logging
 import Synchronization
+import TenureCore
 
 /// The daemon's recent log, debug lines included, kept in memory for
 /// `sanlock client log_dump`: what happened just before a problem, even
@@ -61,6 +64,6 @@ public struct RingLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         let seconds = Date().timeIntervalSince1970
-        ring.append(String(format: "%.3f", seconds) + " \(event.level) \(event.message)")
+        ring.append(Format.fixed(seconds, 3) + " \(event.level) \(event.message)")
     }
 }

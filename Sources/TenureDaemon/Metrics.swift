@@ -28,7 +28,7 @@ struct MetricsText {
 
     /// A label value with `\`, `"` and newlines escaped.
     static func label(_ value: String) -> String {
-        value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+        value.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"").replacing("\n", with: "\\n")
     }
 
     var text: String { lines.joined(separator: "\n") + "\n" }

@@ -1,5 +1,7 @@
 import CTenureSys
-import Foundation
+import FoundationEssentials
+import Glibc
+import Dispatch
 import TenureClient
 import TenureCore
 import TenureEngine
@@ -478,8 +480,7 @@ extension Daemon {
              "timestamp": Int(record.timestamp.rawValue), "io_timeout": Int(record.ioTimeout.seconds),
              "state": id == joined.spec.hostID ? "self" : (state?.description ?? "unknown")]
         }
-        let data = try JSONSerialization.data(withJSONObject: ["lockspace": name, "hosts": hosts], options: [.sortedKeys])
-        return String(decoding: data, as: UTF8.self)
+        return JSON.text(["lockspace": name, "hosts": hosts] as [String: Any])
     }
 
     // MARK: The poll loop
@@ -611,8 +612,7 @@ extension Daemon {
                                      "oom_score_adj": Starvation.oomScoreAdjustment() ?? 0,
                                      "realtime": renewalThread.isRealtime,
                                      "shutting_down": shuttingDown]
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self)
+        return JSON.text(object)
     }
 
     /// How many of each lockspace's latest renewals status lists.

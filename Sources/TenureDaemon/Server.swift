@@ -1,5 +1,7 @@
 import CTenureSys
-import Foundation
+import FoundationEssentials
+import Glibc
+import Dispatch
 import Logging
 import Synchronization
 import TenureClient
@@ -88,7 +90,8 @@ public final class DaemonServer: @unchecked Sendable {
     /// or the pid file and stand in for the daemon.
     public static func prepareRunDir(_ dir: String) throws {
         if access(dir, F_OK) != 0 {
-            try? FileManager.default.createDirectory(atPath: (dir as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            let parent = dir.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+            if !parent.isEmpty { try? FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) }
             if let failed = Self.makeDirectory(dir) {
                 throw TenureError(.ioFailed, "Cannot create the run dir \(dir): \(failed.message)",
                                   remedy: "Free space and inodes on its filesystem (df -h, df -i), or give another --run-dir.", errno: failed.errno)
@@ -131,7 +134,7 @@ public final class DaemonServer: @unchecked Sendable {
         do {
             try Syscall.run(SyscallContext("flock", path: path)) { flock(fd.rawValue, LOCK_EX | LOCK_NB) }
         } catch {
-            let other = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            let other = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmed ?? "?"
             try? Syscall.close(fd, path: path)
             guard error.errno == EWOULDBLOCK else { throw error }
             throw TenureError(.alreadyExists, "Another Tenure daemon (pid \(other)) runs on this run dir.",
@@ -251,6 +254,9 @@ public final class DaemonServer: @unchecked Sendable {
                                         error: TenureError(.limitReached, "Too many clients are connected to the Tenure daemon (its limit is \(config.maxConnections), \(Limits.reservedAdminConnections) of them kept for root).",
                                                            remedy: "Retry later, close idle clients, or raise --max-connections."))
             if let bytes = try? refusal.encoded() { try? await socket.sendAll(bytes) }
+            // The client sends its request before it reads: closed now, its
+            // send would fail (EPIPE) before it read why. Wait for it first.
+            _ = await socket.waitReadable(until: SystemMonotonicClock.shared.now() + Timeouts.refusalLinger)
             return
         }
         await answerRequests(socket, peer)

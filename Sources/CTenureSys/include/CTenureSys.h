@@ -101,6 +101,17 @@ int tenure_set_default_thread_stack(size_t bytes);
 /// `start(argument)`. Returns 0 or an errno value.
 int tenure_start_thread(size_t bytes, void *(*start)(void *), void *argument);
 
+/// posix_spawn_file_actions_addclosefrom_np(actions, low_fd): the child
+/// closes every descriptor from `low_fd` up (after the earlier actions), so
+/// it inherits none it should not hold. `actions` is a
+/// posix_spawn_file_actions_t *. Returns 0 or an errno value.
+int tenure_spawn_actions_close_from(void *actions, int low_fd);
+
+/// posix_spawnattr_setflags(attributes, POSIX_SPAWN_SETSID): the child
+/// starts a session of its own (a detached daemon). `attributes` is a
+/// posix_spawnattr_t *. Returns 0 or an errno value.
+int tenure_spawn_attributes_new_session(void *attributes);
+
 /// epoll_create1(EPOLL_CLOEXEC). The descriptor, or -1 with errno set.
 int tenure_epoll_create(void);
 
