@@ -179,6 +179,8 @@ public actor Daemon {
     nonisolated let requestStages = RequestStages()
     /// Connections that sent `register`: they are never closed for idling.
     var registered: Set<UInt64> = []
+    /// Lockspaces whose loss the core has been told of (``fenceLost(_:_:)``).
+    var fencedLockspaces: Set<LeaseName> = []
     /// Lockspaces being joined (an add in progress), by name.
     var joining: [LeaseName: LockspaceSpec] = [:]
 

@@ -133,6 +133,7 @@ extension Daemon {
         }
         externallyUsed.remove(key)
         lockspaces[key] = nil
+        fencedLockspaces.remove(key)
         core.lockspaceLeft(key)
         for task in joined.tasks { task.cancel() }
         for task in joined.tasks { _ = await task.value }
@@ -384,10 +385,18 @@ extension Daemon {
             guard let expiry = joined.lockspace.publishedExpiry else { return }
             do { try await context.clock.sleep(until: min(expiry, context.clock.now() + Timeouts.lossCheck)) } catch { return }
             guard let lost = await joined.lockspace.checkExpiry() else { continue }
-            observeLockspaces()
-            await carryOut(core.lockspaceLost(joined.spec.name, why: lost.message, at: context.clock.now()))
+            await fenceLost(joined, lost)
             return
         }
+    }
+
+    /// Tells the core that `joined` is lost, once, whoever noticed first
+    /// (its fence task at the expiry, or the poll's look at other hosts'
+    /// timestamps); the core stops every holder of a lease in it.
+    func fenceLost(_ joined: JoinedLockspace, _ lost: TenureError) async {
+        guard lockspaces[joined.spec.name] === joined, fencedLockspaces.insert(joined.spec.name).inserted else { return }
+        observeLockspaces()
+        await carryOut(core.lockspaceLost(joined.spec.name, why: lost.message, at: context.clock.now()))
     }
 
     /// Every ``Timeouts/fencePoll``: processes the core stops, and holders
@@ -536,6 +545,11 @@ extension Daemon {
             if (try? await joined.lockspace.observer.isSignalled(host.id, hostsUpTo: widest, refreshEvery: every)) ?? true {
                 log.debug("lockspace \(name): another host signalled this one; reading the request records of its leases")
                 due.insert(name)
+            }
+            // The same read shows whether this host's clock stood still
+            // (a paused VM): its holders then die now, not at the next renewal.
+            if let lost = await joined.lockspace.lookAtPeers(await joined.lockspace.observer.takeRecentReads()) {
+                await fenceLost(joined, lost)
             }
         }
         return due

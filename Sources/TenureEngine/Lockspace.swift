@@ -113,8 +113,7 @@ public actor Lockspace {
                                                         context: context)
             clockCheck.look(at: read.others, at: read.done, fallback: ioTimeout)
             if let expiry, context.clock.now() >= expiry, let evidence = clockCheck.evidence {
-                throw markLost(TenureError(.lockspaceLost, "Lockspace \(spec.name): this host's clock stood still while other hosts' ran (a paused VM?): \(evidence). Other hosts may have taken its leases.",
-                                           remedy: "The holders of its leases were killed; find what froze the host, then rejoin the lockspace."))
+                throw markLost(frozenClockLoss(evidence))
             }
             let renewed = try await DeltaLease.renewalWrite(slot, hold: hold, after: read, context: context)
             // Holders were due to die at the expiry: a renewal that completes
@@ -163,6 +162,28 @@ public actor Lockspace {
 
     /// Marks the lockspace lost if its expiry has passed; call from a timer
     /// that does not wait on renewal I/O.
+    /// Looks at other hosts' slots read between renewals (the daemon reads
+    /// them every second while it holds leases): a clock that stood still
+    /// is then caught within a second of the resume, not at the next
+    /// renewal up to 2N later. Returns the loss when what they show puts
+    /// the expiry behind this host.
+    public func lookAtPeers(_ reads: [LockspaceObserver.SlotsRead]) -> TenureError? {
+        guard lostReason == nil, hold != nil else { return lostReason }
+        for read in reads {
+            clockCheck.look(at: read.slots.filter { $0.0 != spec.hostID }, at: read.at, fallback: ioTimeout)
+        }
+        if let expiry, context.clock.now() >= expiry, let evidence = clockCheck.evidence {
+            return markLost(frozenClockLoss(evidence))
+        }
+        return nil
+    }
+
+    /// The loss a frozen clock causes, with what showed it.
+    func frozenClockLoss(_ evidence: FrozenClockCheck.Evidence) -> TenureError {
+        TenureError(.lockspaceLost, "Lockspace \(spec.name): this host's clock stood still while other hosts' ran (a paused VM?): \(evidence). Other hosts may have taken its leases.",
+                    remedy: "The holders of its leases were killed; find what froze the host, then rejoin the lockspace.")
+    }
+
     public func checkExpiry() -> TenureError? {
         if lostReason == nil, let expiry, context.clock.now() >= expiry {
             markLost(TenureError(.lockspaceLost, "Lockspace \(spec.name) was not renewed for \(timeouts.renewalFailure).",

@@ -15,6 +15,8 @@ public protocol HostLivenessOracle: Sendable {
 /// daemonless commands on their own, and by a joined ``Lockspace`` whose
 /// monitoring keeps it warm.
 public actor LockspaceObserver: HostLivenessOracle, BallotParticipantSource {
+    /// Reads of host slots not yet taken by ``takeRecentReads()``.
+    private var recentReads: [SlotsRead] = []
     public let device: any BlockDevice
     public let areaOffset: UInt64
     public nonisolated let geometry: LeaseGeometry
@@ -74,10 +76,29 @@ public actor LockspaceObserver: HostLivenessOracle, BallotParticipantSource {
         let s = geometry.sectorSize.bytes
         let bytes = try await device.read(at: areaOffset + UInt64(run.lowerBound * s), length: run.count * s)
         let now = context.clock.now()
-        return DeltaLease.hostSlots(in: bytes, from: run.lowerBound, sectorSize: geometry.sectorSize, lockspace: name).map { slot in
+        let slots = DeltaLease.hostSlots(in: bytes, from: run.lowerBound, sectorSize: geometry.sectorSize, lockspace: name).map { slot in
             table.record(slot.record, for: slot.id, at: now)
             return (slot.id, slot.record, HostBitmap(decoding: slot.sector))
         }
+        recentReads.append(SlotsRead(at: now, slots: slots.map { ($0.0, $0.1) }))
+        if recentReads.count > Self.recentReadsKept { recentReads.removeFirst() }
+        return slots
+    }
+
+    /// One read of host slots outside a renewal, for the lockspace's
+    /// frozen-clock check (``Lockspace/lookAtPeers(_:)``).
+    public struct SlotsRead: Sendable {
+        public var at: MonotonicInstant
+        public var slots: [(HostID, LeaderRecord)]
+    }
+
+    /// The most reads kept until taken (the daemon takes them every second).
+    public static let recentReadsKept = 16
+
+    /// The reads of host slots since the last call, oldest first.
+    public func takeRecentReads() -> [SlotsRead] {
+        defer { recentReads = [] }
+        return recentReads
     }
 
     /// The hosts that can take part in a ballot of a lease with `numHosts`

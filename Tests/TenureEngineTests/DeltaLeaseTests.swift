@@ -190,6 +190,32 @@ import TenureTestKit
         #expect(await !ls.isValid(at: c.clock.now()))
     }
 
+    /// The daemon reads the other hosts' slots every second while it holds
+    /// leases; handed to the lockspace, that read catches the frozen clock
+    /// a second after the resume, long before the next renewal is due.
+    @Test func aFrozenClockIsCaughtByTheNextLookAtThePeersWithinASecond() async throws {
+        let c = try await Cluster()
+        let (ls, other) = try await twoHostsRenewing(c, rounds: 4)
+        let observer = ls.observer
+        // Steady: host 2 renews every 2N, a look every second finds nothing.
+        for second in 0..<6 {
+            if second % 2 == 0 { try await other.renew(by: c.timeouts.renewalInterval) }
+            c.clock.advance(by: .seconds(1))
+            _ = try await observer.observeRange(upTo: HostID(2))
+            #expect(await ls.lookAtPeers(await observer.takeRecentReads()) == nil)
+        }
+        try await ls.renew()
+        #expect(await ls.clockCheck.unseen == .zero)
+        // Frozen for 8N + W + 4 s of real time; one second after the resume the poll looks.
+        for _ in 0..<8 { try await other.renew(by: .seconds(2)) }
+        c.clock.advance(by: .seconds(1))
+        _ = try await observer.observeRange(upTo: HostID(2))
+        let lost = await ls.lookAtPeers(await observer.takeRecentReads())
+        #expect(lost?.code == .lockspaceLost && lost?.message.contains("stood still") == true, "\(String(describing: lost))")
+        #expect(await !ls.isValid(at: c.clock.now()))
+        #expect(await ls.nextRenewalDue! > c.clock.now(), "caught before the next renewal was due")
+    }
+
     /// No false alarm: host 2 misses renewals for 6N and then renews again,
     /// and its clock runs 2 % fast; host 1's clock is right all along.
     @Test func aPeerThatStallsOrRunsFastIsNotTakenForAFrozenClock() async throws {
@@ -198,7 +224,11 @@ import TenureTestKit
         for round in 0..<40 {
             let stalled = (10..<13).contains(round)
             if !stalled { try await other.renew(by: .milliseconds(2040)) } else { other.clock.advance(by: .milliseconds(2040)) }
-            c.clock.advance(by: c.timeouts.renewalInterval)
+            // Half-way, the daemon's poll looks at the peers too.
+            c.clock.advance(by: c.timeouts.renewalInterval / 2)
+            _ = try await ls.observer.observeRange(upTo: HostID(2))
+            #expect(await ls.lookAtPeers(await ls.observer.takeRecentReads()) == nil, "round \(round)")
+            c.clock.advance(by: c.timeouts.renewalInterval / 2)
             try await ls.renew()
         }
         #expect(await ls.isValid(at: c.clock.now()))
