@@ -112,7 +112,9 @@ class Tenure(Implementation):
         lines = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
         # The first line is the device's floor: a cycle's ten I/Os back to back.
         self.floor = next((l for l in lines if l.get("floor")), None)
-        return [l for l in lines if not l.get("floor")][-1]
+        # The one-client run is followed by where its cycles went (a
+        # "breakdown" line): the measurement is the last line of neither kind.
+        return [l for l in lines if not l.get("floor") and not l.get("breakdown")][-1]
 
     def cycles(self):
         # As for sanlock: --cycles cycles by one client, then spread over the clients.
