@@ -239,6 +239,10 @@ final class AIOCore: Sendable {
     let completions: FileDescriptor?
     /// The loop's watch of `completions` and its deadline timer, while open.
     private let onLoop = Mutex<(watch: EventLoop.WatchID?, timer: EventLoop.TimerID?, stopped: Bool)>((nil, nil, false))
+    /// Where the reaper's io_getevents writes, allocated once: one reaper
+    /// (its thread, or the loop's thread) uses it. The callers' solo poll
+    /// has its own event.
+    nonisolated(unsafe) private let reaped = UnsafeMutablePointer<io_event>.allocate(capacity: DirectDevice.maxInFlight)
 
     init(opened: OpenedDevice, ioTimeout: Duration, realtimePriority: Int32?, loop: EventLoop? = nil) throws(TenureError) {
         self.realtimePriority = realtimePriority
@@ -271,6 +275,8 @@ final class AIOCore: Sendable {
             throw error
         }
     }
+
+    deinit { reaped.deallocate() }
 
     var holdsWrites: Bool { state.withLock { $0.table.holdsWrites } }
 
@@ -463,19 +469,16 @@ final class AIOCore: Sendable {
     /// expired I/O, and finish a close that may finish.
     private func serviceOnLoop() {
         guard let completions, !onLoop.withLock({ $0.stopped }) else { return }
-        var count: UInt64 = 0
+        var signalled: UInt64 = 0
         // EAGAIN: nothing signalled since the last drain (a tick, or the caller's poll reaped it).
-        _ = Glibc.read(completions.rawValue, &count, MemoryLayout<UInt64>.size)
-        var events = [io_event](repeating: io_event(), count: DirectDevice.maxInFlight)
+        _ = Glibc.read(completions.rawValue, &signalled, MemoryLayout<UInt64>.size)
         var noWait = timespec(tv_sec: 0, tv_nsec: 0)
         while true {
-            let reaped = events.withUnsafeMutableBufferPointer { buffer in
-                (try? Syscall.runAIO(SyscallContext("io_getevents", path: path), {
-                    io_getevents(context.raw, 0, DirectDevice.maxInFlight, buffer.baseAddress, &noWait)
-                })).map(Int.init) ?? 0
-            }
-            for index in 0 ..< reaped { reap(events[index]) }
-            if reaped < DirectDevice.maxInFlight { break }
+            let count = (try? Syscall.runAIO(SyscallContext("io_getevents", path: path), {
+                io_getevents(context.raw, 0, DirectDevice.maxInFlight, reaped, &noWait)
+            })).map(Int.init) ?? 0
+            for index in 0 ..< count { reap(reaped[index]) }
+            if count < DirectDevice.maxInFlight { break }
         }
         submitReady()
         let tick = expireAndPlan(now: clock.now())
@@ -515,8 +518,6 @@ final class AIOCore: Sendable {
     private func runReaper() {
         // Refused without CAP_SYS_NICE: the renewal thread reports the same refusal.
         if let realtimePriority { _ = tenure_set_realtime_current_thread(realtimePriority) }
-        let events = UnsafeMutablePointer<io_event>.allocate(capacity: DirectDevice.maxInFlight)
-        defer { events.deallocate() }
         while true {
             let now = clock.now()
             let tick = expireAndPlan(now: now)
@@ -525,9 +526,9 @@ final class AIOCore: Sendable {
                 finishClose(ending)
                 return
             }
-            let count = waitForCompletions(events, timeout: tick.wait)
+            let count = waitForCompletions(reaped, timeout: tick.wait)
             for index in 0 ..< count {
-                reap(events[index])
+                reap(reaped[index])
             }
             submitReady()
         }
