@@ -597,6 +597,8 @@ import Glibc
             out["lver"] = [r["version"] for r in sanlock.inquire(slkfd=fd)]
             """)
         #expect(free["lver"] as? [Int] == [3], "\(free)")
+        // Its process has exited; the daemon releases its lease when it sees that.
+        #expect(eventually { (try? status())?.contains("R0") == false }, "\((try? status()) ?? "")")
         // A forced request for an orphan releases it: no process to stop.
         #expect(try Harness.run(program, ["persist", setup.file], environment: environment).stdout == "0\n")
         #expect(eventually { (try? status())?.contains("1048576:4 p 0 ORPHAN") == true }, "\((try? status()) ?? "")")
