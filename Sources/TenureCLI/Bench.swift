@@ -66,6 +66,9 @@ extension Bench {
             let p99Ms: Double
             /// The one-client p50 over the device floor's p50 (nil for several clients).
             var floorRatio: Double?
+            /// The lease handles' I/Os per io_submit call, from the daemon's
+            /// metrics: how much the requests that ran together shared.
+            var iosPerSubmit: Double?
         }
 
         /// The daemon's per-stage sums and its lease handles' I/O wait, from
@@ -75,6 +78,7 @@ extension Bench {
             var ioWaitSeconds = 0.0
             var ios = 0.0
             var polled = 0.0
+            var submits = 0.0
 
             static func take(runDir: String?) throws -> StageSample {
                 let text = try TenureConnection(runDir: runDir).metrics()
@@ -93,6 +97,8 @@ extension Bench {
                         sample.ios += value
                     } else if key.hasPrefix("tenure_io_answered_by_caller_total{"), !renewals {
                         sample.polled += value
+                    } else if key.hasPrefix("tenure_io_submit_calls_total{"), !renewals {
+                        sample.submits += value
                     }
                 }
                 return sample
@@ -158,19 +164,23 @@ extension Bench {
                     print("device floor: 10 single-sector I/Os back to back, \(floor.cycles) cycles: p50 \(Format.fixed(floor.p50Ms, 3)) ms, p99 \(Format.fixed(floor.p99Ms, 3)) ms")
                 }
                 for count in clients == 1 ? [1] : [1, clients] {
-                    let before = count == 1 ? try? StageSample.take(runDir: options.runDir) : nil
+                    let before = try? StageSample.take(runDir: options.runDir)
                     var m = try measure(clients: count, resource: resource)
                     if count == 1, floor.p50Ms > 0 { m.floorRatio = m.p50Ms / floor.p50Ms }
                     var breakdown: Breakdown?
                     if let before, let after = try? StageSample.take(runDir: options.runDir) {
-                        breakdown = Breakdown(cycles: m.cycles, meanMs: m.seconds * 1000 / Double(max(m.cycles, 1)), before: before, after: after)
+                        if after.submits > before.submits { m.iosPerSubmit = (after.ios - before.ios) / (after.submits - before.submits) }
+                        if count == 1 {
+                            breakdown = Breakdown(cycles: m.cycles, meanMs: m.seconds * 1000 / Double(max(m.cycles, 1)), before: before, after: after)
+                        }
                     }
                     if json {
                         print(Terminal.json(m))
                     } else {
                         let ratio = m.floorRatio.map { " (\(Format.fixed($0, 1))× the floor)" } ?? ""
+                        let shared = m.iosPerSubmit.map { ", \(Format.fixed($0, 2)) I/Os per io_submit" } ?? ""
                         print("\(Format.padded(String(m.clients), 3)) client\(m.clients == 1 ? " " : "s"): \(Format.padded(String(m.cycles), 6)) cycles in \(Format.fixed(m.seconds, 2)) s = "
-                              + "\(Format.padded(Format.fixed(m.cyclesPerSecond, 1), 8)) cycles/s, p50 \(Format.fixed(m.p50Ms, 3)) ms, p99 \(Format.fixed(m.p99Ms, 3)) ms" + ratio)
+                              + "\(Format.padded(Format.fixed(m.cyclesPerSecond, 1), 8)) cycles/s, p50 \(Format.fixed(m.p50Ms, 3)) ms, p99 \(Format.fixed(m.p99Ms, 3)) ms" + ratio + shared)
                     }
                     if let breakdown { print(json ? Terminal.json(breakdown) : breakdown.text) }
                     fflush(nil)

@@ -69,7 +69,7 @@ extension Daemon {
         m.metric("tenure_leases_held", "gauge", "Leases held for processes, and orphans.", ["tenure_leases_held \(core.leaseCount + core.orphans.count)"])
         m.metric("tenure_request_stage_seconds", "summary", "Time of requests on Tenure's socket in each stage: read (off the socket and decoded), handle (the daemon's work, I/O included), reply (encode and write); to_task and to_connection were thread hand-offs, none since the event loop.",
                  requestStages.lines("tenure_request_stage_seconds"))
-        var timeouts: [String] = [], failures: [String] = [], waits: [String] = [], answered: [String] = [], polled: [String] = []
+        var timeouts: [String] = [], failures: [String] = [], waits: [String] = [], answered: [String] = [], polled: [String] = [], submits: [String] = []
         for (path, device) in measuredDevices() {
             let stats = device.statistics
             let l = "device=\"\(MetricsText.label(path))\""
@@ -78,11 +78,13 @@ extension Daemon {
             waits.append("tenure_io_wait_seconds_total{\(l)} \(Double(stats.waitNanoseconds) / 1e9)")
             answered.append("tenure_io_total{\(l)} \(stats.reads + stats.writes + stats.failures + stats.timeouts)")
             polled.append("tenure_io_answered_by_caller_total{\(l)} \(stats.answeredByCaller)")
+            submits.append("tenure_io_submit_calls_total{\(l)} \(stats.batches)")
         }
         m.metric("tenure_io_timeouts_total", "counter", "I/Os whose deadline passed, per open device handle.", timeouts)
         m.metric("tenure_io_failures_total", "counter", "I/Os that failed, per open device handle.", failures)
         m.metric("tenure_io_total", "counter", "I/Os answered, per open device handle.", answered)
-        m.metric("tenure_io_answered_by_caller_total", "counter", "I/Os whose caller found the completion itself (the rest woke it through the reaper's thread), per open device handle.", polled)
+        m.metric("tenure_io_answered_by_caller_total", "counter", "I/Os found by polling, by their caller or by the event loop at the end of a round (the rest woke it through the reaper), per open device handle.", polled)
+        m.metric("tenure_io_submit_calls_total", "counter", "io_submit calls, per open device handle: I/Os issued together share one.", submits)
         m.metric("tenure_io_wait_seconds_total", "counter", "Time callers waited for their I/O (queue, kernel, device, wake-up), per open device handle.", waits)
         m.metric("tenure_resident_memory_bytes", "gauge", "The daemon's resident memory.", ["tenure_resident_memory_bytes \((Self.residentKiB() ?? 0) * 1024)"])
         return m.text

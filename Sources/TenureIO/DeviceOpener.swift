@@ -41,9 +41,10 @@ public struct IOStatistics: Sendable, Equatable, CustomStringConvertible {
     /// Time callers waited for their I/O, from the call to the answer
     /// (queue, kernel, device and the wake-up), summed over answered I/Os.
     public var waitNanoseconds: UInt64 = 0
-    /// I/Os whose caller found the completion itself, polling while its I/O
-    /// was the only one in flight (``DirectDevice``'s solo poll); the rest
-    /// were answered by the reaper's thread, which then wakes the caller.
+    /// I/Os found by polling (``DirectDevice``'s solo poll): by their caller
+    /// while its I/O was the only one in flight, or by the event loop at the
+    /// end of a turn with nothing else to run; the rest were answered by the
+    /// reaper (its thread, or the loop woken by the eventfd).
     public var answeredByCaller: UInt64 = 0
 
     public init() {}

@@ -57,6 +57,8 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         var work: [Work] = []
         var timers: [UInt64: Timer] = [:]
         var handlers: [UInt64: Handler] = [:]
+        /// Run at the end of the current round of work (atEndOfRound).
+        var endOfRound: [@Sendable () -> Void] = []
         var nextID: UInt64 = 1
         /// The loop is in (or about to enter) epoll_wait with a timeout.
         var sleeping = false
@@ -119,9 +121,30 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         add(.closure(body))
     }
 
+    /// Runs `body` on the loop's thread at the end of the current round of
+    /// work: once the work the loop took together (the requests that
+    /// arrived together, the completions reaped together) has run, before
+    /// the work that work begot. A device submits there, in one io_submit,
+    /// the I/O every request of the round asked for (``DirectDevice``).
+    public func atEndOfRound(_ body: @escaping @Sendable () -> Void) {
+        changeAndWake { $0.endOfRound.append(body) }
+    }
+
+    /// Whether work waits to run on the loop (called on the loop: a handler
+    /// that could spin deciding whether it would delay anyone).
+    public var hasQueuedWork: Bool {
+        state.withLock { !$0.work.isEmpty }
+    }
+
     private func add(_ work: Work) {
+        changeAndWake { $0.work.append(work) }
+    }
+
+    /// Changes the state, and wakes the loop if it sleeps (one write to the
+    /// eventfd per sleep, however many changes).
+    private func changeAndWake(_ change: (inout State) -> Void) {
         let wakeUp = state.withLock { state -> Bool in
-            state.work.append(work)
+            change(&state)
             guard state.sleeping, !state.wakePending else { return false }
             state.wakePending = true
             return true
@@ -141,15 +164,12 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     /// cancelled first.
     @discardableResult
     public func schedule(at deadline: MonotonicInstant, _ fire: @escaping @Sendable () -> Void) -> TimerID {
-        let (id, wakeUp) = state.withLock { state -> (UInt64, Bool) in
-            let id = state.nextID
+        var id: UInt64 = 0
+        changeAndWake { state in
+            id = state.nextID
             state.nextID += 1
             state.timers[id] = Timer(deadline: deadline, fire: fire)
-            guard state.sleeping, !state.wakePending else { return (id, false) }
-            state.wakePending = true
-            return (id, true)
         }
-        if wakeUp { signalWake() }
         return TimerID(rawValue: id)
     }
 
@@ -216,15 +236,19 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
             // Work begets work (each hop between the daemon's actor and the
             // engine is a job): run it out, up to a bound, before asking
             // epoll, so a request costs one epoll_wait, not one per hop.
+            // A round is the work taken at once; its end runs what waited
+            // for it (atEndOfRound: the round's I/O, submitted together).
             for _ in 0 ..< Self.workRoundsPerPoll {
                 let work = takeWork()
-                if work.isEmpty { break }
                 for item in work {
                     switch item {
                     case .job(let job): job.runSynchronously(isolatedTo: serial, taskExecutor: task)
                     case .closure(let body): body()
                     }
                 }
+                let ends = takeEndOfRound()
+                for body in ends { body() }
+                if work.isEmpty && ends.isEmpty { break }
             }
             for fire in takeDueTimers() { fire() }
             let timeout = sleepTimeout()
@@ -255,6 +279,13 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         }
     }
 
+    private func takeEndOfRound() -> [@Sendable () -> Void] {
+        state.withLock { state in
+            defer { state.endOfRound = [] }
+            return state.endOfRound
+        }
+    }
+
     private func takeDueTimers() -> [@Sendable () -> Void] {
         let now = clock.now()
         return state.withLock { state in
@@ -270,7 +301,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     private func sleepTimeout() -> Int32 {
         let now = clock.now()
         return state.withLock { state in
-            guard state.work.isEmpty else { return 0 }
+            guard state.work.isEmpty, state.endOfRound.isEmpty else { return 0 }
             state.sleeping = true
             guard let nearest = state.timers.values.map(\.deadline).min() else { return -1 }
             guard nearest > now else { return 0 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import TenureCore
 import TenureIO
@@ -45,6 +46,14 @@ func open(_ path: String, _ kind: DeviceKind, timeout: Duration = .seconds(5)) t
     case .aioOnLoop: try openBlockDevice(path: path, engine: .aio, ioTimeout: timeout, loop: testLoop)
     case .sync: try openBlockDevice(path: path, engine: .sync, ioTimeout: timeout)
     }
+}
+
+/// Counts down from a start, from any thread.
+final class Countdown: Sendable {
+    private let left: Mutex<Int>
+    init(_ start: Int) { left = Mutex(start) }
+    /// True for the call that reaches zero.
+    func countDown() -> Bool { left.withLock { $0 -= 1; return $0 == 0 } }
 }
 
 /// The `TenureError` that `body` throws, or nil (recording an issue).
@@ -112,6 +121,31 @@ struct DeviceTests {
         for i in 0..<count { #expect(results[i] == pattern(i, count: 4096), "block \(i)") }
         #expect(device.statistics.writes == UInt64(count))
 
+        await device.close()
+    }
+
+    /// On the loop, the I/Os that requests ask for in one turn go to the
+    /// kernel together: one io_submit for all of them, not one each.
+    @Test func requestsThatRunTogetherOnTheLoopShareOneSubmit() async throws {
+        let count = 8
+        let file = try ScratchFile(size: count * 4096)
+        let device = try open(file.path, .aioOnLoop)
+        let done = await withCheckedContinuation { (finished: CheckedContinuation<Int, Never>) in
+            let left = Countdown(count)
+            testLoop.execute {
+                for i in 0 ..< count {
+                    Task(executorPreference: testLoop) { @Sendable in
+                        try? await device.write(pattern(i, count: 4096), at: UInt64(i * 4096))
+                        if left.countDown() { finished.resume(returning: count) }
+                    }
+                }
+            }
+        }
+        let statistics = device.statistics
+        #expect(done == count && statistics.writes == UInt64(count))
+        #expect(statistics.submitted == UInt64(count))
+        #expect(statistics.batches == 1, "\(statistics.batches) io_submit calls for \(count) writes issued in one turn")
+        for i in 0 ..< count { #expect(try file.bytes(at: i * 4096, count: 4096) == pattern(i, count: 4096)) }
         await device.close()
     }
 

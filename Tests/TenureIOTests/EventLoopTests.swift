@@ -70,6 +70,28 @@ struct EventLoopTests {
         #expect(eventually { ran.load(ordering: .relaxed) == 50 }, "ran \(ran.load(ordering: .relaxed)) of 50 on the loop")
     }
 
+    @Test func theEndOfARoundRunsAfterTheWorkTakenTogetherAndBeforeWhatItBegot() {
+        let order = Mutex<[String]>([])
+        testLoop.execute {
+            // Both queued from the loop itself: the next round takes them together.
+            testLoop.execute {
+                order.withLock { $0.append("first") }
+                testLoop.atEndOfRound { order.withLock { $0.append("end of round") } }
+                testLoop.execute { order.withLock { $0.append("next round") } }
+            }
+            testLoop.execute { order.withLock { $0.append("second") } }
+        }
+        #expect(eventually { order.withLock { $0.count } == 4 })
+        #expect(order.withLock { $0 } == ["first", "second", "end of round", "next round"])
+    }
+
+    @Test func theEndOfARoundAskedForFromAnotherThreadStillRuns() {
+        let ran = Atomic<Bool>(false)
+        usleep(200) // let the loop go back to sleep in epoll_wait
+        testLoop.atEndOfRound { ran.store(testLoop.isCurrent, ordering: .relaxed) }
+        #expect(eventually { ran.load(ordering: .relaxed) })
+    }
+
     @Test func timersFireInDeadlineOrderAndACancelledOneNever() {
         let fired = Mutex<[Int]>([])
         let now = SystemMonotonicClock.shared.now()
