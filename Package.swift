@@ -8,6 +8,7 @@ let package = Package(
     name: "Tenure",
     products: [
         .executable(name: "tenure", targets: ["tenure"]),
+        .executable(name: "tenured", targets: ["tenured"]),
         .executable(name: "tenure-sim", targets: ["tenure-sim"]),
         .library(name: "TenureCore", targets: ["TenureCore"]),
         .library(name: "TenureFormat", targets: ["TenureFormat"]),
@@ -52,18 +53,28 @@ let package = Package(
             dependencies: ["TenureClient", "TenureCore", "TenureFormat", "TenureEngine", "TenureHost", "TenureIO", "TenureSyscall", "TenureSanlockWire", "CTenureSys",
                            .product(name: "Logging", package: "swift-log")]
         ),
+        // Starting the daemon: settings (flags, config file), log, signals, the
+        // hand-over to `tenured`. No ArgumentParser, no Foundation: tenured links it.
+        .target(
+            name: "TenureLaunch",
+            dependencies: ["TenureClient", "TenureCore", "TenureDaemon", "TenureEngine", "TenureIO", "TenureSyscall",
+                           .product(name: "Logging", package: "swift-log")]
+        ),
         // In-memory device and manual clock for unit tests and the simulator.
         .target(name: "TenureTestKit", dependencies: ["TenureCore"]),
         // The `tenure` subcommands, as a library so tests can drive them in-process too.
         .target(
             name: "TenureCLI",
             dependencies: [
-                "TenureCore", "TenureFormat", "TenureEngine", "TenureIO", "TenureSyscall", "TenureSanlockWire", "TenureClient", "TenureDaemon", "CTenureSys",
+                "TenureCore", "TenureFormat", "TenureEngine", "TenureIO", "TenureSyscall", "TenureSanlockWire", "TenureClient", "TenureDaemon", "TenureLaunch", "CTenureSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(name: "tenure", dependencies: ["TenureCLI", "TenureIO"], path: "Tools/tenure"),
+        // The daemon's own binary: what `tenure daemon` hands over to, without
+        // the command line's libraries (ArgumentParser, FoundationEssentials).
+        .executableTarget(name: "tenured", dependencies: ["TenureLaunch", "TenureCore", "TenureIO", "TenureSyscall"], path: "Tools/tenured"),
         // The deterministic simulator: the real engine, many hosts, every fault, replayable by seed.
         .target(
             name: "TenureSimKit",
@@ -86,7 +97,7 @@ let package = Package(
         .testTarget(name: "TenureIOTests", dependencies: ["TenureIO", "TenureSyscall", "TenureCore", "TenureTestKit"]),
         .testTarget(
             name: "TenureCLITests",
-            dependencies: ["TenureCLI", "TenureClient", "TenureDaemon", "TenureEngine", "TenureFormat", "TenureIO", "TenureCore", "tenure"]
+            dependencies: ["TenureCLI", "TenureClient", "TenureDaemon", "TenureEngine", "TenureFormat", "TenureIO", "TenureCore", "TenureLaunch", "tenure", "tenured"]
         ),
     ]
 )

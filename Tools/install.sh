@@ -30,9 +30,12 @@ step() { echo "install: $*" >&2; }
 if [ -z "$binary" ]; then
   step "building the release binary with the static Swift standard library (a few minutes)"
   (cd "$root" && swift build -c release --static-swift-stdlib --product tenure >&2)
+  (cd "$root" && swift build -c release --static-swift-stdlib --product tenured >&2)
   binary=$(cd "$root" && swift build -c release --static-swift-stdlib --show-bin-path)/tenure
 fi
 [ -x "$binary" ] || { echo "install.sh: $binary is not an executable" >&2; exit 1; }
+# The daemon's own binary, beside tenure (the same build): `tenure daemon` hands over to it.
+[ -x "${binary}d" ] || { echo "install.sh: ${binary}d (the daemon's binary, built with --product tenured) is missing beside $binary" >&2; exit 1; }
 
 step "building libtenure and the libvirt plugin"
 cbuild=$(mktemp -d)
@@ -43,8 +46,8 @@ d() { install -d -m 0755 "$destdir$1"; }
 f() { install -m "$1" "$2" "$destdir$3"; }
 
 step "installing under ${destdir:-/}"
-d "$prefix/sbin"; f 0755 "$binary" "$prefix/sbin/tenure"
-strip --strip-debug "$destdir$prefix/sbin/tenure" 2>/dev/null || true
+d "$prefix/sbin"; f 0755 "$binary" "$prefix/sbin/tenure"; f 0755 "${binary}d" "$prefix/sbin/tenured"
+strip --strip-debug "$destdir$prefix/sbin/tenure" "$destdir$prefix/sbin/tenured" 2>/dev/null || true
 
 d "$libdir"; f 0644 "$cbuild/lib/libtenure.so.1" "$libdir/libtenure.so.1"
 ln -sf libtenure.so.1 "$destdir$libdir/libtenure.so"

@@ -1,5 +1,4 @@
 import ArgumentParser
-import FoundationEssentials
 import Glibc
 import Dispatch
 import Logging
@@ -7,6 +6,7 @@ import TenureClient
 import TenureCore
 import TenureDaemon
 import TenureIO
+import TenureLaunch
 import TenureSyscall
 
 /// `tenure daemon`: one per host; holds leases for local processes.
@@ -38,7 +38,7 @@ struct DaemonCommand: AsyncParsableCommand {
     var runDir: String?
 
     @Option(help: ArgumentHelp("Config file.", valueName: "FILE"))
-    var config: String = "/etc/tenure/tenure.conf"
+    var config: String = DaemonSettings.defaultConfigPath
 
     @Option(name: .customLong("host-name"), help: "Name written into this host's delta leases (default: the machine's host name).")
     var hostName: String?
@@ -84,146 +84,50 @@ struct DaemonCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            let (settings, level) = try loadSettings()
-            if !foreground { try detach(settings); return }
-            try await serve(settings, logging: level)
+            // Checked here, before detaching or handing over, so a bad
+            // setting is reported to whoever started the daemon.
+            let flags = givenFlags
+            let (settings, level) = try DaemonSettings.load(flags: flags, configPath: config)
+            let daemon = DaemonLauncher.executable(beside: selfExecutable())
+            if !foreground { try detach(settings, flags: flags, daemon: daemon); return }
+            if let daemon { try DaemonLauncher.handOver(to: daemon, DaemonArguments.render(flags: flags, configPath: config)) }
+            // No tenured beside this binary (a copy under another name):
+            // the daemon runs in this process, with the CLI's libraries.
+            try await DaemonLauncher.serve(settings, logging: level)
         }
     }
 
-    /// The config file's keys: every flag of the daemon but --config and
-    /// --foreground (`tenure.conf(5)` lists them).
-    static let settingKeys = ["run-dir", "host-name", "io-timeout", "watchdog", "watchdog-fire", "kill-grace", "socket-group", "log-level",
-                              "max-connections", "max-leases", "log-file", "lock-memory", "realtime", "sanlock-run-dir", "metrics-listen"]
-
-    /// Flags over the config file over defaults, all checked before the
-    /// daemon detaches.
-    func loadSettings() throws -> (DaemonConfig, Logger.Level) {
-        let file = try ConfigFile.load(config, required: false, known: Self.settingKeys)
-        let levelName = logLevel ?? file["log-level"] ?? "info"
-        guard let level = Logger.Level(rawValue: levelName) else {
-            throw TenureError(.invalidArgument, "--log-level \(levelName) is not a level.", remedy: "Use trace, debug, info, notice, warning, error or critical.")
-        }
-        let dir = runDir ?? file["run-dir"] ?? Wire.runDir(ProcessInfo.processInfo.environment)
-        var c = DaemonConfig(runDir: dir, hostName: hostName ?? file["host-name"] ?? ProcessInfo.processInfo.hostName.prefixBytes(48))
-        c.injectedBugs = try injectedBugsFromEnvironment()
-        if let v = try ioTimeout ?? file.int("io-timeout") { c.ioTimeout = try validIOTimeout(v) }
-        let dog = watchdog ?? file["watchdog"] ?? "/dev/watchdog"
-        c.watchdogDevice = dog == "none" ? nil : dog
-        if let w = try watchdogFire ?? file.int("watchdog-fire") {
-            guard (1...600).contains(w) else { throw TenureError(.invalidArgument, "--watchdog-fire \(w) is outside 1...600 seconds.") }
-            c.watchdogFire = .seconds(w)
-        }
-        if let g = try killGrace ?? file.int("kill-grace") {
-            guard (0...600).contains(g) else { throw TenureError(.invalidArgument, "--kill-grace \(g) is outside 0...600 seconds.") }
-            c.killGrace = .seconds(g)
-        }
-        c.socketGroup = socketGroup ?? file["socket-group"]
-        if let n = try maxConnections ?? file.int("max-connections") {
-            guard (1...65536).contains(n) else { throw TenureError(.invalidArgument, "--max-connections \(n) is outside 1...65536.") }
-            c.maxConnections = n
-        }
-        if let n = try maxLeases ?? file.int("max-leases") {
-            guard (1...1_000_000).contains(n) else { throw TenureError(.invalidArgument, "--max-leases \(n) is outside 1...1000000.") }
-            c.maxLeases = n
-        }
-        c.lockMemory = try onOff("lock-memory", lockMemory ?? file["lock-memory"], default: true)
-        c.realtime = try onOff("realtime", realtime ?? file["realtime"], default: true)
-        c.sanlockRunDir = sanlockRunDir ?? file["sanlock-run-dir"]
-        c.logFile = logFile ?? file["log-file"]
-        c.metricsListen = metricsListen ?? file["metrics-listen"]
-        if let address = c.metricsListen { _ = try TCPSocket.address(address) }
-        return (c, level)
+    /// The settings given as flags, by config-file key.
+    var givenFlags: [String: String] {
+        let given: [(String, String?)] = [
+            ("run-dir", runDir), ("host-name", hostName), ("io-timeout", ioTimeout.map(String.init)), ("watchdog", watchdog),
+            ("watchdog-fire", watchdogFire.map(String.init)), ("kill-grace", killGrace.map(String.init)), ("socket-group", socketGroup),
+            ("log-level", logLevel), ("max-connections", maxConnections.map(String.init)), ("max-leases", maxLeases.map(String.init)),
+            ("log-file", logFile), ("lock-memory", lockMemory), ("realtime", realtime), ("sanlock-run-dir", sanlockRunDir),
+            ("metrics-listen", metricsListen),
+        ]
+        assert(Set(given.map(\.0)) == Set(DaemonSettings.keys), "every setting is a flag")
+        return given.reduce(into: [:]) { flags, pair in if let value = pair.1 { flags[pair.0] = value } }
     }
 
-    /// "on" or "off" for `--NAME`; nil means `default`.
-    func onOff(_ name: String, _ value: String?, default fallback: Bool) throws -> Bool {
-        switch value {
-        case nil: return fallback
-        case "on": return true
-        case "off": return false
-        case let other?:
-            throw TenureError(.invalidArgument, "--\(name) \(other) is neither on nor off.", remedy: "Write --\(name) on or --\(name) off.")
-        }
-    }
-
-    /// mlockall and real-time scheduling, as configured. A refusal (no
-    /// CAP_IPC_LOCK or CAP_SYS_NICE, say) is logged loudly and the daemon
-    /// runs on, as sanlock does.
-    static func guardAgainstStarvation(_ settings: DaemonConfig, log: Logger) {
-        if settings.lockMemory {
-            do {
-                try Starvation.lockMemory()
-                log.info("memory locked (mlockall): renewals never wait on a page fault")
-            } catch {
-                log.error("could not lock memory: \(error) Under memory pressure a renewal may wait on page faults; run as root, or --lock-memory off to silence this.")
-            }
-            do {
-                try Starvation.shieldFromOOMKiller()
-                log.info("shielded from the OOM killer (oom_score_adj -1000)")
-            } catch {
-                log.error("could not shield the daemon from the OOM killer: \(error) Under memory pressure it may be killed and its holders go unfenced until the watchdog resets the host; run as root.")
-            }
-        } else {
-            log.warning("memory not locked (--lock-memory off): under memory pressure renewals may be delayed. Test setups only.")
-        }
-        // The renewal thread's real-time priority is reported as the server starts it.
-    }
-
-    func serve(_ settings: DaemonConfig, logging level: Logger.Level) async throws {
-        // A log file, when one is set, takes the output (reopened on SIGHUP);
-        // "syslog" sends the log there (journald reads it); without either the
-        // output stays where it was started (the journal under systemd).
-        let toSyslog = settings.logFile == Self.syslogDestination
-        if let path = settings.logFile, !toSyslog { try Self.redirectOutput(to: path) }
-        // The log at its level; every line, debug too, into the ring log_dump shows.
-        let log = Logger(label: "tenure") { label in
-            var primary: any LogHandler = toSyslog ? SyslogLogHandler(label: label) : StreamLogHandler.standardError(label: label)
-            primary.logLevel = level
-            return MultiplexLogHandler([primary, RingLogHandler(label: label)])
-        }
-        Self.guardAgainstStarvation(settings, log: log)
-        if settings.watchdogDevice == nil {
-            log.warning("running WITHOUT a watchdog (--watchdog none): if this host cannot kill a holder whose lockspace is lost, nothing resets it. Test setups only.")
-        } else {
-            log.info("watchdog \(settings.watchdogDevice!) armed with fire time \(settings.watchdogFire)")
-        }
-        log.info("settings: \(settings.effective)")
-        let server = try DaemonServer(config: settings, log: log)
-        await server.daemon.start()
-        log.info("serving on \(server.socketPath) as \(settings.hostName)")
-        // systemd's Type=notify: the socket answers from here on.
-        do {
-            try UnixSocket.notifyServiceManager("READY=1\nMAINPID=\(getpid())\nSTATUS=serving on \(server.socketPath)", socket: ProcessInfo.processInfo.environment["NOTIFY_SOCKET"])
-        } catch {
-            log.warning("could not tell the service manager the daemon is ready: \(error)")
-        }
-        let stop = ShutdownSignals(server: server, log: log, logFile: toSyslog ? nil : settings.logFile)
-        try server.serve()
-        await stop.wait()
-        server.close()
-        log.info("stopped")
-    }
-
-    /// The `tenure` arguments this daemon was started with, when they are
-    /// not the process's own (`sanlock daemon`, translated by SanlockCLI):
-    /// the detached daemon is started with these. Set once, before parsing.
-    nonisolated(unsafe) static var invocation: [String]?
-
-    /// Starts `tenure daemon --foreground …` in a new session, logging to a file,
+    /// Starts the daemon in the foreground in a new session (`tenured`, or
+    /// this binary's `daemon --foreground` without it), logging to a file,
     /// and returns once its socket answers.
-    func detach(_ settings: DaemonConfig) throws {
-        var arguments = (Self.invocation ?? Array(CommandLine.arguments.dropFirst())) + ["--foreground"]
-        if runDir == nil { arguments += ["--run-dir", settings.runDir] }
+    func detach(_ settings: DaemonConfig, flags: [String: String], daemon: String?) throws {
+        var flags = flags
+        flags["run-dir"] = settings.runDir
         try DaemonServer.prepareRunDir(settings.runDir)
         // Detached, the daemon logs to syslog unless a file is named; what it
         // prints before its log is set up goes to RUN_DIR/tenure.out.
-        let logPath = settings.logFile ?? Self.syslogDestination
-        if logFile == nil { arguments += ["--log-file", logPath] }
-        let earlyOutput = logPath == Self.syslogDestination ? settings.runDir + "/tenure.out" : logPath
-        let whereToLook = logPath == Self.syslogDestination ? "journalctl -t tenure (and \(earlyOutput))" : logPath
-        let out = try Self.openLog(earlyOutput)
+        let logPath = settings.logFile ?? DaemonLauncher.syslogDestination
+        flags["log-file"] = logPath
+        let earlyOutput = logPath == DaemonLauncher.syslogDestination ? settings.runDir + "/tenure.out" : logPath
+        let whereToLook = logPath == DaemonLauncher.syslogDestination ? "journalctl -t tenure (and \(earlyOutput))" : logPath
+        let out = try DaemonLauncher.openLog(earlyOutput)
         defer { close(out) }
-        let process = try Subprocess(selfExecutable(), arguments, stdin: .null, stdout: .descriptor(out), stderr: .descriptor(out), newSession: true)
+        let arguments = DaemonArguments.render(flags: flags, configPath: config)
+        let process = try Subprocess(daemon ?? selfExecutable(), daemon == nil ? ["daemon", "--foreground"] + arguments : arguments,
+                                     stdin: .null, stdout: .descriptor(out), stderr: .descriptor(out), newSession: true)
         for _ in 0..<100 {
             if let connection = try? TenureConnection(runDir: settings.runDir), (try? connection.status()) != nil {
                 print("tenure daemon started (pid \(process.processIdentifier)), socket \(settings.runDir)/\(Wire.socketName), log \(whereToLook)")
@@ -235,157 +139,5 @@ struct DaemonCommand: AsyncParsableCommand {
             usleep(100_000)
         }
         throw TenureError(.daemonUnavailable, "The daemon did not answer within 10 s.", remedy: "See \(whereToLook).")
-    }
-}
-
-extension DaemonCommand {
-    /// Opens the detached daemon's log for appending and writes its first
-    /// line, so a full or read-only filesystem stops the start with the cause
-    /// instead of losing every later line in silence.
-    /// The `log-file` value that sends the log to syslog.
-    static let syslogDestination = "syslog"
-
-    /// Points stdout and stderr at `path` (appending; created 0640).
-    static func redirectOutput(to path: String) throws {
-        let context = SyscallContext("open", path: path)
-        let fd = try Syscall.run(context) { open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o640) }
-        defer { close(fd) }
-        fflush(nil)
-        for target in [STDOUT_FILENO, STDERR_FILENO] {
-            _ = try Syscall.run(SyscallContext("dup2", path: path)) { dup2(fd, target) }
-        }
-    }
-
-    static func openLog(_ path: String) throws -> Int32 {
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o640)
-        let line = "tenure daemon starting (pid of the launcher \(getpid()))\n"
-        let written = fd < 0 ? -1 : line.withCString { write(fd, $0, strlen($0)) }
-        guard written == line.utf8.count else {
-            let e = errno
-            if fd >= 0 { close(fd) }
-            throw TenureError(.ioFailed, "Cannot write the log file \(path): \(String(cString: strerror(e))).",
-                              remedy: "Free space and inodes on its filesystem (df -h, df -i), or give another --log-file.", errno: e)
-        }
-        return fd
-    }
-}
-
-/// SIGTERM / SIGINT: a graceful shutdown, refused while leases are held
-/// (logged; send SIGQUIT or `tenure client shutdown --force` to force it).
-final class ShutdownSignals: @unchecked Sendable {
-    let server: DaemonServer
-    let log: Logger
-    private var sources: [DispatchSourceSignal] = []
-    private let stream: AsyncStream<Void>
-    private let continuation: AsyncStream<Void>.Continuation
-
-    init(server: DaemonServer, log: Logger, logFile: String?) {
-        self.server = server
-        self.log = log
-        (stream, continuation) = AsyncStream.makeStream()
-        if let path = logFile {
-            // SIGHUP: reopen the log file (after logrotate moved it away).
-            Glibc.signal(SIGHUP, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
-            source.setEventHandler {
-                do {
-                    try DaemonCommand.redirectOutput(to: path)
-                    log.info("reopened the log file \(path)")
-                } catch {
-                    log.error("could not reopen the log file \(path): \(error)")
-                }
-            }
-            source.resume()
-            sources.append(source)
-        }
-        for (signal, force) in [(SIGTERM, false), (SIGINT, false), (SIGQUIT, true)] {
-            Glibc.signal(signal, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
-            source.setEventHandler { [self] in
-                Task {
-                    do {
-                        try await server.daemon.shutdown(force: force)
-                        continuation.yield()
-                    } catch {
-                        log.warning("shutdown refused: \(error)")
-                    }
-                }
-            }
-            source.resume()
-            sources.append(source)
-        }
-    }
-
-    /// Returns once a shutdown went through (by signal or by a client).
-    func wait() async {
-        let daemon = server.daemon
-        let poll = Task {
-            while !Task.isCancelled {
-                if await daemon.shuttingDown { continuation.yield(); return }
-                try? await Task.sleep(for: .milliseconds(200))
-            }
-        }
-        for await _ in stream { break }
-        poll.cancel()
-    }
-}
-
-/// KEY=VALUE lines; # starts a comment.
-struct ConfigFile {
-    var values: [String: String] = [:]
-    var path = ""
-
-    /// Reads `path`; with `known`, a key that is not one of them is refused
-    /// at once, naming the nearest (a misspelled key would otherwise do
-    /// nothing, silently: `io_timout=3`).
-    static func load(_ path: String, required: Bool, known: [String]? = nil) throws -> ConfigFile {
-        guard FileManager.default.fileExists(atPath: path) else {
-            if required { throw TenureError(.notFound, "The config file \(path) does not exist.") }
-            return ConfigFile(path: path)
-        }
-        // Read with read(2): String(contentsOfFile:) refuses /dev/null and pipes.
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw TenureError(.permissionDenied, "The config file \(path) cannot be opened for reading.",
-                              remedy: "Check its permissions, or name another file with --config.")
-        }
-        defer { close(fd) }
-        var bytes: [UInt8] = [], chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }
-            bytes += chunk[..<n]
-        }
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw TenureError(.invalidArgument, "The config file \(path) could not be read as UTF-8 text.",
-                              remedy: "Write it as KEY=VALUE lines of text, or name another file with --config.")
-        }
-        var file = ConfigFile(path: path)
-        for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-            let trimmed = line.trimmed
-            guard !trimmed.isEmpty else { continue }
-            let parts = trimmed.split(separator: "=", maxSplits: 1).map(\.trimmed)
-            guard parts.count == 2, !parts[0].isEmpty else {
-                throw TenureError(.invalidArgument, "\(path):\(n + 1): \"\(trimmed)\" is not KEY=VALUE.", remedy: "Write one setting per line, e.g. io-timeout=10.")
-            }
-            let key = parts[0].replacing("_", with: "-")
-            if let known, !known.contains(key) {
-                let nearest = Spelling.nearest(key, in: known).map { "Did you mean \($0)? " } ?? ""
-                throw TenureError(.invalidArgument, "\(path):\(n + 1): \(parts[0]) is not a setting.",
-                                  remedy: "\(nearest)The settings are: \(known.joined(separator: ", ")).")
-            }
-            file.values[key] = parts[1]
-        }
-        return file
-    }
-
-    subscript(key: String) -> String? { values[key] }
-
-    func int(_ key: String) throws -> Int? {
-        guard let text = values[key] else { return nil }
-        guard let v = Int(text) else { throw TenureError(.invalidArgument, "\(path): \(key)=\(text) is not a number.") }
-        return v
     }
 }

@@ -6,6 +6,7 @@ import TenureCore
 import TenureEngine
 import TenureFormat
 import TenureIO
+import TenureLaunch
 
 /// The engine context the direct commands run with: the system clock,
 /// events printed on stderr with --verbose.
@@ -13,29 +14,6 @@ func directContext(verbose: Bool, watchdogFire: Int) throws -> EngineContext {
     EngineContext(clock: SystemMonotonicClock(), log: { event in
         if verbose { Terminal.standardError("tenure: \(event)\n") }
     }, watchdogFire: .seconds(watchdogFire), injectedBugs: try injectedBugsFromEnvironment())
-}
-
-/// The environment variable that switches on deliberate safety bugs, for
-/// tests that prove their witnesses can fail. Never set it on a real host.
-let injectBugVariable = "TENURE_INJECT_BUG"
-
-/// The bugs named in `TENURE_INJECT_BUG` (comma-separated), announced on stderr.
-func injectedBugsFromEnvironment() throws -> Set<InjectedBug> {
-    guard let value = ProcessInfo.processInfo.environment[injectBugVariable], !value.isEmpty else { return [] }
-    guard InjectedBug.canBeInjected else {
-        throw TenureError(.invalidArgument, "\(injectBugVariable) is set, but this is a release build, which has no injectable bugs.",
-                          remedy: "Unset \(injectBugVariable); it is for Tenure's own tests, which use a debug build.")
-    }
-    var bugs = Set<InjectedBug>()
-    for name in value.split(separator: ",") {
-        guard let bug = InjectedBug(rawValue: String(name)) else {
-            throw TenureError(.invalidArgument, "\(injectBugVariable) names \"\(name)\", which is not an injectable bug.",
-                              remedy: "Unset \(injectBugVariable); it is for Tenure's own tests (known: \(InjectedBug.allCases.map(\.rawValue).joined(separator: ", "))).")
-        }
-        bugs.insert(bug)
-    }
-    Terminal.warn("\(injectBugVariable)=\(value): running with deliberate safety bugs; mutual exclusion is NOT guaranteed")
-    return bugs
 }
 
 /// Options every daemonless lease command shares.
@@ -326,14 +304,6 @@ struct LeaseResult: Encodable {
     let generation: UInt64
 }
 
-func validIOTimeout(_ seconds: Int) throws -> IOTimeout {
-    guard seconds >= 1, seconds <= LayoutOptions.maxIOTimeoutSeconds else {
-        throw TenureError(.invalidArgument, "--io-timeout \(seconds) is outside 1...\(LayoutOptions.maxIOTimeoutSeconds) seconds.",
-                          remedy: "Use the default of 10 unless your storage needs longer.")
-    }
-    return IOTimeout(seconds: UInt16(seconds))
-}
-
 /// Opens one device per disk of `spec`, runs `body`, closes them.
 func withDevices<T>(_ spec: ResourceSpec, _ body: ([any BlockDevice]) async throws -> T) async throws -> T {
     var devices: [any BlockDevice] = []
@@ -405,14 +375,3 @@ func currentHold(_ res: PaxosResource, host: LocalHost, explicitGeneration: Bool
                       remedy: "Check the host id.")
 }
 
-extension String {
-    /// The longest prefix of at most `n` UTF-8 bytes that ends on a character boundary.
-    func prefixBytes(_ n: Int) -> String {
-        var out = ""
-        for ch in self {
-            if out.utf8.count + String(ch).utf8.count > n { break }
-            out.append(ch)
-        }
-        return out
-    }
-}

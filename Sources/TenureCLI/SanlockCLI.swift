@@ -5,6 +5,7 @@ import Dispatch
 import TenureClient
 import TenureCore
 import TenureFormat
+import TenureLaunch
 import TenureSanlockWire
 import TenureSyscall
 
@@ -178,7 +179,6 @@ public enum SanlockCLI {
         for ignored in ["Q", "R", "U"] where o.values[Character(ignored)] != nil {
             Terminal.standardError("sanlock: -\(ignored) is accepted and has no effect under Tenure\n")
         }
-        DaemonCommand.invocation = args
         await TenureCommand.main(args)
         return 0
     }

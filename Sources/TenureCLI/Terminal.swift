@@ -2,6 +2,7 @@ import FoundationEssentials
 import Glibc
 import Dispatch
 import TenureCore
+import TenureSyscall
 
 /// Where the command's words go: results to stdout, errors and progress to stderr.
 enum Terminal {
@@ -15,16 +16,9 @@ enum Terminal {
         standardError("tenure: warning: \(text)\n")
     }
 
-    /// Writes `text` to stderr, unbuffered (a short write is retried; a
-    /// failed one has nowhere to be reported).
+    /// Writes `text` to stderr, unbuffered.
     static func standardError(_ text: String) {
-        var bytes = Array(text.utf8)[...]
-        while !bytes.isEmpty {
-            let n = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return }
-            bytes = bytes.dropFirst(n)
-        }
+        StandardError.write(text)
     }
 
     static var stderrIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }

@@ -1,4 +1,3 @@
-import FoundationEssentials
 import Glibc
 import Dispatch
 import TenureCore
@@ -70,7 +69,7 @@ public final class TenureConnection {
 
     /// Connects to the daemon of `runDir` (default: TENURE_RUN_DIR, else /run/tenure).
     public init(runDir: String? = nil) throws(TenureError) {
-        let dir = runDir ?? Wire.runDir(ProcessInfo.processInfo.environment)
+        let dir = runDir ?? Wire.runDir(ProcessEnvironment.all)
         fd = try MessageSocket.connect(to: dir + "/" + Wire.socketName)
     }
 

@@ -270,3 +270,15 @@ public enum JSON {
         }
     }
 }
+
+extension String {
+    /// The longest prefix of at most `n` UTF-8 bytes that ends on a character boundary.
+    public func prefixBytes(_ n: Int) -> String {
+        var out = ""
+        for ch in self {
+            if out.utf8.count + String(ch).utf8.count > n { break }
+            out.append(ch)
+        }
+        return out
+    }
+}

@@ -1,9 +1,9 @@
-import FoundationEssentials
 import Glibc
 import Dispatch
 import Logging
 import Synchronization
 import TenureCore
+import TenureSyscall
 
 /// The daemon's recent log, debug lines included, kept in memory for
 /// `sanlock client log_dump`: what happened just before a problem, even
@@ -63,7 +63,7 @@ public struct RingLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        let seconds = Date().timeIntervalSince1970
+        let seconds = WallClock.secondsSinceEpoch
         ring.append(Format.fixed(seconds, 3) + " \(event.level) \(event.message)")
     }
 }

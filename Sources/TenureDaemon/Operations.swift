@@ -1,5 +1,4 @@
 import CTenureSys
-import FoundationEssentials
 import Glibc
 import Dispatch
 import TenureClient

@@ -1,5 +1,4 @@
 import CTenureSys
-import FoundationEssentials
 import Glibc
 import Dispatch
 import Logging
@@ -49,7 +48,7 @@ final class SanlockServer: @unchecked Sendable {
         } catch {
             try? Syscall.close(fd, path: path)
             guard error.errno == EAGAIN || error.errno == EACCES else { throw error }
-            let other = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmed ?? "?"
+            let other = ProcFiles.text(path)?.trimmed ?? "?"
             throw TenureError(.alreadyExists, "A sanlock daemon (pid \(other)) serves \(path.dropLast("/sanlock.pid".count)) already.",
                               remedy: "Stop it (systemctl stop sanlock) before Tenure serves its clients, or give --sanlock-run-dir another folder.")
         }

@@ -1,5 +1,4 @@
 import CTenureSys
-import FoundationEssentials
 import Glibc
 import Dispatch
 import Logging
@@ -91,7 +90,7 @@ public final class DaemonServer: @unchecked Sendable {
     public static func prepareRunDir(_ dir: String) throws {
         if access(dir, F_OK) != 0 {
             let parent = dir.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-            if !parent.isEmpty { try? FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) }
+            if !parent.isEmpty { Self.makeParents(parent) }
             if let failed = Self.makeDirectory(dir) {
                 throw TenureError(.ioFailed, "Cannot create the run dir \(dir): \(failed.message)",
                                   remedy: "Free space and inodes on its filesystem (df -h, df -i), or give another --run-dir.", errno: failed.errno)
@@ -114,6 +113,16 @@ public final class DaemonServer: @unchecked Sendable {
     }
 
     /// mkdir(dir, 0755); nil when made, or when another made it first.
+    /// Creates `path` and its missing parents (0755), as `mkdir -p`; a
+    /// failure shows when the run dir itself cannot be made.
+    static func makeParents(_ path: String) {
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            prefix += "/" + part
+            _ = makeDirectory(prefix)
+        }
+    }
+
     static func makeDirectory(_ dir: String) -> TenureError? {
         do {
             try Syscall.run(SyscallContext("mkdir", path: dir)) { mkdir(dir, 0o755) }
@@ -134,7 +143,7 @@ public final class DaemonServer: @unchecked Sendable {
         do {
             try Syscall.run(SyscallContext("flock", path: path)) { flock(fd.rawValue, LOCK_EX | LOCK_NB) }
         } catch {
-            let other = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmed ?? "?"
+            let other = ProcFiles.text(path)?.trimmed ?? "?"
             try? Syscall.close(fd, path: path)
             guard error.errno == EWOULDBLOCK else { throw error }
             throw TenureError(.alreadyExists, "Another Tenure daemon (pid \(other)) runs on this run dir.",
@@ -223,7 +232,7 @@ public final class DaemonServer: @unchecked Sendable {
     static func inGroup(pid: Int32, gid: UInt32, group: gid_t?) -> Bool {
         guard let group else { return false }
         if gid == group { return true }
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+        guard let status = ProcFiles.text("/proc/\(pid)/status"),
               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Groups:") }) else { return false }
         // "Groups:\t10 20 \n": the first group follows a tab, the rest spaces.
         return line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().contains { gid_t($0) == group }

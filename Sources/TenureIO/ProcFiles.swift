@@ -1,6 +1,6 @@
 import Glibc
 
-/// Small text files under /proc, read without Foundation.
+/// Small text files (under /proc, pid files), read without Foundation.
 public enum ProcFiles {
     /// The first `limit` bytes of `path`, or nil when it cannot be read.
     public static func text(_ path: String, limit: Int = 8192) -> String? {

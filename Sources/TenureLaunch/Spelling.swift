@@ -1,13 +1,13 @@
 /// Names the known word nearest a misspelled one, for errors that say
 /// "did you mean …": config keys, sanlock.conf keys.
-enum Spelling {
+public enum Spelling {
     /// The known word fewest edits away (ties: the first in `known`).
-    static func nearest(_ word: String, in known: [String]) -> String? {
+    public static func nearest(_ word: String, in known: [String]) -> String? {
         known.min { distance(word, $0) < distance(word, $1) }
     }
 
     /// Levenshtein distance: insertions, deletions and substitutions.
-    static func distance(_ a: String, _ b: String) -> Int {
+    public static func distance(_ a: String, _ b: String) -> Int {
         let a = Array(a), b = Array(b)
         guard !a.isEmpty else { return b.count }
         guard !b.isEmpty else { return a.count }

@@ -4,23 +4,23 @@ import Logging
 /// The daemon's log to syslog (journald reads it there): what a detached
 /// daemon uses unless --log-file names a file. Tagged "tenure" with the pid,
 /// facility daemon, each level at its syslog priority.
-struct SyslogLogHandler: LogHandler {
-    var logLevel: Logger.Level = .info
-    var metadata: Logger.Metadata = [:]
+public struct SyslogLogHandler: LogHandler {
+    public var logLevel: Logger.Level = .info
+    public var metadata: Logger.Metadata = [:]
 
     /// openlog keeps the pointer: the tag lives as long as the process.
     nonisolated(unsafe) static let tag = strdup("tenure")
 
-    init(label: String) {
+    public init(label: String) {
         openlog(Self.tag, LOG_PID | LOG_NDELAY, LOG_DAEMON)
     }
 
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
-    func log(event: LogEvent) {
+    public func log(event: LogEvent) {
         let text = strdup("\(event.message)")
         defer { free(text) }
         withVaList([text!]) { vsyslog(Self.priority(event.level), "%s", $0) }

@@ -78,6 +78,36 @@ func isAlive(_ pid: Int32) -> Bool {
 
 @Suite("The daemon holds leases for processes", .serialized)
 struct DaemonTests {
+    /// `tenure daemon --foreground` hands over to `tenured`, its own binary,
+    /// in the same process: what started is what serves (a supervisor's
+    /// child, systemd's MAINPID), and none of the command line's Foundation
+    /// is in the process that locks its memory.
+    @Test func theDaemonServesAsTenuredInTheProcessThatStarted() throws {
+        let scratch = try Scratch()
+        let daemon = try RunningDaemon(scratch: scratch)
+        let pid = daemon.process.process.processIdentifier
+        let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
+        #expect(exe == Harness.tenurePath + "d", "the started pid runs \(exe)")
+        let maps = try String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8)
+        let foundation = maps.split(separator: "\n").filter { $0.contains("Foundation") }
+        #expect(foundation.isEmpty, "Foundation mapped into the daemon: \(foundation.prefix(3))")
+        // The witness that the check can see it: this test process links Foundation.
+        #expect(try String(contentsOfFile: "/proc/self/maps", encoding: .utf8).contains("Foundation"))
+        try daemon.clientOK(["status"])
+    }
+
+    @Test func tenuredRefusesWhatIsNotASettingAndPointsToTenureDaemon() throws {
+        let misspelled = try Harness.run(Harness.tenurePath + "d", ["--io-timout", "3"])
+        #expect(misspelled.status == 1)
+        #expect(misspelled.stderr.contains("--io-timout is not a daemon setting") && misspelled.stderr.contains("Did you mean --io-timeout?"), "\(misspelled)")
+        let bare = try Harness.run(Harness.tenurePath + "d", ["stray"])
+        #expect(bare.status == 1 && bare.stderr.contains("tenure daemon"), "\(bare)")
+        let help = try Harness.run(Harness.tenurePath + "d", ["--help"])
+        #expect(help.status == 0 && help.stdout.contains("--watchdog-fire") && help.stdout.contains("tenure daemon --help"), "\(help)")
+        let badValue = try Harness.run(Harness.tenurePath + "d", ["--io-timeout", "soon", "--watchdog", "none"])
+        #expect(badValue.status == 1 && badValue.stderr.contains("--io-timeout soon is not a whole number"), "\(badValue)")
+    }
+
     /// A lockspace and two resources in a new file; the daemon joined as host 1.
     func setUp(_ scratch: Scratch, extra: [String] = []) throws -> (RunningDaemon, String) {
         let file = try scratch.file("leases.img", size: 4 << 20)

@@ -22,7 +22,7 @@ enum PackageUnderTest {
                 "needs root and TENURE_DEB naming a package built by Tools/build-deb.sh (Tools/package-check.sh sets both up)"))
 struct PackageTests {
     static let installedFiles = [
-        "./usr/sbin/tenure", "./usr/lib/x86_64-linux-gnu/libtenure.so.1", "./usr/include/tenure.h", "./usr/include/tenure_proto.h",
+        "./usr/sbin/tenure", "./usr/sbin/tenured", "./usr/lib/x86_64-linux-gnu/libtenure.so.1", "./usr/include/tenure.h", "./usr/include/tenure_proto.h",
         "./usr/lib/x86_64-linux-gnu/pkgconfig/tenure.pc", "./usr/lib/x86_64-linux-gnu/libvirt/lock-driver/tenure.so",
         "./usr/libexec/tenure/tenure-lockfailure", "./usr/lib/tenure/sanlock", "./lib/systemd/system/tenure.service", "./etc/tenure/tenure.conf",
         "./etc/libvirt/qemu-tenure.conf", "./usr/share/man/man8/tenure.8.gz", "./usr/share/man/man5/tenure.conf.5.gz",
@@ -43,8 +43,10 @@ struct PackageTests {
         defer { _ = try? dpkg(["--purge", "tenure"]) }
 
         // The binary needs no Swift runtime: nothing of Swift's on its library list.
-        let ldd = try Harness.run("/usr/bin/ldd", ["/usr/sbin/tenure"])
-        #expect(!ldd.stdout.contains("libswift") && !ldd.stdout.contains("libFoundation"), "the installed binary links Swift's libraries:\n\(ldd.stdout)")
+        for binary in ["/usr/sbin/tenure", "/usr/sbin/tenured"] {
+            let ldd = try Harness.run("/usr/bin/ldd", [binary])
+            #expect(!ldd.stdout.contains("libswift") && !ldd.stdout.contains("libFoundation"), "\(binary) links Swift's libraries:\n\(ldd.stdout)")
+        }
         let clean = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C"]
         let demo = try Harness.run("/usr/bin/env", ["-i"] + clean + ["/usr/sbin/tenure", "demo"])
         #expect(demo.status == 0, "tenure demo from the package failed:\n\(demo)")
@@ -69,6 +71,8 @@ struct PackageTests {
         #expect(eventually(20) { (try? Harness.run("/usr/sbin/tenure", ["client", "status", "--run-dir", runDir]))?.status == 0 },
                 "the packaged daemon did not come up:\n\(daemon.output)")
         #expect(daemon.output.stderr.contains("settings: run-dir=/run/tenure") && daemon.output.stderr.contains("watchdog=none"), "\(daemon.output.stderr)")
+        // The unit's process is the daemon's own binary, handed over to in place.
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(daemon.process.processIdentifier)/exe")) == "/usr/sbin/tenured")
 
         // The plugin under a real libvirtd, with the helper where the package
         // put it (the plugin's default): <on_lockfailure>pause</on_lockfailure>.
@@ -80,7 +84,7 @@ struct PackageTests {
         let removed = try dpkg(["-r", "tenure"])
         #expect(removed.status == 0, "\(removed)")
         #expect(eventually(10) { !daemon.process.isRunning }, "the daemon still runs after the package was removed")
-        #expect(!FileManager.default.fileExists(atPath: "/usr/sbin/tenure"))
+        #expect(!FileManager.default.fileExists(atPath: "/usr/sbin/tenure") && !FileManager.default.fileExists(atPath: "/usr/sbin/tenured"))
         #expect(FileManager.default.fileExists(atPath: "/etc/tenure/tenure.conf"), "remove dropped the changed config")
         let purged = try dpkg(["--purge", "tenure"])
         #expect(purged.status == 0, "\(purged)")

@@ -69,9 +69,9 @@ for m in drivers/virtio/virtio drivers/virtio/virtio_ring drivers/virtio/virtio_
     *) cp "$f" "root/lib/modules/$(basename "$m").ko" ;;
   esac
 done
-cp x/usr/sbin/tenure root/usr/sbin/tenure
-# The binary's shared libraries, from the packages just extracted.
-for lib in $(ldd x/usr/sbin/tenure | awk '/=>/ { print $1 }'); do
+cp x/usr/sbin/tenure x/usr/sbin/tenured root/usr/sbin/
+# The binaries' shared libraries, from the packages just extracted.
+for lib in $(ldd x/usr/sbin/tenure x/usr/sbin/tenured | awk '/=>/ { print $1 }' | sort -u); do
   f=$(find x/lib x/usr/lib -name "$lib" 2>/dev/null | head -1)
   [ -n "$f" ] || { echo "no $lib in the downloaded packages" >&2; exit 1; }
   cp -L "$f" "root/lib/x86_64-linux-gnu/$lib"
