@@ -14,15 +14,47 @@ public enum Starvation {
     /// process, far below the kernel's own real-time threads (99).
     public static let realtimePriority: Int32 = 10
 
-    /// Locks the daemon's memory: everything mapped now is faulted in and
-    /// locked (the binary, its libraries, the heap so far), and every page
-    /// mapped later is locked once touched (MCL_ONFAULT). Plain MCL_FUTURE
-    /// would fault in and lock each whole reservation at once — 8 MiB per
-    /// thread stack, 64 MiB per malloc arena — most never used: 134 MB
-    /// resident with one lockspace, where the daemon touches 18 MB.
+    /// Locks the daemon's memory. Every file mapped now — the program's
+    /// code and data and its libraries', so every path it may take, the
+    /// rare ones too — is faulted in whole and locked: none waits on a read
+    /// from disk later, when the disk may be the thing that hangs. Every
+    /// other page, now and later (heap, thread stacks), is locked once
+    /// touched (MCL_ONFAULT); an untouched one is a zero page the kernel
+    /// hands out without I/O. Faulting in every reservation whole instead
+    /// (MCL_CURRENT, and MCL_FUTURE without MCL_ONFAULT: 512 KiB per thread
+    /// stack, 64 MiB per malloc arena) locked memory the daemon never uses.
     public static func lockMemory() throws(TenureError) {
-        try Syscall.run(SyscallContext("mlockall", path: "/proc/self")) { mlockall(MCL_CURRENT) }
         try Syscall.run(SyscallContext("mlockall", path: "/proc/self")) { mlockall(MCL_CURRENT | MCL_FUTURE | Self.lockOnFault) }
+        for mapping in fileMappings() {
+            try Syscall.run(SyscallContext("mlock", path: mapping.path, length: mapping.length)) {
+                mlock(mapping.start, mapping.length)
+            }
+        }
+    }
+
+    /// A file's mapping in this process.
+    struct FileMapping {
+        let start: UnsafeRawPointer
+        let length: Int
+        let path: String
+    }
+
+    /// The largest /proc/self/maps read (a daemon's is a few KiB).
+    static let mapsLimitBytes = 1 << 20
+
+    /// The accessible mappings of files (not PROT_NONE guards, not
+    /// anonymous memory, not the kernel's [vdso]), from /proc/self/maps.
+    static func fileMappings() -> [FileMapping] {
+        guard let maps = ProcFiles.text("/proc/self/maps", limit: mapsLimitBytes) else { return [] }
+        return maps.split(separator: "\n").compactMap { line -> FileMapping? in
+            // start-end perms offset dev inode path
+            let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+            guard fields.count == 6, fields[4] != "0", String(fields[5]).trimmed.hasPrefix("/"), !fields[1].hasPrefix("---") else { return nil }
+            let range = fields[0].split(separator: "-")
+            guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16), end > start,
+                  let pointer = UnsafeRawPointer(bitPattern: start) else { return nil }
+            return FileMapping(start: pointer, length: Int(end - start), path: String(fields[5]).trimmed)
+        }
     }
 
     /// MCL_ONFAULT (Linux 4.4), which Glibc's module does not export.
