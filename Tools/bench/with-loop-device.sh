@@ -1,5 +1,5 @@
 #!/bin/bash
-# Shared by the bench and scale tools: builds tenure (release), makes a sparse
+# Shared by the bench and scale tools: builds tenure and tenured (release), makes a sparse
 # file of SIZE on /var/tmp behind a loop device, runs SCRIPT with
 # --tenure BIN --device DEV --work DIR and the remaining arguments, and removes
 # the device, the file and every process started from DIR when it ends.
@@ -10,8 +10,8 @@ size=$1 script=$2
 shift 2
 root=$(cd "$(dirname "$0")/../.." && pwd)
 if [ "$(id -u)" != 0 ]; then echo "$(basename "$script"): needs root (loop device, daemons); run it with sudo." >&2; exit 2; fi
-echo "building tenure (release)…" >&2
-(cd "$root" && swift build -c release --product tenure >&2)
+echo "building tenure and tenured (release)…" >&2
+(cd "$root" && swift build -c release --product tenure >&2 && swift build -c release --product tenured >&2)
 work=$(mktemp -d /var/tmp/tenure-bench.XXXXXX)
 dev=
 cleanup() {
