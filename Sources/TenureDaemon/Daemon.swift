@@ -362,7 +362,8 @@ public actor Daemon {
         case .hostStatus(let lockspace):
             return [try await hostStatus(lockspace)]
         case .renewal(let name):
-            return [try await joinedLockspace(name).joined.lockspace.renewalHistory.map(\.sanlockText).joined(separator: "\n")]
+            let joined = try await joinedLockspace(name).joined
+            return [await onRenewalThread { await joined.lockspace.renewalHistory }.map(\.sanlockText).joined(separator: "\n")]
         case .setLVB(let pid, let name, let bytes):
             let lease = try heldLease(name, of: try target(pid, peer))
             try lvbResult(setLVB(lockspace: lease.resource.lockspace.description, name: name, bytes: bytes), name)

@@ -38,6 +38,10 @@ extension Daemon {
     /// Every metric, as Prometheus reads it (`tenure client metrics`, and
     /// the `--metrics-listen` endpoint).
     func metricsText() async -> String {
+        await onRenewalThread { await metricsTextHere() }
+    }
+
+    private func metricsTextHere() async -> String {
         var m = MetricsText()
         var renewals: [String] = [], failed: [String] = [], latency: [String] = [], age: [String] = [], valid: [String] = []
         let now = context.clock.now()

@@ -97,7 +97,8 @@ extension Daemon {
                                                            seq: header.seq, data: UInt32(text.count)), payload: text, close: true)
             case .renewal(let name):
                 try admit(peer, needs: .anyone, to: "read a lockspace's renewals", whileShuttingDown: true)
-                let payload = try await joinedLockspace(name).joined.lockspace.renewalHistory.flatMap {
+                let joined = try joinedLockspace(name).joined
+                let payload = await onRenewalThread { await joined.lockspace.renewalHistory }.flatMap {
                     SanlockState(kind: .renewal, name: name, text: $0.sanlockText).encoded
                 }
                 return SanlockAnswer(header: header.reply(result: 0), payload: payload, close: true)
@@ -310,7 +311,8 @@ extension Daemon {
         }
         if joining[name] != nil { return -EINPROGRESS }
         guard let joined = lockspaces[name], joined.spec.hostID == HostID(ls.hostID) || ls.hostID == 0 else { return -ENOENT }
-        return await joined.lockspace.isValid(at: context.clock.now()) ? 0 : -ENOENT
+        let now = context.clock.now()
+        return await onRenewalThread { await joined.lockspace.isValid(at: now) } ? 0 : -ENOENT
     }
 
     /// get_lockspaces: every lockspace joined or being joined here.
@@ -496,6 +498,10 @@ extension Daemon {
     /// (sanlock's SANLK_SETEV_* flags). -EBUSY when another event set less
     /// than 6N ago would be replaced without SANLK_SETEV_REPLACE_EVENT.
     func setHostEvent(_ name: String, _ event: SanlockHostEvent, flags: UInt32) async throws -> Int32 {
+        try await onRenewalThread { () async throws -> Int32 in try await setHostEventHere(name, event, flags: flags) }
+    }
+
+    private func setHostEventHere(_ name: String, _ event: SanlockHostEvent, flags: UInt32) async throws -> Int32 {
         let (key, joined) = try joinedLockspace(name)
         guard let local = await joined.lockspace.localHost else {
             throw TenureError(.noLockspace, "Lockspace \(name) is not joined on this host.")
@@ -534,6 +540,10 @@ extension Daemon {
     /// Every `requestPoll`, for lockspaces someone listens to: reads the
     /// slots of hosts that set our bit and delivers each new event once.
     func deliverHostEvents() async {
+        await onRenewalThread { await deliverHostEventsHere() }
+    }
+
+    private func deliverHostEventsHere() async {
         for (name, listeners) in eventListeners where listeners.contains(where: \.active) {
             guard let joined = lockspaces[name], let local = await joined.lockspace.localHost else { continue }
             // The hosts that ever joined, as the request poll reads them: the
