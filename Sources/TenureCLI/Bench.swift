@@ -531,10 +531,12 @@ extension Bench {
                 let join = Join(seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
                 report(join, text: "joined \(spec.name) in \(Format.fixed(join.seconds, 3)) s")
                 if idleSeconds > 0 {
-                    let (renewals0, io0) = try counters(connection, spec.name.description)
+                    // Each sample on a connection of its own: the daemon closes one
+                    // that sat idle longer than Timeouts.idleConnection.
+                    let (renewals0, io0) = try counters(try options.connect(), spec.name.description)
                     let device0 = BlockDeviceStatistics.read(path: spec.disk.path)
                     try await Task.sleep(for: .seconds(idleSeconds))
-                    let (renewals1, io1) = try counters(connection, spec.name.description)
+                    let (renewals1, io1) = try counters(try options.connect(), spec.name.description)
                     let device1 = BlockDeviceStatistics.read(path: spec.disk.path)
                     let n = Double(max(renewals1 - renewals0, 1))
                     let engine = (io1.0 - io0.0, io1.1 - io0.1, io1.2 - io0.2 + io1.3 - io0.3)
@@ -549,7 +551,7 @@ extension Bench {
                            + (device.map { _ in "; the device saw \(Format.fixed(r.deviceBytesReadPerRenewal!, 0)) B read, "
                                + "\(Format.fixed(r.deviceBytesWrittenPerRenewal!, 0)) B written, \(Format.fixed(r.deviceIosPerRenewal!, 1)) I/Os per renewal" } ?? ""))
                 }
-                if !stay { try connection.removeLockspace(spec.name.description) }
+                if !stay { try options.connect().removeLockspace(spec.name.description) }
             }
         }
 

@@ -649,13 +649,16 @@ struct DaemonTests {
     }
 
     /// The lockspace bench: a join waits the settle time (2N, N = 1 s) and a
-    /// renewal moves at most two sectors, by the daemon's own counters.
+    /// renewal moves at most two sectors, by the daemon's own counters. It
+    /// idles longer than the daemon keeps an idle connection (10 s): the
+    /// bench once sampled on the connection it joined with, which the daemon
+    /// had closed by then (EPIPE).
     @Test func theLockspaceBenchTimesTheJoinAndCountsRenewalIO() throws {
         let scratch = try Scratch()
         let file = try scratch.file("leases.img", size: 4 << 20)
         try Harness.tenureOK(["direct", "format", "--lockspace", "D", "--path", file, "--resources", "1", "--io-timeout", "1"])
         let daemon = try RunningDaemon(scratch: scratch)
-        let bench = try Harness.tenureOK(["bench", "lockspace", "-s", "D:1:\(file):0", "--idle-seconds", "5", "--json", "--run-dir", daemon.runDir])
+        let bench = try Harness.tenureOK(["bench", "lockspace", "-s", "D:1:\(file):0", "--idle-seconds", "\(Int(Timeouts.idleConnection.components.seconds) + 1)", "--json", "--run-dir", daemon.runDir])
         let lines = try bench.stdout.split(separator: "\n").map { try Harness.json(String($0)) }
         #expect(lines.map { $0["measure"] as? String } == ["join", "idle_renewal"])
         #expect((lines[0]["seconds"] as? Double ?? 0) >= 2, "the join waited 2N: \(lines[0])")
