@@ -69,7 +69,7 @@ public final class TenureConnection {
 
     /// Connects to the daemon of `runDir` (default: TENURE_RUN_DIR, else /run/tenure).
     public init(runDir: String? = nil) throws(TenureError) {
-        let dir = runDir ?? Wire.runDir(ProcessEnvironment.all)
+        let dir = runDir ?? Wire.runDir
         fd = try MessageSocket.connect(to: dir + "/" + Wire.socketName)
     }
 

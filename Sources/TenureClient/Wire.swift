@@ -1,5 +1,6 @@
 import CTenureProto
 import TenureCore
+import TenureSyscall
 
 /// The client protocol's limits and constants, from the one C header
 /// (Sources/CTenureProto/include/tenure_proto.h) that libtenure shares.
@@ -26,8 +27,8 @@ public enum Wire {
     public static let killPidEnvironment = TENURE_KILL_PID_ENV
 
     /// The run dir every client and the daemon use: TENURE_RUN_DIR, else /run/tenure.
-    public static func runDir(_ environment: [String: String]) -> String {
-        environment[runDirEnvironment].flatMap { $0.isEmpty ? nil : $0 } ?? defaultRunDir
+    public static var runDir: String {
+        ProcessEnvironment.value(runDirEnvironment).flatMap { $0.isEmpty ? nil : $0 } ?? defaultRunDir
     }
 }
 

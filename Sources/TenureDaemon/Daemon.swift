@@ -362,7 +362,7 @@ public actor Daemon {
         case .hostStatus(let lockspace):
             return [try await hostStatus(lockspace)]
         case .renewal(let name):
-            let joined = try await joinedLockspace(name).joined
+            let joined = try joinedLockspace(name).joined
             return [await onRenewalThread { await joined.lockspace.renewalHistory }.map(\.sanlockText).joined(separator: "\n")]
         case .setLVB(let pid, let name, let bytes):
             let lease = try heldLease(name, of: try target(pid, peer))

@@ -43,7 +43,7 @@ public struct IOStatistics: Sendable, Equatable, CustomStringConvertible {
     public var waitNanoseconds: UInt64 = 0
     /// I/Os found by polling (``DirectDevice``'s solo poll): by their caller
     /// while its I/O was the only one in flight, or by the event loop at the
-    /// end of a turn with nothing else to run; the rest were answered by the
+    /// end of a round with nothing else to run; the rest were answered by the
     /// reaper (its thread, or the loop woken by the eventfd).
     public var answeredByCaller: UInt64 = 0
 

@@ -49,11 +49,13 @@ public enum Starvation {
         return maps.split(separator: "\n").compactMap { line -> FileMapping? in
             // start-end perms offset dev inode path
             let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
-            guard fields.count == 6, fields[4] != "0", String(fields[5]).trimmed.hasPrefix("/"), !fields[1].hasPrefix("---") else { return nil }
+            guard fields.count == 6, fields[4] != "0", !fields[1].hasPrefix("---") else { return nil }
+            let path = fields[5].trimmed
+            guard path.hasPrefix("/") else { return nil }
             let range = fields[0].split(separator: "-")
             guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16), end > start,
                   let pointer = UnsafeRawPointer(bitPattern: start) else { return nil }
-            return FileMapping(start: pointer, length: Int(end - start), path: String(fields[5]).trimmed)
+            return FileMapping(start: pointer, length: Int(end - start), path: path)
         }
     }
 

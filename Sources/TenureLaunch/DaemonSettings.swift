@@ -38,7 +38,7 @@ public enum DaemonSettings {
         guard let level = Logger.Level(rawValue: levelName) else {
             throw TenureError(.invalidArgument, "--log-level \(levelName) is not a level.", remedy: "Use trace, debug, info, notice, warning, error or critical.")
         }
-        let dir = value("run-dir") ?? Wire.runDir(ProcessEnvironment.all)
+        let dir = value("run-dir") ?? Wire.runDir
         var c = DaemonConfig(runDir: dir, hostName: value("host-name") ?? ProcessEnvironment.hostName.prefixBytes(hostNameBytes))
         c.injectedBugs = try injectedBugsFromEnvironment()
         if let v = try int("io-timeout") { c.ioTimeout = try validIOTimeout(v) }

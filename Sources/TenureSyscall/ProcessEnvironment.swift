@@ -10,20 +10,6 @@ public enum ProcessEnvironment {
         getenv(name).map { String(cString: $0) }
     }
 
-    /// Every variable, NAME=VALUE split at the first "=".
-    public static var all: [String: String] {
-        var variables: [String: String] = [:]
-        var entry = environ
-        while let pointer = entry.pointee {
-            let text = String(cString: pointer)
-            if let equals = text.firstIndex(of: "=") {
-                variables[String(text[..<equals])] = String(text[text.index(after: equals)...])
-            }
-            entry += 1
-        }
-        return variables
-    }
-
     /// The limit of a host name (HOST_NAME_MAX) plus its terminator.
     static let hostNameCapacity = 256
 
