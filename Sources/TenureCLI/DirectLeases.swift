@@ -84,7 +84,7 @@ extension Direct {
 
         /// Renews for `seconds`, then leaves; fails if the lockspace is lost meanwhile.
         private func holdAndRelease(_ lockspace: Lockspace, devices: [any BlockDevice], seconds: Int, context: EngineContext) async throws {
-            let renewals = Task { await lockspace.runRenewals() }
+            let renewals = Task(executorPreference: BlockingExecutor.shared) { await lockspace.runRenewals() }
             try await context.clock.sleep(for: .seconds(seconds))
             renewals.cancel()
             _ = await renewals.value

@@ -76,6 +76,7 @@ final class Subprocess: @unchecked Sendable {
     /// Waits for the child to exit.
     func waitUntilExit() {
         guard status == nil else { return }
+        ThreadRole.checkMayBlock("waitpid of \(processIdentifier)")
         var raw: Int32 = 0
         while waitpid(processIdentifier, &raw, 0) < 0 {
             guard errno == EINTR else { status = -1; return }
@@ -105,6 +106,7 @@ final class Subprocess: @unchecked Sendable {
         }
         close(out[1])
         close(err[1])
+        ThreadRole.checkMayBlock("reading the output of \(path)")
         let (stdout, stderr) = drain(out[0], err[0])
         close(out[0])
         close(err[0])

@@ -30,6 +30,7 @@ public enum MessageSocket {
 
     /// Reads one message; nil when the peer closed cleanly between messages.
     public static func read(from fd: Int32) throws(TenureError) -> Message? {
+        ThreadRole.checkMayBlock("waiting for the daemon's reply")
         guard let headerBytes = try readExactly(Wire.headerBytes, from: fd, eofAllowed: true) else { return nil }
         let header = try Message.decodeHeader(headerBytes)
         let payload = header.length == 0 ? [] : try readExactly(header.length, from: fd, eofAllowed: false)!

@@ -124,4 +124,9 @@ public struct Timeouts: Hashable, Sendable, CustomStringConvertible {
     /// Between attempts to write a lock value block before a release, and
     /// between looks whether an earlier attempt may still land.
     public static let lvbRetry: Duration = .milliseconds(100)
+    /// At shutdown, how long the daemon waits for replies being written
+    /// (the shutdown request's own) before it closes its sockets, and how
+    /// often it looks whether they are out.
+    public static let shutdownReplyDrain: Duration = .seconds(2)
+    public static let shutdownReplyPoll: Duration = .milliseconds(20)
 }

@@ -241,6 +241,7 @@ public final class DaemonServer: @unchecked Sendable {
     /// Runs `body` on the daemon's actor and waits for it, from a plain
     /// thread (the metrics endpoint's); never from the loop, which it would deadlock.
     func wait<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
+        ThreadRole.checkMayBlock("waiting for the daemon's actor")
         let box = ResultBox<T>()
         let done = DispatchSemaphore(value: 0)
         Task {
@@ -336,8 +337,12 @@ public final class DaemonServer: @unchecked Sendable {
 
     /// Stops accepting and removes the socket, after the replies being
     /// written (the shutdown's own) are out.
-    public func close() {
-        for _ in 0..<100 where inFlight.withLock({ $0 }) > 0 { usleep(20_000) }
+    public func close() async {
+        let clock = SystemMonotonicClock.shared
+        let deadline = clock.now() + Timeouts.shutdownReplyDrain
+        while inFlight.withLock({ $0 }) > 0, clock.now() < deadline {
+            try? await clock.sleep(for: Timeouts.shutdownReplyPoll)
+        }
         for acceptor in acceptors.withLock({ $0 }) { acceptor.stop() }
         UnixSocket.shutdown(listener, path: socketPath)
         try? Syscall.close(listener, path: socketPath)

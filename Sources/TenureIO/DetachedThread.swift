@@ -33,6 +33,8 @@ public enum DetachedThread {
                     let body = Unmanaged<Body>.fromOpaque(argument!).takeRetainedValue()
                     // Fails only for a name over 15 bytes; the name is for ps and gdb only.
                     _ = tenure_name_current_thread(body.name)
+                    // A thread of its own may wait; the loop and the renewal thread say they must not.
+                    ThreadRole.assign(.mayBlock)
                     body.run()
                     return nil
                 }, retained.toOpaque())

@@ -226,6 +226,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     // MARK: The thread
 
     private func run() {
+        ThreadRole.assign(.mustNotBlock)
         let me = pthread_self()
         state.withLock { $0.thread = me }
         let tokens = UnsafeMutablePointer<UInt64>.allocate(capacity: Self.maxEventsPerWait)

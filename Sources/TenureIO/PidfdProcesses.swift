@@ -104,7 +104,12 @@ public final class PidfdProcesses: LocalProcesses, Sendable {
         let environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "\(killPidVariable)=\(pid)"]
         let child = Self.spawn(program, argv, environment: environment, uid: process.uid, gid: process.gid)
         guard child > 0 else { return false }
-        Task.detached {
+        // The killpath is reaped by a thread of its own: waitpid blocks for as
+        // long as the program runs, which on the cooperative pool would stall
+        // the daemon's other tasks (ThreadRole). Without a thread it stays a
+        // zombie until the daemon exits, which is untidy, not unsafe.
+        try? DetachedThread.start(name: "tenure-reap", for: program) {
+            ThreadRole.checkMayBlock("waitpid of the killpath \(program)")
             var status: Int32 = 0
             _ = try? Syscall.run(SyscallContext("waitpid", path: program)) { waitpid(child, &status, 0) }
         }

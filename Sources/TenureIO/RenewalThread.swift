@@ -48,12 +48,8 @@ public final class RenewalThread: TaskExecutor, MonotonicClock, @unchecked Senda
     public init(realtimePriority: Int32?) throws(TenureError) {
         priority = realtimePriority
         pthread_mutex_init(mutex, nil)
-        var attributes = pthread_condattr_t()
-        pthread_condattr_init(&attributes)
         // Timers are CLOCK_MONOTONIC instants: wait on the same clock.
-        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
-        pthread_cond_init(cond, &attributes)
-        pthread_condattr_destroy(&attributes)
+        initialiseMonotonicCondition(cond)
         try DetachedThread.start(name: Self.threadName, for: Self.threadName) { self.run() }
         // Wait until the thread has named itself and asked for its priority.
         while locked({ $0.realtime == nil && priority != nil || $0.tid == 0 }) { usleep(100) }
@@ -129,6 +125,7 @@ public final class RenewalThread: TaskExecutor, MonotonicClock, @unchecked Senda
     // MARK: The thread
 
     private func run() {
+        ThreadRole.assign(.mustNotBlock)
         var outcome: Result<Void, TenureError>?
         if let priority {
             do {
@@ -177,4 +174,14 @@ public final class RenewalThread: TaskExecutor, MonotonicClock, @unchecked Senda
         defer { pthread_mutex_unlock(mutex) }
         return body(&state)
     }
+}
+
+/// Initialises `cond` so that its timed waits take CLOCK_MONOTONIC
+/// deadlines (the clock every deadline here is on), not wall-clock ones.
+func initialiseMonotonicCondition(_ cond: UnsafeMutablePointer<pthread_cond_t>) {
+    var attributes = pthread_condattr_t()
+    pthread_condattr_init(&attributes)
+    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+    pthread_cond_init(cond, &attributes)
+    pthread_condattr_destroy(&attributes)
 }

@@ -96,7 +96,7 @@ public enum DaemonLauncher {
         let stop = ShutdownSignals(server: server, log: log, logFile: toSyslog ? nil : settings.logFile)
         try server.serve()
         await stop.wait()
-        server.close()
+        await server.close()
         log.info("stopped")
     }
 
