@@ -87,17 +87,21 @@ let package = Package(
             path: "Simulations/TenureSim"
         ),
 
-        .testTarget(name: "TenureFormatTests", dependencies: ["TenureFormat", "TenureCore"]),
-        .testTarget(name: "TenureTestKitTests", dependencies: ["TenureTestKit", "TenureCore"]),
-        .testTarget(name: "TenureEngineTests", dependencies: ["TenureEngine", "TenureTestKit", "TenureFormat", "TenureCore"]),
+        // For tests only: the .ownThreads trait (test bodies that block run off the
+        // cooperative pool) and the pool's watchdog.
+        .target(name: "TenureTestSupport", dependencies: ["TenureIO", "TenureSyscall"], path: "Tests/TenureTestSupport"),
+
+        .testTarget(name: "TenureFormatTests", dependencies: ["TenureTestSupport", "TenureFormat", "TenureCore"]),
+        .testTarget(name: "TenureTestKitTests", dependencies: ["TenureTestSupport", "TenureTestKit", "TenureCore"]),
+        .testTarget(name: "TenureEngineTests", dependencies: ["TenureTestSupport", "TenureEngine", "TenureTestKit", "TenureFormat", "TenureCore"]),
         .testTarget(name: "TenureClientTests", dependencies: ["TenureClient", "CTenureProto", "TenureCore"]),
-        .testTarget(name: "TenureSanlockWireTests", dependencies: ["TenureSanlockWire", "TenureCore"]),
+        .testTarget(name: "TenureSanlockWireTests", dependencies: ["TenureTestSupport", "TenureSanlockWire", "TenureCore"]),
         .testTarget(name: "TenureHostTests", dependencies: ["TenureHost", "TenureEngine", "TenureFormat", "TenureCore"]),
-        .testTarget(name: "TenureSimTests", dependencies: ["TenureSimKit", "TenureEngine", "TenureCore"]),
-        .testTarget(name: "TenureIOTests", dependencies: ["TenureIO", "TenureSyscall", "TenureCore", "TenureTestKit"]),
+        .testTarget(name: "TenureSimTests", dependencies: ["TenureTestSupport", "TenureSimKit", "TenureEngine", "TenureCore"]),
+        .testTarget(name: "TenureIOTests", dependencies: ["TenureTestSupport", "TenureIO", "TenureSyscall", "TenureCore", "TenureTestKit"]),
         .testTarget(
             name: "TenureCLITests",
-            dependencies: ["TenureCLI", "TenureClient", "TenureDaemon", "TenureEngine", "TenureFormat", "TenureIO", "TenureCore", "TenureLaunch", "tenure", "tenured"]
+            dependencies: ["TenureTestSupport", "TenureCLI", "TenureClient", "TenureDaemon", "TenureEngine", "TenureFormat", "TenureIO", "TenureCore", "TenureLaunch", "tenure", "tenured"]
         ),
     ]
 )

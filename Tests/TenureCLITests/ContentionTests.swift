@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import TenureTestSupport
 
 /// A process left running (a host renewing its delta lease, a daemon, a
 /// holder). Its output goes to files, not pipes: a chatty process must never
@@ -74,7 +75,7 @@ func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     for _ in 0..<count { done.wait() }
 }
 
-@Suite("Several processes contend for leases on a real O_DIRECT file", .serialized)
+@Suite("Several processes contend for leases on a real O_DIRECT file", .ownThreads, .serialized)
 struct ContentionTests {
     /// What one contention run saw.
     struct Run {

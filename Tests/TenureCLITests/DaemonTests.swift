@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import TenureTestSupport
 import TenureClient
 import TenureCore
 
@@ -19,12 +20,12 @@ final class RunningDaemon {
         } else {
             process = try Background(shell: wrapper, arguments)
         }
-        for _ in 0..<100 {
-            if FileManager.default.fileExists(atPath: runDir + "/tenure.sock"),
-               let status = try? client(["status"]), status.status == 0 { return }
-            usleep(50_000)
+        // A bound only a failure reaches: a debug daemon on a busy machine may take seconds.
+        let started = eventually(60) {
+            guard process.process.isRunning else { return true }
+            return FileManager.default.fileExists(atPath: runDir + "/tenure.sock") && (try? client(["status"]))?.status == 0
         }
-        throw HarnessError("the daemon did not start:\n\(process.wait())")
+        guard started, process.process.isRunning else { throw HarnessError("the daemon did not start:\n\(process.wait())") }
     }
 
     func client(_ arguments: [String]) throws -> Outcome {
@@ -76,7 +77,7 @@ func isAlive(_ pid: Int32) -> Bool {
     return stat[stat.index(close, offsetBy: 2)] != "Z"
 }
 
-@Suite("The daemon holds leases for processes", .serialized)
+@Suite("The daemon holds leases for processes", .ownThreads, .serialized)
 struct DaemonTests {
     /// `tenure daemon --foreground` hands over to `tenured`, its own binary,
     /// in the same process: what started is what serves (a supervisor's
@@ -88,11 +89,11 @@ struct DaemonTests {
         let pid = daemon.process.process.processIdentifier
         let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
         #expect(exe == Harness.tenurePath + "d", "the started pid runs \(exe)")
-        let maps = try String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8)
+        let maps = try procText("/proc/\(pid)/maps")
         let foundation = maps.split(separator: "\n").filter { $0.contains("Foundation") }
         #expect(foundation.isEmpty, "Foundation mapped into the daemon: \(foundation.prefix(3))")
         // The witness that the check can see it: this test process links Foundation.
-        #expect(try String(contentsOfFile: "/proc/self/maps", encoding: .utf8).contains("Foundation"))
+        #expect(try procText("/proc/self/maps").contains("Foundation"))
         try daemon.clientOK(["status"])
     }
 
@@ -149,17 +150,23 @@ struct DaemonTests {
                                      environment: environment)
         #expect(setter.status == 0 && setter.stdout.contains("Set the lock value block of R0 (2 bytes)"), "\(setter)")
         #expect(eventually { (try? daemon.leases())?.isEmpty == true }, "the setter's lease was not released")
-        let getter = try Harness.run(tenure, ["client", "hold", "-r", r0, "--lvb", "--", "/bin/sh", "-c", "'\(tenure)' client get-lvb R0 --pid $$"],
+        // The daemon may still be writing the setter's release (its status
+        // no longer lists the lease): the refusal says to retry, so retry.
+        var getter = Outcome(status: -1, stdout: "", stderr: "")
+        _ = try eventually {
+            getter = try Harness.run(tenure, ["client", "hold", "-r", r0, "--lvb", "--", "/bin/sh", "-c", "'\(tenure)' client get-lvb R0 --pid $$"],
                                      environment: environment)
+            return !getter.stderr.contains("is being released")
+        }
         #expect(getter.stdout.hasSuffix("v7\n"), "the next holder did not read the block: \(getter)")
         #expect(eventually { (try? daemon.leases())?.isEmpty == true })
 
         // Persistent: the holder exits, the host keeps the lease.
         let keeper = try Harness.run(tenure, ["client", "hold", "-r", r0, "--persistent", "--", "/bin/true"], environment: environment)
         #expect(keeper.status == 0, "\(keeper)")
-        usleep(300_000)
-        let status = try daemon.clientOK(["status"]).stdout
-        #expect(status.contains("orphan") && status.contains("D:R0:"), "status does not show the orphan: \(status)")
+        var status = ""
+        #expect(eventually { status = (try? daemon.clientOK(["status"]).stdout) ?? ""; return status.contains("orphan") && status.contains("D:R0:") },
+                "status does not show the orphan: \(status)")
         let refused = try daemon.client(["hold", "-r", r0, "--seconds", "0"])
         #expect(refused.status != 0 && refused.stderr.contains("orphan"), "a plain acquire took the orphan: \(refused)")
         try daemon.clientOK(["release-orphans", "D", "R0"])
@@ -463,8 +470,7 @@ struct DaemonTests {
         let scratch = try Scratch()
         let watchdog = try scratch.file("watchdog", size: 0)
         let (daemon, _) = try setUp(scratch, extra: ["--watchdog", watchdog])
-        usleep(2_500_000)
-        #expect(pets(watchdog).times.count >= 2, "the watchdog was not petted")
+        #expect(eventually { pets(watchdog).times.count >= 2 }, "the watchdog was not petted")
         try daemon.clientOK(["shutdown"])
         #expect(eventually { !daemon.process.process.isRunning })
         #expect(pets(watchdog).magicClose, "a clean shutdown disarms the watchdog")
@@ -492,7 +498,7 @@ struct DaemonTests {
         #expect(eventually(30) { !isAlive(pid) }, "the holder was never killed")
         let killedAt = monotonicSeconds()
         try group.throttle(readsPerSecond: nil, writesPerSecond: nil)
-        usleep(2_000_000)
+        #expect(eventually { pets(watchdog).times.last.map { $0 > killedAt } == true }, "petting resumed once the holder was gone")
         let times = pets(watchdog).times
         let gaps = zip(times, times.dropFirst()).map { ($0, $1 - $0) }
         let longest = try #require(gaps.max { $0.1 < $1.1 })

@@ -1,10 +1,11 @@
 import Foundation
 import Testing
+import TenureTestSupport
 
 /// Nothing is written outside the area a command was asked to write: lease
 /// areas are surrounded by guard bytes, and every byte outside them is
 /// checked after each command.
-@Suite("No command writes outside its lease area")
+@Suite("No command writes outside its lease area", .ownThreads)
 struct GuardBytesTests {
     static let guardByte: UInt8 = 0xA5
 

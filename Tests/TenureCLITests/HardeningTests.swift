@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TenureTestSupport
 import TenureCore
 import TenureFormat
 
@@ -7,7 +8,7 @@ import TenureFormat
 /// the daemon (issue "Hardening"): each failed on the code before its fix.
 /// Real daemons, real processes, real files; records are forged with
 /// TenureFormat's encoder so they are checksum-valid.
-@Suite("The daemon survives hostile disks, peers and operators", .serialized)
+@Suite("The daemon survives hostile disks, peers and operators", .ownThreads, .serialized)
 struct HardeningTests {
     /// The daemon tests' layout: lockspace D, R0 at 1M, R1 at 2M, host 1 joined.
     func setUp(_ scratch: Scratch, extra: [String] = []) throws -> (RunningDaemon, String) {
@@ -114,7 +115,7 @@ struct HardeningTests {
         // The holder is kept until the end: dropping it would terminate the command.
         let (holder, commandPid) = try holdCommand(daemon, file, scratch)
         defer { withExtendedLifetime(holder) {} }
-        let mask = try String(contentsOfFile: "/proc/\(commandPid)/status", encoding: .utf8)
+        let mask = try procText("/proc/\(commandPid)/status")
             .split(separator: "\n").first { $0.hasPrefix("SigBlk:") }.map { $0.split(separator: "\t").last.map(String.init) ?? "" }
         #expect(mask == "0000000000000000", "the command starts with signals blocked: \(mask ?? "?")")
         try daemon.clientOK(["request", "-r", "D:R1:\(file):2M", "--force"])

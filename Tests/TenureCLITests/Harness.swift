@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TenureTestSupport
 
 // Helpers for tests that run the real `tenure` command (and Debian's
 // `sanlock`, the compatibility oracle) as separate processes on real files
@@ -43,6 +44,8 @@ enum Harness {
     /// Runs `executable` with `arguments` and waits for it.
     @discardableResult
     static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> Outcome {
+        // It waits for the child: a test that calls it needs the .ownThreads trait.
+        expectMayBlock("running \(executable) and waiting for it")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -173,4 +176,14 @@ func contents(of path: String, offset: Int = 0, length: Int) throws -> [UInt8] {
     defer { try? handle.close() }
     try handle.seek(toOffset: UInt64(offset))
     return [UInt8](try handle.read(upToCount: length) ?? Data())
+}
+
+/// The whole text of a /proc file. Foundation's `String(contentsOfFile:)`
+/// reads only the first 4 KiB of a file whose size reads as 0 (every /proc
+/// file): a daemon's maps or smaps, or this process's with many threads,
+/// would be cut off.
+func procText(_ path: String) throws -> String {
+    guard let handle = FileHandle(forReadingAtPath: path) else { throw HarnessError("cannot open \(path)") }
+    defer { try? handle.close() }
+    return String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
 }

@@ -1,8 +1,9 @@
 import Foundation
 import Testing
+import TenureTestSupport
 
 /// libtenure, built by cc as it ships, against a real daemon.
-@Suite("libtenure, the C client", .serialized,
+@Suite("libtenure, the C client", .ownThreads, .serialized,
        .enabled(if: Harness.which("cc") != nil, "needs a C compiler (cc) to build libtenure"))
 struct LibtenureTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
@@ -48,7 +49,7 @@ struct LibtenureTests {
 
 /// The libvirt lock-driver plugin, dlopened by a C harness that replays
 /// libvirt's call sequences against two real daemons (two hosts).
-@Suite("The libvirt lock-driver plugin", .serialized,
+@Suite("The libvirt lock-driver plugin", .ownThreads, .serialized,
        .enabled(if: Harness.which("cc") != nil && Harness.isRoot, "needs a C compiler and root (acquiring for another pid)"))
 struct LockDriverTests {
     @Test func libvirtsCallSequencesWorkAcrossTwoHosts() throws {
@@ -84,7 +85,7 @@ struct LockDriverTests {
 /// auto_disk_leases = 1: the plugin lays out the __LIBVIRT__DISKS__
 /// lockspace in disk_lease_dir, joins it with host_id, and guards every
 /// writable disk with a lease in a file of its own.
-@Suite("The libvirt plugin's automatic disk leases", .serialized,
+@Suite("The libvirt plugin's automatic disk leases", .ownThreads, .serialized,
        .enabled(if: Harness.which("cc") != nil && Harness.isRoot, "needs a C compiler and root (acquiring for another pid)"))
 struct AutoDiskLeaseTests {
     @Test func writableDisksGetLeasesOfTheirOwn() throws {

@@ -1,11 +1,12 @@
 import Foundation
 import Testing
+import TenureTestSupport
 
 /// A real libvirtd with QEMU (TCG) loads the plugin: a domain with a
 /// <lease> starts with its lease held by the Tenure daemon for QEMU's pid; a
 /// second domain on the same lease is refused with a clear message; destroy
 /// frees it. Tools/install-deps.sh installs libvirt and QEMU.
-@Suite("A real libvirtd with the Tenure plugin, and with libvirt's own sanlock plugin", .serialized,
+@Suite("A real libvirtd with the Tenure plugin, and with libvirt's own sanlock plugin", .ownThreads, .serialized,
        .enabled(if: Harness.isRoot && ["libvirtd", "virtlogd", "virsh", "qemu-system-x86_64", "cc"].allSatisfy { Harness.which($0) != nil },
                 "needs root, libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients, qemu-system-x86 and cc (Tools/install-deps.sh installs them)"))
 struct LibvirtdTests {

@@ -1,12 +1,13 @@
 import Foundation
 import Testing
+import TenureTestSupport
 import TenureClient
 import TenureCore
 
 /// Regression tests for what an unprivileged peer or a careless operator
 /// could do to the daemon (issue "Hardening", items 4-12). Each failed on
 /// the code before its fix.
-@Suite("The daemon enforces its privileges and refuses bad input", .serialized)
+@Suite("The daemon enforces its privileges and refuses bad input", .ownThreads, .serialized)
 struct OperatorTests {
     static let canSwitchUser = Harness.isRoot && Harness.which("setpriv") != nil
 
@@ -133,12 +134,13 @@ struct OperatorTests {
         held = []
         for _ in range(8):
             s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); held.append(s)
+        print("connected", flush=True)
         time.sleep(float(sys.argv[2]))
         """
         let filler = try Background(executable: Harness.which("setpriv")!,
                                     ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script,
                                      daemon.runDir + "/tenure.sock", "15"])
-        usleep(1_000_000)
+        #expect(eventually(30) { filler.output.stdout.contains("connected") }, "the filler never connected: \(filler.output)")
         // Root still gets in (a reserved place).
         #expect(try daemon.client(["status"]).status == 0, "root was locked out by idle connections")
         // Another client of that user is told plainly.
@@ -204,7 +206,7 @@ struct OperatorTests {
         }
         let reused = try #require(second)
         try #require(reused.process.processIdentifier == pid, "could not make pid \(pid) be reused")
-        #expect(try eventually { try daemon.leases().first?["pid"] as? Int == Int(pid) })
+        #expect(try eventually { try daemon.leases().first?["pid"] as? Int == Int(pid) }, "the process that reused pid \(pid) never held the lease: \(reused.output)")
         try daemon.clientOK(["request", "-r", "D:R0:\(file):1M", "--graceful"])
         #expect(eventually { !isAlive(pid) }, "the new process was not stopped")
         #expect(!FileManager.default.fileExists(atPath: marker), "the dead process's killpath ran for the process that reused its pid")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TenureTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,7 +18,7 @@ enum PackageUnderTest {
 /// `<on_lockfailure>`, then removed (the daemon stopped, the changed config
 /// kept) and purged. Tools/package-check.sh builds the package and runs
 /// this with TENURE_DEB set.
-@Suite("The Debian package", .serialized,
+@Suite("The Debian package", .ownThreads, .serialized,
        .enabled(if: PackageUnderTest.deb != nil && Harness.isRoot,
                 "needs root and TENURE_DEB naming a package built by Tools/build-deb.sh (Tools/package-check.sh sets both up)"))
 struct PackageTests {

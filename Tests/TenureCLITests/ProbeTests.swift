@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TenureTestSupport
 
 /// A cgroup-v1 blkio group that throttles reads of one block device, so I/O
 /// on a real loop device really is slower than its deadline (device-mapper's
@@ -44,7 +45,7 @@ final class ThrottledGroup {
     }
 }
 
-@Suite("tenure direct probe: a device's latency against a deadline")
+@Suite("tenure direct probe: a device's latency against a deadline", .ownThreads)
 struct ProbeTests {
     @Test func aHealthyFileMeetsTheDeadline() throws {
         let scratch = try Scratch()

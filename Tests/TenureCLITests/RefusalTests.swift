@@ -1,9 +1,10 @@
 import Foundation
 import Testing
+import TenureTestSupport
 
 /// Every refusal of `tenure direct init` / `format`: the command exits 1,
 /// says what was wrong and what to do, and leaves the file untouched.
-@Suite("tenure direct refuses bad input with a message that says what to do")
+@Suite("tenure direct refuses bad input with a message that says what to do", .ownThreads)
 struct RefusalTests {
     /// Runs `arguments`, expects exit 1 with every fragment in stderr, and
     /// checks `file` (when given) is byte for byte as before.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TenureTestSupport
 
 /// Where a layout is tested: a regular file, or a loop device with the
 /// layout's sector size (root only).
@@ -34,7 +35,7 @@ let compatibilityCases: [(LayoutPair, Medium)] = LayoutPair.all.flatMap { pair i
 
 /// sanlock 3.8's own tools are the oracle: they must read what Tenure
 /// writes, and Tenure must read what they write, with the same meaning.
-@Suite("Compatibility with sanlock's tools",
+@Suite("Compatibility with sanlock's tools", .ownThreads,
        .enabled(if: Harness.hasSanlock, "needs Debian's sanlock package (Tools/install-deps.sh installs it)"))
 struct SanlockCompatibilityTests {
     /// The leader fields both tools print, compared as text.

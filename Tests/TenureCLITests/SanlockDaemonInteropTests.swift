@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TenureTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -266,7 +267,7 @@ final class SanlockClient {
     deinit { stop() }
 }
 
-@Suite("Interop with sanlock's daemon", .serialized,
+@Suite("Interop with sanlock's daemon", .ownThreads, .serialized,
        .enabled(if: Harness.isRoot, "sanlock's daemon needs root"),
        .enabled(if: Harness.hasSanlock, "needs Debian's sanlock package (Tools/install-deps.sh installs it)"),
        .enabled(if: SanlockDaemonSupport.hasPythonSanlock, "needs Debian's python3-sanlock package (Tools/install-deps.sh installs it)"),

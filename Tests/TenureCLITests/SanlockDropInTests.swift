@@ -1,13 +1,14 @@
 import Foundation
 import TenureDaemon
 import Testing
+import TenureTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Tenure's daemon as a drop-in for sanlock's (issue 14): python3-sanlock,
 /// unchanged, talks to it over sanlock's socket (`--sanlock-run-dir`).
-@Suite(.serialized) struct SanlockDropInTests {
+@Suite(.ownThreads, .serialized) struct SanlockDropInTests {
     static let needs = "needs /usr/bin/python3 with python3-sanlock (Tools/install-deps.sh installs it)"
 
     /// A lease file with lockspace LS and resources R0, R1 at 1 MiB and 2 MiB,
@@ -157,6 +158,8 @@ import Glibc
             if !gone { usleep(50_000) }
         }
         #expect(gone, "the holder still runs 10 s after a forced request")
+        // The daemon writes the release once it sees the holder gone: wait for that, not a guessed time.
+        #expect(eventually { (try? setup.daemon.leases())?.isEmpty == true }, "the killed holder's lease was never released")
 
         let third = try setup.holder("R0", offset: 1 << 20)
         let next = try #require(Self.firstLine(third), "the next holder never answered: \(third.output)")
@@ -906,7 +909,7 @@ import Glibc
 }
 
 /// The daemon's debug ring keeps the newest lines within its capacity.
-@Suite struct DebugRingTests {
+@Suite(.ownThreads) struct DebugRingTests {
     @Test func theOldestLinesGoFirstAndTheRingStaysWithinItsCapacity() {
         let ring = DebugRing()
         let line = String(repeating: "x", count: 1000)

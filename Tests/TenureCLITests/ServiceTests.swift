@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TenureTestSupport
 import TenureClient
 #if canImport(Glibc)
 import Glibc
@@ -8,7 +9,7 @@ import Glibc
 /// Running Tenure as a system service: a strict config file, systemd's
 /// readiness notification, the log file reopened on SIGHUP, and metrics
 /// that move with the work done.
-@Suite("The daemon as a system service", .serialized)
+@Suite("The daemon as a system service", .ownThreads, .serialized)
 struct ServiceTests {
     /// A misspelled key stops the daemon before it starts, naming the key it meant.
     @Test func aMisspelledConfigKeyIsRefusedWithTheNearestKeyNamed() throws {
@@ -156,8 +157,8 @@ struct ServiceTests {
         let holder = try Background(["client", "hold", "-r", "D:R0:\(file):1048576", "--run-dir", daemon.runDir])
         defer { kill(holder.process.processIdentifier, SIGKILL) }
         #expect(eventually { (try? daemon.leases())?.count == 1 })
-        usleep(300_000)
-        let detail = try daemon.clientOK(["status", "--detail"]).stdout
+        var detail = ""
+        _ = eventually { detail = (try? daemon.clientOK(["status", "--detail"]).stdout) ?? ""; return detail.contains("held for") && detail.contains("D:R0:") }
         #expect(detail.contains("lockspace D: last renewal ") && detail.contains(" ago, last attempt "), "\(detail)")
         #expect(detail.contains("timestamp") && detail.contains("read") && detail.contains("write"), "\(detail)")
         #expect(detail.contains("no process being fenced") && detail.contains("held for") && detail.contains("D:R0:"), "\(detail)")

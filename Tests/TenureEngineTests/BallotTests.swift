@@ -1,10 +1,11 @@
 import Testing
+import TenureTestSupport
 @testable import TenureEngine
 import TenureCore
 import TenureFormat
 import TenureTestKit
 
-@Suite struct BallotTests {
+@Suite(.cpuBound) struct BallotTests {
     func slot(_ id: UInt64, _ d: PaxosDblock) -> DblockSlot { DblockSlot(hostID: HostID(id), dblock: d.sealed, mode: .exclusive) }
 
     func ballot(_ c: Cluster, mbal: UInt64) async throws -> Ballot {

@@ -1,10 +1,11 @@
 import Testing
+import TenureTestSupport
 import TenureCore
 import TenureEngine
 import TenureFormat
 import TenureTestKit
 
-@Suite struct DeltaLeaseTests {
+@Suite(.cpuBound) struct DeltaLeaseTests {
     @Test func joinFreeSlotWritesOurRecordAndWaitsTheSettleTime() async throws {
         let c = try await Cluster()
         let start = c.clock.now()
@@ -128,7 +129,7 @@ import TenureTestKit
     }
 }
 
-@Suite struct LockspaceTests {
+@Suite(.cpuBound) struct LockspaceTests {
     @Test func expiryIsEightIOTimeoutsAfterTheLastRenewalStarted() async throws {
         let c = try await Cluster()
         let dev = c.device("renewal")
@@ -353,7 +354,7 @@ import TenureTestKit
     }
 }
 
-@Suite struct HostLivenessTests {
+@Suite(.cpuBound) struct HostLivenessTests {
     @Test func statesFollowTheTimelineOfTheObserversClock() async throws {
         let c = try await Cluster(autoAdvance: false)
         let joining = Task { try await c.join(5) }

@@ -1,11 +1,12 @@
 import Testing
+import TenureTestSupport
 import TenureCore
 import TenureEngine
 import TenureFormat
 
 /// The frozen-clock check on its own: what counts as evidence, and what
 /// does not.
-@Suite struct FrozenClockCheckTests {
+@Suite(.cpuBound) struct FrozenClockCheckTests {
     /// Host 2's record at `timestamp` in generation `generation`.
     func peer(_ timestamp: UInt64, generation: UInt64 = 1, incarnation: UInt64 = 7) -> [(HostID, LeaderRecord)] {
         var record = LeaderRecord(kind: .delta, geometry: .standard512, spaceName: "LS", resourceName: "peer")

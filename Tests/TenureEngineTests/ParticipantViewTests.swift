@@ -1,4 +1,5 @@
 import Testing
+import TenureTestSupport
 import TenureCore
 @testable import TenureEngine
 import TenureFormat
@@ -8,7 +9,7 @@ import TenureTestKit
 /// hold the view to its rules: free slots skipped, a joiner seen once the
 /// view is no longer fresh, a view stale on arrival never used, and the
 /// freshness window shorter than any join's wait.
-@Suite struct ParticipantViewTests {
+@Suite(.cpuBound) struct ParticipantViewTests {
     func host(_ id: UInt64, _ gen: UInt64 = 1) -> LocalHost { LocalHost(id: HostID(id), generation: Generation(gen)) }
 
     /// The window rule in numbers: a joiner stays out of ballots for at
@@ -118,7 +119,7 @@ import TenureTestKit
 
 /// A requester signals a holder by setting the holder's bit in its own
 /// delta lease; the holder reads only the slots of hosts in its view.
-@Suite struct RequestSignalTests {
+@Suite(.cpuBound) struct RequestSignalTests {
     @Test func aBitSetByAHostInTheViewIsSeenAndNoOtherIs() async throws {
         let c = try await Cluster()
         let holder = try await c.join(1)
@@ -142,7 +143,7 @@ import TenureTestKit
 /// The relations between Tenure's timeouts that its arguments rely on
 /// (docs/timeouts.md), asserted for the simulator's, the tests' and the
 /// default settings.
-@Suite struct TimeoutRelationsTests {
+@Suite(.cpuBound) struct TimeoutRelationsTests {
     @Test(arguments: [(1, 2), (1, 4), (10, 60), (10, 30), (3, 10)])
     func theTimeoutsKeepTheirRelations(_ n: Int, _ w: Int) {
         let t = Timeouts(ioTimeout: .seconds(n), watchdogFire: .seconds(w))

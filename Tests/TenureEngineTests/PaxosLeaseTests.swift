@@ -1,10 +1,11 @@
 import Testing
+import TenureTestSupport
 import TenureCore
 @testable import TenureEngine
 import TenureFormat
 import TenureTestKit
 
-@Suite struct PaxosLeaseTests {
+@Suite(.cpuBound) struct PaxosLeaseTests {
     func host(_ id: UInt64, _ gen: UInt64 = 1) -> LocalHost { LocalHost(id: HostID(id), generation: Generation(gen)) }
 
     @Test func freeAcquireCommitsLverOneForUsWithinTheIOBudget() async throws {
@@ -320,7 +321,7 @@ import TenureTestKit
     }
 }
 
-@Suite struct MultiDiskTests {
+@Suite(.cpuBound) struct MultiDiskTests {
     /// Three disks, each its own storage.
     func threeDisks(_ c: Cluster) async throws -> (ResourceSpec, [MemoryStorage]) {
         let storages = (0..<3).map { _ in MemoryStorage(sectorSize: .bytes512, sizeBytes: 2 * Cluster.mib) }

@@ -1,9 +1,12 @@
 import Testing
+import TenureTestSupport
 import TenureCore
 import TenureFormat
 
 /// decode(encode(x)) == x.sealed over many seeded random values.
-@Suite("Encode/decode roundtrips")
+// Thousands of random records per test: seconds of CPU in a debug build,
+// which on the cooperative pool stalled every other test (issue 26).
+@Suite("Encode/decode roundtrips", .cpuBound)
 struct RoundtripTests {
     static let rounds = 2000
 

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import TenureTestSupport
 import TenureCore
 import TenureIO
 
@@ -15,6 +16,13 @@ final class ScratchFile {
         let safe = label.filter { $0.isLetter || $0.isNumber }.prefix(40)
         path = "/var/tmp/tenure-io-test-\(getpid())-\(safe)-\(UInt32.random(in: 0 ... .max)).img"
         try Data(repeating: fill, count: size).write(to: URL(fileURLWithPath: path))
+        // Written through the page cache: flush it now. Otherwise the first
+        // O_DIRECT write to each range flushes and allocates inside io_submit,
+        // which then blocks its caller (the event loop) for as long as a disk
+        // that the rest of the suite keeps busy takes.
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        try handle.synchronize()
+        try handle.close()
     }
     deinit { try? FileManager.default.removeItem(atPath: path) }
 
@@ -40,7 +48,10 @@ enum DeviceKind: String, CaseIterable, Sendable, CustomStringConvertible {
     var description: String { rawValue }
 }
 
-func open(_ path: String, _ kind: DeviceKind, timeout: Duration = .seconds(5)) throws -> any MeasuredBlockDevice {
+/// Opens `path`. These tests are not about deadlines (those that are pass
+/// their own): the default is one that only a hung device reaches, not a
+/// file on a disk that the rest of the suite keeps busy.
+func open(_ path: String, _ kind: DeviceKind, timeout: Duration = .seconds(60)) throws -> any MeasuredBlockDevice {
     switch kind {
     case .aio: try openBlockDevice(path: path, engine: .aio, ioTimeout: timeout)
     case .aioOnLoop: try openBlockDevice(path: path, engine: .aio, ioTimeout: timeout, loop: testLoop)
@@ -69,7 +80,7 @@ func thrown(sourceLocation: SourceLocation = #_sourceLocation, _ body: () async 
     return nil
 }
 
-@Suite("O_DIRECT devices on real files")
+@Suite("O_DIRECT devices on real files", .ownThreads)
 struct DeviceTests {
     @Test(arguments: DeviceKind.allCases)
     func aRegularFileHas512ByteSectorsAndItsSize(_ engine: DeviceKind) async throws {
@@ -216,7 +227,7 @@ struct DeviceTests {
 
 /// Loop devices: the sector size comes from BLKSSZGET and the size from
 /// BLKGETSIZE64; a 4096-byte device refuses 512-byte I/O.
-@Suite("O_DIRECT devices on loop devices",
+@Suite("O_DIRECT devices on loop devices", .ownThreads,
        .enabled(if: getuid() == 0 && FileManager.default.fileExists(atPath: "/dev/loop-control"), "needs root and loop devices"))
 struct LoopDeviceTests {
     static func losetup(_ arguments: [String]) throws -> String {

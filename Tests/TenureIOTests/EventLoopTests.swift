@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import TenureTestSupport
 import TenureCore
 import TenureIO
 import TenureSyscall
@@ -47,7 +48,7 @@ func writeBytes(_ bytes: [UInt8], to fd: FileDescriptor) {
     }
 }
 
-@Suite("The event loop")
+@Suite("The event loop", .ownThreads)
 struct EventLoopTests {
     @Test func anActorOnTheLoopAndTasksPreferringItRunOnItsThread() async {
         let actor = OnTheLoop()

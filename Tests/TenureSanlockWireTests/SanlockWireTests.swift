@@ -1,11 +1,12 @@
 import Foundation
 import Testing
+import TenureTestSupport
 import TenureCore
 @testable import TenureSanlockWire
 
 /// sanlock's client protocol: the codec against sanlock's own installed
 /// headers (libsanlock-dev), and requests decoded at the edge.
-@Suite struct SanlockWireTests {
+@Suite(.ownThreads) struct SanlockWireTests {
     static let headers = ["/usr/include/sanlock.h", "/usr/include/sanlock_admin.h", "/usr/include/sanlock_resource.h", "/usr/include/sanlock_rv.h"]
     static var haveHeaders: Bool {
         headers.allSatisfy { FileManager.default.fileExists(atPath: $0) } && FileManager.default.isExecutableFile(atPath: "/usr/bin/gcc")

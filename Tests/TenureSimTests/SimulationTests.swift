@@ -1,4 +1,5 @@
 import Testing
+import TenureTestSupport
 import TenureCore
 import TenureEngine
 @testable import TenureSimKit
@@ -6,7 +7,10 @@ import TenureEngine
 /// The simulator runs the real engine; these tests hold it to its promises:
 /// replay by seed, a checker that catches known bugs, zero violations over a
 /// fixed budget of seeds, and the seeds that once found engine bugs.
-@Suite("Deterministic simulation")
+// Each test computes for seconds: on the cooperative pool two of them
+// stalled every other test of the process (issue 26). They run one at a
+// time, niced, on threads of their own.
+@Suite("Deterministic simulation", .cpuBound, .serialized)
 struct SimulationTests {
     static func config(seed: UInt64, steps: UInt64 = 20_000, faults: FaultMix = .standard, hosts: Int = 5, disks: Int = 1) -> SimConfig {
         var c = SimConfig(seed: seed)
