@@ -148,7 +148,12 @@ public actor Daemon {
     /// Every decision about local processes and their leases (TenureHost);
     /// this actor is its shell: it decodes, does the I/O and carries out
     /// the core's directives.
-    var core: HostCore
+    var core: HostCore {
+        // Every change of who holds leases reaches the record before any reply.
+        didSet { holders?.match(core.holderPids) }
+    }
+    /// The holders, as the next incarnation will find them (``HolderRecord``).
+    var holders: HolderRecord?
     /// Open connections per pid: a pid with none and no longer alive loses its leases.
     var connections: [Int32: Int] = [:]
     /// Client-side device handles, counted by their users (``retainDevice(_:)``).
@@ -216,8 +221,9 @@ public actor Daemon {
     /// Pets that failed (logged each time), for status.
     var petFailures = 0
 
-    public init(config: DaemonConfig, log: Logger, renewalThread: RenewalThread, loop: EventLoop, watchdog: (any Watchdog)? = nil) {
+    init(config: DaemonConfig, log: Logger, renewalThread: RenewalThread, loop: EventLoop, watchdog: (any Watchdog)? = nil, holders: HolderRecord? = nil) {
         self.config = config
+        self.holders = holders
         self.loop = loop
         self.log = log
         self.watchdog = watchdog
@@ -246,6 +252,14 @@ public actor Daemon {
             await carryOut(core.petIfDue(at: context.clock.now()))
             try? await context.clock.sleep(for: core.settings.petInterval / 4)
         }
+    }
+
+    /// A clean stop holds nothing: the record goes. A stop that leaves a
+    /// holder running (one that survived a forced shutdown's SIGKILL) keeps
+    /// it, so that the next incarnation fences that holder first.
+    func closeHolderRecord() {
+        if core.holderPids.isEmpty { holders?.remove() } else { holders?.close() }
+        holders = nil
     }
 
     /// One pet; a failure is logged and counted, never ignored.

@@ -46,6 +46,16 @@ public final class DaemonServer: @unchecked Sendable {
         }
         let pidPath = config.runDir + "/tenure.pid"
         pidFile = try Self.lockPidFile(pidPath)
+        let holders: HolderRecord
+        do {
+            // Only the daemon that holds the pid file, and before the watchdog
+            // is opened (which pets it): an earlier incarnation's holders go first.
+            try EarlierIncarnation.fenceHolders(runDir: config.runDir, wait: config.watchdogFire, log: log)
+            holders = try HolderRecord(runDir: config.runDir)
+        } catch {
+            try? Syscall.close(pidFile, path: pidPath)
+            throw error
+        }
         do {
             listener = try Self.bind(config.runDir + "/" + Wire.socketName, group: adminGroup)
         } catch {
@@ -64,7 +74,7 @@ public final class DaemonServer: @unchecked Sendable {
             }
             let renewalThread = try RenewalThread(realtimePriority: config.realtime ? Starvation.realtimePriority : nil)
             Self.report(renewalThread, log: log)
-            daemon = Daemon(config: config, log: log, renewalThread: renewalThread, loop: try EventLoop(), watchdog: watchdog)
+            daemon = Daemon(config: config, log: log, renewalThread: renewalThread, loop: try EventLoop(), watchdog: watchdog, holders: holders)
         } catch {
             try? Syscall.close(listener, path: config.runDir + "/" + Wire.socketName)
             try? Syscall.close(pidFile, path: pidPath)
@@ -348,6 +358,7 @@ public final class DaemonServer: @unchecked Sendable {
         try? Syscall.close(listener, path: socketPath)
         try? Syscall.removeIfPresent(socketPath)
         try? Syscall.removeIfPresent(config.runDir + "/tenure.pid")
+        await daemon.closeHolderRecord()
         sanlock?.close()
         metrics?.close()
         try? Syscall.close(pidFile, path: config.runDir + "/tenure.pid")

@@ -84,7 +84,11 @@ public enum DaemonLauncher {
             log.info("watchdog \(settings.watchdogDevice!) armed with fire time \(settings.watchdogFire)")
         }
         log.info("settings: \(settings.effective)")
-        let server = try DaemonServer(config: settings, log: log)
+        // Built on a thread that may block: it may wait for an earlier
+        // incarnation's lease holders to exit (EarlierIncarnation).
+        let server = try await Task(executorPreference: BlockingExecutor.shared) {
+            try DaemonServer(config: settings, log: log)
+        }.value
         await server.daemon.start()
         log.info("serving on \(server.socketPath) as \(settings.hostName)")
         // systemd's Type=notify: the socket answers from here on.
