@@ -11,14 +11,17 @@ import TenureSyscall
 /// on tmpfs (/run/tenure): the record outlives the daemon, not the host,
 /// and a host that restarted has no holder left to fence.
 ///
-/// An append-only file of lines `+ PID START NAME` (the process became a
-/// holder) and `- PID START` (it holds nothing any more). START is the
-/// process's start time (field 22 of /proc/PID/stat, clock ticks since
-/// boot): with the pid it names one process, never a later one that
-/// reuses the pid. Each line is one write(2) with O_APPEND, so a crash
-/// leaves whole lines. The daemon writes a holder's line when the core
-/// hands it its first lease, before the acquire's reply: a process never
-/// uses a lease that the record does not name.
+/// A table of fixed slots, one per holder: `PID START NAME`, padded to
+/// ``slotBytes``; a free slot is all zero. START is the process's start time
+/// (field 22 of /proc/PID/stat, clock ticks since boot): with the pid it
+/// names one process, never a later one that reuses the pid. The file is
+/// allocated whole when the daemon starts (one slot per lease it may hold:
+/// every holder holds one at least), so a run dir that fills up later cannot
+/// make a holder go unrecorded: a full run dir stops the start instead. A
+/// slot is written with one pwrite(2), which a crash of the daemon does not
+/// tear. The daemon writes a holder's slot when the core hands it its first
+/// lease, before the acquire's reply: a process never uses a lease that the
+/// record does not name.
 struct HolderRecord {
     /// One holder: a process named by its pid and start time.
     struct Holder: Hashable, Sendable {
@@ -31,25 +34,42 @@ struct HolderRecord {
             hasher.combine(pid)
             hasher.combine(start)
         }
+
+        /// The slot's bytes: the text, padded with zeros.
+        var slot: [UInt8] {
+            var bytes = Array("\(pid) \(start) \(name.prefix(16))\n".utf8.prefix(HolderRecord.slotBytes))
+            bytes += [UInt8](repeating: 0, count: HolderRecord.slotBytes - bytes.count)
+            return bytes
+        }
     }
 
     static let fileName = "holders"
-    /// Lines past which the file is rewritten with only the live holders.
-    static let compactAfterLines = 4096
+    /// One slot: room for a pid, a start time and a 15-byte name.
+    static let slotBytes = 64
 
     let path: String
     private let fd: FileDescriptor
-    private var lines = 0
-    private(set) var live: [Int32: Holder] = [:]
+    private var freeSlots: [Int]
+    private(set) var live: [Int32: (holder: Holder, slot: Int)] = [:]
 
-    /// Opens (creating, empty) the record of `runDir`. Call it once the
-    /// earlier incarnation's holders are fenced (``EarlierIncarnation``).
-    init(runDir: String) throws(TenureError) {
+    /// Creates the record of `runDir`, empty, with room for `capacity`
+    /// holders allocated now. Call it once the earlier incarnation's holders
+    /// are fenced (``EarlierIncarnation``).
+    init(runDir: String, capacity: Int) throws(TenureError) {
         path = runDir + "/" + Self.fileName
         let path = path
         fd = FileDescriptor(rawValue: try Syscall.run(SyscallContext("open", path: path)) {
-            open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         })
+        let bytes = capacity * Self.slotBytes
+        let rc = posix_fallocate(fd.rawValue, 0, off_t(bytes))
+        guard rc == 0 else {
+            try? Syscall.close(fd, path: path)
+            try? Syscall.removeIfPresent(path)
+            throw TenureError(.ioFailed, "Cannot allocate the lease holders' record \(path) (\(bytes) bytes): \(Errno(rawValue: rc)).",
+                              remedy: "Free space on the run dir's filesystem (df -h \(runDir)), or lower max-leases.", errno: rc)
+        }
+        freeSlots = Array((0 ..< capacity).reversed())
     }
 
     /// Notes that `pid` holds leases now (when it did not).
@@ -57,21 +77,20 @@ struct HolderRecord {
         guard live[pid] == nil else { return }
         // A process that is gone already holds nothing worth fencing later.
         guard let holder = Self.identify(pid) else { return }
-        live[pid] = holder
-        append("+ \(holder.pid) \(holder.start) \(holder.name)\n")
+        guard let slot = freeSlots.popLast() else {
+            // More holders than leases: the core's limit makes this our bug.
+            StandardError.write("tenure: no free slot in \(path) for process \(pid)\n")
+            return
+        }
+        live[pid] = (holder, slot)
+        write(holder.slot, at: slot)
     }
 
     /// Notes that `pid` holds nothing now.
     mutating func removed(_ pid: Int32) {
-        guard let holder = live.removeValue(forKey: pid) else { return }
-        if live.isEmpty {
-            // Nothing held: an empty file says so, and keeps it small.
-            lines = 0
-            _ = try? Syscall.run(SyscallContext("ftruncate", path: path)) { ftruncate(fd.rawValue, 0) }
-            return
-        }
-        append("- \(holder.pid) \(holder.start)\n")
-        if lines > Self.compactAfterLines { compact() }
+        guard let (_, slot) = live.removeValue(forKey: pid) else { return }
+        write([UInt8](repeating: 0, count: Self.slotBytes), at: slot)
+        freeSlots.append(slot)
     }
 
     /// Makes the record name exactly `pids` (the core's holders).
@@ -91,45 +110,37 @@ struct HolderRecord {
         try? Syscall.close(fd, path: path)
     }
 
-    private mutating func append(_ line: String) {
-        lines += 1
-        let bytes = Array(line.utf8)
-        do {
-            _ = try Syscall.run(SyscallContext("write", path: path, length: bytes.count)) {
-                bytes.withUnsafeBytes { write(fd.rawValue, $0.baseAddress, $0.count) }
+    private func write(_ bytes: [UInt8], at slot: Int) {
+        let offset = slot * Self.slotBytes
+        do throws(TenureError) {
+            let written = try Syscall.run(SyscallContext("pwrite", path: path, offset: UInt64(offset), length: bytes.count)) {
+                bytes.withUnsafeBytes { pwrite(fd.rawValue, $0.baseAddress, $0.count, off_t(offset)) }
             }
+            guard written == bytes.count else { throw TenureError(.shortIO, "pwrite of \(bytes.count) bytes on \(path) wrote \(written).") }
         } catch {
-            // The record is how a restart finds holders: losing a line is worth a loud word.
+            // The space was allocated at start: only a failing tmpfs gets here.
             StandardError.write("tenure: cannot record a lease holder in \(path): \(error.message)\n")
-        }
-    }
-
-    /// Rewrites the file with the live holders only.
-    private mutating func compact() {
-        lines = 0
-        _ = try? Syscall.run(SyscallContext("ftruncate", path: path)) { ftruncate(fd.rawValue, 0) }
-        for holder in live.values.sorted(by: { $0.pid < $1.pid }) {
-            append("+ \(holder.pid) \(holder.start) \(holder.name)\n")
         }
     }
 
     // MARK: Reading what an earlier incarnation left
 
-    /// The holders a record names as live, in the order they came.
+    /// The holders a record names, slot by slot.
     static func read(runDir: String) -> [Holder] {
-        guard let text = ProcFiles.text(runDir + "/" + fileName, limit: 1 << 22) else { return [] }
-        var live: [Holder] = []
-        for line in text.split(separator: "\n") {
-            let words = line.split(separator: " ", maxSplits: 3)
-            guard words.count >= 3, let pid = Int32(words[1]), let start = UInt64(words[2]) else { continue }
-            let holder = Holder(pid: pid, start: start, name: words.count > 3 ? String(words[3]) : "")
-            if words[0] == "+" {
-                if !live.contains(holder) { live.append(holder) }
-            } else if words[0] == "-" {
-                live.removeAll { $0 == holder }
-            }
+        let path = runDir + "/" + fileName
+        guard let file = fopen(path, "r") else { return [] }
+        defer { fclose(file) }
+        var holders: [Holder] = []
+        var slot = [UInt8](repeating: 0, count: slotBytes)
+        while fread(&slot, 1, slotBytes, file) == slotBytes {
+            guard slot[0] != 0 else { continue }
+            let text = String(decoding: slot.prefix { $0 != 0 && $0 != 10 }, as: UTF8.self)
+            let words = text.split(separator: " ", maxSplits: 2)
+            guard words.count >= 2, let pid = Int32(words[0]), let start = UInt64(words[1]) else { continue }
+            let holder = Holder(pid: pid, start: start, name: words.count > 2 ? String(words[2]) : "")
+            if !holders.contains(holder) { holders.append(holder) }
         }
-        return live
+        return holders
     }
 
     /// `pid` as it runs now (its start time and name), or nil when it is gone.

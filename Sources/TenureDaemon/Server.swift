@@ -51,7 +51,7 @@ public final class DaemonServer: @unchecked Sendable {
             // Only the daemon that holds the pid file, and before the watchdog
             // is opened (which pets it): an earlier incarnation's holders go first.
             try EarlierIncarnation.fenceHolders(runDir: config.runDir, wait: config.watchdogFire, log: log)
-            holders = try HolderRecord(runDir: config.runDir)
+            holders = try HolderRecord(runDir: config.runDir, capacity: config.maxLeases)
         } catch {
             try? Syscall.close(pidFile, path: pidPath)
             throw error

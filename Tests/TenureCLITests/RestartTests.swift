@@ -57,6 +57,7 @@ struct RestartTests {
         let pid = holder.process.processIdentifier
         defer { kill(pid, SIGKILL) }
         #expect(try eventually { try first.leases().first?["pid"] as? Int == Int(pid) }, "the holder never held R0: \(holder.output)")
+        #expect(try procText(first.runDir + "/holders").contains("\(pid) "), "the record does not name the holder")
         let witness = try PetWitness(path: watchdog, pid: pid)
         defer { witness.stop() }
 
@@ -88,9 +89,13 @@ struct RestartTests {
         let bystander = try Background(executable: "/bin/sleep", ["600"])
         let pid = bystander.process.processIdentifier
         defer { kill(pid, SIGKILL) }
-        try "+ \(pid) 1 sleep\n".write(toFile: runDir + "/holders", atomically: true, encoding: .utf8)
+        // One 64-byte slot of the record: "PID START NAME\n", zero-padded.
+        var slot = Array("\(pid) 1 sleep\n".utf8)
+        slot += [UInt8](repeating: 0, count: 64 - slot.count)
+        try Data(slot + [UInt8](repeating: 0, count: 64)).write(to: URL(fileURLWithPath: runDir + "/holders"))
         let daemon = try RunningDaemon(scratch: scratch)
         #expect(isAlive(pid), "the daemon killed a process that merely reuses a recorded pid")
         #expect(!daemon.process.output.stderr.contains("fenced process \(pid)"))
+        #expect(daemon.process.output.stderr.contains("recorded 1 lease holder(s); none runs any more"), "the record was not read")
     }
 }
