@@ -48,13 +48,17 @@ enum DeviceKind: String, CaseIterable, Sendable, CustomStringConvertible {
     var description: String { rawValue }
 }
 
+/// The device tests' own loop: an io_submit that blocks on a busy disk
+/// delays these tests, not the event loop's own (EventLoopTests).
+let deviceLoop = try! EventLoop()
+
 /// Opens `path`. These tests are not about deadlines (those that are pass
 /// their own): the default is one that only a hung device reaches, not a
 /// file on a disk that the rest of the suite keeps busy.
 func open(_ path: String, _ kind: DeviceKind, timeout: Duration = .seconds(60)) throws -> any MeasuredBlockDevice {
     switch kind {
     case .aio: try openBlockDevice(path: path, engine: .aio, ioTimeout: timeout)
-    case .aioOnLoop: try openBlockDevice(path: path, engine: .aio, ioTimeout: timeout, loop: testLoop)
+    case .aioOnLoop: try openBlockDevice(path: path, engine: .aio, ioTimeout: timeout, loop: deviceLoop)
     case .sync: try openBlockDevice(path: path, engine: .sync, ioTimeout: timeout)
     }
 }
@@ -143,9 +147,9 @@ struct DeviceTests {
         let device = try open(file.path, .aioOnLoop)
         let done = await withCheckedContinuation { (finished: CheckedContinuation<Int, Never>) in
             let left = Countdown(count)
-            testLoop.execute {
+            deviceLoop.execute {
                 for i in 0 ..< count {
-                    Task(executorPreference: testLoop) { @Sendable in
+                    Task(executorPreference: deviceLoop) { @Sendable in
                         try? await device.write(pattern(i, count: 4096), at: UInt64(i * 4096))
                         if left.countDown() { finished.resume(returning: count) }
                     }
