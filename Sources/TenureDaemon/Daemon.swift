@@ -150,7 +150,7 @@ public actor Daemon {
     /// the core's directives.
     var core: HostCore {
         // Every change of who holds leases reaches the record before any reply.
-        didSet { holders?.match(core.holderPids) }
+        didSet { holders?.match(core.leases) }
     }
     /// The holders, as the next incarnation will find them (``HolderRecord``).
     var holders: HolderRecord?
@@ -258,7 +258,7 @@ public actor Daemon {
     /// holder running (one that survived a forced shutdown's SIGKILL) keeps
     /// it, so that the next incarnation fences that holder first.
     func closeHolderRecord() {
-        if core.holderPids.isEmpty { holders?.remove() } else { holders?.close() }
+        if core.leases.isEmpty { holders?.remove() } else { holders?.close() }
         holders = nil
     }
 

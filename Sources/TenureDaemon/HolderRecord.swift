@@ -93,10 +93,13 @@ struct HolderRecord {
         freeSlots.append(slot)
     }
 
-    /// Makes the record name exactly `pids` (the core's holders).
-    mutating func match(_ pids: Set<Int32>) {
-        for pid in live.keys where !pids.contains(pid) { removed(pid) }
-        for pid in pids where live[pid] == nil { added(pid) }
+    /// Makes the record name exactly the core's holders, `leases`' keys.
+    /// Runs at every change of the core: the common case (no holder came
+    /// or went) compares counts and allocates nothing.
+    mutating func match<Leases>(_ leases: [ProcessID: Leases]) {
+        for pid in live.keys where leases[ProcessID(pid)] == nil { removed(pid) }
+        guard leases.count != live.count else { return }
+        for pid in leases.keys where live[pid.rawValue] == nil { added(pid.rawValue) }
     }
 
     /// Closes the record, removing it: a daemon that stops holds nothing.
@@ -145,15 +148,8 @@ struct HolderRecord {
 
     /// `pid` as it runs now (its start time and name), or nil when it is gone.
     static func identify(_ pid: Int32) -> Holder? {
-        guard let stat = ProcFiles.text("/proc/\(pid)/stat"),
-              let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { return nil }
-        let name = String(stat[stat.index(after: open) ..< close])
-        // After ") ": state (field 3), …, starttime (field 22).
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 19, let start = UInt64(fields[19]) else { return nil }
-        let state = fields[0]
-        guard state != "Z" && state != "X" else { return nil }
-        return Holder(pid: pid, start: start, name: name.filter { $0 != " " })
+        guard let stat = ProcFiles.stat(of: pid), !stat.hasExited else { return nil }
+        return Holder(pid: pid, start: stat.startTime, name: stat.name.filter { $0 != " " })
     }
 }
 

@@ -90,8 +90,6 @@ public struct HostCore: Sendable {
 
     /// Every lease held, by process.
     public var holders: [ProcessID] { leases.keys.sorted() }
-    /// The pids that hold leases, for the shell's record of them.
-    public var holderPids: Set<Int32> { Set(leases.keys.map(\.rawValue)) }
     public var leaseCount: Int { leases.values.reduce(0) { $0 + $1.count } }
     /// Processes being stopped now.
     public var fencedProcesses: [ProcessID] { fencing.keys.sorted() }

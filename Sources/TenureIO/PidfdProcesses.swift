@@ -140,8 +140,8 @@ public final class PidfdProcesses: LocalProcesses, Sendable {
         } catch {
             return error.errno != ESRCH
         }
-        guard let text = ProcFiles.text("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")"), text.index(close, offsetBy: 2) < text.endIndex else { return true }
-        let state = text[text.index(close, offsetBy: 2)]
-        return state != "Z" && state != "X"
+        // Unreadable: say "still running", as a pidfd that cannot be polled does.
+        guard let stat = ProcFiles.stat(of: pid) else { return true }
+        return !stat.hasExited
     }
 }
