@@ -150,19 +150,22 @@ struct DaemonTests {
                                      environment: environment)
         #expect(setter.status == 0 && setter.stdout.contains("Set the lock value block of R0 (2 bytes)"), "\(setter)")
         #expect(eventually { (try? daemon.leases())?.isEmpty == true }, "the setter's lease was not released")
-        // The daemon may still be writing the setter's release (its status
-        // no longer lists the lease): the refusal says to retry, so retry.
-        var getter = Outcome(status: -1, stdout: "", stderr: "")
-        _ = try eventually {
-            getter = try Harness.run(tenure, ["client", "hold", "-r", r0, "--lvb", "--", "/bin/sh", "-c", "'\(tenure)' client get-lvb R0 --pid $$"],
-                                     environment: environment)
-            return !getter.stderr.contains("is being released")
+        // The daemon may still be writing the previous holder's release (its
+        // status no longer lists the lease): the refusal says to retry, so retry.
+        func holdAfterRelease(_ arguments: [String]) throws -> Outcome {
+            var outcome = Outcome(status: -1, stdout: "", stderr: "")
+            _ = try eventually {
+                outcome = try Harness.run(tenure, ["client", "hold", "-r", r0] + arguments, environment: environment)
+                return !outcome.stderr.contains("is being released")
+            }
+            return outcome
         }
+        let getter = try holdAfterRelease(["--lvb", "--", "/bin/sh", "-c", "'\(tenure)' client get-lvb R0 --pid $$"])
         #expect(getter.stdout.hasSuffix("v7\n"), "the next holder did not read the block: \(getter)")
         #expect(eventually { (try? daemon.leases())?.isEmpty == true })
 
         // Persistent: the holder exits, the host keeps the lease.
-        let keeper = try Harness.run(tenure, ["client", "hold", "-r", r0, "--persistent", "--", "/bin/true"], environment: environment)
+        let keeper = try holdAfterRelease(["--persistent", "--", "/bin/true"])
         #expect(keeper.status == 0, "\(keeper)")
         var status = ""
         #expect(eventually { status = (try? daemon.clientOK(["status"]).stdout) ?? ""; return status.contains("orphan") && status.contains("D:R0:") },
