@@ -51,7 +51,7 @@ struct TenureSim: ParsableCommand {
     @Option(help: ArgumentHelp("Fault mix: none, standard, or name=probability,… (\(FaultMix.knobs.map(\.0).joined(separator: ", ")); flags sameid, mixedio).", valueName: "MIX"))
     var faults = "standard"
 
-    @Option(name: .customLong("inject-bug"), help: ArgumentHelp("Run with a known safety bug (debug builds only); the checker must catch it. In the engine: \(InjectedBug.allCases.filter { !$0.isInHostCore }.map(\.rawValue).joined(separator: ", ")); in the host core: \(InjectedBug.allCases.filter(\.isInHostCore).map(\.rawValue).joined(separator: ", ")) (these need a lockspace lost while leases are held: --faults cutoff=0.05,stuck=0.3 --no-liveness).", valueName: "BUG"))
+    @Option(name: .customLong("inject-bug"), help: ArgumentHelp("Run with a known safety bug (debug builds only); the checker must catch it. In the engine: \(InjectedBug.allCases.filter { !$0.isInHostCore }.map(\.rawValue).joined(separator: ", ")); in the host core: \(InjectedBug.allCases.filter(\.isInHostCore).map(\.rawValue).joined(separator: ", ")) (keep-petting-after-loss and fence-skips-a-holder need a lockspace lost while leases are held: --faults cutoff=0.05,stuck=0.3 --no-liveness; rearm-after-restart needs daemon restarts, which the standard mix has: restart=0.05 shows it sooner).", valueName: "BUG"))
     var injectBug: [String] = []
 
     @Option(help: ArgumentHelp("Swarm mode: this many runs with seeds from --seed on, each with a random fault mix, host and disk count.", valueName: "RUNS"))

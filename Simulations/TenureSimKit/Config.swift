@@ -19,6 +19,9 @@ public struct FaultMix: Sendable, Equatable, CustomStringConvertible {
     public var tornWrite = 0.0
     /// Per host-second: the host crashes (memory lost, disk kept) and restarts later.
     public var crash = 0.0
+    /// Per host-second: the host's daemon dies (SIGKILL, an OOM kill) while
+    /// its processes run on, and its supervisor starts it again within W.
+    public var daemonRestart = 0.0
     /// Per host-second: the host loses its path to one device for a while.
     public var cutOff = 0.0
     /// Per second: one of a resource's three disks is lost to every host for a while (with `disks: 3`).
@@ -51,6 +54,7 @@ public struct FaultMix: Sendable, Equatable, CustomStringConvertible {
         m.lateWrite = 0.005
         m.tornWrite = 0.005
         m.crash = 0.01
+        m.daemonRestart = 0.01
         m.cutOff = 0.01
         m.diskLoss = 0.02
         m.leave = 0.01
@@ -64,7 +68,7 @@ public struct FaultMix: Sendable, Equatable, CustomStringConvertible {
     // Key paths are immutable values; the array is never changed after init.
     nonisolated(unsafe) public static let knobs: [(String, WritableKeyPath<FaultMix, Double>)] = [
         ("slow", \.slowIO), ("error", \.ioError), ("hang", \.hang), ("late", \.lateWrite), ("torn", \.tornWrite),
-        ("crash", \.crash), ("cutoff", \.cutOff), ("diskloss", \.diskLoss), ("drift", \.clockDrift), ("leave", \.leave),
+        ("crash", \.crash), ("restart", \.daemonRestart), ("cutoff", \.cutOff), ("diskloss", \.diskLoss), ("drift", \.clockDrift), ("leave", \.leave),
         ("stuck", \.stuckProcess),
     ]
 

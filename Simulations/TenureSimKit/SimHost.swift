@@ -12,6 +12,10 @@ import TenureTestKit
 /// it is not petted within its fire time. A crash cancels every task and
 /// kills every process (memory lost, disk kept); a boot starts a new
 /// incarnation with a new clock, new handles, a new core and a new generation.
+/// A daemon crash (``crashDaemon()``) ends only the daemon: its processes,
+/// its armed watchdog and its run dir's holder record live on, and a
+/// supervisor starts it again after a random delay, with a new core that
+/// must fence what the record names before it pets (docs/safety.md).
 final class SimHost: @unchecked Sendable {
     let index: Int
     let id: HostID
@@ -20,6 +24,15 @@ final class SimHost: @unchecked Sendable {
 
     private(set) var incarnation = 0
     private(set) var crashed = true
+    /// Daemon starts so far on any boot; a daemon task runs only while its
+    /// run is the current one (``isCurrent(_:)``).
+    private(set) var daemonRun = 0
+    /// The daemon runs (it may still be fencing an earlier incarnation's holders).
+    private(set) var daemonUp = false
+    /// The run dir's record of lease holders (`/run/tenure/holders`): the
+    /// processes the core had handed leases to when the daemon died. It
+    /// survives the daemon, not the machine.
+    private var holderRecord: Set<ProcessID> = []
     private(set) var clock: SimClock
     private var random: SharedRandom
     private var devices: [MemoryDevice] = []
@@ -44,7 +57,10 @@ final class SimHost: @unchecked Sendable {
     private var nextPid: Int32 = 100
     /// The machine's watchdog, armed when the daemon starts.
     private var watchdogTimer: ManualWatchdog?
+    /// The daemon's tasks: a daemon crash cancels them.
     private var tasks: [Task<Void, Never>] = []
+    /// The machine's own: its watchdog device.
+    private var machineTasks: [Task<Void, Never>] = []
     /// The chaos loop asked this host to leave the lockspace cleanly.
     private var leaveRequested = false
 
@@ -85,11 +101,7 @@ final class SimHost: @unchecked Sendable {
         clock = SimClock(scheduler: sim.scheduler, offsetNanoseconds: 100_000_000_000 + r.below(1_000_000_000_000) + sim.scheduler.now / 2, rate: rate)
         random = SharedRandom(r.fork())
         let shared = random
-        context = EngineContext(clock: clock, random: { bound in shared.withRandom { $0.below(bound) } },
-                                log: { [unowned self] event in
-                                    if event.kind != .renewed { self.note(event.description) }
-                                },
-                                watchdogFire: config.watchdogFire, injectedBugs: config.injectedBugs)
+        context = makeContext()
         devices = sim.storages.indices.map { d in
             MemoryDevice(storage: sim.storages[d], path: "disk\(d)", clock: clock, ioTimeout: .seconds(Int64(config.ioTimeout(ofHost: index).seconds)),
                          logCapacity: 0, faultSource: sim.faultSource(random: shared))
@@ -97,22 +109,74 @@ final class SimHost: @unchecked Sendable {
         cutOffRules = [:]
         lostDiskRules = [:]
         applyLostDisks()
-        core = HostCore(settings: Self.coreSettings(config))
         processes = [:]
         pastExpiries = [:]
-        resources = Array(repeating: nil, count: config.resources)
-        let generation = incarnation
-        machine = SimulatedProcesses(willStop: { [unowned self] pid, signal in self.dieSoon(pid, after: signal, generation) })
+        // The run dir is on tmpfs: a boot starts with no record.
+        holderRecord = []
+        watchdogTimer = nil
+        let boot = incarnation
+        machine = SimulatedProcesses(willStop: { [unowned self] pid, signal in self.dieSoon(pid, after: signal, boot) })
+        startDaemon(after: delay)
+    }
+
+    /// The engine's context of one daemon process: its proposals are its
+    /// memory, lost with it.
+    private func makeContext() -> EngineContext {
+        let shared = random
+        return EngineContext(clock: clock, random: { bound in shared.withRandom { $0.below(bound) } },
+                             log: { [unowned self] event in
+                                 if event.kind != .renewed { self.note(event.description) }
+                             },
+                             watchdogFire: sim.config.watchdogFire, injectedBugs: sim.config.injectedBugs)
+    }
+
+    /// Starts the daemon after `delay`: a new core; the earlier
+    /// incarnation's holders (if any) fenced; the watchdog armed on the
+    /// machine's first start (a restart finds it armed still); its loops.
+    private func startDaemon(after delay: Duration) {
+        daemonRun += 1
+        daemonUp = true
+        let run = daemonRun
+        core = HostCore(settings: Self.coreSettings(sim.config))
+        resources = Array(repeating: nil, count: sim.config.resources)
+        leaveRequested = false
         tasks = [sim.scheduler.spawn {
             try? await self.clock.sleep(for: delay)
-            guard self.isCurrent(generation) else { return }
-            // The daemon starts: its watchdog is armed, its loops run.
-            self.watchdogTimer = ManualWatchdog(clock: self.clock, fire: self.sim.config.fenceWindow)
-            self.tasks += [self.sim.scheduler.spawn { await self.watchdog(generation) },
-                           self.sim.scheduler.spawn { await self.petLoop(generation) },
-                           self.sim.scheduler.spawn { await self.fenceLoop(generation) }]
-            await self.main(generation)
+            guard self.isCurrent(run) else { return }
+            if self.watchdogTimer == nil {
+                self.watchdogTimer = ManualWatchdog(clock: self.clock, fire: self.sim.config.fenceWindow)
+                let boot = self.incarnation
+                self.machineTasks = [self.sim.scheduler.spawn { await self.watchdog(boot) }]
+            }
+            guard await self.fenceEarlierIncarnation(run) else { return }
+            self.tasks += [self.sim.scheduler.spawn { await self.petLoop(run) },
+                           self.sim.scheduler.spawn { await self.fenceLoop(run) }]
+            await self.main(run)
         }]
+    }
+
+    /// As the daemon's start (`EarlierIncarnation.fenceHolders`): the
+    /// record's holders that still run go to the core, which SIGKILLs them;
+    /// their exits go back until none is left. False when one outlives W:
+    /// the daemon does not start, and the armed watchdog resets the machine.
+    private func fenceEarlierIncarnation(_ run: Int) async -> Bool {
+        let left = holderRecord.filter { processes[$0] != nil }.sorted()
+        guard !left.isEmpty else { return true }
+        sim.count("restart.fence")
+        await carryOut(core.earlierIncarnationLeft(left.map { ($0, "p\($0)") }, at: clock.now()), run)
+        while isCurrent(run), !core.mayPet(at: clock.now()) {
+            if core.earlierHoldersSurviveKill {
+                sim.count("restart.refused")
+                note("the daemon does not start: an earlier incarnation's holder survives SIGKILL")
+                return false
+            }
+            try? await clock.sleep(for: Self.fencePoll)
+            var directives: [HostDirective] = []
+            for pid in machine.takeExits() { directives += core.processExited(pid, at: clock.now()) }
+            directives += core.tick(at: clock.now())
+            await carryOut(directives, run)
+        }
+        return isCurrent(run)
     }
 
     /// Crashes now: every task is cancelled, every process is gone. Writes
@@ -120,8 +184,10 @@ final class SimHost: @unchecked Sendable {
     func crash(restart: Bool) {
         guard !crashed else { return }
         crashed = true
-        for task in tasks { task.cancel() }
+        daemonUp = false
+        for task in tasks + machineTasks { task.cancel() }
         tasks = []
+        machineTasks = []
         processes = [:]
         machine.reset()
         sim.checker.droppedAll(host: index)
@@ -137,6 +203,33 @@ final class SimHost: @unchecked Sendable {
                 self.boot(after: .zero)
             }
             _ = boot
+        }
+    }
+
+    /// The daemon dies (SIGKILL, an OOM kill) and its supervisor starts it
+    /// again after a random delay, as systemd's `Restart=` does. Its tasks
+    /// end, so nothing renews the lockspace or pets the watchdog; the
+    /// machine's processes run on holding their leases, the watchdog stays
+    /// armed, and the run dir keeps the record of holders, which the core's
+    /// last state is (the daemon writes each holder's slot before the
+    /// lease is handed over). Writes in flight still land.
+    func crashDaemon() {
+        guard !crashed, daemonUp else { return }
+        daemonUp = false
+        holderRecord = Set(core.holders)
+        for task in tasks { task.cancel() }
+        tasks = []
+        rememberExpiry()
+        lockspace = nil
+        note("DAEMON killed; \(holderRecord.count) holder(s) recorded")
+        let boot = incarnation
+        let delay = Duration.milliseconds(Int64(draw(Int(sim.config.watchdogFire / .milliseconds(1)) + 1)))
+        sim.scheduler.spawn {
+            try? await self.clock.sleep(for: delay)
+            guard self.isBooted(boot), !self.daemonUp, self.sim.phase == .faults else { return }
+            self.note("daemon restarted by its supervisor")
+            self.context = self.makeContext()
+            self.startDaemon(after: .zero)
         }
     }
 
@@ -168,16 +261,19 @@ final class SimHost: @unchecked Sendable {
         }
     }
 
-    func isCurrent(_ generation: Int) -> Bool { incarnation == generation && !crashed }
+    /// Whether daemon run `run` is the one running now.
+    func isCurrent(_ run: Int) -> Bool { daemonRun == run && daemonUp && !crashed }
+    /// Whether boot `boot` of the machine is the one running now.
+    func isBooted(_ boot: Int) -> Bool { incarnation == boot && !crashed }
 
     // MARK: The daemon's loops: watchdog, pets, fencing
 
     /// The watchdog device: resets the machine once its fire time passes
     /// without a pet.
-    func watchdog(_ generation: Int) async {
-        while isCurrent(generation), let timer = watchdogTimer, let fireAt = timer.firesAt {
+    func watchdog(_ boot: Int) async {
+        while isBooted(boot), let timer = watchdogTimer, let fireAt = timer.firesAt {
             try? await clock.sleep(until: fireAt)
-            guard isCurrent(generation) else { return }
+            guard isBooted(boot) else { return }
             if timer.hasFired(at: clock.now()) {
                 note("WATCHDOG fired: the host is reset")
                 sim.count("watchdog.reset")
@@ -275,12 +371,12 @@ final class SimHost: @unchecked Sendable {
     /// A stop that reached the process (``SimulatedProcesses`` decides
     /// whether it does): SIGKILL ends it within 50 ms, SIGTERM or its
     /// killpath within 300 ms.
-    func dieSoon(_ pid: ProcessID, after signal: StopSignal, _ generation: Int) {
+    func dieSoon(_ pid: ProcessID, after signal: StopSignal, _ boot: Int) {
         guard processes[pid] != nil else { return }
         let delay = Duration.milliseconds(Int64(draw(signal == .kill ? 50 : 300)))
         sim.scheduler.spawn {
             try? await self.clock.sleep(for: delay)
-            guard self.isCurrent(generation) else { return }
+            guard self.isBooted(boot) else { return }
             self.die(pid)
         }
     }

@@ -216,6 +216,9 @@ public final class Simulation: @unchecked Sendable {
                     countFault("crash")
                     note("h\(host.index)#\(host.incarnation) CRASH")
                     host.crash(restart: true)
+                } else if !host.crashed, host.daemonUp, random.chance(f.daemonRestart) {
+                    countFault("restart")
+                    host.crashDaemon()
                 } else if !host.crashed, random.chance(f.cutOff) {
                     let disk = random.below(storages.count)
                     let seconds = config.timeouts.renewalFailure * Int(1 + random.below(15)) / 10

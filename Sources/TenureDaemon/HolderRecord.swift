@@ -1,6 +1,7 @@
 import Glibc
 import Logging
 import TenureCore
+import TenureHost
 import TenureIO
 import TenureSyscall
 
@@ -159,45 +160,56 @@ struct HolderRecord {
 /// after the last renewal. Each holder must be gone before then, and before
 /// this host's watchdog is petted again (opening the device pets it), or a
 /// holder would run on beside the next one on another host.
+///
+/// This is the shell of that step: it finds the holders (the record, each
+/// checked against the process running now through a pidfd) and carries
+/// out what the host core decides (`HostCore.earlierIncarnationLeft`) —
+/// the same core the simulator runs through daemon crashes and restarts.
 enum EarlierIncarnation {
-    /// Fences every holder the record names that still runs (SIGKILL
-    /// through a pidfd, after checking the pid still names that process)
-    /// and waits until they are gone. Throws when one survives SIGKILL
-    /// within `wait`: the daemon must not start, so that nothing pets the
-    /// watchdog the earlier incarnation left armed, and it resets the host.
+    /// Fences every holder the record names that still runs and waits until
+    /// they are gone, as the core directs. Throws when one survives SIGKILL
+    /// for W: the daemon must not start, so that nothing pets the watchdog
+    /// the earlier incarnation left armed, and it resets the host.
     /// Blocks: run it where that may (``ThreadRole``).
-    static func fenceHolders(runDir: String, wait: Duration, log: Logger) throws(TenureError) {
+    static func fenceHolders(runDir: String, settings: HostCoreSettings, log: Logger) throws(TenureError) {
         let left = HolderRecord.read(runDir: runDir)
         guard !left.isEmpty else { return }
         ThreadRole.checkMayBlock("waiting for an earlier incarnation's holders to exit")
-        var running: [(HolderRecord.Holder, LocalProcess)] = []
+        var running: [ProcessID: (holder: HolderRecord.Holder, process: LocalProcess)] = [:]
         for holder in left {
             // Named by a pidfd first, then checked: a pid reused after the check cannot be hit.
             guard let process = try? LocalProcess.open(pid: holder.pid, uid: 0, gid: 0),
                   let now = HolderRecord.identify(holder.pid), now == holder, !process.exited else { continue }
             // Named as it runs now (a holder may have exec'd since it was recorded).
-            running.append((now, process))
+            running[ProcessID(holder.pid)] = (now, process)
         }
         guard !running.isEmpty else {
             log.notice("an earlier incarnation of the daemon recorded \(left.count) lease holder(s); none runs any more")
             return
         }
-        let names = running.map { "\($0.0.pid) (\($0.0.name))" }.joined(separator: ", ")
-        log.warning("an earlier incarnation of the daemon ended while processes held leases through it: \(names). Nobody renews their lockspaces now; fencing them before the watchdog is petted")
-        for (holder, process) in running {
-            process.signal(SIGKILL)
-            log.warning("fenced process \(holder.pid) (\(holder.name)), a lease holder of an earlier incarnation: SIGKILL")
-        }
         let clock = SystemMonotonicClock.shared
-        let deadline = clock.now() + wait
-        while running.contains(where: { !$0.1.exited }), clock.now() < deadline {
+        var core = HostCore(settings: settings)
+        var directives = core.earlierIncarnationLeft(running.sorted { $0.key < $1.key }.map { ($0.key, $0.value.holder.name) }, at: clock.now())
+        while true {
+            for directive in directives {
+                switch directive {
+                case .signal(let pid, let stop): running[pid]?.process.signal(stop == .kill ? SIGKILL : SIGTERM)
+                case .log(let level, let text): log.log(level: level.logging, "\(text)")
+                case .runKillpath, .writeRelease, .forget, .pet: break
+                }
+            }
+            guard !core.mayPet(at: clock.now()) else { return }
+            guard !core.earlierHoldersSurviveKill else {
+                let survivors = core.inheritedHolders.map { "\($0) (\(running[$0]?.holder.name ?? "?"))" }.joined(separator: ", ")
+                throw TenureError(.lockspaceLost, "Lease holders of an earlier incarnation survive SIGKILL: \(survivors).",
+                                  remedy: "The watchdog resets this host unless they exit; see the log. The daemon starts once they are gone.")
+            }
             usleep(UInt32(Timeouts.fencePoll / .microseconds(1)))
-        }
-        let survivors = running.filter { !$0.1.exited }.map { "\($0.0.pid) (\($0.0.name))" }
-        guard survivors.isEmpty else {
-            log.critical("the watchdog is left unpetted on purpose: \(survivors.joined(separator: ", ")), holding leases of an earlier incarnation, survived SIGKILL for \(wait). The watchdog that incarnation armed will reset this host.")
-            throw TenureError(.lockspaceLost, "Lease holders of an earlier incarnation survive SIGKILL: \(survivors.joined(separator: ", ")).",
-                              remedy: "The watchdog resets this host unless they exit; see the log. The daemon starts once they are gone.")
+            directives = []
+            for pid in core.inheritedHolders where running[pid]?.process.exited ?? true {
+                directives += core.processExited(pid, at: clock.now())
+            }
+            directives += core.tick(at: clock.now())
         }
     }
 }

@@ -5,6 +5,7 @@ import Logging
 import Synchronization
 import TenureClient
 import TenureCore
+import TenureHost
 import TenureIO
 import TenureSyscall
 
@@ -50,7 +51,9 @@ public final class DaemonServer: @unchecked Sendable {
         do {
             // Only the daemon that holds the pid file, and before the watchdog
             // is opened (which pets it): an earlier incarnation's holders go first.
-            try EarlierIncarnation.fenceHolders(runDir: config.runDir, wait: config.watchdogFire, log: log)
+            try EarlierIncarnation.fenceHolders(runDir: config.runDir, settings: HostCoreSettings(
+                watchdogFire: config.watchdogFire, killGrace: config.effectiveKillGrace, maxLeases: config.maxLeases,
+                injectedBugs: config.injectedBugs), log: log)
             holders = try HolderRecord(runDir: config.runDir, capacity: config.maxLeases)
         } catch {
             try? Syscall.close(pidFile, path: pidPath)

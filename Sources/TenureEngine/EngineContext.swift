@@ -119,9 +119,12 @@ public enum InjectedBug: String, Sendable, CaseIterable {
     /// The host core forgets one holder of a lost lockspace instead of
     /// stopping it: the process runs on, and nothing keeps the watchdog unpetted.
     case fenceSkipsAHolder = "fence-skips-a-holder"
+    /// A daemon that restarts after a crash knows nothing of the holders
+    /// its earlier incarnation left running, and pets the watchdog at once.
+    case rearmAfterRestart = "rearm-after-restart"
 
     /// The bugs inside the host core (the rest are the engine's).
-    public var isInHostCore: Bool { self == .keepPettingAfterLoss || self == .fenceSkipsAHolder }
+    public var isInHostCore: Bool { self == .keepPettingAfterLoss || self == .fenceSkipsAHolder || self == .rearmAfterRestart }
 }
 
 /// Something the engine reports; `message` is for people, `kind` for counters and tests.

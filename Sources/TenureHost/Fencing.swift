@@ -55,7 +55,7 @@ extension HostCore {
     /// end, and stops past their grace escalate. The shell reports exits
     /// (``processExited``) first.
     public mutating func tick(at now: MonotonicInstant) -> [HostDirective] {
-        var out: [HostDirective] = []
+        var out: [HostDirective] = tickInherited(at: now)
         for pid in fencing.keys.sorted() {
             let held = Set((leases[pid] ?? [:]).keys)
             fencing[pid]!.stops.removeAll { stop in stop.leases.map { held.isDisjoint(with: $0) } ?? held.isEmpty }
@@ -70,10 +70,13 @@ extension HostCore {
     }
 
     /// Whether the watchdog may be petted: only while every lockspace with
-    /// lease holders is valid. A lockspace lost with holders still alive
-    /// lets the watchdog reset the host within W of the expiry — before any
-    /// other host may take those leases (8N + W after the last renewal).
+    /// lease holders is valid, and no holder of an earlier incarnation runs
+    /// (``earlierIncarnationLeft``). A lockspace lost with holders still
+    /// alive lets the watchdog reset the host within W of the expiry —
+    /// before any other host may take those leases (8N + W after the last
+    /// renewal).
     public func mayPet(at now: MonotonicInstant) -> Bool {
+        guard inherited.isEmpty else { return false }
         if InjectedBug.keepPettingAfterLoss.isOn(in: settings.injectedBugs) { return true }
         for held in leases.values {
             for lease in held.values where !isValid(lease.resource.lockspace, at: now) { return false }

@@ -78,6 +78,9 @@ public struct HostCore: Sendable {
     /// (``releaseOrphans``). No process means nothing to fence: a lost
     /// lockspace's orphans are forgotten (nothing written).
     public private(set) var orphans: [String: HeldLease] = [:]
+    /// An earlier incarnation's holders still running (``earlierIncarnationLeft``).
+    var inherited: [ProcessID: InheritedHolder] = [:]
+    var inheritedGaveUp = false
     var lastPet: MonotonicInstant?
     /// Whether the last tick petted (or would have): for logging the changes.
     public internal(set) var petting = true
@@ -256,7 +259,7 @@ public struct HostCore: Sendable {
     /// given up (``giveUp``), and any stop of it is over.
     public mutating func processExited(_ pid: ProcessID, at now: MonotonicInstant) -> [HostDirective] {
         if processes[pid] != nil { processes[pid]!.exited = true }
-        var out: [HostDirective] = []
+        var out: [HostDirective] = inheritedExited(pid)
         if fencing.removeValue(forKey: pid) != nil {
             out.append(.log(.notice, "process \(pid), being stopped, is gone"))
         } else if leases[pid] != nil {

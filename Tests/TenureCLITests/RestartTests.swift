@@ -49,23 +49,40 @@ struct RestartTests {
         var petsWhileAlive: Int { state.withLock { $0.whileAlive } }
     }
 
-    @Test func aDaemonKilledAndRestartedFencesItsHolderBeforeItPets() throws {
-        let scratch = try Scratch()
+    /// A daemon with a watchdog file whose process `pid` holds R0 through
+    /// it; the daemon SIGKILLed, and a new one started at once on the same
+    /// run dir and watchdog (`wrapper` sets its environment), as Restart= does.
+    /// What ``killAndRestart`` leaves running; the first daemon and the
+    /// holder's `client hold` are kept too (dropping them would stop them).
+    struct Restarted {
+        let first: RunningDaemon
+        let holder: Background
+        let second: RunningDaemon
+        let witness: PetWitness
+        var pid: Int32 { holder.process.processIdentifier }
+    }
+
+    func killAndRestart(_ scratch: Scratch, wrapper: [String] = []) throws -> Restarted {
         let watchdog = try scratch.file("watchdog", size: 0)
         let (first, file) = try DaemonTests().setUp(scratch, extra: ["--watchdog", watchdog])
         let holder = try Background(["client", "hold", "-r", "D:R0:\(file):1M", "--run-dir", first.runDir, "--", "/bin/sleep", "600"])
         let pid = holder.process.processIdentifier
-        defer { kill(pid, SIGKILL) }
         #expect(try eventually { try first.leases().first?["pid"] as? Int == Int(pid) }, "the holder never held R0: \(holder.output)")
         #expect(try procText(first.runDir + "/holders").contains("\(pid) "), "the record does not name the holder")
         let witness = try PetWitness(path: watchdog, pid: pid)
-        defer { witness.stop() }
-
-        // SIGKILL, and a new daemon at once on the same run dir and watchdog, as Restart= does.
         kill(first.process.process.processIdentifier, SIGKILL)
         first.process.process.waitUntilExit()
         witness.arm()
-        let second = try RunningDaemon(scratch: scratch, extra: ["--watchdog", watchdog])
+        return Restarted(first: first, holder: holder, second: try RunningDaemon(scratch: scratch, extra: ["--watchdog", watchdog], wrapper: wrapper),
+                         witness: witness)
+    }
+
+    @Test func aDaemonKilledAndRestartedFencesItsHolderBeforeItPets() throws {
+        let scratch = try Scratch()
+        let run = try killAndRestart(scratch)
+        let (second, pid, witness) = (run.second, run.pid, run.witness)
+        defer { kill(pid, SIGKILL) }
+        defer { witness.stop() }
 
         #expect(eventually { !isAlive(pid) }, "the earlier incarnation's holder still runs after the restart")
         #expect(eventually { witness.pets >= 2 }, "the restarted daemon never petted its watchdog")
@@ -78,6 +95,21 @@ struct RestartTests {
         try second.clientOK(["shutdown"])
         #expect(eventually { !second.process.process.isRunning })
         #expect(!FileManager.default.fileExists(atPath: second.runDir + "/holders"), "a clean stop left the holder record")
+    }
+
+    /// The witness can fail: a daemon built to ignore what its earlier
+    /// incarnation left (the injected bug the simulator also runs) pets
+    /// while the earlier holder runs, and the holder lives on.
+    @Test func theWitnessCatchesARestartThatPetsAtOnce() throws {
+        let scratch = try Scratch()
+        let run = try killAndRestart(scratch, wrapper: ["export TENURE_INJECT_BUG=rearm-after-restart"])
+        let (second, pid, witness) = (run.second, run.pid, run.witness)
+        defer { kill(pid, SIGKILL) }
+        defer { witness.stop() }
+        #expect(eventually(60) { witness.petsWhileAlive >= 2 }, "the buggy restart never petted while the holder ran: the witness cannot fail")
+        #expect(isAlive(pid))
+        kill(pid, SIGKILL)
+        try second.clientOK(["shutdown"])
     }
 
     @Test func aRecordedPidThatNowNamesAnotherProcessIsLeftAlone() throws {

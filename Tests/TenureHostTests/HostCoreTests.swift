@@ -249,6 +249,35 @@ import TenureFormat
         #expect(skipping.holders == [ProcessID(11)])
     }
 
+    /// A restart that finds an earlier incarnation's holders running:
+    /// SIGKILL at once and again each second, no pet until every one is
+    /// gone, and after W the start is given up with one critical line.
+    @Test func anEarlierIncarnationsHoldersAreKilledBeforeAnyPet() throws {
+        var c = HostCore(settings: HostCoreSettings(watchdogFire: Self.w, killGrace: .seconds(1)))
+        let d = c.earlierIncarnationLeft([(ProcessID(20), "qemu"), (ProcessID(21), "sleep")], at: at(0))
+        #expect(signals(d) == ["20:SIGKILL", "21:SIGKILL"])
+        #expect(d.contains { if case .log(.warning, let t) = $0 { t.contains("20 (qemu), 21 (sleep)") } else { false } })
+        #expect(!c.mayPet(at: at(0)) && c.petIfDue(at: at(0.1)).allSatisfy { if case .pet = $0 { false } else { true } })
+        #expect(signals(c.tick(at: at(0.5))).isEmpty, "SIGKILL is not repeated within a second")
+        #expect(signals(c.tick(at: at(1))) == ["20:SIGKILL", "21:SIGKILL"])
+        _ = c.processExited(ProcessID(20), at: at(1.2))
+        #expect(c.inheritedHolders == [ProcessID(21)] && !c.mayPet(at: at(1.2)))
+        #expect(!c.earlierHoldersSurviveKill)
+        let late = c.tick(at: at(4))
+        #expect(c.earlierHoldersSurviveKill)
+        #expect(late.contains { if case .log(.critical, let t) = $0 { t.contains("left unpetted on purpose") && t.contains("21 (sleep)") } else { false } })
+        #expect(!c.tick(at: at(5)).contains { if case .log(.critical, _) = $0 { true } else { false } }, "said once")
+        _ = c.processExited(ProcessID(21), at: at(5.5))
+        #expect(c.mayPet(at: at(5.5)))
+
+        var none = HostCore(settings: HostCoreSettings(watchdogFire: Self.w, killGrace: .seconds(1)))
+        #expect(none.earlierIncarnationLeft([], at: at(0)).isEmpty && none.mayPet(at: at(0)), "a clean stop leaves nothing to fence")
+
+        var buggy = HostCore(settings: HostCoreSettings(watchdogFire: Self.w, killGrace: .seconds(1), injectedBugs: [.rearmAfterRestart]))
+        #expect(signals(buggy.earlierIncarnationLeft([(ProcessID(20), "qemu")], at: at(0))).isEmpty)
+        #expect(buggy.mayPet(at: at(0)), "the injected bug pets at once")
+    }
+
     @Test func leavingIsRefusedWhileHeldOrAcquiring() throws {
         var c = core()
         try acquire(&c, "R1", pid: 10, lver: 1)

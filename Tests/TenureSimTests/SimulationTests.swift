@@ -59,8 +59,14 @@ struct SimulationTests {
                 // are held: hosts cut off for up to 12 s. A skipped holder is
                 // seen when nothing else ends it (no stuck process makes the
                 // watchdog reset its host); petting on after a loss is seen
-                // when a holder cannot be killed (stuck processes).
-                c.faults = try FaultMix(parsing: bug == .keepPettingAfterLoss ? "cutoff=0.05,stuck=0.3" : "cutoff=0.08")
+                // when a holder cannot be killed (stuck processes). A
+                // restart that pets at once is seen when a daemon dies
+                // while a long-lived process holds a lease.
+                switch bug {
+                case .keepPettingAfterLoss: c.faults = try FaultMix(parsing: "cutoff=0.05,stuck=0.3")
+                case .rearmAfterRestart: c.faults = try FaultMix(parsing: "restart=0.05")
+                default: c.faults = try FaultMix(parsing: "cutoff=0.08")
+                }
                 c.resources = 2
                 c.steps = 100_000
                 c.liveness = false
