@@ -8,8 +8,10 @@
 # No network: dpkg-deb over a staged tree. Install with
 #   apt-get install ./OUTDIR/tenure_<version>_amd64.deb
 # The daemon is not started by the package: `systemctl enable --now tenure`
-# once /etc/tenure/tenure.conf is right. Removing the package stops it;
-# purging also removes /etc/tenure.
+# once /etc/tenure/tenure.conf is right. Removing the package stops it, and
+# is refused while processes hold leases; an upgrade restarts it, or, while
+# leases are held, leaves it running until its next restart
+# (Tools/package/maintainer/prerm). Purging also removes /etc/tenure.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:?usage: Tools/build-deb.sh OUTDIR [--binary PATH]}
@@ -46,40 +48,10 @@ Description: cluster-wide lease manager on shared storage (sanlock-compatible)
  lock-driver plugin and its lock-failure helper.
 CONTROL
 printf '%s\n' /etc/tenure/tenure.conf /etc/libvirt/qemu-tenure.conf > "$stage/DEBIAN/conffiles"
-cat > "$stage/DEBIAN/postinst" <<'SCRIPT'
-#!/bin/sh
-set -e
-if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
-  systemctl daemon-reload || true
-fi
-exit 0
-SCRIPT
-cat > "$stage/DEBIAN/prerm" <<'SCRIPT'
-#!/bin/sh
-# Leaves no daemon running. The daemon refuses to stop while processes hold
-# leases (stopping it would leave them unfenced): stop them first.
-set -e
-if [ "$1" = remove ] || [ "$1" = upgrade ] || [ "$1" = deconfigure ]; then
-  if [ -d /run/systemd/system ] && systemctl is-active --quiet tenure 2>/dev/null; then
-    systemctl stop tenure
-  elif [ -S /run/tenure/tenure.sock ]; then
-    /usr/sbin/tenure client shutdown || { echo "tenure: the daemon holds leases; release them, then remove the package" >&2; exit 1; }
-  fi
-fi
-exit 0
-SCRIPT
-cat > "$stage/DEBIAN/postrm" <<'SCRIPT'
-#!/bin/sh
-set -e
-if [ "$1" = purge ]; then
-  rm -rf /etc/tenure
-fi
-if [ -d /run/systemd/system ]; then
-  systemctl daemon-reload || true
-fi
-exit 0
-SCRIPT
-chmod 0755 "$stage/DEBIAN/postinst" "$stage/DEBIAN/prerm" "$stage/DEBIAN/postrm"
+# The maintainer scripts: the package never stops the daemon under its lease
+# holders (an upgrade defers the restart, a removal is refused); see prerm.
+install -m 0755 "$root/Tools/package/maintainer/prerm" "$root/Tools/package/maintainer/postinst" \
+  "$root/Tools/package/maintainer/postrm" "$stage/DEBIAN/"
 deb="$out/tenure_${version}_${arch}.deb"
 dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >&2
 echo "$deb"

@@ -30,7 +30,7 @@ includedir=\${prefix}/include
 
 Name: tenure
 Description: Client library of the Tenure lease manager
-Version: 0.1.0
+Version: 0.2.0
 Libs: -L\${libdir} -ltenure
 Cflags: -I\${includedir}
 PC

@@ -11,10 +11,11 @@
 #   libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients, qemu-system-x86, qemu-utils
 #                   - a real libvirtd with QEMU (TCG) loads the plugin in the libvirt tests
 #   libvirt-sanlock - libvirt's own sanlock plugin: a client of Tenure's sanlock socket
+#   systemd         - systemd-analyze verify checks the shipped unit (ServiceLifecycleTests)
 # Idempotent and quiet when everything is there. Needs root (or sudo).
 set -euo pipefail
 packages=(libaio-dev sanlock python3-sanlock libsanlock-dev gcc spin
-          libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils libvirt-sanlock)
+          libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils libvirt-sanlock systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

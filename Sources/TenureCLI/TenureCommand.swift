@@ -22,7 +22,7 @@ public struct TenureCommand: AsyncParsableCommand {
 }
 
 public enum TenureVersion {
-    public static let string = "0.1.0"
+    public static let string = "0.2.0"
 }
 
 /// Runs `body`, turning a `TenureError` into a message on stderr and exit status 1.
