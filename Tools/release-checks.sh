@@ -7,9 +7,9 @@
 #   3. the spin models of the protocol and of fencing (Tools/model-check.sh);
 #   4. the Debian package, built, installed, run and purged (Tools/package-check.sh);
 #   5. the package on three QEMU hosts sharing one disk (Tools/vm-cluster):
-#      the crash and frozen-host scenarios, under two minutes.
-#      TENURE_VM_RIG=full runs every scenario and the broken-fence variant
-#      (about five minutes); TENURE_VM_RIG=0 skips it.
+#      the crash, frozen-host and daemon-restart scenarios, about three minutes.
+#      TENURE_VM_RIG=full runs every scenario and the broken variants
+#      (about eight minutes); TENURE_VM_RIG=0 skips it.
 # TENURE_SWARM_SEEDS (default 3000) sets the swarm's size; a long run, such
 # as docs/simulation.md's 100,000 seeds, is the same command with more.
 set -euo pipefail
@@ -45,8 +45,8 @@ if [ "$rig" != 0 ] && [ "$(id -u)" -eq 0 ]; then
   if [ "$rig" = full ]; then
     echo "release-checks: the VM rig, every scenario and the broken-fence variant"
   else
-    echo "release-checks: the VM rig, the crash and frozen-host scenarios (TENURE_VM_RIG=full for all)"
-    args+=(--scenario crash --scenario frozen --no-broken-fence)
+    echo "release-checks: the VM rig, the crash, frozen-host and restart scenarios (TENURE_VM_RIG=full for all)"
+    args+=(--scenario crash --scenario frozen --scenario restart --no-broken-fence)
   fi
   Tools/vm-cluster/run.sh "${args[@]}"
 elif [ "$rig" != 0 ]; then

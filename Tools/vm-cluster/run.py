@@ -34,6 +34,15 @@ Gates:
   crash         B - T >= 8N + W
   watchdog      the watchdog reset A within W (+ 1 s) of its daemon's SIGKILL,
                 no record of A lands after B, and B - T >= 8N + W
+  restart       A's daemon is SIGKILLed and started again at once (as
+                systemd's Restart= does) while A's writer holds R: no record
+                of A lands after B, and B - T >= 8N + W. The new daemon must
+                kill the writer before it pets the watchdog (or not pet, and
+                let it reset A); one that pets at once leaves the writer
+                writing beside B.
+Broken variants (--broken-fence NAME), which must FAIL: storage-loss with
+A's daemon skipping its holder and petting on; restart with A's daemon
+petting at once after the restart (rearm-after-restart).
 """
 import argparse
 import json
@@ -274,7 +283,14 @@ class Host:
 
     def command(self, line, timeout=60):
         self.send(line)
-        answer = self.reply(timeout)
+        name = line.split()[0]
+        deadline = time.monotonic() + timeout
+        # Answers name their command ("ok NAME …", "err NAME: …"): one left
+        # over from an earlier command (wait_ready's pings) is skipped.
+        while True:
+            answer = self.reply(max(0.0, deadline - time.monotonic()))
+            if answer is None or answer.split()[1:2] == [name] or answer.split()[1:2] == [name + ":"]:
+                break
         if answer is None or not answer.startswith("ok"):
             raise RuntimeError(f"{self.name}: `{line}` answered {answer!r}; see {self.dir}/console.log")
         return answer
@@ -488,7 +504,29 @@ def watchdog(rig):
                   acquired=seen, by=NAMES[taker], late=len(after), T=last)
 
 
-SCENARIOS = {"storage-loss": storage_loss, "storage-hang": storage_hang, "frozen": frozen, "crash": crash, "watchdog": watchdog}
+def restart(rig):
+    a = rig.hosts[1]
+    t_kill = rig.now
+    answer = a.command("restart-daemon")
+    last = rig.witness.last_renewal_before(1, t_kill)
+    log(f"restart: A's daemon SIGKILLed at {t_kill:.2f} s and started again ({answer}, {rig.now:.2f} s); its last renewal landed at {last:.2f} s")
+    seen, taker, lver = rig.takeover(rig.host_dead + 30)
+    time.sleep(3)
+    after = rig.witness.records_of(1, after=seen)
+    records = rig.witness.records_of(1)
+    last_a = records[-1][0] if records else t_kill
+    reset = a.qmp.first_event({"WATCHDOG", "RESET"}, after=t_kill)
+    gates = [(f"no record of A after the takeover ({len(after)})", not after),
+             (f"takeover - T = {seen - last:.2f} s >= 8N + W = {rig.host_dead} s", seen - last >= rig.host_dead - SLACK)]
+    fenced = f"{reset[0]:.2f} (reset)" if reset and reset[0] <= last_a + 1 else (f"by {last_a:.2f}" if not after else "never (A wrote on)")
+    return result(rig, gates, held_until=last_a, fenced=fenced, reset=f"{reset[0]:.2f}" if reset else "-",
+                  acquired=seen, by=NAMES[taker], late=len(after), T=last)
+
+
+SCENARIOS = {"storage-loss": storage_loss, "storage-hang": storage_hang, "frozen": frozen, "crash": crash, "watchdog": watchdog,
+             "restart": restart}
+# The daemon bugs (TENURE_INJECT_BUG) each broken variant runs A's daemon with.
+BROKEN = {"storage-loss": "fence-skips-a-holder,keep-petting-after-loss", "restart": "rearm-after-restart"}
 
 
 def run_one(args, name, inject=None):
@@ -525,8 +563,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", required=True, help="the folder build.sh filled")
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="run only these (repeat)")
-    parser.add_argument("--broken-fence", action="store_true",
-                        help="run storage-loss with A's daemon deliberately broken (never kills its holders, keeps petting): must FAIL")
+    parser.add_argument("--broken-fence", choices=sorted(BROKEN),
+                        help="run this scenario with A's daemon deliberately broken (storage-loss: never kills its holders and keeps "
+                             "petting; restart: pets at once after a restart): must FAIL")
     parser.add_argument("--io-timeout", type=int, default=1)
     parser.add_argument("--watchdog-fire", type=int, default=4)
     parser.add_argument("--accel", default="tcg", choices=["tcg", "kvm"])
@@ -535,7 +574,7 @@ def main():
     # QEMU and qemu-nbd want absolute socket and image paths.
     args.work = os.path.abspath(args.work)
     if args.broken_fence:
-        rows = [run_one(args, "storage-loss", inject="fence-skips-a-holder,keep-petting-after-loss")]
+        rows = [run_one(args, args.broken_fence, inject=BROKEN[args.broken_fence])]
     else:
         rows = [run_one(args, name) for name in (args.scenario or list(SCENARIOS))]
     print()

@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# Three QEMU hosts share one disk: storage lost or hanging, a frozen host, a crash and a
-# killed daemon, each judged by a witness on the host (run.py's header says
-# how). Builds what the VMs boot (build.sh), runs the scenarios and prints
-# their table; then runs storage-loss once more with A's daemon deliberately
-# broken (it never kills its holders and keeps petting its watchdog), which
-# must FAIL: a witness that cannot see a missing fence proves nothing.
+# Three QEMU hosts share one disk: storage lost or hanging, a frozen host, a crash, a
+# killed daemon and a daemon killed and restarted at once, each judged by a
+# witness on the host (run.py's header says how). Builds what the VMs boot
+# (build.sh), runs the scenarios and prints their table; then the broken
+# variants, which must FAIL: storage-loss with A's daemon deliberately broken
+# (it never kills its holders and keeps petting its watchdog), and restart
+# with A's restarted daemon petting at once (rearm-after-restart). A witness
+# that cannot see a missing fence proves nothing.
 #
 #   Tools/vm-cluster/run.sh [--work DIR] [--deb FILE] [--scenario NAME]... [--no-broken-fence] [--accel kvm]
 #
 #   --work DIR          where the images, logs and results go (default /var/tmp/tenure-vm-cluster)
 #   --deb FILE          the tenure package to boot (default: build it, a few minutes)
-#   --scenario NAME     storage-loss, storage-hang, frozen, crash or watchdog; repeat; default all five
-#   --no-broken-fence   skip the broken-fence variant
+#   --scenario NAME     storage-loss, storage-hang, frozen, crash, watchdog or restart; repeat; default all six
+#   --no-broken-fence   skip the broken variants
 #   --accel kvm         use KVM (default TCG, which works everywhere)
 #
-# Exit status 0 only if every scenario holds and the broken variant fails.
+# Exit status 0 only if every scenario holds and each broken variant fails.
 # Needs root (QEMU, qemu-nbd, O_DIRECT on the image), qemu-system-x86 and
 # qemu-utils (Tools/install-deps.sh), and apt access to the Debian archive.
 # About 40 s per scenario under TCG on two cores; docs/reliability.md records a run.
@@ -28,8 +30,8 @@ while [ $# -gt 0 ]; do
     --work) work=$2; shift 2 ;;
     --deb) deb=$2; shift 2 ;;
     --scenario)
-      case "$2" in storage-loss|storage-hang|frozen|crash|watchdog) ;;
-        *) echo "run.sh: no scenario \"$2\" (storage-loss, storage-hang, frozen, crash or watchdog)" >&2; exit 2 ;; esac
+      case "$2" in storage-loss|storage-hang|frozen|crash|watchdog|restart) ;;
+        *) echo "run.sh: no scenario \"$2\" (storage-loss, storage-hang, frozen, crash, watchdog or restart)" >&2; exit 2 ;; esac
       scenarios+=(--scenario "$2"); shift 2 ;;
     --no-broken-fence) broken=0; shift ;;
     --accel)
@@ -57,12 +59,14 @@ fi
 status=0
 python3 "$here/run.py" --work "$work" --accel "$accel" --json "$work/results.json" "${scenarios[@]}" || status=1
 if [ "$broken" = 1 ]; then
-  echo
-  if python3 "$here/run.py" --work "$work" --accel "$accel" --broken-fence; then
-    echo "[run] the broken-fence variant PASSED: the witness does not see a fence that never comes" >&2
-    status=1
-  else
-    echo "[run] the broken-fence variant failed, as it must: the witness sees A's writes land after its lease was gone"
-  fi
+  for variant in storage-loss restart; do
+    echo
+    if python3 "$here/run.py" --work "$work" --accel "$accel" --broken-fence "$variant"; then
+      echo "[run] the broken $variant variant PASSED: the witness does not see a fence that never comes" >&2
+      status=1
+    else
+      echo "[run] the broken $variant variant failed, as it must: the witness sees A's writes land after its lease was gone"
+    fi
+  done
 fi
 exit $status
