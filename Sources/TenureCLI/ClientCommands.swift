@@ -72,10 +72,7 @@ extension Client {
 
         func run() async throws {
             try await reportingErrors {
-                guard ioTimeout == 0 || (1...IOTimeout.maxSeconds).contains(ioTimeout) else {
-                    throw TenureError(.invalidArgument, "--io-timeout \(ioTimeout) is outside 1...\(IOTimeout.maxSeconds) seconds.",
-                                      remedy: "Leave it out to use the daemon's, or give 1...\(IOTimeout.maxSeconds).")
-                }
+                _ = try IOTimeout.requested(ioTimeout, what: "--io-timeout")
                 let generation = try options.connect().addLockspace(lockspace, ioTimeoutSeconds: ioTimeout, async: asynchronous)
                 print(asynchronous ? "Joining \(lockspace); `tenure client status` shows when it is joined." : "Joined \(lockspace) (generation \(generation)).")
             }

@@ -41,11 +41,7 @@ struct LayoutOptions: ParsableArguments {
     }
 
     func parsedIOTimeout() throws -> IOTimeout {
-        guard ioTimeout >= 1, ioTimeout <= Self.maxIOTimeoutSeconds else {
-            throw TenureError(.invalidArgument, "--io-timeout \(ioTimeout) is outside 1...\(Self.maxIOTimeoutSeconds) seconds.",
-                              remedy: "Use the default of 10 unless your storage needs longer.")
-        }
-        return IOTimeout(seconds: UInt16(ioTimeout))
+        try IOTimeout(checking: ioTimeout)
     }
 
     func geometry(for device: any BlockDevice) throws -> LeaseGeometry {

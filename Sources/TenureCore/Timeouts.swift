@@ -109,6 +109,11 @@ public struct Timeouts: Hashable, Sendable, CustomStringConvertible {
     /// A connection that never registered and holds no leases is closed
     /// after this long without a request.
     public static let idleConnection: Duration = .seconds(10)
+    /// Once the first byte of a message has come, the rest must come within
+    /// this long, and its reply must be taken within it too; otherwise the
+    /// connection is closed, on either socket. A client that stops part-way
+    /// (or never reads) cannot hold its place in ``Limits`` for ever.
+    public static let messageArrival: Duration = .seconds(5)
     /// How long a connection refused for too many clients is kept open
     /// after the refusal is sent, so the client's request (sent before it
     /// reads) does not fail on a closed socket before it reads why.

@@ -129,4 +129,21 @@ public struct IOTimeout: RawRepresentable, Hashable, Comparable, Sendable, Custo
     public var seconds: Int { Int(rawValue) }
     public static func < (a: IOTimeout, b: IOTimeout) -> Bool { a.rawValue < b.rawValue }
     public var description: String { "\(rawValue)s" }
+
+    /// The one range check of an io_timeout a user or a client gives, on
+    /// every way in (flags, the config file, both sockets): 1 to
+    /// ``maxSeconds``. `what` names it in the message (`--io-timeout`,
+    /// "the io_timeout of an add_lockspace request").
+    public init(checking seconds: Int, what: String = "--io-timeout") throws(TenureError) {
+        guard seconds >= Self.minimumSeconds, seconds <= Self.maxSeconds else {
+            throw TenureError(.invalidArgument, "\(what) \(seconds) is outside \(Self.minimumSeconds)...\(Self.maxSeconds) seconds: longer would leave a lost host's holders alive for 8 × it.",
+                              remedy: "Use the default of 10 unless your storage needs longer; at most \(Self.maxSeconds).")
+        }
+        self.init(seconds: UInt16(seconds))
+    }
+
+    /// As ``init(checking:what:)``, where 0 asks for the daemon's own: nil.
+    public static func requested(_ seconds: Int, what: String) throws(TenureError) -> IOTimeout? {
+        seconds == 0 ? nil : try IOTimeout(checking: seconds, what: what)
+    }
 }

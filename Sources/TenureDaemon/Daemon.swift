@@ -81,8 +81,10 @@ public struct Peer: Sendable, Hashable {
     public let pid: Int32
     public let uid: UInt32
     public let gid: UInt32
-    /// Root, or the daemon's own user: joins and leaves lockspaces, requests
-    /// leases, stops the daemon, acts for any process.
+    /// An administrator: joins and leaves lockspaces, requests leases, stops
+    /// the daemon. Root and the daemon's own user on either socket; on
+    /// sanlock's socket also the socket group (as sanlock gives everyone
+    /// who may open its socket).
     public let isAdmin: Bool
     /// A member of the socket group: acts for other processes of its own user.
     public let inSocketGroup: Bool
@@ -95,6 +97,12 @@ public struct Peer: Sendable, Hashable {
         self.isAdmin = isAdmin
         self.inSocketGroup = inSocketGroup
     }
+
+    /// Root, or the daemon's own user — whichever socket it came through.
+    /// Only it acts for a process that has no connection of its own, and
+    /// adopts another user's orphan.
+    public var isRoot: Bool { uid == 0 || uid == Self.daemonUID }
+    static let daemonUID = geteuid()
 }
 
 /// One lockspace this host has joined: its delta lease, renewed on its own
@@ -183,6 +191,9 @@ public actor Daemon {
     nonisolated let requestStages = RequestStages()
     /// Connections that sent `register`: they are never closed for idling.
     var registered: Set<UInt64> = []
+    /// The user whose process acquired each persistent lease ("LOCKSPACE:NAME"):
+    /// its orphan is adopted only by that user or root (``checkMayAdopt``).
+    var persistentOwners: [String: UInt32] = [:]
     /// Lockspaces whose loss the core has been told of (``fenceLost(_:_:)``).
     var fencedLockspaces: Set<LeaseName> = []
     /// Lockspaces being joined (an add in progress), by name.
@@ -341,7 +352,7 @@ public actor Daemon {
             try await removeLockspace(name)
             return []
         case .acquire(let pid, let shared, let resources, let options):
-            return try await acquire(resources, for: try target(pid, peer), shared: shared, options: options)
+            return try await acquire(resources, for: try target(pid, peer), by: peer, shared: shared, options: options)
         case .releaseOrphans(let lockspace, let names):
             observeLockspaces()
             let key = try LeaseName(lockspace, what: "lockspace name")
@@ -417,17 +428,29 @@ public actor Daemon {
         joining[name] = spec
     }
 
-    /// The process a request acts for: the caller (pid 0 or its own), or —
-    /// for root, or a socket-group member acting for its own user's process
-    /// — another live process.
+    /// The process a request acts for: the caller (pid 0 or its own), or
+    /// another live process — for root (or the daemon's user) any process;
+    /// for a socket-group member, or an administrator of sanlock's socket,
+    /// only a process of its own user that has a connection of its own to
+    /// the daemon (it registered, as sanlock requires). Otherwise anyone
+    /// let in could have any root process killed: acquire a lease for it,
+    /// then force a request for that lease. The same rule on both sockets.
     func target(_ pid: Int32, _ peer: Peer) throws -> Int32 {
         if pid == 0 || pid == peer.pid { return peer.pid }
+        if peer.isRoot {
+            _ = try process(pid, for: peer)
+            return pid
+        }
         guard peer.isAdmin || peer.inSocketGroup else {
             throw TenureError(.permissionDenied, "Process \(peer.pid) may not act for process \(pid).",
                               remedy: "Only root, or a member of the daemon's socket group for its own user's processes, acts for another process.")
         }
+        guard (connections[pid] ?? 0) > 0 else {
+            throw TenureError(.permissionDenied, "Process \(pid) has no connection of its own to the daemon; only root acts for a process that has not registered.",
+                              remedy: "Have process \(pid) register first (tenure_register, sanlock_register), or run the command as root.")
+        }
         let tracked = try process(pid, for: peer)
-        guard peer.isAdmin || tracked.uid == peer.uid else {
+        guard tracked.uid == peer.uid else {
             throw TenureError(.permissionDenied, "Process \(pid) belongs to user \(tracked.uid); process \(peer.pid) (user \(peer.uid)) may not act for it.",
                               remedy: "Run the command as root, or as the user that owns process \(pid).")
         }

@@ -245,8 +245,10 @@ extension Daemon {
         return opened
     }
 
-    /// Acquires every resource for `pid`, all or nothing; returns their state strings.
-    func acquire(_ texts: [String], for pid: Int32, shared: Bool, options: LeaseOptions = LeaseOptions()) async throws -> [String] {
+    /// Acquires every resource for `pid`, all or nothing; returns their
+    /// state strings. `peer` asked: an orphan is adopted only for root or
+    /// the orphan's own user.
+    func acquire(_ texts: [String], for pid: Int32, by peer: Peer, shared: Bool, options: LeaseOptions = LeaseOptions()) async throws -> [String] {
         guard !texts.isEmpty, texts.count <= Wire.maxResourcesPerRequest else {
             throw TenureError(.invalidArgument, "An acquire names \(texts.count) resources; it takes 1...\(Wire.maxResourcesPerRequest).")
         }
@@ -257,6 +259,9 @@ extension Daemon {
             for spec in specs {
                 observeLockspaces()
                 // An orphan of the resource is adopted as it is: no I/O, its devices already retained.
+                if options.adoptOrphan, core.orphans[HostCore.key(spec)] != nil {
+                    try checkMayAdopt(spec, peer)
+                }
                 if options.adoptOrphan, let orphan = try core.adoptOrphan(spec, for: ProcessID(pid), at: context.clock.now()) {
                     taken.append(orphan)
                     log.info("process \(pid) adopted the orphan \(orphan)")
@@ -271,7 +276,10 @@ extension Daemon {
                     return held
                 }
                 taken.append(held)
-                if options.persistent { core.markPersistent(spec, of: ProcessID(pid)) }
+                if options.persistent {
+                    core.markPersistent(spec, of: ProcessID(pid))
+                    persistentOwners[HostCore.key(spec)] = processes.live(pid)?.uid ?? peer.uid
+                }
                 if options.lvb { try await readLVB(of: held) }
                 log.info("process \(pid) acquired \(held)")
             }
@@ -284,6 +292,18 @@ extension Daemon {
         let now = context.clock.now()
         for lease in taken { heldSince[Self.heldKey(ProcessID(pid), lease)] = now }
         return taken.map(\.stateString)
+    }
+
+    /// An orphan is adopted by root, or by its own user (whose process
+    /// acquired it persistent): never by another user let in through the
+    /// socket group, who would hold — and free — root's lease.
+    func checkMayAdopt(_ spec: ResourceSpec, _ peer: Peer) throws {
+        guard !peer.isRoot else { return }
+        let owner = persistentOwners[HostCore.key(spec)]
+        guard owner == peer.uid else {
+            throw TenureError(.permissionDenied, "The orphan of \(spec.name) belongs to user \(owner.map(String.init) ?? "unknown"); process \(peer.pid) (user \(peer.uid)) may not adopt it.",
+                              remedy: "Adopt it as root or as its own user, or release it (release-orphans, as root).")
+        }
     }
 
     /// One resource of an acquire: the core's local arbitration, the

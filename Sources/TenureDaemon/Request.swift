@@ -63,13 +63,14 @@ enum DaemonRequest: Sendable, Equatable {
             request = .register
         case .addLockspace:
             try f.count(1...4)
-            let io = try f.optionalNumber(2, "io_timeout", in: 0...Int(IOTimeout.maxSeconds))
+            let io = try f.optionalNumber(2, "io_timeout", in: 0...Int(UInt16.max))
             let mode = try f.optionalText(3, "join mode")
             guard mode == nil || mode == "async" else {
                 throw f.bad(3, "join mode", "is \"\(mode!)\"", allowed: "\"async\" or nothing")
             }
+            let ioTimeout = try io.map { (seconds) throws(TenureError) in try IOTimeout.requested(seconds, what: "The io_timeout of an add-lockspace request") } ?? nil
             request = .addLockspace(text: try f.text(0, "lockspace"), hostName: try f.optionalText(1, "host name"),
-                                    ioTimeout: io.flatMap { $0 == 0 ? nil : IOTimeout(seconds: UInt16($0)) }, async: mode != nil)
+                                    ioTimeout: ioTimeout, async: mode != nil)
         case .remLockspace:
             try f.count(1...1)
             request = .remLockspace(name: try f.text(0, "lockspace name"))

@@ -92,10 +92,14 @@ final class SanlockServer: @unchecked Sendable {
             }
             let header: SanlockHeader
             let request: SanlockRequest
+            // A registered connection may wait for ever between messages;
+            // once a message begins, all of it must come by its deadline.
+            _ = await socket.waitReadable(until: nil)
+            let deadline = SystemMonotonicClock.shared.now() + Timeouts.messageArrival
             do {
-                guard let headerBytes = try await socket.receiveExactly(SanlockWire.headerBytes, eofAllowed: true) else { return }
+                guard let headerBytes = try await socket.receiveExactly(SanlockWire.headerBytes, eofAllowed: true, deadline: deadline) else { return }
                 header = try SanlockHeader(decoding: headerBytes)
-                let payload = try await socket.receiveExactly(header.bytesToRead) ?? []
+                let payload = try await socket.receiveExactly(header.bytesToRead, deadline: deadline) ?? []
                 request = try SanlockRequest.decode(header, payload: payload)
             } catch {
                 // As sanlock does: a message that cannot be read ends the connection.
@@ -110,7 +114,7 @@ final class SanlockServer: @unchecked Sendable {
             var written = true
             if let reply = answer.header {
                 do {
-                    try await socket.sendAll(reply.encoded + answer.payload)
+                    try await socket.sendAll(reply.encoded + answer.payload, deadline: SystemMonotonicClock.shared.now() + Timeouts.messageArrival)
                 } catch {
                     written = false
                 }

@@ -223,11 +223,8 @@ extension Daemon {
         switch request {
         case .addLockspace(let ls, let async, let ioTimeout):
             let spec = try lockspaceSpec(ls)
-            guard ioTimeout <= UInt32(UInt16.max) else {
-                throw TenureError(.invalidArgument, "The io_timeout \(ioTimeout) s is beyond \(UInt16.max) s.", remedy: "Give 1...60 s, or 0 for the daemon's own.")
-            }
-            return (.addLockspace, .addLockspace(text: spec.description, hostName: nil,
-                                                 ioTimeout: ioTimeout == 0 ? nil : IOTimeout(seconds: UInt16(ioTimeout)), async: async))
+            let io = try IOTimeout.requested(Int(ioTimeout), what: "The io_timeout of an add_lockspace request")
+            return (.addLockspace, .addLockspace(text: spec.description, hostName: nil, ioTimeout: io, async: async))
         case .remLockspace(let ls, _):
             // Tenure leaves only a lockspace with no lease held (sanlock's
             // REM_UNUSED); leaving is quick, so an async leave is done at once.
@@ -364,8 +361,7 @@ extension Daemon {
     /// write_lockspace: lays out a lockspace area, unless hosts are joined to it.
     func writeLockspace(_ ls: SanlockLockspace, maxHosts: UInt32, ioTimeoutSeconds: UInt32) async throws {
         let name = try LeaseName(ls.name, what: "lockspace name")
-        guard ioTimeoutSeconds <= UInt32(UInt16.max) else { throw TenureError(.invalidArgument, "The io_timeout \(ioTimeoutSeconds) s is out of range.") }
-        let io = ioTimeoutSeconds == 0 ? config.ioTimeout : IOTimeout(seconds: UInt16(ioTimeoutSeconds))
+        let io = try IOTimeout.requested(Int(ioTimeoutSeconds), what: "The io_timeout of a write_lockspace request") ?? config.ioTimeout
         try await withDevice(ls.disk.path) { device in
             // The layout is in the lockspace's own flags (SANLK_LSF_ALIGN*,
             // SANLK_LSF_SECTOR*), as libsanlock sends it; the header's flags

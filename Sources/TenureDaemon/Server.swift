@@ -304,7 +304,7 @@ public final class DaemonServer: @unchecked Sendable {
             _ = await socket.waitReadable(until: nil)
             let reading = clock.now()
             do {
-                guard let read = try await Self.readMessage(from: socket) else { return }
+                guard let read = try await Self.readMessage(from: socket, deadline: reading + Timeouts.messageArrival) else { return }
                 request = read
             } catch {
                 log.notice("closing the connection of process \(peer.pid): \(error)")
@@ -332,7 +332,7 @@ public final class DaemonServer: @unchecked Sendable {
                 encoded = (try? reply.encoded()) ?? []
             }
             let written: Bool
-            do { try await socket.sendAll(encoded); written = !encoded.isEmpty } catch { written = false }
+            do { try await socket.sendAll(encoded, deadline: clock.now() + Timeouts.messageArrival); written = !encoded.isEmpty } catch { written = false }
             stages.add(.reply, clock.now() - done)
             inFlight.withLock { $0 -= 1 }
             guard written else { return }
@@ -340,11 +340,12 @@ public final class DaemonServer: @unchecked Sendable {
         }
     }
 
-    /// One message of Tenure's protocol; nil when the peer closed cleanly between messages.
-    static func readMessage(from socket: LoopSocket) async throws(TenureError) -> Message? {
-        guard let headerBytes = try await socket.receiveExactly(Wire.headerBytes, eofAllowed: true) else { return nil }
+    /// One message of Tenure's protocol, whole by `deadline`; nil when the
+    /// peer closed cleanly between messages.
+    static func readMessage(from socket: LoopSocket, deadline: MonotonicInstant) async throws(TenureError) -> Message? {
+        guard let headerBytes = try await socket.receiveExactly(Wire.headerBytes, eofAllowed: true, deadline: deadline) else { return nil }
         let header = try Message.decodeHeader(headerBytes)
-        let payload = header.length == 0 ? [] : try await socket.receiveExactly(header.length)!
+        let payload = header.length == 0 ? [] : try await socket.receiveExactly(header.length, deadline: deadline)!
         return Message(command: header.command, seq: header.seq, fields: try Message.decodeFields(payload))
     }
 

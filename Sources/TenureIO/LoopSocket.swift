@@ -60,8 +60,10 @@ public final class LoopSocket: @unchecked Sendable {
 
     /// Reads exactly `count` bytes. nil when the peer closed before the
     /// first byte and `eofAllowed` (it left between messages); a peer that
-    /// hangs up part-way is a `.protocolError`.
-    public func receiveExactly(_ count: Int, eofAllowed: Bool = false) async throws(TenureError) -> [UInt8]? {
+    /// hangs up part-way is a `.protocolError`, and one that has not sent
+    /// them all by `deadline` a `.protocolError` too (a client that stops part-way
+    /// must not hold its connection, and its place, for ever).
+    public func receiveExactly(_ count: Int, eofAllowed: Bool = false, deadline: MonotonicInstant? = nil) async throws(TenureError) -> [UInt8]? {
         while buffered < count {
             if let failure { throw failure }
             if peerClosed {
@@ -70,8 +72,9 @@ public final class LoopSocket: @unchecked Sendable {
             }
             if mayRead {
                 fill()
-            } else {
-                _ = await waitForEvent(until: nil)
+            } else if await !waitForEvent(until: deadline) {
+                throw TenureError(.protocolError, "The peer on \(path) sent \(buffered) of \(count) bytes of a message and no more by its deadline.",
+                                  remedy: "A client must send a whole message at once; the connection is closed.")
             }
         }
         let bytes = Array(input[start ..< start + count])
@@ -79,15 +82,21 @@ public final class LoopSocket: @unchecked Sendable {
         return bytes
     }
 
-    /// Sends all of `bytes`, waiting for the peer to read when its buffer is full.
-    public func sendAll(_ bytes: [UInt8]) async throws(TenureError) {
+    /// Sends all of `bytes`, waiting for the peer to read when its buffer
+    /// is full — until `deadline`, then a `.protocolError`.
+    public func sendAll(_ bytes: [UInt8], deadline: MonotonicInstant? = nil) async throws(TenureError) {
         var sent = 0
         while sent < bytes.count {
             let n = try UnixSocket.sendAvailable(bytes[sent...], to: fd, path: path)
             sent += n
             if n == 0 {
                 mayWrite = false
-                while !mayWrite { _ = await waitForEvent(until: nil) }
+                while !mayWrite {
+                    if await !waitForEvent(until: deadline) {
+                        throw TenureError(.protocolError, "The peer on \(path) took \(sent) of \(bytes.count) bytes of a reply and no more by its deadline.",
+                                          remedy: "A client must read its replies; the connection is closed.")
+                    }
+                }
             }
         }
     }

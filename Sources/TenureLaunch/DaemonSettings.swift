@@ -107,9 +107,5 @@ public func injectedBugsFromEnvironment() throws -> Set<InjectedBug> {
 
 /// `--io-timeout` checked: 1 to ``IOTimeout/maxSeconds`` seconds.
 public func validIOTimeout(_ seconds: Int) throws -> IOTimeout {
-    guard seconds >= 1, seconds <= IOTimeout.maxSeconds else {
-        throw TenureError(.invalidArgument, "--io-timeout \(seconds) is outside 1...\(IOTimeout.maxSeconds) seconds.",
-                          remedy: "Use the default of 10 unless your storage needs longer.")
-    }
-    return IOTimeout(seconds: UInt16(seconds))
+    try IOTimeout(checking: seconds)
 }

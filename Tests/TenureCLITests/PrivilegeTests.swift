@@ -1,0 +1,147 @@
+import Foundation
+import Testing
+import TenureTestSupport
+
+/// The privilege holes between the two sockets (issue 28), each tried as a
+/// local attacker would: a member of the daemon's socket group (user
+/// nobody, in group nogroup here), or any client that stops part-way.
+@Suite("No way in is wider than the other", .ownThreads, .serialized)
+struct PrivilegeTests {
+    static let canSwitchUser = OperatorTests.canSwitchUser
+    static var hasSanlockPython: Bool { SanlockDaemonSupport.hasPythonSanlock }
+
+    /// A daemon serving both sockets to the group nogroup, lockspace D
+    /// joined as host 1; the scratch dir open so that nobody reaches the sockets.
+    struct Setup {
+        let scratch: Scratch
+        let daemon: RunningDaemon
+        let file: String
+        let sanlockDir: String
+
+        init() throws {
+            scratch = try Scratch()
+            chmod(scratch.path, 0o755)
+            sanlockDir = scratch.path + "/sanlock-run"
+            (daemon, file) = try DaemonTests().setUp(scratch, extra: ["--socket-group", "nogroup", "--sanlock-run-dir", sanlockDir])
+            chmod(daemon.runDir, 0o755)
+            chmod(sanlockDir, 0o755)
+        }
+
+        /// python3 with `script` as user nobody (group nogroup), sanlock's socket in its environment.
+        func pythonAsGroupMember(_ script: String, _ arguments: [String] = []) throws -> Outcome {
+            try Harness.run(Harness.which("setpriv")!, ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/env",
+                                                       "SANLOCK_RUN_DIR=\(sanlockDir)", SanlockDaemonSupport.python, "-c", script] + arguments)
+        }
+
+        /// `tenure ARGS` as user nobody (group nogroup).
+        func tenureAsGroupMember(_ arguments: [String]) throws -> Outcome {
+            try Harness.run(Harness.which("setpriv")!, ["--reuid=65534", "--regid=65534", "--clear-groups", Harness.tenurePath] + arguments)
+        }
+    }
+
+    /// Hole 1: through sanlock's socket a group member acquired a lease for
+    /// a root process that never talked to the daemon — and a forced
+    /// request for that lease would have had it SIGKILLed. Acting for a
+    /// process now needs it registered (a connection of its own) and of
+    /// the caller's user, unless the caller is root; on both sockets.
+    @Test(.enabled(if: canSwitchUser && hasSanlockPython, "needs root, setpriv and python3-sanlock (Tools/install-deps.sh)"))
+    func aGroupMemberCannotActForAnUnregisteredProcess() throws {
+        let setup = try Setup()
+        let victim = try Background(executable: "/bin/sleep", ["600"])
+        let pid = victim.process.processIdentifier
+        defer { kill(pid, SIGKILL) }
+        let acquire = """
+            import sanlock, sys
+            try:
+                sanlock.acquire(b"D", b"R0", [(sys.argv[1], 1048576)], pid=int(sys.argv[2]))
+                print("acquired")
+            except sanlock.SanlockException as e:
+                print("refused %d" % e.errno)
+            """
+        let viaSanlock = try setup.pythonAsGroupMember(acquire, [setup.file, String(pid)])
+        #expect(viaSanlock.stdout.hasPrefix("refused \(EPERM)") || viaSanlock.stdout.hasPrefix("refused \(EACCES)"), "\(viaSanlock)")
+        let viaTenure = try setup.tenureAsGroupMember(["client", "acquire", "-p", String(pid), "-r", "D:R0:\(setup.file):1M", "--run-dir", setup.daemon.runDir])
+        #expect(viaTenure.status != 0 && viaTenure.stderr.contains("no connection of its own"), "\(viaTenure)")
+        #expect(try setup.daemon.leases().isEmpty, "a lease was acquired for a process that never registered")
+        #expect(isAlive(pid))
+
+        // The rule is not "never": for a registered process of its own user, a group member acts.
+        let registered = try Background(executable: Harness.which("setpriv")!, ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/env",
+            "SANLOCK_RUN_DIR=\(setup.sanlockDir)", SanlockDaemonSupport.python, "-c",
+            "import sanlock, time\nfd = sanlock.register()\nprint('registered', flush=True)\ntime.sleep(300)"])
+        let own = registered.process.processIdentifier
+        defer { kill(own, SIGKILL) }
+        #expect(eventually(30) { registered.output.stdout.contains("registered") }, "\(registered.output)")
+        let forOwn = try setup.pythonAsGroupMember(acquire, [setup.file, String(own)])
+        #expect(forOwn.stdout.hasPrefix("acquired"), "\(forOwn)")
+        #expect(try setup.daemon.leases().first?["pid"] as? Int == Int(own))
+    }
+
+    /// Hole 2: a group member adopted root's orphan (`--orphan-only`) and
+    /// held — and on exit freed — root's lease. Adoption needs root or the
+    /// orphan's own user.
+    @Test(.enabled(if: canSwitchUser, "needs root and setpriv to run a client as another user"))
+    func aGroupMemberCannotAdoptRootsOrphan() throws {
+        let setup = try Setup()
+        let resource = "D:R0:\(setup.file):1M"
+        try Harness.tenureOK(["client", "hold", "--persistent", "-r", resource, "--run-dir", setup.daemon.runDir, "--", "/bin/true"])
+        #expect(try eventually { try setup.daemon.status()["orphans"] as? [String] != [] }, "root's persistent lease left no orphan")
+        let adopt = try setup.tenureAsGroupMember(["client", "hold", "--orphan-only", "-r", resource, "--run-dir", setup.daemon.runDir, "--", "/bin/true"])
+        #expect(adopt.status != 0 && adopt.stderr.contains("may not adopt"), "\(adopt)")
+        #expect((try setup.daemon.status()["orphans"] as? [String])?.count == 1, "the orphan is gone")
+        // Root adopts it.
+        try Harness.tenureOK(["client", "hold", "--orphan-only", "-r", resource, "--run-dir", setup.daemon.runDir, "--", "/bin/true"])
+    }
+
+    /// Hole 3: a connection that sends part of a message and stops held
+    /// its place for ever, on both sockets. Now it is closed once the rest
+    /// is overdue (Timeouts.messageArrival).
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/python3"), "needs /usr/bin/python3"))
+    func aHalfSentMessageDoesNotHoldItsConnection() throws {
+        let scratch = try Scratch()
+        let sanlockDir = scratch.path + "/sanlock-run"
+        let daemon = try RunningDaemon(scratch: scratch, extra: ["--sanlock-run-dir", sanlockDir])
+        let script = """
+            import socket, sys
+            s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+            s.sendall(b"\\x01\\x02\\x03")
+            s.settimeout(float(sys.argv[2]))
+            try:
+                while s.recv(4096): pass
+                print("closed")
+            except socket.timeout:
+                print("open")
+            """
+        for socket in [daemon.runDir + "/tenure.sock", sanlockDir + "/sanlock.sock"] {
+            // A bound only a failure reaches: the daemon closes it after 5 s.
+            let outcome = try Harness.run("/usr/bin/python3", ["-c", script, socket, "120"])
+            #expect(outcome.stdout.hasPrefix("closed"), "\(socket): \(outcome)")
+        }
+        #expect(daemon.process.output.stderr.contains("and no more by its deadline"), "\(daemon.process.output.stderr)")
+    }
+
+    /// Hole 4: sanlock's add_lockspace took an io_timeout up to 65,535 s,
+    /// which Tenure refuses everywhere else (a lost host's holders would
+    /// live 8 × it). One range now, on every way in.
+    @Test(.enabled(if: hasSanlockPython, "needs python3-sanlock (Tools/install-deps.sh)"))
+    func anIOTimeoutOutOfRangeIsRefusedOnEveryWayIn() throws {
+        let scratch = try Scratch()
+        let file = try scratch.file("leases.img", size: 4 << 20)
+        try Harness.tenureOK(["direct", "format", "--lockspace", "D", "--path", file, "--resources", "1", "--io-timeout", "1"])
+        let sanlockDir = scratch.path + "/sanlock-run"
+        let daemon = try RunningDaemon(scratch: scratch, extra: ["--sanlock-run-dir", sanlockDir])
+        let join = try Harness.run("/usr/bin/env", ["SANLOCK_RUN_DIR=\(sanlockDir)", SanlockDaemonSupport.python, "-c", """
+            import sanlock, signal, sys
+            signal.alarm(60)  # a join with N = 1000 s would wait 2N: fail rather than hang
+            try:
+                sanlock.add_lockspace(b"D", 1, sys.argv[1], 0, iotimeout=1000)
+                print("joined")
+            except sanlock.SanlockException as e:
+                print("refused %d" % e.errno)
+            """, file])
+        #expect(join.stdout.hasPrefix("refused \(EINVAL)"), "\(join)")
+        #expect(daemon.process.output.stderr.contains("outside 1...300 seconds"), "\(daemon.process.output.stderr)")
+        let viaTenure = try daemon.client(["add-lockspace", "-s", "D:1:\(file):0", "--io-timeout", "1000"])
+        #expect(viaTenure.status != 0 && viaTenure.stderr.contains("outside 1...300 seconds"), "\(viaTenure)")
+    }
+}
