@@ -178,7 +178,12 @@ extension Direct {
             if let names {
                 list = names.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
             } else {
-                list = (0..<(resources ?? 0)).map { "R\($0)" }
+                let count = resources ?? 0
+                guard (1...Self.maxResources).contains(count) else {
+                    throw TenureError(.invalidArgument, "--resources \(count): format lays out 1...\(Self.maxResources) resource leases.",
+                                      remedy: "Give --resources between 1 and \(Self.maxResources).")
+                }
+                list = (0..<count).map { "R\($0)" }
             }
             guard !list.isEmpty, list.count <= Self.maxResources else {
                 throw TenureError(.invalidArgument, "Asked for \(list.count) resource leases; format lays out 1...\(Self.maxResources).",

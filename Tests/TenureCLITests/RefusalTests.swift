@@ -112,6 +112,16 @@ struct RefusalTests {
                           says: ["--max-hosts 0 is outside"], untouched: file)
     }
 
+    /// A negative count once trapped the Swift runtime (issue 28).
+    @Test func resourceCountOutsideTheLimit() throws {
+        let scratch = try Scratch()
+        let file = try scratch.file("a.img", size: 4 << 20, fill: 0x5A)
+        for count in ["-1", "0", "8193"] {
+            try expectRefusal(["direct", "format", "--lockspace", "ls", "--path", file, "--resources", count],
+                              says: ["--resources \(count): format lays out 1...8192", "Give --resources between 1 and 8192"], untouched: file)
+        }
+    }
+
     @Test func ioTimeoutOutOfRange() throws {
         let scratch = try Scratch()
         let file = try scratch.file("a.img", size: 4 << 20, fill: 0x5A)
