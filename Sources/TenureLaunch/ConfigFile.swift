@@ -8,7 +8,7 @@ public struct ConfigFile {
 
     /// Reads `path`; with `known`, a key that is not one of them is refused
     /// at once, naming the nearest (a misspelled key would otherwise do
-    /// nothing, silently: `io_timout=3`).
+    /// nothing, silently: `io_timout=3`), and so is a key given twice.
     public static func load(_ path: String, required: Bool, known: [String]? = nil) throws -> ConfigFile {
         guard access(path, F_OK) == 0 else {
             if required { throw TenureError(.notFound, "The config file \(path) does not exist.") }
@@ -33,6 +33,7 @@ public struct ConfigFile {
                               remedy: "Write it as KEY=VALUE lines of text, or name another file with --config.")
         }
         var file = ConfigFile(path: path)
+        var firstLine: [String: Int] = [:]
         for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
             let trimmed = line.trimmed
@@ -47,6 +48,14 @@ public struct ConfigFile {
                 throw TenureError(.invalidArgument, "\(path):\(n + 1): \(parts[0]) is not a setting.",
                                   remedy: "\(nearest)The settings are: \(known.joined(separator: ", ")).")
             }
+            // Twice is a mistake (an edit that left the old line): which one
+            // was meant is not ours to guess. (Only for Tenure's own file,
+            // the one read with `known`: sanlock.conf keeps sanlock's rule.)
+            if known != nil, let first = firstLine[key] {
+                throw TenureError(.invalidArgument, "\(path):\(n + 1): \(key) is set again; line \(first) set it already.",
+                                  remedy: "Keep one of the two lines.")
+            }
+            firstLine[key] = n + 1
             file.values[key] = parts[1]
         }
         return file

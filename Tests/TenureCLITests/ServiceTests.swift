@@ -27,6 +27,16 @@ struct ServiceTests {
         }
     }
 
+    /// A key given twice is refused, naming both lines (it was last-wins, silently).
+    @Test func aConfigKeyGivenTwiceIsRefused() throws {
+        let scratch = try Scratch()
+        let config = scratch.path + "/tenure.conf"
+        try "io-timeout=3\n# later\nio_timeout = 5\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let refused = try Harness.tenure(["daemon", "--foreground", "--config", config, "--run-dir", scratch.path + "/run", "--watchdog", "none"])
+        #expect(refused.status != 0, "the daemon started with a key given twice: \(refused)")
+        #expect(refused.stderr.contains("\(config):3: io-timeout is set again; line 1 set it already"), "\(refused)")
+    }
+
     /// Type=notify: once its socket answers, the daemon sends READY=1 to
     /// $NOTIFY_SOCKET, and it logs the settings it runs with.
     @Test func theDaemonTellsTheServiceManagerWhenItIsReady() throws {
