@@ -39,6 +39,11 @@ public enum DaemonSettings {
             throw TenureError(.invalidArgument, "--log-level \(levelName) is not a level.", remedy: "Use trace, debug, info, notice, warning, error or critical.")
         }
         let dir = value("run-dir") ?? Wire.runDir
+        if let given = value("host-name"), given.utf8.count > hostNameBytes || given.isEmpty || given.utf8.contains(0) {
+            // Checked now, not at the first join: the name goes into every delta lease this host writes.
+            throw TenureError(.invalidArgument, "--host-name \"\(given)\" is \(given.utf8.count) bytes; a host name is 1...\(hostNameBytes) bytes of UTF-8 without NUL.",
+                              remedy: "Give a shorter --host-name (host-name in tenure.conf), or leave it out to use the machine's name, cut to \(hostNameBytes) bytes.")
+        }
         var c = DaemonConfig(runDir: dir, hostName: value("host-name") ?? ProcessEnvironment.hostName.prefixBytes(hostNameBytes))
         c.injectedBugs = try injectedBugsFromEnvironment()
         if let v = try int("io-timeout") { c.ioTimeout = try validIOTimeout(v) }

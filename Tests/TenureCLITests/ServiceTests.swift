@@ -37,6 +37,15 @@ struct ServiceTests {
         #expect(refused.stderr.contains("\(config):3: io-timeout is set again; line 1 set it already"), "\(refused)")
     }
 
+    /// A host name too long for a delta lease stops the start (it stopped only the first join).
+    @Test func aHostNameTooLongIsRefusedAtStart() throws {
+        let scratch = try Scratch()
+        let name = String(repeating: "h", count: 49)
+        let refused = try Harness.tenure(["daemon", "--foreground", "--config", "/dev/null", "--host-name", name, "--run-dir", scratch.path + "/run", "--watchdog", "none"])
+        #expect(refused.status != 0, "the daemon started with a 49-byte host name: \(refused)")
+        #expect(refused.stderr.contains("is 49 bytes; a host name is 1...48 bytes"), "\(refused)")
+    }
+
     /// Type=notify: once its socket answers, the daemon sends READY=1 to
     /// $NOTIFY_SOCKET, and it logs the settings it runs with.
     @Test func theDaemonTellsTheServiceManagerWhenItIsReady() throws {
