@@ -117,6 +117,10 @@ struct DaemonCommand: AsyncParsableCommand {
         var flags = flags
         flags["run-dir"] = settings.runDir
         try DaemonServer.prepareRunDir(settings.runDir)
+        if let connection = try? TenureConnection(runDir: settings.runDir), (try? connection.status()) != nil {
+            throw TenureError(.alreadyExists, "A Tenure daemon\(Self.pidFileText(settings.runDir).map { " (pid \($0))" } ?? "") already runs on \(settings.runDir).",
+                              remedy: "Use it, stop it first (tenure client shutdown), or give another --run-dir.")
+        }
         // Detached, the daemon logs to syslog unless a file is named; what it
         // prints before its log is set up goes to RUN_DIR/tenure.out.
         let logPath = settings.logFile ?? DaemonLauncher.syslogDestination
@@ -129,7 +133,9 @@ struct DaemonCommand: AsyncParsableCommand {
         let process = try Subprocess(daemon ?? selfExecutable(), daemon == nil ? ["daemon", "--foreground"] + arguments : arguments,
                                      stdin: .null, stdout: .descriptor(out), stderr: .descriptor(out), newSession: true)
         for _ in 0..<100 {
-            if let connection = try? TenureConnection(runDir: settings.runDir), (try? connection.status()) != nil {
+            // Answered by the daemon just started (its pid file names it), not by another.
+            if Self.pidFileText(settings.runDir) == String(process.processIdentifier),
+               let connection = try? TenureConnection(runDir: settings.runDir), (try? connection.status()) != nil {
                 print("tenure daemon started (pid \(process.processIdentifier)), socket \(settings.runDir)/\(Wire.socketName), log \(whereToLook)")
                 return
             }
@@ -139,5 +145,16 @@ struct DaemonCommand: AsyncParsableCommand {
             usleep(100_000)
         }
         throw TenureError(.daemonUnavailable, "The daemon did not answer within 10 s.", remedy: "See \(whereToLook).")
+    }
+
+    /// The pid the run dir's pid file names, as text; nil when there is none.
+    static func pidFileText(_ runDir: String) -> String? {
+        guard let file = fopen(runDir + "/tenure.pid", "r") else { return nil }
+        defer { fclose(file) }
+        var buffer = [CChar](repeating: 0, count: 32)
+        guard fgets(&buffer, Int32(buffer.count), file) != nil else { return nil }
+        let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let pid = String(text.filter(\.isNumber))
+        return pid.isEmpty ? nil : pid
     }
 }

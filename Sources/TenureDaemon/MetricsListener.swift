@@ -21,8 +21,21 @@ final class MetricsListener: @unchecked Sendable {
     init(address: String, log: Logger) throws {
         self.address = address
         self.log = log
-        listener = try TCPSocket.listen(address, backlog: 16)
+        listener = try Self.listen(address)
         log.info("serving metrics on http://\(address)/metrics")
+    }
+
+    /// The listening socket, or an error that says what is wrong with the address.
+    static func listen(_ address: String) throws(TenureError) -> FileDescriptor {
+        do throws(TenureError) {
+            return try TCPSocket.listen(address, backlog: 16)
+        } catch {
+            let reasons: [Int32: String] = [EADDRINUSE: "another program listens on it", EACCES: "this user may not bind that port",
+                                             EADDRNOTAVAIL: "no interface of this host has that address"]
+            guard let errno = error.errno, let why = reasons[errno] else { throw error }
+            throw TenureError(.invalidArgument, "--metrics-listen \(address): cannot listen there: \(why).",
+                              remedy: "Give a free HOST:PORT (ss -ltnp shows who holds one), or leave metrics-listen out.", errno: errno)
+        }
     }
 
     /// Accepts scrapes until ``close()``.

@@ -59,28 +59,40 @@ public final class DaemonServer: @unchecked Sendable {
             try? Syscall.close(pidFile, path: pidPath)
             throw error
         }
-        do {
-            listener = try Self.bind(config.runDir + "/" + Wire.socketName, group: adminGroup)
-        } catch {
-            try? Syscall.close(pidFile, path: pidPath)
-            throw error
+        // A start that fails leaves nothing behind: no socket, no pid file,
+        // no record (nothing is held yet), and no armed watchdog.
+        let socketPath = config.runDir + "/" + Wire.socketName
+        let lockedPidFile = pidFile
+        let abandon = {
+            holders.remove()
+            try? Syscall.close(lockedPidFile, path: pidPath)
+            try? Syscall.removeIfPresent(pidPath)
         }
         do {
-            let watchdog = try config.watchdogDevice.map { try WatchdogDevice(path: $0, fire: config.watchdogFire) }
+            listener = try Self.bind(socketPath, group: adminGroup)
+        } catch {
+            abandon()
+            throw error
+        }
+        var sanlockServer: SanlockServer?
+        do {
             let group = adminGroup
-            sanlock = try config.sanlockRunDir.map { try SanlockServer(runDir: $0, group: group, log: log) }
-            do {
-                metrics = try config.metricsListen.map { try MetricsListener(address: $0, log: log) }
-            } catch {
-                sanlock?.close()
-                throw error
-            }
+            sanlockServer = try config.sanlockRunDir.map { try SanlockServer(runDir: $0, group: group, log: log) }
+            sanlock = sanlockServer
+            metrics = try config.metricsListen.map { try MetricsListener(address: $0, log: log) }
             let renewalThread = try RenewalThread(realtimePriority: config.realtime ? Starvation.realtimePriority : nil)
             Self.report(renewalThread, log: log)
-            daemon = Daemon(config: config, log: log, renewalThread: renewalThread, loop: try EventLoop(), watchdog: watchdog, holders: holders)
+            let loop = try EventLoop()
+            // The watchdog last: opening it arms it, and a start that failed
+            // after that would leave it to reset a host that holds nothing.
+            let watchdog = try config.watchdogDevice.map { try WatchdogDevice(path: $0, fire: config.watchdogFire) }
+            daemon = Daemon(config: config, log: log, renewalThread: renewalThread, loop: loop, watchdog: watchdog, holders: holders)
         } catch {
-            try? Syscall.close(listener, path: config.runDir + "/" + Wire.socketName)
-            try? Syscall.close(pidFile, path: pidPath)
+            sanlockServer?.close()
+            UnixSocket.shutdown(listener, path: socketPath)
+            try? Syscall.close(listener, path: socketPath)
+            try? Syscall.removeIfPresent(socketPath)
+            abandon()
             throw error
         }
     }

@@ -46,6 +46,35 @@ struct ServiceTests {
         #expect(refused.stderr.contains("is 49 bytes; a host name is 1...48 bytes"), "\(refused)")
     }
 
+    /// A taken --metrics-listen port is named as such (it came with storage
+    /// advice), and the failed start leaves nothing in the run dir.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/python3"), "needs /usr/bin/python3 to hold a port"))
+    func aTakenMetricsPortIsNamedAndLeavesNothingBehind() throws {
+        let scratch = try Scratch()
+        let holder = try Background(executable: "/usr/bin/python3", ["-c", "import socket, time\ns = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\nprint(s.getsockname()[1], flush=True)\ntime.sleep(120)"])
+        defer { kill(holder.process.processIdentifier, SIGKILL) }
+        #expect(eventually(30) { Int(holder.output.stdout.filter(\.isNumber)) != nil }, "\(holder.output)")
+        let port = holder.output.stdout.filter(\.isNumber)
+        let runDir = scratch.path + "/run"
+        let refused = try Harness.tenure(["daemon", "--foreground", "--config", "/dev/null", "--run-dir", runDir, "--watchdog", "none",
+                                          "--metrics-listen", "127.0.0.1:\(port)"])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("cannot listen there: another program listens on it") && !refused.stderr.contains("dmesg"), "\(refused)")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []
+        #expect(left.isEmpty, "a failed start left \(left) in the run dir")
+    }
+
+    /// A detached start on a run dir another daemon serves is refused; it
+    /// said "started (pid N)" for a pid that had died.
+    @Test func aDetachedStartOnABusyRunDirIsRefused() throws {
+        let scratch = try Scratch()
+        let daemon = try RunningDaemon(scratch: scratch)
+        let second = try Harness.tenure(["daemon", "--config", "/dev/null", "--run-dir", daemon.runDir, "--watchdog", "none"])
+        #expect(second.status != 0 && second.stderr.contains("already runs on \(daemon.runDir)"), "\(second)")
+        #expect(!second.stdout.contains("started"), "\(second)")
+        #expect(daemon.process.process.isRunning)
+    }
+
     /// Type=notify: once its socket answers, the daemon sends READY=1 to
     /// $NOTIFY_SOCKET, and it logs the settings it runs with.
     @Test func theDaemonTellsTheServiceManagerWhenItIsReady() throws {
