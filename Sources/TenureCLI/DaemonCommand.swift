@@ -55,7 +55,7 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(name: .customLong("kill-grace"), parsing: .unconditional, help: ArgumentHelp("Seconds from SIGTERM to SIGKILL when fencing (default from W: 40, 15 if W < 60, 0 if W < 30).", valueName: "SECONDS"))
     var killGrace: Int?
 
-    @Option(name: .customLong("socket-group"), help: "Group that owns the socket and may act for other processes (libvirt's).")
+    @Option(name: .customLong("socket-group"), help: "Group that owns both sockets; its members administer the daemon (join and leave lockspaces, request leases, stop it) and act for registered processes of their own user (docs/operations.md, \"Privileges\").")
     var socketGroup: String?
 
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "LEVEL"))

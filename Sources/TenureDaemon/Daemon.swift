@@ -296,35 +296,12 @@ public actor Daemon {
             return .reply(to: message, code, [error.code.rawValue, error.message, error.remedy])
         }
         do {
-            try admit(request, command, from: peer)
+            try admit(request.operation, from: peer)
             return .reply(to: message, .ok, try await perform(request, from: peer))
         } catch let error as TenureError {
             return .reply(to: message, error: error)
         } catch {
             return .reply(to: message, error: TenureError(.cancelled, "The request was cancelled: \(error)."))
-        }
-    }
-
-    /// Refuses what this connection may not ask now: a restricted connection
-    /// asks nothing, a shutting-down daemon takes only release and reads,
-    /// and each request needs its privilege (``Privilege``).
-    func admit(_ request: DaemonRequest, _ command: Command, from peer: Peer) throws {
-        try admit(peer, needs: request.needs, to: command.purpose,
-                  whileShuttingDown: command == .status || command == .release || command == .inquire || command == .metrics)
-    }
-
-    /// The same rules for any request, by what it needs and does.
-    func admit(_ peer: Peer, needs: Privilege, to purpose: String, whileShuttingDown: Bool) throws {
-        if restricted.contains(peer.connection) {
-            throw TenureError(.permissionDenied, "This connection restricted itself: it may make no further requests.",
-                              remedy: "An administrator (root) acts for this process instead.")
-        }
-        if shuttingDown && !whileShuttingDown {
-            throw TenureError(.shuttingDown, "The daemon is shutting down.", remedy: "Retry once it has restarted.")
-        }
-        if needs == .admin && !peer.isAdmin {
-            throw TenureError(.permissionDenied, "Only root (or the daemon's own user) may \(purpose); process \(peer.pid) runs as user \(peer.uid).",
-                              remedy: "Run the command as root.")
         }
     }
 
@@ -537,19 +514,6 @@ extension HostLogLevel {
         case .warning: .warning
         case .error: .error
         case .critical: .critical
-        }
-    }
-}
-
-extension Command {
-    /// What the command does, for a refusal: "join a lockspace".
-    var purpose: String {
-        switch self {
-        case .addLockspace: "join a lockspace"
-        case .remLockspace: "leave a lockspace"
-        case .request: "request another holder's lease"
-        case .shutdown: "stop the daemon"
-        default: "\(self)"
         }
     }
 }

@@ -164,29 +164,6 @@ enum DaemonRequest: Sendable, Equatable {
 
     /// A lock value block is one sector at most.
     static let maxLVBBytes = 4096
-
-    /// What the request needs of its sender (docs/operations.md, "Privileges").
-    var needs: Privilege {
-        switch self {
-        case .addLockspace, .remLockspace, .request, .shutdown, .releaseOrphans, .setEvent: .admin
-        default: .anyone
-        }
-    }
-}
-
-/// Who may do what. The model (docs/operations.md, "Privileges"):
-/// - anyone who can connect (the socket is 0660: root and the socket group)
-///   registers, acquires, releases, converts and inquires its *own* leases,
-///   sets its own killpath (run with its own credentials) and restrictions,
-///   and reads status;
-/// - acting for another process needs root, or the socket group and the
-///   same user as that process;
-/// - joining and leaving lockspaces, requesting another holder's lease
-///   (which signals it, or a process on another host), and stopping the
-///   daemon need an administrator: root or the daemon's own user.
-enum Privilege: Sendable, Equatable {
-    case anyone
-    case admin
 }
 
 /// The fields of one message, read with checks that name the field.

@@ -62,14 +62,8 @@ final class SanlockServer: @unchecked Sendable {
 
     /// One connection, until the peer closes it or sends what cannot be read.
     ///
-    /// Privileges: on sanlock's socket, a member of the socket group has
-    /// root's rights (join and leave lockspaces, request leases, lay out
-    /// areas, stop the daemon), as sanlock's own daemon gives everyone who
-    /// may open its socket — oVirt's vdsm joins lockspaces as a member of
-    /// the sanlock group. Tenure's own socket keeps its stricter model.
-    func converse(_ socket: LoopSocket, _ connected: Peer, pidfd: Int32, server: DaemonServer) async {
-        let peer = Peer(connection: connected.connection, pid: connected.pid, uid: connected.uid, gid: connected.gid,
-                        isAdmin: connected.isAdmin || connected.inSocketGroup, inSocketGroup: connected.inSocketGroup)
+    /// Privileges are the same as on Tenure's socket (``Operation``, ``Daemon/admit(_:from:)``).
+    func converse(_ socket: LoopSocket, _ peer: Peer, pidfd: Int32, server: DaemonServer) async {
         defer { socket.close() }
         let daemon = server.daemon
         guard await daemon.connected(peer, pidfd: pidfd) else {

@@ -26,6 +26,14 @@ extension Daemon {
         }
         do {
             switch request {
+            case .lookupIndex, .updateIndex, .createResource, .deleteResource:
+                // Answered with an entry whatever the result, refusals too.
+                return await answerIndexEntry(request, header, command, from: peer)
+            default:
+                // The one admission rule, before anything is done.
+                try admit(request.operation, from: peer)
+            }
+            switch request {
             case .register:
                 _ = try await run(.register, .register, from: peer)
                 return SanlockAnswer(header: nil)
@@ -44,12 +52,10 @@ extension Daemon {
                 let payload = Array(states.joined(separator: " ").utf8) + [0]
                 return SanlockAnswer(header: header.reply(result: 0, data2: UInt32(states.count), payloadBytes: payload.count), payload: payload)
             case .status(let depth):
-                try admit(peer, needs: .anyone, to: "read the daemon's status", whileShuttingDown: true)
                 let payload = await sanlockStatus(depth: depth).flatMap(\.encoded)
                 // The stream of records ends when the connection closes.
                 return SanlockAnswer(header: header.reply(result: 0), payload: payload, close: true)
             case .hostStatus(let name):
-                try admit(peer, needs: .anyone, to: "list a lockspace's hosts", whileShuttingDown: true)
                 let hosts = try await sanlockHosts(name, only: 0)
                 let payload = hosts.flatMap { host in
                     SanlockState(kind: .host, data32: UInt32(truncatingIfNeeded: host.hostID), data64: host.timestamp, name: "",
@@ -57,7 +63,6 @@ extension Daemon {
                 }
                 return SanlockAnswer(header: header.reply(result: 0), payload: payload, close: true)
             case .regEvent(let name):
-                try admit(peer, needs: .anyone, to: "listen for host events", whileShuttingDown: false)
                 let key = try joinedLockspace(name).key
                 guard (eventListeners[key]?.count ?? 0) < Limits.maxEventListeners else {
                     throw TenureError(.limitReached, "Lockspace \(name) has \(Limits.maxEventListeners) event listeners, the limit.")
@@ -65,12 +70,10 @@ extension Daemon {
                 eventListeners[key, default: []].append(EventListener(connection: peer.connection, fd: connectionFD))
                 return SanlockAnswer(header: header.reply(result: 0))
             case .setEvent(let name, let event, let flags):
-                try admit(peer, needs: .admin, to: "send a host event", whileShuttingDown: false)
                 return SanlockAnswer(header: header.reply(result: try await setHostEvent(name, event, flags: flags)))
             case .endEvent:
                 return SanlockAnswer(header: header.reply(result: 0))
             case .setConfig(let name, let command):
-                try admit(peer, needs: .admin, to: "mark a lockspace used", whileShuttingDown: false)
                 let key = try joinedLockspace(name).key
                 switch command {
                 case SanlockFlags.configUsed: externallyUsed.insert(key)
@@ -86,58 +89,46 @@ extension Daemon {
                 }
                 return SanlockAnswer(header: header.reply(result: 0))
             case .examine:
-                try admit(peer, needs: .anyone, to: "look at requests", whileShuttingDown: true)
                 await answerRequests()
                 return SanlockAnswer(header: header.reply(result: 0))
             case .logDump:
-                try admit(peer, needs: .anyone, to: "read the daemon's recent log", whileShuttingDown: true)
                 let text = Array(DebugRing.shared.text.utf8) + [0]
                 // libsanlock reads `data` bytes after the header.
                 return SanlockAnswer(header: SanlockHeader(command: header.command, length: UInt32(SanlockWire.headerBytes + text.count),
                                                            seq: header.seq, data: UInt32(text.count)), payload: text, close: true)
             case .renewal(let name):
-                try admit(peer, needs: .anyone, to: "read a lockspace's renewals", whileShuttingDown: true)
                 let joined = try joinedLockspace(name).joined
                 let payload = await onRenewalThread { await joined.lockspace.renewalHistory }.flatMap {
                     SanlockState(kind: .renewal, name: name, text: $0.sanlockText).encoded
                 }
                 return SanlockAnswer(header: header.reply(result: 0), payload: payload, close: true)
             case .getHosts(let name, let hostID):
-                try admit(peer, needs: .anyone, to: "list a lockspace's hosts", whileShuttingDown: true)
                 let hosts = try await sanlockHosts(name, only: hostID)
                 let payload = hosts.flatMap(\.encoded)
                 return SanlockAnswer(header: header.reply(result: 0, data2: UInt32(hosts.count), payloadBytes: payload.count), payload: payload)
             case .writeLockspace(let ls, let maxHosts, let ioTimeout, _):
-                try admit(peer, needs: .admin, to: "lay out a lockspace area", whileShuttingDown: false)
                 try await writeLockspace(ls, maxHosts: maxHosts, ioTimeoutSeconds: ioTimeout)
                 return SanlockAnswer(header: header.reply(result: 0))
             case .writeResource(let resource, let maxHosts, let numHosts, let flags):
-                try admit(peer, needs: .admin, to: "lay out a resource area", whileShuttingDown: false)
                 try await writeResource(resource, maxHosts: maxHosts, numHosts: numHosts, flags: flags)
                 return SanlockAnswer(header: header.reply(result: 0))
             case .readLockspace(let ls, _):
-                try admit(peer, needs: .anyone, to: "read a lockspace area", whileShuttingDown: true)
                 let (found, ioTimeout) = try await readLockspace(ls)
                 let payload = found.encoded
                 return SanlockAnswer(header: header.reply(result: 0, data2: ioTimeout, payloadBytes: payload.count), payload: payload)
             case .readResource(let resource, _):
-                try admit(peer, needs: .anyone, to: "read a resource area", whileShuttingDown: true)
                 let payload = Array(try await readResource(resource).encoded.prefix(SanlockWire.resourceBytes))
                 return SanlockAnswer(header: header.reply(result: 0, payloadBytes: payload.count), payload: payload)
             case .readResourceOwners(let resource, _):
-                try admit(peer, needs: .anyone, to: "read a resource's owners", whileShuttingDown: true)
                 let (found, owners) = try await readResourceOwners(resource)
                 let payload = Array(found.encoded.prefix(SanlockWire.resourceBytes)) + owners.flatMap(\.encoded)
                 return SanlockAnswer(header: header.reply(result: 0, data2: UInt32(owners.count), payloadBytes: payload.count), payload: payload)
             case .align(let disk):
-                try admit(peer, needs: .anyone, to: "ask a disk's alignment", whileShuttingDown: true)
                 let sector = try await withDevice(disk.path) { $0.sectorSize }
                 return SanlockAnswer(header: header.reply(result: Int32(LeaseGeometry.defaultFor(sector).alignment.bytes)))
             case .setLVB(let resource, let bytes):
-                try admit(peer, needs: .anyone, to: "set a lock value block", whileShuttingDown: false)
                 return SanlockAnswer(header: header.reply(result: setLVB(lockspace: resource.lockspace, name: resource.name, bytes: bytes)))
             case .getLVB(let resource, let length):
-                try admit(peer, needs: .anyone, to: "read a lock value block", whileShuttingDown: true)
                 let (result, bytes) = getLVB(lockspace: resource.lockspace, name: resource.name, length: Int(length))
                 return SanlockAnswer(header: header.reply(result: result, payloadBytes: bytes.count), payload: bytes)
             case .release(let target, let resources, let flags) where flags & SanlockFlags.releaseRename != 0:
@@ -146,19 +137,14 @@ extension Daemon {
                     throw TenureError(.invalidArgument, "A release with SANLK_REL_RENAME takes two resources: the lease, then its new name.")
                 }
                 let pid = try self.target(pid(of: target, peer), peer)
-                try admit(.release(pid: pid, names: [resources[0].name]), .release, from: peer)
                 try await releaseRenaming(resources[0].name, lockspace: resources[0].lockspace, of: pid, to: resources[1].name)
                 return SanlockAnswer(header: header.reply(result: 0))
             case .formatIndex(let rx):
-                try admit(peer, needs: .admin, to: "format a resource index", whileShuttingDown: false)
                 try await formatIndex(rx)
                 return SanlockAnswer(header: header.reply(result: 0))
             case .rebuildIndex(let rx, let flags):
-                try admit(peer, needs: .admin, to: "rebuild a resource index", whileShuttingDown: false)
                 try await rebuildIndex(rx, flags: flags)
                 return SanlockAnswer(header: header.reply(result: 0))
-            case .lookupIndex, .updateIndex, .createResource, .deleteResource:
-                return await answerIndexEntry(request, header, command, from: peer)
             default:
                 let (tenureCommand, daemonRequest) = try Self.daemonRequest(for: request, peer: peer)
                 _ = try await run(tenureCommand, daemonRequest, from: peer)
@@ -178,18 +164,15 @@ extension Daemon {
         var result: Int32 = 0
         var entry = SanlockRentry()
         do {
+            try admit(request.operation, from: peer)
             switch request {
             case .lookupIndex(let rx, let asked, let flags):
-                try admit(peer, needs: .anyone, to: "look up a resource index", whileShuttingDown: true)
                 (result, entry) = try await lookupIndex(rx, asked, flags: flags)
             case .updateIndex(let rx, let asked, let flags):
-                try admit(peer, needs: .admin, to: "change a resource index", whileShuttingDown: false)
                 entry = try await updateIndex(rx, asked, flags: flags)
             case .createResource(let rx, let asked, let numHosts):
-                try admit(peer, needs: .admin, to: "create a resource lease", whileShuttingDown: false)
                 entry = try await createResource(rx, asked, numHosts: numHosts)
             case .deleteResource(let rx, let asked):
-                try admit(peer, needs: .admin, to: "delete a resource lease", whileShuttingDown: false)
                 entry = try await deleteResource(rx, asked)
             default:
                 preconditionFailure("\(request) is not an index entry command")
@@ -204,10 +187,9 @@ extension Daemon {
         return SanlockAnswer(header: header.reply(result: result, payloadBytes: payload.count), payload: payload)
     }
 
-    /// Admits and performs a request as Tenure's protocol would.
+    /// Performs a request as Tenure's protocol would (admitted already).
     private func run(_ command: Command, _ request: DaemonRequest, from peer: Peer) async throws -> [String] {
-        try admit(request, command, from: peer)
-        return try await perform(request, from: peer)
+        try await perform(request, from: peer)
     }
 
     /// The pid a lease command is for: the caller, or the pid it names.

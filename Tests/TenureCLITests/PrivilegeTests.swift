@@ -77,6 +77,47 @@ struct PrivilegeTests {
         #expect(try setup.daemon.leases().first?["pid"] as? Int == Int(own))
     }
 
+    /// One admission rule for both sockets: the same request from the same
+    /// peer gets the same decision through either. A socket-group member
+    /// is an administrator on both (it joins and leaves, as vdsm does
+    /// through sanlock's); another user let in by the sockets' mode is
+    /// refused on both.
+    @Test(.enabled(if: canSwitchUser && hasSanlockPython, "needs root, setpriv and python3-sanlock (Tools/install-deps.sh)"))
+    func bothSocketsGiveThePeerTheSameDecision() throws {
+        let setup = try Setup()
+        // Host id 2 of another lockspace: joined and left again.
+        let sanlockJoin = """
+            import sanlock, sys
+            try:
+                sanlock.add_lockspace(b"E", 2, sys.argv[1], 0)
+                sanlock.rem_lockspace(b"E", 2, sys.argv[1], 0)
+                print("done")
+            except sanlock.SanlockException as e:
+                print("refused %d" % e.errno)
+            """
+        let other = try setup.scratch.file("other.img", size: 4 << 20)
+        chmod(other, 0o666)
+        try Harness.tenureOK(["direct", "format", "--lockspace", "E", "--path", other, "--resources", "1", "--io-timeout", "1", "--max-hosts", "8"])
+        func tenureJoin(_ run: ([String]) throws -> Outcome) throws -> Bool {
+            let join = try run(["client", "add-lockspace", "-s", "E:2:\(other):0", "--run-dir", setup.daemon.runDir])
+            guard join.status == 0 else { return false }
+            return try run(["client", "rem-lockspace", "E", "--run-dir", setup.daemon.runDir]).status == 0
+        }
+        // A member of the socket group: allowed on both.
+        let memberSanlock = try setup.pythonAsGroupMember(sanlockJoin, [other])
+        #expect(memberSanlock.stdout.hasPrefix("done"), "\(memberSanlock)")
+        #expect(try tenureJoin(setup.tenureAsGroupMember), "a socket-group member could not join through Tenure's socket")
+        // Another user, let in by the sockets' mode only: refused on both.
+        chmod(setup.daemon.runDir + "/tenure.sock", 0o666)
+        chmod(setup.sanlockDir + "/sanlock.sock", 0o666)
+        let outsider = ["--reuid=65534", "--regid=65533", "--clear-groups"]
+        let outsiderSanlock = try Harness.run(Harness.which("setpriv")!, outsider + ["/usr/bin/env", "SANLOCK_RUN_DIR=\(setup.sanlockDir)",
+                                                                                      SanlockDaemonSupport.python, "-c", sanlockJoin, other])
+        #expect(outsiderSanlock.stdout.hasPrefix("refused \(EPERM)") || outsiderSanlock.stdout.hasPrefix("refused \(EACCES)"), "\(outsiderSanlock)")
+        #expect(try !tenureJoin { try Harness.run(Harness.which("setpriv")!, outsider + [Harness.tenurePath] + $0) },
+                "a user outside the socket group joined through Tenure's socket")
+    }
+
     /// Hole 2: a group member adopted root's orphan (`--orphan-only`) and
     /// held — and on exit freed — root's lease. Adoption needs root or the
     /// orphan's own user.
