@@ -288,9 +288,9 @@ public actor Daemon {
 
     /// Answers one request. Never throws: failures become error replies.
     public func handle(_ message: Message, from peer: Peer) async -> Message {
-        let command: Command, request: DaemonRequest
+        let request: DaemonRequest
         do {
-            (command, request) = try DaemonRequest.decode(message)
+            (_, request) = try DaemonRequest.decode(message)
         } catch {
             let code: ResultCode = Command(rawValue: message.command) == nil ? .unknownCommand : ResultCode(error.code)
             return .reply(to: message, code, [error.code.rawValue, error.message, error.remedy])
@@ -311,8 +311,7 @@ public actor Daemon {
         case .register:
             registered.insert(peer.connection)
             return []
-        case .addLockspace(let text, let hostName, let io, let async):
-            let spec = try LockspaceSpec(parsing: text)
+        case .addLockspace(let spec, let hostName, let io, let async):
             try reserveJoin(spec)
             guard async else {
                 defer { finishedJoining(spec.name) }
@@ -320,7 +319,7 @@ public actor Daemon {
             }
             background.append(Task {
                 do { _ = try await self.addLockspace(spec, hostName: hostName, ioTimeout: io) } catch {
-                    self.log.error("joining \(text) failed: \(error)")
+                    self.log.error("joining \(spec) failed: \(error)")
                 }
                 self.finishedJoining(spec.name)
             })
@@ -407,9 +406,9 @@ public actor Daemon {
 
     /// The process a request acts for: the caller (pid 0 or its own), or
     /// another live process — for root (or the daemon's user) any process;
-    /// for a socket-group member, or an administrator of sanlock's socket,
-    /// only a process of its own user that has a connection of its own to
-    /// the daemon (it registered, as sanlock requires). Otherwise anyone
+    /// for a socket-group member only a process of its own user that has a
+    /// connection of its own to the daemon (it registered, as sanlock
+    /// requires). Otherwise anyone
     /// let in could have any root process killed: acquire a lease for it,
     /// then force a request for that lease. The same rule on both sockets.
     func target(_ pid: Int32, _ peer: Peer) throws -> Int32 {

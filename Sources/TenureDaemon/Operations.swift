@@ -248,12 +248,11 @@ extension Daemon {
     /// Acquires every resource for `pid`, all or nothing; returns their
     /// state strings. `peer` asked: an orphan is adopted only for root or
     /// the orphan's own user.
-    func acquire(_ texts: [String], for pid: Int32, by peer: Peer, shared: Bool, options: LeaseOptions = LeaseOptions()) async throws -> [String] {
-        guard !texts.isEmpty, texts.count <= Wire.maxResourcesPerRequest else {
-            throw TenureError(.invalidArgument, "An acquire names \(texts.count) resources; it takes 1...\(Wire.maxResourcesPerRequest).")
+    func acquire(_ specs: [ResourceSpec], for pid: Int32, by peer: Peer, shared: Bool, options: LeaseOptions = LeaseOptions()) async throws -> [String] {
+        guard !specs.isEmpty, specs.count <= Wire.maxResourcesPerRequest else {
+            throw TenureError(.invalidArgument, "An acquire names \(specs.count) resources; it takes 1...\(Wire.maxResourcesPerRequest).")
         }
-        try core.checkRoom(for: texts.count)
-        let specs = try texts.map { try ResourceSpec(parsing: $0) }
+        try core.checkRoom(for: specs.count)
         var taken: [HeldLease] = []
         do {
             for spec in specs {
@@ -373,10 +372,9 @@ extension Daemon {
         (core.leases[ProcessID(pid)] ?? [:]).values.map(\.stateString).sorted().joined(separator: " ")
     }
 
-    /// Writes a request for `text`'s lease (force: its holder is killed).
+    /// Writes a request for `spec`'s lease (force: its holder is killed).
     /// The lockspace must be joined here: nothing is opened for one that is not.
-    func requestLease(_ text: String, force: Bool) async throws {
-        let spec = try ResourceSpec(parsing: text)
+    func requestLease(_ spec: ResourceSpec, force: Bool) async throws {
         guard let joined = lockspaces[spec.lockspace] else {
             throw TenureError(.noLockspace, "Lockspace \(spec.lockspace) is not joined on this host; a request goes through a joined lockspace.",
                               remedy: "Join it first (`tenure client add-lockspace`), or write the request with `tenure direct request`.")

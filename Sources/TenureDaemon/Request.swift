@@ -1,5 +1,6 @@
 import TenureClient
 import TenureCore
+import TenureFormat
 
 /// What an acquire asks beyond the lease itself (sanlock's flags, and
 /// Tenure's TENURE_ACQUIRE_* beyond shared).
@@ -23,15 +24,15 @@ enum DaemonRequest: Sendable, Equatable {
     typealias TargetPid = Int32
 
     case register
-    case addLockspace(text: String, hostName: String?, ioTimeout: IOTimeout?, async: Bool)
+    case addLockspace(LockspaceSpec, hostName: String?, ioTimeout: IOTimeout?, async: Bool)
     case remLockspace(name: String)
-    case acquire(pid: TargetPid, shared: Bool, resources: [String], options: LeaseOptions = LeaseOptions())
+    case acquire(pid: TargetPid, shared: Bool, resources: [ResourceSpec], options: LeaseOptions = LeaseOptions())
     /// Releases orphan leases of a lockspace (names, or `*` for all).
     case releaseOrphans(lockspace: String, names: [String])
     case release(pid: TargetPid, names: [String])
     case inquire(pid: TargetPid)
     case status
-    case request(resource: String, force: Bool)
+    case request(resource: ResourceSpec, force: Bool)
     case shutdown(force: Bool)
     case killpath(program: String, arguments: [String])
     case restrict(flags: UInt32)
@@ -69,7 +70,7 @@ enum DaemonRequest: Sendable, Equatable {
                 throw f.bad(3, "join mode", "is \"\(mode!)\"", allowed: "\"async\" or nothing")
             }
             let ioTimeout = try io.map { (seconds) throws(TenureError) in try IOTimeout.requested(seconds, what: "The io_timeout of an add-lockspace request") } ?? nil
-            request = .addLockspace(text: try f.text(0, "lockspace"), hostName: try f.optionalText(1, "host name"),
+            request = .addLockspace(try f.lockspace(0), hostName: try f.optionalText(1, "host name"),
                                     ioTimeout: ioTimeout, async: mode != nil)
         case .remLockspace:
             try f.count(1...1)
@@ -83,7 +84,7 @@ enum DaemonRequest: Sendable, Equatable {
             }
             let options = LeaseOptions(lvb: bits & Wire.acquireLVB != 0, persistent: bits & Wire.acquirePersistent != 0,
                                        adoptOrphan: bits & (Wire.acquireOrphan | Wire.acquireOrphanOnly) != 0, orphanOnly: bits & Wire.acquireOrphanOnly != 0)
-            request = .acquire(pid: try f.pid(0), shared: bits & Wire.acquireShared != 0, resources: try f.texts(from: 2, "resource"), options: options)
+            request = .acquire(pid: try f.pid(0), shared: bits & Wire.acquireShared != 0, resources: try f.resources(from: 2), options: options)
         case .release:
             try f.count(1...(1 + Wire.maxResourcesPerRequest))
             request = .release(pid: try f.pid(0), names: try f.texts(from: 1, "resource name"))
@@ -97,7 +98,7 @@ enum DaemonRequest: Sendable, Equatable {
             try f.count(2...2)
             let mode = try f.text(1, "request mode")
             guard mode == "1" || mode == "2" else { throw f.bad(1, "request mode", "is \"\(mode)\"", allowed: "1 (force) or 2 (graceful)") }
-            request = .request(resource: try f.text(0, "resource"), force: mode == "1")
+            request = .request(resource: try f.resource(0), force: mode == "1")
         case .shutdown:
             try f.count(0...1)
             let force = try f.optionalText(0, "force flag") ?? "0"
@@ -224,6 +225,30 @@ private struct Fields {
 
     func pid(_ i: Int) throws(TenureError) -> Int32 {
         Int32(try number(i, "pid", in: 0...Int(Int32.max)))
+    }
+
+    /// Field `i` as a lockspace, LOCKSPACE:HOST_ID:PATH:OFFSET: typed here, at the edge.
+    func lockspace(_ i: Int) throws(TenureError) -> LockspaceSpec {
+        let text = try text(i, "lockspace")
+        return try typed { try LockspaceSpec(parsing: text) }
+    }
+
+    /// Field `i` as a resource, LOCKSPACE:NAME:PATH:OFFSET[:…][:LVER].
+    func resource(_ i: Int) throws(TenureError) -> ResourceSpec {
+        let text = try text(i, "resource")
+        return try typed { try ResourceSpec(parsing: text) }
+    }
+
+    func resources(from first: Int) throws(TenureError) -> [ResourceSpec] {
+        var all: [ResourceSpec] = []
+        for i in first..<max(first, message.fields.count) { all.append(try resource(i)) }
+        return all
+    }
+
+    private func typed<T>(_ parse: () throws -> T) throws(TenureError) -> T {
+        do { return try parse() } catch let error as TenureError { throw error } catch {
+            throw TenureError(.invalidArgument, "A \(command) request: \(error).")
+        }
     }
 }
 

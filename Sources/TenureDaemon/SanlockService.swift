@@ -206,7 +206,7 @@ extension Daemon {
         case .addLockspace(let ls, let async, let ioTimeout):
             let spec = try lockspaceSpec(ls)
             let io = try IOTimeout.requested(Int(ioTimeout), what: "The io_timeout of an add_lockspace request")
-            return (.addLockspace, .addLockspace(text: spec.description, hostName: nil, ioTimeout: io, async: async))
+            return (.addLockspace, .addLockspace(spec, hostName: nil, ioTimeout: io, async: async))
         case .remLockspace(let ls, _):
             // Tenure leaves only a lockspace with no lease held (sanlock's
             // REM_UNUSED); leaving is quick, so an async leave is done at once.
@@ -220,11 +220,11 @@ extension Daemon {
             guard resources.allSatisfy({ $0.isShared == shared }) else {
                 throw TenureError(.invalidArgument, "One acquire mixes shared and exclusive resources.", remedy: "Acquire the shared ones and the exclusive ones apart.")
             }
-            let texts = try resources.map { try resourceSpec($0, keepLver: true).description }
+            let specs = try resources.map { try resourceSpec($0, keepLver: true) }
             let options = LeaseOptions(lvb: flags & SanlockFlags.acquireLVB != 0, persistent: persistent,
                                        adoptOrphan: flags & (SanlockFlags.acquireOrphan | SanlockFlags.acquireOrphanOnly) != 0,
                                        orphanOnly: flags & SanlockFlags.acquireOrphanOnly != 0)
-            return (.acquire, .acquire(pid: targetPid(target, peer), shared: shared, resources: texts, options: options))
+            return (.acquire, .acquire(pid: targetPid(target, peer), shared: shared, resources: specs, options: options))
         case .release(_, let resources, let flags) where flags & SanlockFlags.releaseOrphan != 0:
             guard let lockspace = resources.first?.lockspace else {
                 throw TenureError(.invalidArgument, "A release of orphans names no lockspace.", remedy: "Name a resource of the lockspace (or its lockspace with SANLK_REL_ALL).")
@@ -237,8 +237,7 @@ extension Daemon {
         case .convert(let target, let resource):
             return (.convert, .convert(pid: targetPid(target, peer), name: resource.name, shared: resource.isShared))
         case .request(let resource, let forceMode):
-            return (.request, .request(resource: try resourceSpec(resource, keepLver: false).description,
-                                       force: forceMode & SanlockFlags.requestForce != 0))
+            return (.request, .request(resource: try resourceSpec(resource, keepLver: false), force: forceMode & SanlockFlags.requestForce != 0))
         case .killpath(let program, let arguments, let flags):
             var argv = arguments.split(separator: " ").map(String.init)
             if flags & 0x1 != 0 { argv.append(String(peer.pid)) }   // SANLK_KILLPATH_PID
