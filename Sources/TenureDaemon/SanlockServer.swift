@@ -70,56 +70,8 @@ final class SanlockServer: @unchecked Sendable {
             log.warning("refused a sanlock connection of process \(peer.pid) (user \(peer.uid)): too many clients")
             return
         }
-        await answerRequests(socket, peer, server: server)
+        await server.serve(socket, peer, codec: SanlockCodec(daemon: daemon))
         await daemon.disconnected(peer)
-    }
-
-    /// Reads, answers and replies to the connection's requests until it
-    /// closes, idles out, or sends what cannot be read.
-    func answerRequests(_ socket: LoopSocket, _ peer: Peer, server: DaemonServer) async {
-        let daemon = server.daemon
-        var mayIdleOut = true
-        while true {
-            if mayIdleOut, await !socket.waitReadable(until: SystemMonotonicClock.shared.now() + Timeouts.idleConnection) {
-                if await daemon.mayCloseIdle(peer) { return }
-                mayIdleOut = false
-            }
-            let header: SanlockHeader
-            let request: SanlockRequest
-            // A registered connection may wait for ever between messages;
-            // once a message begins, all of it must come by its deadline.
-            _ = await socket.waitReadable(until: nil)
-            let deadline = SystemMonotonicClock.shared.now() + Timeouts.messageArrival
-            do {
-                guard let headerBytes = try await socket.receiveExactly(SanlockWire.headerBytes, eofAllowed: true, deadline: deadline) else { return }
-                header = try SanlockHeader(decoding: headerBytes)
-                let payload = try await socket.receiveExactly(header.bytesToRead, deadline: deadline) ?? []
-                request = try SanlockRequest.decode(header, payload: payload)
-            } catch {
-                // As sanlock does: a message that cannot be read ends the connection.
-                log.notice("closing the sanlock connection of process \(peer.pid): \(error)")
-                return
-            }
-            if request == .register { mayIdleOut = false }
-            if case .regEvent = request { mayIdleOut = false }
-            // Counted, so that a shutdown waits for this reply to be written.
-            server.inFlight.withLock { $0 += 1 }
-            let answer = await daemon.handleSanlock(request, header, from: peer, connectionFD: socket.fd.rawValue)
-            var written = true
-            if let reply = answer.header {
-                do {
-                    try await socket.sendAll(reply.encoded + answer.payload, deadline: SystemMonotonicClock.shared.now() + Timeouts.messageArrival)
-                } catch {
-                    written = false
-                }
-            }
-            server.inFlight.withLock { $0 -= 1 }
-            guard written else { return }
-            if case .regEvent = request, answer.header?.data == 0 {
-                await daemon.activateEventListener(peer.connection)
-            }
-            if answer.close { return }
-        }
     }
 
     /// Removes the socket and the pid file (the loop has stopped accepting).

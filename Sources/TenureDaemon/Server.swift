@@ -296,62 +296,8 @@ public final class DaemonServer: @unchecked Sendable {
             _ = await socket.waitReadable(until: SystemMonotonicClock.shared.now() + Timeouts.refusalLinger)
             return
         }
-        await answerRequests(socket, peer)
+        await serve(socket, peer, codec: TenureCodec(daemon: daemon, log: log))
         await daemon.disconnected(peer)
-    }
-
-    /// Reads, answers and replies to a connection's requests, one at a
-    /// time, until it closes, idles out or sends what cannot be read.
-    func answerRequests(_ socket: LoopSocket, _ peer: Peer) async {
-        let daemon = self.daemon
-        let clock = SystemMonotonicClock.shared
-        var mayIdleOut = true
-        while true {
-            if mayIdleOut, await !socket.waitReadable(until: clock.now() + Timeouts.idleConnection) {
-                if await daemon.mayCloseIdle(peer) {
-                    log.notice("closing the idle connection of process \(peer.pid): no request for \(Timeouts.idleConnection)")
-                    return
-                }
-                mayIdleOut = false
-            }
-            let request: Message
-            _ = await socket.waitReadable(until: nil)
-            let reading = clock.now()
-            do {
-                guard let read = try await Self.readMessage(from: socket, deadline: reading + Timeouts.messageArrival) else { return }
-                request = read
-            } catch {
-                log.notice("closing the connection of process \(peer.pid): \(error)")
-                let reply = Message.reply(to: Message(command: 0, seq: 0, fields: []), error: error)
-                if let bytes = try? reply.encoded() { try? await socket.sendAll(bytes) }
-                return
-            }
-            inFlight.withLock { $0 += 1 }
-            if request.command == Command.register.rawValue || request.command == Command.acquire.rawValue { mayIdleOut = false }
-            let stages = daemon.requestStages
-            let read = clock.now()
-            let answer = await daemon.handle(request, from: peer)
-            let done = clock.now()
-            stages.add(.read, read - reading)
-            stages.add(.handle, done - read)
-            var reply = answer
-            let encoded: [UInt8]
-            if let bytes = try? reply.encoded() {
-                encoded = bytes
-            } else {
-                // Too large for the protocol: say so instead of closing silently.
-                log.error("the reply to command \(request.command) of process \(peer.pid) exceeds the protocol's limits")
-                reply = Message.reply(to: request, error: TenureError(.limitReached, "The reply exceeds the protocol's limit of \(Wire.maxPayloadBytes) bytes.",
-                                                                       remedy: "Ask for less at once (e.g. inquire one process)."))
-                encoded = (try? reply.encoded()) ?? []
-            }
-            let written: Bool
-            do { try await socket.sendAll(encoded, deadline: clock.now() + Timeouts.messageArrival); written = !encoded.isEmpty } catch { written = false }
-            stages.add(.reply, clock.now() - done)
-            inFlight.withLock { $0 -= 1 }
-            guard written else { return }
-            if reply.text(0) == String(ResultCode.unknownCommand.rawValue) { return }
-        }
     }
 
     /// One message of Tenure's protocol, whole by `deadline`; nil when the

@@ -1,0 +1,159 @@
+import Logging
+import TenureClient
+import TenureCore
+import TenureIO
+import TenureSanlockWire
+
+/// One wire protocol at the edge of a connection: bytes to a request, a
+/// request to its answer's bytes. The loop around it (``DaemonServer/serve``)
+/// is the same for both sockets — idle close, the message deadline, the
+/// request-stage metrics, the count of replies in flight.
+protocol ConnectionCodec: Sendable {
+    associatedtype Request: Sendable
+    /// Which protocol, for the log.
+    var name: String { get }
+    /// One message, whole by `deadline`; nil when the peer closed between messages.
+    func read(from socket: LoopSocket, deadline: MonotonicInstant) async throws(TenureError) -> Request?
+    /// What to send before closing a connection whose message could not be
+    /// read (nil: close at once, as sanlock's daemon does).
+    func unreadable(_ error: TenureError) -> [UInt8]?
+    /// Whether the request makes the connection one the daemon keeps however
+    /// long it idles (it registered, or holds leases, or listens for events).
+    func keepsConnection(_ request: Request) -> Bool
+    /// Carries the request out through the daemon's one admission and handler.
+    func answer(_ request: Request, from peer: Peer, on socket: LoopSocket) async -> ConnectionAnswer
+    /// The reply went out.
+    func replied(_ request: Request, _ answer: ConnectionAnswer, peer: Peer) async
+}
+
+/// A request's answer, encoded.
+struct ConnectionAnswer: Sendable {
+    /// nil: no reply (sanlock's register).
+    var bytes: [UInt8]?
+    /// Close the connection once it is written.
+    var close = false
+    /// Whether the request was answered with success (sanlock's reg_event
+    /// becomes a listener only then).
+    var succeeded = true
+}
+
+/// Tenure's own protocol (docs/protocol.md).
+struct TenureCodec: ConnectionCodec {
+    let daemon: Daemon
+    let log: Logger
+    var name: String { "Tenure" }
+
+    func read(from socket: LoopSocket, deadline: MonotonicInstant) async throws(TenureError) -> Message? {
+        try await DaemonServer.readMessage(from: socket, deadline: deadline)
+    }
+
+    func unreadable(_ error: TenureError) -> [UInt8]? {
+        try? Message.reply(to: Message(command: 0, seq: 0, fields: []), error: error).encoded()
+    }
+
+    func keepsConnection(_ request: Message) -> Bool {
+        request.command == Command.register.rawValue || request.command == Command.acquire.rawValue
+    }
+
+    func answer(_ request: Message, from peer: Peer, on socket: LoopSocket) async -> ConnectionAnswer {
+        var reply = await daemon.handle(request, from: peer)
+        if let bytes = try? reply.encoded() {
+            return ConnectionAnswer(bytes: bytes, close: reply.text(0) == String(ResultCode.unknownCommand.rawValue))
+        }
+        // Too large for the protocol: say so instead of closing silently.
+        log.error("the reply to command \(request.command) of process \(peer.pid) exceeds the protocol's limits")
+        reply = Message.reply(to: request, error: TenureError(.limitReached, "The reply exceeds the protocol's limit of \(Wire.maxPayloadBytes) bytes.",
+                                                               remedy: "Ask for less at once (e.g. inquire one process)."))
+        return ConnectionAnswer(bytes: (try? reply.encoded()) ?? [], close: false)
+    }
+
+    func replied(_ request: Message, _ answer: ConnectionAnswer, peer: Peer) async {}
+}
+
+/// sanlock's protocol (docs/sanlock-compatibility.md).
+struct SanlockCodec: ConnectionCodec {
+    let daemon: Daemon
+    var name: String { "sanlock" }
+
+    func read(from socket: LoopSocket, deadline: MonotonicInstant) async throws(TenureError) -> (SanlockHeader, SanlockRequest)? {
+        guard let headerBytes = try await socket.receiveExactly(SanlockWire.headerBytes, eofAllowed: true, deadline: deadline) else { return nil }
+        let header = try SanlockHeader(decoding: headerBytes)
+        let payload = try await socket.receiveExactly(header.bytesToRead, deadline: deadline) ?? []
+        return (header, try SanlockRequest.decode(header, payload: payload))
+    }
+
+    /// As sanlock does: a message that cannot be read ends the connection.
+    func unreadable(_ error: TenureError) -> [UInt8]? { nil }
+
+    func keepsConnection(_ request: (SanlockHeader, SanlockRequest)) -> Bool {
+        if request.1 == .register { return true }
+        if case .regEvent = request.1 { return true }
+        return false
+    }
+
+    func answer(_ request: (SanlockHeader, SanlockRequest), from peer: Peer, on socket: LoopSocket) async -> ConnectionAnswer {
+        let answer = await daemon.handleSanlock(request.1, request.0, from: peer, connectionFD: socket.fd.rawValue)
+        return ConnectionAnswer(bytes: answer.header.map { $0.encoded + answer.payload }, close: answer.close,
+                                succeeded: answer.header?.data == 0)
+    }
+
+    func replied(_ request: (SanlockHeader, SanlockRequest), _ answer: ConnectionAnswer, peer: Peer) async {
+        if case .regEvent = request.1, answer.succeeded {
+            await daemon.activateEventListener(peer.connection)
+        }
+    }
+}
+
+extension DaemonServer {
+    /// Reads, answers and replies to a connection's requests, one at a
+    /// time, in either protocol, until it closes, idles out, or sends what
+    /// cannot be read. A connection that never registered and holds
+    /// nothing is closed after ``Timeouts/idleConnection`` without a
+    /// request; once a message begins, all of it must come within
+    /// ``Timeouts/messageArrival``, and its reply be taken within as long.
+    func serve<Codec: ConnectionCodec>(_ socket: LoopSocket, _ peer: Peer, codec: Codec) async {
+        let daemon = self.daemon
+        let clock = SystemMonotonicClock.shared
+        var mayIdleOut = true
+        while true {
+            if mayIdleOut, await !socket.waitReadable(until: clock.now() + Timeouts.idleConnection) {
+                if await daemon.mayCloseIdle(peer) {
+                    log.notice("closing the idle \(codec.name) connection of process \(peer.pid): no request for \(Timeouts.idleConnection)")
+                    return
+                }
+                mayIdleOut = false
+            }
+            // A kept connection may wait for ever between messages.
+            _ = await socket.waitReadable(until: nil)
+            let reading = clock.now()
+            let request: Codec.Request
+            do {
+                guard let read = try await codec.read(from: socket, deadline: reading + Timeouts.messageArrival) else { return }
+                request = read
+            } catch {
+                log.notice("closing the \(codec.name) connection of process \(peer.pid): \(error)")
+                if let bytes = codec.unreadable(error) { try? await socket.sendAll(bytes, deadline: clock.now() + Timeouts.messageArrival) }
+                return
+            }
+            if codec.keepsConnection(request) { mayIdleOut = false }
+            // Counted, so that a shutdown waits for this reply to be written.
+            inFlight.withLock { $0 += 1 }
+            let stages = daemon.requestStages
+            let read = clock.now()
+            let answer = await codec.answer(request, from: peer, on: socket)
+            let done = clock.now()
+            stages.add(.read, read - reading)
+            stages.add(.handle, done - read)
+            var written = true
+            if let bytes = answer.bytes {
+                do { try await socket.sendAll(bytes, deadline: clock.now() + Timeouts.messageArrival) } catch { written = false }
+                written = written && !bytes.isEmpty
+            }
+            stages.add(.reply, clock.now() - done)
+            inFlight.withLock { $0 -= 1 }
+            guard written else { return }
+            await codec.replied(request, answer, peer: peer)
+            if answer.close { return }
+        }
+    }
+}
