@@ -101,7 +101,7 @@ let package = Package(
         .testTarget(name: "TenureIOTests", dependencies: ["TenureTestSupport", "TenureIO", "TenureSyscall", "TenureCore", "TenureTestKit"]),
         .testTarget(
             name: "TenureCLITests",
-            dependencies: ["TenureTestSupport", "TenureCLI", "TenureClient", "TenureDaemon", "TenureEngine", "TenureFormat", "TenureIO", "TenureCore", "TenureLaunch", "tenure", "tenured"]
+            dependencies: ["TenureTestSupport", "TenureCLI", "TenureClient", "TenureDaemon", "TenureEngine", "TenureFormat", "TenureIO", "TenureCore", "TenureLaunch", "TenureSanlockWire", "tenure", "tenured"]
         ),
     ]
 )

@@ -58,6 +58,12 @@ enum Operation: String, Sendable, CaseIterable {
         }
     }
 
+    /// Whether `peer` has the privilege it needs: the whole decision, a
+    /// function of the operation and the peer alone.
+    func admits(_ peer: Peer) -> Bool {
+        needs == .anyone || peer.isAdmin
+    }
+
     /// What it does, for a refusal: "join a lockspace".
     var purpose: String {
         switch self {
@@ -166,7 +172,7 @@ extension Daemon {
         if shuttingDown && !operation.whileShuttingDown {
             throw TenureError(.shuttingDown, "The daemon is shutting down.", remedy: "Retry once it has restarted.")
         }
-        if operation.needs == .admin && !peer.isAdmin {
+        if !operation.admits(peer) {
             throw TenureError(.permissionDenied, "Only root, the daemon's own user or a member of its socket group may \(operation.purpose); process \(peer.pid) runs as user \(peer.uid).",
                               remedy: "Run the command as root, or as a member of the daemon's socket group.")
         }

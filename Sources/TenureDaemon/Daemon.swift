@@ -98,6 +98,12 @@ public struct Peer: Sendable, Hashable {
         self.inSocketGroup = inSocketGroup
     }
 
+    /// An administrator, from its credentials alone — whichever socket it
+    /// came through: root, the daemon's user, or the socket group.
+    static func isAdministrator(uid: UInt32, inSocketGroup: Bool) -> Bool {
+        uid == 0 || uid == daemonUID || inSocketGroup
+    }
+
     /// Root, or the daemon's own user — whichever socket it came through.
     /// Only it acts for a process that has no connection of its own, and
     /// adopts another user's orphan.

@@ -239,7 +239,7 @@ public final class DaemonServer: @unchecked Sendable {
         // An administrator (``Privilege``): root, the daemon's user, or the socket group — on either socket.
         let inGroup = Self.inGroup(pid: pid, gid: gid, group: adminGroup)
         let peer = Peer(connection: Self.connectionNumbers.add(1, ordering: .relaxed).newValue, pid: pid, uid: uid, gid: gid,
-                        isAdmin: uid == 0 || uid == geteuid() || inGroup, inSocketGroup: inGroup)
+                        isAdmin: Peer.isAdministrator(uid: uid, inSocketGroup: inGroup), inSocketGroup: inGroup)
         // Taken now: it names the process that connected, even if it exits and its pid is reused.
         return (peer, Self.peerPidfd(fd.rawValue, path: socketPath, log: log))
     }
