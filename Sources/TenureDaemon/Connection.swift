@@ -17,6 +17,9 @@ protocol ConnectionCodec: Sendable {
     /// What to send before closing a connection whose message could not be
     /// read (nil: close at once, as sanlock's daemon does).
     func unreadable(_ error: TenureError) -> [UInt8]?
+    /// What to send a connection turned away for too many clients (nil:
+    /// close at once, as sanlock's daemon does).
+    func refusal(_ error: TenureError) -> [UInt8]?
     /// Whether the request makes the connection one the daemon keeps however
     /// long it idles (it registered, or holds leases, or listens for events).
     func keepsConnection(_ request: Request) -> Bool
@@ -51,6 +54,9 @@ struct TenureCodec: ConnectionCodec {
         try? Message.reply(to: Message(command: 0, seq: 0, fields: []), error: error).encoded()
     }
 
+    /// One reply, to command 0, seq 0 (docs/protocol.md).
+    func refusal(_ error: TenureError) -> [UInt8]? { unreadable(error) }
+
     func keepsConnection(_ request: Message) -> Bool {
         request.command == Command.register.rawValue || request.command == Command.acquire.rawValue
     }
@@ -84,6 +90,7 @@ struct SanlockCodec: ConnectionCodec {
 
     /// As sanlock does: a message that cannot be read ends the connection.
     func unreadable(_ error: TenureError) -> [UInt8]? { nil }
+    func refusal(_ error: TenureError) -> [UInt8]? { nil }
 
     func keepsConnection(_ request: (SanlockHeader, SanlockRequest)) -> Bool {
         if request.1 == .register { return true }
@@ -105,6 +112,28 @@ struct SanlockCodec: ConnectionCodec {
 }
 
 extension DaemonServer {
+    /// One connection of either socket, a task on the daemon's loop: its
+    /// registration lasts as long as it is open. Turned away when the
+    /// daemon has too many (the last places are kept for root).
+    func converse<Codec: ConnectionCodec>(_ socket: LoopSocket, _ peer: Peer, pidfd: Int32, codec: Codec) async {
+        defer { socket.close() }
+        let daemon = self.daemon
+        guard await daemon.connected(peer, pidfd: pidfd) else {
+            log.warning("refused a \(codec.name) connection of process \(peer.pid) (user \(peer.uid)): too many clients")
+            let error = TenureError(.limitReached, "Too many clients are connected to the Tenure daemon (its limit is \(config.maxConnections), \(Limits.reservedAdminConnections) of them kept for root).",
+                                    remedy: "Retry later, close idle clients, or raise --max-connections.")
+            if let bytes = codec.refusal(error) {
+                try? await socket.sendAll(bytes, deadline: SystemMonotonicClock.shared.now() + Timeouts.messageArrival)
+                // The client sends its request before it reads: closed now, its
+                // send would fail (EPIPE) before it read why. Wait for it first.
+                _ = await socket.waitReadable(until: SystemMonotonicClock.shared.now() + Timeouts.refusalLinger)
+            }
+            return
+        }
+        await serve(socket, peer, codec: codec)
+        await daemon.disconnected(peer)
+    }
+
     /// Reads, answers and replies to a connection's requests, one at a
     /// time, in either protocol, until it closes, idles out, or sends what
     /// cannot be read. A connection that never registered and holds

@@ -60,20 +60,6 @@ final class SanlockServer: @unchecked Sendable {
         return fd
     }
 
-    /// One connection, until the peer closes it or sends what cannot be read.
-    ///
-    /// Privileges are the same as on Tenure's socket (``Operation``, ``Daemon/admit(_:from:)``).
-    func converse(_ socket: LoopSocket, _ peer: Peer, pidfd: Int32, server: DaemonServer) async {
-        defer { socket.close() }
-        let daemon = server.daemon
-        guard await daemon.connected(peer, pidfd: pidfd) else {
-            log.warning("refused a sanlock connection of process \(peer.pid) (user \(peer.uid)): too many clients")
-            return
-        }
-        await server.serve(socket, peer, codec: SanlockCodec(daemon: daemon))
-        await daemon.disconnected(peer)
-    }
-
     /// Removes the socket and the pid file (the loop has stopped accepting).
     func close() {
         UnixSocket.shutdown(listener, path: socketPath)

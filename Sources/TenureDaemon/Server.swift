@@ -211,12 +211,12 @@ public final class DaemonServer: @unchecked Sendable {
     /// at once.
     public func serve() throws {
         let ownSocket = try Acceptor(listener: listener, path: socketPath, server: self) { socket, peer, pidfd in
-            await self.converse(socket, peer, pidfd: pidfd)
+            await self.converse(socket, peer, pidfd: pidfd, codec: TenureCodec(daemon: self.daemon, log: self.log))
         }
         acceptors.withLock { $0.append(ownSocket) }
         if let sanlock {
             let sanlockSocket = try Acceptor(listener: sanlock.listener, path: sanlock.socketPath, server: self) { socket, peer, pidfd in
-                await sanlock.converse(socket, peer, pidfd: pidfd, server: self)
+                await self.converse(socket, peer, pidfd: pidfd, codec: SanlockCodec(daemon: self.daemon))
             }
             acceptors.withLock { $0.append(sanlockSocket) }
         }
@@ -277,27 +277,6 @@ public final class DaemonServer: @unchecked Sendable {
         }
         done.wait()
         return box.value!
-    }
-
-    /// One connection, a task on the daemon's loop: its registration lasts
-    /// as long as it is open. One that never registers and holds nothing
-    /// is closed after ``Timeouts/idleConnection`` without a request.
-    func converse(_ socket: LoopSocket, _ peer: Peer, pidfd: Int32) async {
-        defer { socket.close() }
-        let daemon = self.daemon
-        guard await daemon.connected(peer, pidfd: pidfd) else {
-            log.warning("refused a connection of process \(peer.pid) (user \(peer.uid)): too many clients")
-            let refusal = Message.reply(to: Message(command: 0, seq: 0, fields: []),
-                                        error: TenureError(.limitReached, "Too many clients are connected to the Tenure daemon (its limit is \(config.maxConnections), \(Limits.reservedAdminConnections) of them kept for root).",
-                                                           remedy: "Retry later, close idle clients, or raise --max-connections."))
-            if let bytes = try? refusal.encoded() { try? await socket.sendAll(bytes) }
-            // The client sends its request before it reads: closed now, its
-            // send would fail (EPIPE) before it read why. Wait for it first.
-            _ = await socket.waitReadable(until: SystemMonotonicClock.shared.now() + Timeouts.refusalLinger)
-            return
-        }
-        await serve(socket, peer, codec: TenureCodec(daemon: daemon, log: log))
-        await daemon.disconnected(peer)
     }
 
     /// One message of Tenure's protocol, whole by `deadline`; nil when the
