@@ -5,6 +5,7 @@ import Glibc
 import Dispatch
 import TenureClient
 import TenureCore
+import TenureFormat
 import TenureSyscall
 
 /// `tenure client …`: talk to the running daemon.
@@ -24,7 +25,7 @@ struct Client: AsyncParsableCommand {
         """,
         subcommands: [AddLockspace.self, RemoveLockspace.self, Hold.self, Acquire.self, Release.self, Inquire.self, Convert.self,
                       Status.self, HostStatus.self, Renewal.self, LogDump.self, Request.self, Shutdown.self,
-                      SetLVB.self, GetLVB.self, ReleaseOrphans.self, SetEvent.self, Metrics.self]
+                      SetLVB.self, GetLVB.self, ReleaseOrphans.self, SetEvent.self, Index.self, Metrics.self]
     )
 }
 
@@ -512,6 +513,58 @@ extension Client {
             try await reportingErrors {
                 try options.connect().releaseOrphans(lockspace, names)
                 print("Released.")
+            }
+        }
+    }
+
+    struct Index: AsyncParsableCommand {
+        enum Action: String, ExpressibleByArgument, CaseIterable {
+            case lookup, create, delete
+        }
+
+        static let configuration = CommandConfiguration(
+            abstract: "Use a resource index: find a lease's area, create a lease in a free one, or delete one.",
+            discussion: """
+            A resource index (laid out by sanlock's format_rindex, or `sanlock client \
+            format -x`) lists the leases of a lockspace by name, so that programs need \
+            not keep their offsets. It is the same index, and the same code, as \
+            sanlock's clients use through the daemon.
+
+              lookup   by --name, by --offset, or neither (the first free area)
+              create   lays out a new lease named --name in the first free area and \
+            lists it (administrators: root, the daemon's user, the socket group)
+              delete   unlists --name and clears its area; refused while the lease \
+            is held anywhere (administrators)
+
+            The lockspace must be joined on this host.
+
+            Examples:
+              tenure client index create -x LS:/dev/mapper/leases:3M --name vm1
+              tenure client index lookup -x LS:/dev/mapper/leases:3M --name vm1
+              tenure client index delete -x LS:/dev/mapper/leases:3M --name vm1
+            """)
+        @Argument(help: "lookup, create or delete.")
+        var action: Action
+        @Option(name: [.customShort("x"), .customLong("index")], help: ArgumentHelp("The index: LOCKSPACE:PATH:OFFSET.", valueName: "INDEX"))
+        var index: String
+        @Option(help: "The resource's name.")
+        var name: String?
+        @Option(help: "The resource lease's byte offset (lookup).")
+        var offset: UInt64?
+        @OptionGroup var options: ClientOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                if action != .lookup, name == nil {
+                    throw TenureError(.invalidArgument, "index \(action.rawValue) needs --name.", remedy: "Name the resource, e.g. --name vm1.")
+                }
+                _ = try IndexSpec(parsing: index)
+                let entry = try options.connect().index(action.rawValue, index, name: name ?? "", offset: offset ?? 0)
+                switch action {
+                case .lookup: print(entry.name.isEmpty ? "free area at \(entry.offset)" : "\(entry.name) at \(entry.offset)")
+                case .create: print("created \(entry.name) at \(entry.offset)")
+                case .delete: print("deleted \(entry.name) at \(entry.offset)")
+                }
             }
         }
     }

@@ -176,6 +176,18 @@ public final class TenureConnection {
         _ = try call(.setEvent, [lockspace, host.map(String.init) ?? "all", String(event), String(data)])
     }
 
+    /// A resource index (`LOCKSPACE:PATH:OFFSET`): `action` is "lookup"
+    /// (by name, by offset, or neither: the first free area), "create" (a
+    /// new lease named `name` in the first free area) or "delete"; answers
+    /// the entry's name and offset. create and delete are for administrators.
+    public func index(_ action: String, _ index: String, name: String, offset: UInt64 = 0) throws(TenureError) -> (name: String, offset: UInt64) {
+        let fields = try call(.index, [action, index, name, String(offset)])
+        guard fields.count == 2, let at = UInt64(fields[1]) else {
+            throw TenureError(.protocolError, "The daemon's answer to an index request is not a name and an offset.", remedy: "Use a client of the same Tenure release.")
+        }
+        return (fields[0], at)
+    }
+
     /// The daemon's metrics, in Prometheus's text exposition format.
     public func metrics() throws(TenureError) -> String { try call(.metrics, []).first ?? "" }
 

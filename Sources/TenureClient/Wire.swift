@@ -37,6 +37,7 @@ public enum Command: UInt16, Sendable, CaseIterable {
     case register = 1, addLockspace, remLockspace, acquire, release, inquire, status, request, shutdown
     case killpath, restrict, convert, hostStatus, renewal, logDump
     case setLVB, getLVB, releaseOrphans, setEvent, metrics
+    case index
 }
 
 /// Result codes, grouped by kind, never a raw -errno (see the header).

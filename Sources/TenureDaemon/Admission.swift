@@ -109,6 +109,9 @@ extension DaemonRequest {
         case .getLVB: .getLVB
         case .setEvent: .setEvent
         case .metrics: .metrics
+        case .index(.lookup, _, _, _): .lookupIndex
+        case .index(.create, _, _, _): .createResource
+        case .index(.delete, _, _, _): .deleteResource
         }
     }
 }

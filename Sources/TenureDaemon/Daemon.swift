@@ -396,6 +396,8 @@ public actor Daemon {
         case .shutdown(let force):
             try await shutdown(force: force)
             return []
+        case .index(let action, let index, let name, let offset):
+            return try await indexEntry(action, index, name: name, offset: offset)
         }
     }
 

@@ -49,6 +49,15 @@ enum DaemonRequest: Sendable, Equatable {
     case setEvent(lockspace: String, host: UInt64?, event: UInt64, data: UInt64)
     /// The daemon's metrics (Prometheus text).
     case metrics
+    /// A resource index: find an entry (by name, by offset, or the first
+    /// free area), create a lease in the first free area and list it, or
+    /// unlist a lease and clear its area (sanlock's lookup_rindex,
+    /// create_resource, delete_resource).
+    case index(IndexAction, IndexSpec, name: String, offset: UInt64)
+
+    enum IndexAction: String, Sendable, Equatable, CaseIterable {
+        case lookup, create, delete
+    }
 
     /// Decodes `message`, or throws an `invalidArgument` / `protocolError`
     /// that names the bad field.
@@ -150,6 +159,18 @@ enum DaemonRequest: Sendable, Equatable {
         case .metrics:
             try f.count(0...0)
             request = .metrics
+        case .index:
+            try f.count(4...4)
+            let word = try f.text(0, "index action")
+            guard let action = IndexAction(rawValue: word) else {
+                throw f.bad(0, "index action", "is \"\(word)\"", allowed: IndexAction.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", "))
+            }
+            let name = try f.optionalText(2, "resource name") ?? ""
+            let offset = try f.optionalText(3, "resource offset").map { (text) throws(TenureError) -> UInt64 in
+                guard let value = UInt64(text) else { throw f.bad(3, "resource offset", "is \"\(text)\"", allowed: "a byte offset, decimal") }
+                return value
+            } ?? 0
+            request = .index(action, try f.index(1), name: name, offset: offset)
         case .setEvent:
             try f.count(4...4)
             let host = try f.text(1, "host id")
@@ -237,6 +258,12 @@ private struct Fields {
     func resource(_ i: Int) throws(TenureError) -> ResourceSpec {
         let text = try text(i, "resource")
         return try typed { try ResourceSpec(parsing: text) }
+    }
+
+    /// Field `i` as a resource index, LOCKSPACE:PATH:OFFSET.
+    func index(_ i: Int) throws(TenureError) -> IndexSpec {
+        let text = try text(i, "resource index")
+        return try typed { try IndexSpec(parsing: text) }
     }
 
     func resources(from first: Int) throws(TenureError) -> [ResourceSpec] {

@@ -131,6 +131,31 @@ extension Daemon {
         }
     }
 
+    /// Tenure's own index request: the same operations sanlock's clients
+    /// use, on the same code; answers the entry's name and offset.
+    func indexEntry(_ action: DaemonRequest.IndexAction, _ index: IndexSpec, name: String, offset: UInt64) async throws -> [String] {
+        let rx = SanlockRindex(lockspace: index.lockspace.description, disk: SanlockDisk(path: index.disk.path, offset: index.disk.offset))
+        let asked = SanlockRentry(name: name, offset: offset)
+        let entry: SanlockRentry
+        switch action {
+        case .lookup:
+            let (result, found) = try await lookupIndex(rx, asked, flags: 0)
+            guard result == 0 else {
+                throw TenureError(.nameMismatch, "The index lists \(found.name.isEmpty ? "no resource" : found.name) at \(found.offset), not \(name).",
+                                  remedy: "Look it up by name alone, or by offset alone.")
+            }
+            entry = found
+        case .create:
+            entry = try await createResource(rx, asked, numHosts: 0)
+        case .delete:
+            // sanlock's delete answers an empty entry; Tenure's says where the lease was.
+            let (_, listed) = try await lookupIndex(rx, SanlockRentry(name: name), flags: 0)
+            _ = try await deleteResource(rx, asked)
+            entry = listed
+        }
+        return [entry.name, String(entry.offset)]
+    }
+
     // MARK: The steps
 
     /// Runs `body` on the index `rx` names, its header read and checked.

@@ -59,6 +59,33 @@ public struct LockspaceSpec: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(LeaseStringSyntax.escape(name.description)):\(hostID):\(disk)" }
 }
 
+/// A resource index as users write it: `LOCKSPACE:PATH:OFFSET` (sanlock's
+/// `-x`), the index area's place.
+public struct IndexSpec: Hashable, Sendable, CustomStringConvertible {
+    public var lockspace: LeaseName
+    public var disk: LeaseDisk
+
+    public init(lockspace: LeaseName, disk: LeaseDisk) {
+        self.lockspace = lockspace
+        self.disk = disk
+    }
+
+    public init(parsing text: String) throws {
+        let fields = try LeaseStringSyntax.split(text)
+        guard fields.count == 3 else {
+            throw TenureError(.invalidArgument, "The resource index \"\(text)\" has \(fields.count) field\(fields.count == 1 ? "" : "s"); expected LOCKSPACE:PATH:OFFSET.",
+                              remedy: "Write it as e.g. LS:/dev/mapper/leases:3M (escape ':' and ' ' in paths with a backslash).")
+        }
+        lockspace = try LeaseName(fields[0], what: "lockspace name")
+        guard !lockspace.isEmpty else {
+            throw TenureError(.invalidArgument, "The resource index \"\(text)\" has an empty lockspace name.", remedy: "Give its lockspace's name.")
+        }
+        disk = try LeaseDisk(path: fields[1], offset: LeaseStringSyntax.offset(fields[2], in: text))
+    }
+
+    public var description: String { "\(LeaseStringSyntax.escape(lockspace.description)):\(disk)" }
+}
+
 /// A resource as users write it:
 /// `LOCKSPACE:NAME:PATH:OFFSET[:PATH:OFFSET...][:LVER | :SH]`.
 public struct ResourceSpec: Hashable, Sendable, CustomStringConvertible {

@@ -615,6 +615,37 @@ import Glibc
         #expect((taken["lver"] as? [Int])?.first ?? 0 > 4, "\(taken)")
     }
 
+    /// The resource index through Tenure's own socket and command line
+    /// (issue 28: what sanlock's socket reaches, Tenure's reaches too), on
+    /// the same index sanlock's clients use: what one side writes, the
+    /// other reads.
+    @Test(.enabled(if: SanlockDaemonSupport.hasPythonSanlock && Harness.which("sanlock") != nil,
+                   "needs python3-sanlock and sanlock's command line (Tools/install-deps.sh installs both)"))
+    func theResourceIndexIsReachedThroughTenuresSocketToo() throws {
+        let setup = try Setup()
+        _ = try setup.python("sanlock.add_lockspace(b\"LS\", 1, path, 0)")
+        let sanlock = try #require(Harness.which("sanlock"))
+        let environment = ["SANLOCK_RUN_DIR": setup.sanlockDir, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        let rx = "LS:\(setup.file):3M"
+        func viaSanlock(_ args: [String]) throws -> Outcome { try Harness.run(sanlock, ["client"] + args + ["-x", rx], environment: environment) }
+        func viaTenure(_ args: [String]) throws -> Outcome { try setup.daemon.client(["index"] + args + ["-x", rx]) }
+
+        #expect(try viaSanlock(["format"]).stdout.contains("format done 0"))
+        let created = try viaTenure(["create", "--name", "vm1"])
+        #expect(created.status == 0 && created.stdout.contains("created vm1 at 5242880"), "\(created)")
+        #expect(try viaSanlock(["lookup", "-e", "vm1"]).stdout.contains("name vm1 offset 5242880"), "sanlock's client does not see Tenure's create")
+        #expect(try viaSanlock(["create", "-e", "vm2"]).stdout.contains("offset 6291456"))
+        #expect(try viaTenure(["lookup", "--name", "vm2"]).stdout.contains("vm2 at 6291456"), "Tenure's client does not see sanlock's create")
+        #expect(try viaTenure(["lookup"]).stdout.contains("free area at 7340032"))
+        let twice = try viaTenure(["create", "--name", "vm1"])
+        #expect(twice.status != 0, "a second vm1 was created: \(twice)")
+        let deleted = try viaTenure(["delete", "--name", "vm1"])
+        #expect(deleted.status == 0 && deleted.stdout.contains("deleted vm1"), "\(deleted)")
+        #expect(try viaSanlock(["lookup", "-e", "vm1"]).stdout.contains("lookup done -2"), "vm1 is still listed")
+        let bad = try viaTenure(["frobnicate"])
+        #expect(bad.status != 0 && bad.stderr.contains("lookup"), "\(bad)")
+    }
+
     /// The resource index through Tenure's daemon, driven by sanlock 3.8.5's
     /// own command line (libsanlock's calls), and read back by sanlock's own
     /// `direct lookup` on the disk: format, create, lookup (four ways),

@@ -19,6 +19,7 @@ import TenureCore
         (.logDump, TENURE_CMD_LOG_DUMP.rawValue), (.setLVB, TENURE_CMD_SET_LVB.rawValue),
         (.getLVB, TENURE_CMD_GET_LVB.rawValue), (.releaseOrphans, TENURE_CMD_RELEASE_ORPHANS.rawValue),
         (.setEvent, TENURE_CMD_SET_EVENT.rawValue), (.metrics, TENURE_CMD_METRICS.rawValue),
+        (.index, TENURE_CMD_INDEX.rawValue),
     ]
 
     static let results: [(ResultCode, UInt32)] = [

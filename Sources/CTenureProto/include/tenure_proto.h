@@ -57,9 +57,10 @@ enum tenure_command {
     TENURE_CMD_LOG_DUMP = 15,       /* -> the daemon's recent log, debug lines included */
     TENURE_CMD_SET_LVB = 16,        /* pid, resource name, block as hex (at most a sector) -> (result). Written before the release. */
     TENURE_CMD_GET_LVB = 17,        /* pid, resource name -> the block as hex (the lease was acquired with TENURE_ACQUIRE_LVB) */
-    TENURE_CMD_RELEASE_ORPHANS = 18, /* lockspace name, resource name or "*"... -> (result). Root only. */
-    TENURE_CMD_SET_EVENT = 19,      /* lockspace name, host id or "all", event, data -> (result). Root only. */
+    TENURE_CMD_RELEASE_ORPHANS = 18, /* lockspace name, resource name or "*"... -> (result). Administrators only. */
+    TENURE_CMD_SET_EVENT = 19,      /* lockspace name, host id or "all", event, data -> (result). Administrators only. */
     TENURE_CMD_METRICS = 20,        /* -> Prometheus text exposition of the daemon's metrics */
+    TENURE_CMD_INDEX = 21,          /* "lookup", "create" or "delete"; index "LOCKSPACE:PATH:OFFSET"; resource name; resource offset -> name, offset */
 };
 
 /* Restrict flags. */
