@@ -31,12 +31,19 @@ struct RenewalThreadTests {
         let thread = try RenewalThread(realtimePriority: nil)
         let start = thread.now()
         // The order they woke in, as the thread ran them (two readings of the
-        // shared clock may be equal when a busy thread wakes both late).
+        // shared clock may be equal when a busy thread wakes both late). The
+        // sleepers run on the thread itself, as renewal tasks do: on the
+        // shared pool a busy machine could run the later wake's code first,
+        // whatever order the thread woke them in.
         final class Order: Sendable { let woke = Mutex<[String]>([]) }
         let order = Order()
-        async let late: MonotonicInstant = { try await thread.sleep(for: .milliseconds(60)); order.woke.withLock { $0.append("late") }; return thread.now() }()
-        async let early: MonotonicInstant = { try await thread.sleep(for: .milliseconds(20)); order.woke.withLock { $0.append("early") }; return thread.now() }()
-        let (a, b) = try await (early, late)
+        let late = Task(executorPreference: thread) { () async throws -> MonotonicInstant in
+            try await thread.sleep(for: .milliseconds(60)); order.woke.withLock { $0.append("late") }; return thread.now()
+        }
+        let early = Task(executorPreference: thread) { () async throws -> MonotonicInstant in
+            try await thread.sleep(for: .milliseconds(20)); order.woke.withLock { $0.append("early") }; return thread.now()
+        }
+        let (a, b) = (try await early.value, try await late.value)
         #expect(a - start >= .milliseconds(20))
         #expect(b - start >= .milliseconds(60))
         #expect(a <= b)
