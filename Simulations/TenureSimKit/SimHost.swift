@@ -171,10 +171,7 @@ final class SimHost: @unchecked Sendable {
                 return false
             }
             try? await clock.sleep(for: Self.fencePoll)
-            var directives: [HostDirective] = []
-            for pid in machine.takeExits() { directives += core.processExited(pid, at: clock.now()) }
-            directives += core.tick(at: clock.now())
-            await carryOut(directives, run)
+            await fenceStep(run)
         }
         return isCurrent(run)
     }
@@ -297,13 +294,17 @@ final class SimHost: @unchecked Sendable {
     func fenceLoop(_ generation: Int) async {
         while isCurrent(generation) {
             observeLockspace()
-            var directives: [HostDirective] = []
-            let gone = machine.takeExits()
-            for pid in gone { directives += core.processExited(pid, at: clock.now()) }
-            directives += core.tick(at: clock.now())
-            await carryOut(directives, generation)
+            await fenceStep(generation)
             try? await clock.sleep(for: Self.fencePoll)
         }
+    }
+
+    /// One look of the fence loop: exits go to the core, then time does.
+    func fenceStep(_ run: Int) async {
+        var directives: [HostDirective] = []
+        for pid in machine.takeExits() { directives += core.processExited(pid, at: clock.now()) }
+        directives += core.tick(at: clock.now())
+        await carryOut(directives, run)
     }
 
     /// The fence loop's period here: coarser than the daemon's 50 ms, to
