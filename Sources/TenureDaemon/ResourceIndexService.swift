@@ -93,7 +93,8 @@ extension Daemon {
     }
 
     /// delete_resource: unlists the name, then clears its area — after
-    /// acquiring its lease, so that no one holds what is cleared.
+    /// acquiring its lease, so that no one holds what is cleared. Answers
+    /// the entry it deleted (sanlock's clients are sent an empty one).
     func deleteResource(_ rx: SanlockRindex, _ entry: SanlockRentry) async throws -> SanlockRentry {
         let name = try LeaseName(entry.name, what: "resource name")
         return try await withIndex(rx, flags: 0) { device, layout in
@@ -111,7 +112,7 @@ extension Daemon {
                                                                       numHosts: geometry.maxHosts, cleared: true), at: offset)
                 }
                 log.info("resource index of \(rx.lockspace): deleted \(name) at \(rx.disk.path):\(offset) (entry \(i))")
-                return SanlockRentry()
+                return SanlockRentry(name: name.description, offset: offset)
             }
         }
     }
@@ -148,10 +149,7 @@ extension Daemon {
         case .create:
             entry = try await createResource(rx, asked, numHosts: 0)
         case .delete:
-            // sanlock's delete answers an empty entry; Tenure's says where the lease was.
-            let (_, listed) = try await lookupIndex(rx, SanlockRentry(name: name), flags: 0)
-            _ = try await deleteResource(rx, asked)
-            entry = listed
+            entry = try await deleteResource(rx, asked)
         }
         return [entry.name, String(entry.offset)]
     }

@@ -173,7 +173,9 @@ extension Daemon {
             case .createResource(let rx, let asked, let numHosts):
                 entry = try await createResource(rx, asked, numHosts: numHosts)
             case .deleteResource(let rx, let asked):
-                entry = try await deleteResource(rx, asked)
+                // sanlock's delete_resource answers an empty entry.
+                _ = try await deleteResource(rx, asked)
+                entry = SanlockRentry()
             default:
                 preconditionFailure("\(request) is not an index entry command")
             }
