@@ -1,6 +1,5 @@
 import TenureCore
 import TenureClient
-import TenureSanlockWire
 
 /// Who may do what (docs/operations.md, "Privileges"), the same on both
 /// sockets:
@@ -27,7 +26,7 @@ enum Privilege: Sendable, Equatable {
 enum Operation: String, Sendable, CaseIterable {
     case register, acquire, release, inquire, convert, killpath, restrict
     case addLockspace, remLockspace, request, shutdown, releaseOrphans, setEvent, setConfig
-    case status, hostStatus, renewal, logDump, metrics, inquireLockspace, listLockspaces, listHosts, examine, version
+    case status, hosts, renewal, logDump, metrics, inquireLockspace, listLockspaces, examine, version
     case listenForEvents, endEvents
     case setLVB, getLVB
     case writeLockspace, writeResource, readLockspace, readResource, readResourceOwners, align
@@ -39,8 +38,8 @@ enum Operation: String, Sendable, CaseIterable {
         case .addLockspace, .remLockspace, .request, .shutdown, .releaseOrphans, .setEvent, .setConfig,
              .writeLockspace, .writeResource, .formatIndex, .rebuildIndex, .updateIndex, .createResource, .deleteResource:
             .admin
-        case .register, .acquire, .release, .inquire, .convert, .killpath, .restrict, .status, .hostStatus, .renewal, .logDump,
-             .metrics, .inquireLockspace, .listLockspaces, .listHosts, .examine, .version, .listenForEvents, .endEvents,
+        case .register, .acquire, .release, .inquire, .convert, .killpath, .restrict, .status, .hosts, .renewal, .logDump,
+             .metrics, .inquireLockspace, .listLockspaces, .examine, .version, .listenForEvents, .endEvents,
              .setLVB, .getLVB, .readLockspace, .readResource, .readResourceOwners, .align, .lookupIndex:
             .anyone
         }
@@ -50,8 +49,8 @@ enum Operation: String, Sendable, CaseIterable {
     /// and what only reads.
     var whileShuttingDown: Bool {
         switch self {
-        case .release, .inquire, .status, .hostStatus, .renewal, .logDump, .metrics, .inquireLockspace, .listLockspaces,
-             .listHosts, .examine, .version, .endEvents, .getLVB, .readLockspace, .readResource, .readResourceOwners, .align, .lookupIndex:
+        case .release, .inquire, .status, .hosts, .renewal, .logDump, .metrics, .inquireLockspace, .listLockspaces,
+             .examine, .version, .endEvents, .getLVB, .readLockspace, .readResource, .readResourceOwners, .align, .lookupIndex:
             true
         default:
             false
@@ -86,78 +85,50 @@ enum Operation: String, Sendable, CaseIterable {
     }
 }
 
-extension DaemonRequest {
+extension Request {
+    /// Its kind, for admission: what it needs does not depend on the
+    /// socket it came through.
     var operation: Operation {
         switch self {
         case .register: .register
-        case .addLockspace: .addLockspace
-        case .remLockspace: .remLockspace
         case .acquire: .acquire
+        case .release, .releaseRenaming: .release
         case .releaseOrphans: .releaseOrphans
-        case .release: .release
         case .inquire: .inquire
-        case .status: .status
-        case .request: .request
-        case .shutdown: .shutdown
+        case .convert: .convert
         case .killpath: .killpath
         case .restrict: .restrict
-        case .convert: .convert
-        case .hostStatus: .hostStatus
-        case .renewal: .renewal
-        case .logDump: .logDump
         case .setLVB: .setLVB
         case .getLVB: .getLVB
-        case .setEvent: .setEvent
-        case .metrics: .metrics
-        case .index(.lookup, _, _, _): .lookupIndex
-        case .index(.create, _, _, _): .createResource
-        case .index(.delete, _, _, _): .deleteResource
-        }
-    }
-}
-
-extension SanlockRequest {
-    var operation: Operation {
-        switch self {
-        case .register: .register
         case .addLockspace: .addLockspace
         case .remLockspace: .remLockspace
-        case .inqLockspace: .inquireLockspace
-        case .getLockspaces: .listLockspaces
-        case .getHosts: .listHosts
-        case .acquire: .acquire
-        case .release(_, _, let flags) where flags & SanlockFlags.releaseOrphan != 0: .releaseOrphans
-        case .release: .release
-        case .inquire: .inquire
-        case .convert: .convert
+        case .inquireLockspace: .inquireLockspace
+        case .listLockspaces: .listLockspaces
+        case .hosts: .hosts
+        case .renewal: .renewal
+        case .markUsed: .setConfig
+        case .listenForEvents: .listenForEvents
+        case .endEvents: .endEvents
+        case .setEvent: .setEvent
         case .request: .request
-        case .killpath: .killpath
-        case .restrict: .restrict
+        case .examine: .examine
+        case .status: .status
+        case .logDump: .logDump
+        case .metrics: .metrics
         case .version: .version
         case .shutdown: .shutdown
-        case .status: .status
-        case .hostStatus: .hostStatus
-        case .renewal: .renewal
-        case .logDump: .logDump
-        case .setConfig: .setConfig
-        case .examine: .examine
-        case .regEvent: .listenForEvents
-        case .setEvent: .setEvent
-        case .endEvent: .endEvents
         case .writeLockspace: .writeLockspace
         case .writeResource: .writeResource
         case .readLockspace: .readLockspace
         case .readResource: .readResource
         case .readResourceOwners: .readResourceOwners
         case .align: .align
-        case .setLVB: .setLVB
-        case .getLVB: .getLVB
-        case .formatIndex: .formatIndex
-        case .rebuildIndex: .rebuildIndex
-        case .lookupIndex: .lookupIndex
-        case .updateIndex: .updateIndex
-        case .createResource: .createResource
-        case .deleteResource: .deleteResource
+        case .index(.format): .formatIndex
+        case .index(.rebuild): .rebuildIndex
+        case .index(.lookup): .lookupIndex
+        case .index(.add), .index(.remove): .updateIndex
+        case .index(.create): .createResource
+        case .index(.delete): .deleteResource
         }
     }
 }

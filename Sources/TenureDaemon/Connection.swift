@@ -2,18 +2,17 @@ import Logging
 import TenureClient
 import TenureCore
 import TenureIO
-import TenureSanlockWire
 
 /// One wire protocol at the edge of a connection: bytes to a request, a
 /// request to its answer's bytes. The loop around it (``DaemonServer/serve``)
 /// is the same for both sockets — idle close, the message deadline, the
 /// request-stage metrics, the count of replies in flight.
 protocol ConnectionCodec: Sendable {
-    associatedtype Request: Sendable
+    associatedtype Wire: Sendable
     /// Which protocol, for the log.
     var name: String { get }
     /// One message, whole by `deadline`; nil when the peer closed between messages.
-    func read(from socket: LoopSocket, deadline: MonotonicInstant) async throws(TenureError) -> Request?
+    func read(from socket: LoopSocket, deadline: MonotonicInstant) async throws(TenureError) -> Wire?
     /// What to send before closing a connection whose message could not be
     /// read (nil: close at once, as sanlock's daemon does).
     func unreadable(_ error: TenureError) -> [UInt8]?
@@ -22,11 +21,11 @@ protocol ConnectionCodec: Sendable {
     func refusal(_ error: TenureError) -> [UInt8]?
     /// Whether the request makes the connection one the daemon keeps however
     /// long it idles (it registered, or holds leases, or listens for events).
-    func keepsConnection(_ request: Request) -> Bool
+    func keepsConnection(_ request: Wire) -> Bool
     /// Carries the request out through the daemon's one admission and handler.
-    func answer(_ request: Request, from peer: Peer, on socket: LoopSocket) async -> ConnectionAnswer
+    func answer(_ request: Wire, from peer: Peer, on socket: LoopSocket) async -> ConnectionAnswer
     /// The reply went out.
-    func replied(_ request: Request, _ answer: ConnectionAnswer, peer: Peer) async
+    func replied(_ request: Wire, _ answer: ConnectionAnswer, peer: Peer) async
 }
 
 /// A request's answer, encoded.
@@ -62,53 +61,37 @@ struct TenureCodec: ConnectionCodec {
     }
 
     func answer(_ request: Message, from peer: Peer, on socket: LoopSocket) async -> ConnectionAnswer {
-        var reply = await daemon.handle(request, from: peer)
+        var reply = await respond(to: request, from: peer, socket: socket.fd.rawValue)
         if let bytes = try? reply.encoded() {
             return ConnectionAnswer(bytes: bytes, close: reply.text(0) == String(ResultCode.unknownCommand.rawValue))
         }
         // Too large for the protocol: say so instead of closing silently.
         log.error("the reply to command \(request.command) of process \(peer.pid) exceeds the protocol's limits")
-        reply = Message.reply(to: request, error: TenureError(.limitReached, "The reply exceeds the protocol's limit of \(Wire.maxPayloadBytes) bytes.",
+        reply = Message.reply(to: request, error: TenureError(.limitReached, "The reply exceeds the protocol's limit of \(TenureClient.Wire.maxPayloadBytes) bytes.",
                                                                remedy: "Ask for less at once (e.g. inquire one process)."))
         return ConnectionAnswer(bytes: (try? reply.encoded()) ?? [], close: false)
     }
 
-    func replied(_ request: Message, _ answer: ConnectionAnswer, peer: Peer) async {}
-}
-
-/// sanlock's protocol (docs/sanlock-compatibility.md).
-struct SanlockCodec: ConnectionCodec {
-    let daemon: Daemon
-    var name: String { "sanlock" }
-
-    func read(from socket: LoopSocket, deadline: MonotonicInstant) async throws(TenureError) -> (SanlockHeader, SanlockRequest)? {
-        guard let headerBytes = try await socket.receiveExactly(SanlockWire.headerBytes, eofAllowed: true, deadline: deadline) else { return nil }
-        let header = try SanlockHeader(decoding: headerBytes)
-        let payload = try await socket.receiveExactly(header.bytesToRead, deadline: deadline) ?? []
-        return (header, try SanlockRequest.decode(header, payload: payload))
-    }
-
-    /// As sanlock does: a message that cannot be read ends the connection.
-    func unreadable(_ error: TenureError) -> [UInt8]? { nil }
-    func refusal(_ error: TenureError) -> [UInt8]? { nil }
-
-    func keepsConnection(_ request: (SanlockHeader, SanlockRequest)) -> Bool {
-        if request.1 == .register { return true }
-        if case .regEvent = request.1 { return true }
-        return false
-    }
-
-    func answer(_ request: (SanlockHeader, SanlockRequest), from peer: Peer, on socket: LoopSocket) async -> ConnectionAnswer {
-        let answer = await daemon.handleSanlock(request.1, request.0, from: peer, connectionFD: socket.fd.rawValue)
-        return ConnectionAnswer(bytes: answer.header.map { $0.encoded + answer.payload }, close: answer.close,
-                                succeeded: answer.header?.data == 0)
-    }
-
-    func replied(_ request: (SanlockHeader, SanlockRequest), _ answer: ConnectionAnswer, peer: Peer) async {
-        if case .regEvent = request.1, answer.succeeded {
-            await daemon.activateEventListener(peer.connection)
+    /// The message decoded into the one request, handled, and its reply
+    /// (or the refusal) encoded: failures become error replies.
+    private func respond(to message: Message, from peer: Peer, socket: Int32) async -> Message {
+        let request: Request
+        do {
+            request = try TenureWire.decode(message)
+        } catch {
+            let code: ResultCode = Command(rawValue: message.command) == nil ? .unknownCommand : ResultCode(error.code)
+            return .reply(to: message, code, [error.code.rawValue, error.message, error.remedy])
+        }
+        do {
+            return TenureWire.encode(try await daemon.handle(request, from: peer, socket: socket), to: message)
+        } catch let error as TenureError {
+            return .reply(to: message, error: error)
+        } catch {
+            return .reply(to: message, error: TenureError(.cancelled, "The request was cancelled: \(error)."))
         }
     }
+
+    func replied(_ request: Message, _ answer: ConnectionAnswer, peer: Peer) async {}
 }
 
 extension DaemonServer {
@@ -155,7 +138,7 @@ extension DaemonServer {
             // A kept connection may wait for ever between messages.
             _ = await socket.waitReadable(until: nil)
             let reading = clock.now()
-            let request: Codec.Request
+            let request: Codec.Wire
             do {
                 guard let read = try await codec.read(from: socket, deadline: reading + Timeouts.messageArrival) else { return }
                 request = read

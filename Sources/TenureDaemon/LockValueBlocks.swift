@@ -36,8 +36,8 @@ extension Daemon {
     }
 
     /// The held lease of `lockspace:name` on this host, by any process.
-    func heldLease(lockspace: String, name: String) -> HeldLease? {
-        core.leases.values.lazy.flatMap(\.values).first { $0.resource.lockspace.description == lockspace && $0.resource.name.description == name }
+    func heldLease(lockspace: LeaseName, name: LeaseName) -> HeldLease? {
+        core.leases.values.lazy.flatMap(\.values).first { $0.resource.lockspace == lockspace && $0.resource.name == name }
     }
 
     /// The lease `name` that `pid` holds, for Tenure's own LVB commands:
@@ -49,33 +49,34 @@ extension Daemon {
         return lease
     }
 
-    /// An LVB result code as Tenure's error.
-    func lvbResult(_ result: Int32, _ name: String) throws {
-        switch result {
-        case 0: return
-        case -EINVAL: throw TenureError(.invalidArgument, "\(name) was acquired without a lock value block.", remedy: "Acquire it with --lvb (TENURE_ACQUIRE_LVB).")
-        case -E2BIG: throw TenureError(.limitReached, "The block is longer than the lease's sector.")
-        default: throw TenureError(.notOwner, "\(name) is not held on this host.")
+    /// The LVB of a lease held here: not held (sanlock: ENOENT), acquired
+    /// without an LVB (EINVAL).
+    private func lvbKey(lockspace: LeaseName, name: LeaseName) throws -> String {
+        guard let lease = heldLease(lockspace: lockspace, name: name) else {
+            throw TenureError(.notOwner, "\(lockspace):\(name) is not held on this host.", remedy: "Acquire it first.")
         }
+        let key = Self.lvbKey(lease.resource)
+        guard lvbs[key] != nil else {
+            throw TenureError(.invalidArgument, "\(name) was acquired without a lock value block.", remedy: "Acquire it with --lvb (TENURE_ACQUIRE_LVB, SANLK_ACQUIRE_LVB).")
+        }
+        return key
     }
 
-    /// set_lvb: -ENOENT when not held here, -EINVAL when acquired without an LVB, -E2BIG past a sector.
-    func setLVB(lockspace: String, name: String, bytes: [UInt8]) -> Int32 {
-        guard let lease = heldLease(lockspace: lockspace, name: name) else { return -ENOENT }
-        let key = Self.lvbKey(lease.resource)
-        guard var lvb = lvbs[key] else { return -EINVAL }
-        guard bytes.count <= lvb.bytes.count else { return -E2BIG }
-        lvb.bytes.replaceSubrange(0..<bytes.count, with: bytes)
-        lvb.changed = true
-        lvbs[key] = lvb
-        return 0
+    /// set_lvb: the block's first bytes replaced; at most a sector (E2BIG past it).
+    func setLVB(lockspace: LeaseName, name: LeaseName, bytes: [UInt8]) throws {
+        let key = try lvbKey(lockspace: lockspace, name: name)
+        guard bytes.count <= lvbs[key]!.bytes.count else {
+            throw TenureError(.limitReached, "The block is \(bytes.count) bytes, longer than the lease's sector (\(lvbs[key]!.bytes.count)).",
+                              remedy: "Write at most one sector.")
+        }
+        lvbs[key]!.bytes.replaceSubrange(0..<bytes.count, with: bytes)
+        lvbs[key]!.changed = true
     }
 
     /// get_lvb: the block (its first `length` bytes, or all of it for 0).
-    func getLVB(lockspace: String, name: String, length: Int) -> (Int32, [UInt8]) {
-        guard let lease = heldLease(lockspace: lockspace, name: name) else { return (-ENOENT, []) }
-        guard let lvb = lvbs[Self.lvbKey(lease.resource)] else { return (-EINVAL, []) }
-        return (0, length == 0 ? lvb.bytes : Array(lvb.bytes.prefix(length)))
+    func getLVB(lockspace: LeaseName, name: LeaseName, length: Int) throws -> [UInt8] {
+        let bytes = lvbs[try lvbKey(lockspace: lockspace, name: name)]!.bytes
+        return length == 0 ? bytes : Array(bytes.prefix(length))
     }
 
     /// Before a release is written: writes the LVB if it changed, and waits

@@ -368,10 +368,6 @@ extension Daemon {
         if let error = await carryOut(directives) { throw error }
     }
 
-    func inquire(_ pid: Int32) -> String {
-        (core.leases[ProcessID(pid)] ?? [:]).values.map(\.stateString).sorted().joined(separator: " ")
-    }
-
     /// Writes a request for `spec`'s lease (force: its holder is killed).
     /// The lockspace must be joined here: nothing is opened for one that is not.
     func requestLease(_ spec: ResourceSpec, force: Bool) async throws {
@@ -513,17 +509,6 @@ extension Daemon {
             hosts.append((id, record, await observer.state(of: id)))
         }
         return hosts
-    }
-
-    /// Every host slot in use, with its state as this host sees it.
-    func hostStatus(_ name: String) async throws -> String {
-        let joined = try joinedLockspace(name).joined
-        let hosts: [[String: Any]] = try await hostsInUse(joined).map { id, record, state in
-            ["host_id": Int(id.rawValue), "generation": Int(record.ownerGeneration.rawValue), "name": record.resourceName.description,
-             "timestamp": Int(record.timestamp.rawValue), "io_timeout": Int(record.ioTimeout.seconds),
-             "state": id == joined.spec.hostID ? "self" : (state?.description ?? "unknown")]
-        }
-        return JSON.text(["lockspace": name, "hosts": hosts] as [String: Any])
     }
 
     // MARK: The poll loop
@@ -684,10 +669,6 @@ extension Daemon {
     /// Room for the lease list in a status reply: the rest of the largest
     /// field (64 KiB) is left to the lockspaces and the other keys.
     static let statusLeaseBytes = 48 * 1024
-
-    /// The most of the debug ring one `log-dump` reply carries (a field's
-    /// limit, less room for the rest).
-    static let logDumpReplyBytes = 60 * 1024
 
     /// This process's resident set size (VmRSS), for status and the bench.
     static func residentKiB() -> Int? { ProcFiles.selfStatusKiB("VmRSS") }

@@ -10,8 +10,9 @@ import TenureSyscall
 /// sanlock's socket, served beside Tenure's own, so that libsanlock's
 /// clients (python3-sanlock, libvirt's sanlock plugin, lvmlockd) work with
 /// this daemon unchanged. Each connection reads sanlock's header and
-/// payload, decodes them into a ``SanlockRequest`` at the edge, and waits
-/// for the daemon's answer (``Daemon/handleSanlock(_:_:from:)``).
+/// payload, decodes them into a ``SanlockRequest`` and then the one
+/// ``Request`` at the edge (``SanlockCodec``), and waits for the daemon's
+/// one handler (``Daemon/handle(_:from:socket:)``).
 ///
 /// The run dir's `sanlock.pid` carries the same POSIX lock sanlock's own
 /// daemon takes: the two never serve one run dir at once.

@@ -439,8 +439,9 @@ extension SanlockResult {
         case .alreadyExists:
             return -EEXIST
         case .leaseInUse:
-            // rem_lockspace while leases are held; or a resource already held here.
-            return [.remLockspace, .writeLockspace, .writeResource].contains(command) ? -EBUSY : -EEXIST
+            // rem_lockspace while leases are held, an event still pending;
+            // or a resource already held here.
+            return [.remLockspace, .writeLockspace, .writeResource, .setEvent].contains(command) ? -EBUSY : -EEXIST
         case .heldByLiveHost:
             return acquireIDLive
         case .lverMismatch:

@@ -1,6 +1,7 @@
 import Glibc
 import Testing
 import TenureClient
+import TenureCore
 import TenureSanlockWire
 @testable import TenureDaemon
 
@@ -35,35 +36,59 @@ import TenureSanlockWire
         }
     }
 
-    /// The requests both protocols carry become the same operation.
-    @Test func theSharedRequestsMapAlike() throws {
+    /// The requests both protocols carry decode, each through its own
+    /// codec, into the same typed request — and so the same operation.
+    @Test func theSharedRequestsDecodeAlike() throws {
         let disk = SanlockDisk(path: "/var/tmp/x", offset: 0)
         let ls = SanlockLockspace(name: "LS", hostID: 1, flags: 0, disk: disk)
         let resource = SanlockResource(lockspace: "LS", name: "R0", lver: 0, flags: 0, disks: [disk])
-        let spec = try Daemon.resourceSpec(resource, keepLver: false)
-        let lockspace = try Daemon.lockspaceSpec(ls)
-        let pairs: [(SanlockRequest, DaemonRequest)] = [
-            (.register, .register),
-            (.addLockspace(ls, async: false, ioTimeoutSeconds: 0), .addLockspace(lockspace, hostName: nil, ioTimeout: nil, async: false)),
-            (.remLockspace(ls, async: false), .remLockspace(name: "LS")),
-            (.acquire(.caller, [resource], flags: 0, ownerName: ""), .acquire(pid: 0, shared: false, resources: [spec])),
-            (.release(.caller, [resource], flags: 0), .release(pid: 0, names: ["R0"])),
-            (.release(.caller, [resource], flags: SanlockFlags.releaseOrphan), .releaseOrphans(lockspace: "LS", names: ["R0"])),
-            (.inquire(.caller), .inquire(pid: 0)),
-            (.convert(.caller, resource), .convert(pid: 0, name: "R0", shared: false)),
-            (.request(resource, forceMode: 1), .request(resource: spec, force: true)),
-            (.killpath(program: "/bin/true", arguments: "", flags: 0), .killpath(program: "/bin/true", arguments: [])),
-            (.restrict(flags: 0), .restrict(flags: 0)),
-            (.shutdown(force: false), .shutdown(force: false)),
-            (.status(depth: 0), .status),
-            (.hostStatus(lockspace: "LS"), .hostStatus(lockspace: "LS")),
-            (.renewal(lockspace: "LS"), .renewal(lockspace: "LS")),
-            (.logDump, .logDump),
-            (.setLVB(resource, bytes: []), .setLVB(pid: 0, name: "R0", bytes: [])),
-            (.getLVB(resource, length: 0), .getLVB(pid: 0, name: "R0")),
+        let peer = Self.peers[0].1
+        func tenure(_ command: Command, _ fields: [String]) throws -> Request {
+            try TenureWire.decode(Message(command, seq: 1, fields))
+        }
+        let same: [(SanlockRequest, Request)] = [
+            (.register, try tenure(.register, [])),
+            (.addLockspace(ls, async: false, ioTimeoutSeconds: 0), try tenure(.addLockspace, ["LS:1:/var/tmp/x:0"])),
+            (.addLockspace(ls, async: true, ioTimeoutSeconds: 5), try tenure(.addLockspace, ["LS:1:/var/tmp/x:0", "", "5", "async"])),
+            (.remLockspace(ls, async: false), try tenure(.remLockspace, ["LS"])),
+            (.acquire(.caller, [resource], flags: 0, ownerName: ""), try tenure(.acquire, ["0", "0", "LS:R0:/var/tmp/x:0"])),
+            (.acquire(.pid(4243), [resource], flags: 0, ownerName: ""), try tenure(.acquire, ["4243", "0", "LS:R0:/var/tmp/x:0"])),
+            (.release(.caller, [resource], flags: 0), try tenure(.release, ["0", "R0"])),
+            (.release(.caller, [], flags: SanlockFlags.releaseAll), try tenure(.release, ["0", "*"])),
+            (.release(.caller, [resource], flags: SanlockFlags.releaseOrphan), try tenure(.releaseOrphans, ["LS", "R0"])),
+            (.inquire(.caller), try tenure(.inquire, ["0"])),
+            (.convert(.caller, resource), try tenure(.convert, ["0", "R0", "exclusive"])),
+            (.request(resource, forceMode: 1), try tenure(.request, ["LS:R0:/var/tmp/x:0", "1"])),
+            (.killpath(program: "/bin/true", arguments: "a b", flags: 0), try tenure(.killpath, ["/bin/true", "a", "b"])),
+            (.restrict(flags: SanlockFlags.restrictAll | SanlockFlags.restrictSIGKILL), try tenure(.restrict, ["3"])),
+            (.shutdown(force: true), try tenure(.shutdown, ["1"])),
+            (.hostStatus(lockspace: "LS"), try tenure(.hostStatus, ["LS"])),
+            (.renewal(lockspace: "LS"), try tenure(.renewal, ["LS"])),
+            (.logDump, try tenure(.logDump, [])),
         ]
-        for (sanlock, tenure) in pairs {
-            #expect(sanlock.operation == tenure.operation, "\(sanlock) is \(sanlock.operation), \(tenure) is \(tenure.operation)")
+        for (sanlock, expected) in same {
+            let decoded = try SanlockCodec.request(sanlock, peer: peer)
+            #expect(decoded == expected, "\(sanlock) decodes to \(decoded), Tenure's to \(expected)")
+            #expect(decoded.operation == expected.operation)
+        }
+        // Asked differently (a status view, an LVB by host rather than by
+        // holder), but the same kind of request: the same admission.
+        let alike: [(SanlockRequest, Request)] = [
+            (.status(depth: 0), try tenure(.status, [])),
+            (.setLVB(resource, bytes: []), try tenure(.setLVB, ["0", "R0", ""])),
+            (.getLVB(resource, length: 0), try tenure(.getLVB, ["0", "R0"])),
+            (.getHosts(lockspace: "LS", hostID: 0), try tenure(.hostStatus, ["LS"])),
+            (.setEvent(lockspace: "LS", SanlockHostEvent(hostID: 2, generation: 0, event: 1, data: 0), flags: 0), try tenure(.setEvent, ["LS", "2", "1", "0"])),
+            (.lookupIndex(SanlockRindex(lockspace: "LS", disk: disk), SanlockRentry(name: "R0"), flags: 0),
+             try tenure(.index, ["lookup", "LS:/var/tmp/x:0", "R0", ""])),
+            (.createResource(SanlockRindex(lockspace: "LS", disk: disk), SanlockRentry(name: "R0"), numHosts: 0),
+             try tenure(.index, ["create", "LS:/var/tmp/x:0", "R0", ""])),
+            (.deleteResource(SanlockRindex(lockspace: "LS", disk: disk), SanlockRentry(name: "R0")),
+             try tenure(.index, ["delete", "LS:/var/tmp/x:0", "R0", ""])),
+        ]
+        for (sanlock, tenure) in alike {
+            let decoded = try SanlockCodec.request(sanlock, peer: peer)
+            #expect(decoded.operation == tenure.operation, "\(sanlock) is \(decoded.operation), \(tenure) is \(tenure.operation)")
         }
     }
 }
