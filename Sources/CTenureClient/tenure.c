@@ -326,6 +326,37 @@ int tenure_set_event(int fd, const char *lockspace, uint64_t host_id, uint64_t e
     return rc;
 }
 
+int tenure_index(int fd, const char *action, const char *index, const char *name, uint64_t offset,
+                 char *name_out, size_t name_len, uint64_t *offset_out, struct tenure_error *err) {
+    char text[24] = "";
+    if (offset) snprintf(text, sizeof(text), "%llu", (unsigned long long)offset);
+    struct msg *m = malloc(sizeof(*m));
+    if (!m) return -ENOMEM;
+    begin(m);
+    int rc = add(m, action);
+    if (!rc) rc = add(m, index);
+    if (!rc) rc = add(m, name ? name : "");
+    if (!rc) rc = add(m, text);
+    if (!rc) rc = call(fd, TENURE_CMD_INDEX, m, err);
+    if (!rc) {
+        /* The reply: its result, the entry's name, its offset (decimal). */
+        if (m->nfields < 3 || m->field_len[2] == 0 || (size_t)m->field_len[2] >= sizeof(text)) { free(m); return -EPROTO; }
+        if (name_out && name_len) {
+            if ((size_t)m->field_len[1] + 1 > name_len) { free(m); return -ENAMETOOLONG; }
+            memcpy(name_out, m->field[1], m->field_len[1]);
+            name_out[m->field_len[1]] = 0;
+        }
+        memcpy(text, m->field[2], m->field_len[2]);
+        text[m->field_len[2]] = 0;
+        char *end = NULL;
+        unsigned long long found = strtoull(text, &end, 10);
+        if (!end || *end) { free(m); return -EPROTO; }
+        if (offset_out) *offset_out = found;
+    }
+    free(m);
+    return rc;
+}
+
 int tenure_resource_string(char *out, size_t len, const char *lockspace, const char *name,
                            const char *path, uint64_t offset, uint64_t lver) {
     size_t at = 0;

@@ -35,12 +35,19 @@ struct LibtenureTests {
                                                              Self.root + "/Tests/libtenure/test_libtenure.c", "-L", prefix + "/lib", "-ltenure",
                                                              "-Wl,-rpath," + prefix + "/lib", "-o", program])
         try #require(compiled.status == 0, "cc failed: \(compiled)")
-        let file = try scratch.file("leases.img", size: 4 << 20)
+        let file = try scratch.file("leases.img", size: 8 << 20)
         try Harness.tenureOK(["direct", "format", "--lockspace", "C", "--path", file, "--resources", "1", "--io-timeout", "1", "--max-hosts", "8"])
+        // A resource index at 2 MiB (its lease at 3, leases from 4), laid
+        // out by the sanlock drop-in's `direct format -x`.
+        let asSanlock = scratch.path + "/sanlock"
+        try FileManager.default.createSymbolicLink(atPath: asSanlock, withDestinationPath: Harness.tenurePath)
+        let index = "C:\(file):2M"
+        let formatted = try Harness.run(asSanlock, ["direct", "format", "-x", index])
+        try #require(formatted.status == 0, "\(formatted)")
         let daemon = try RunningDaemon(scratch: scratch)
         try daemon.clientOK(["add-lockspace", "-s", "C:1:\(file):0"])
         let resource = "C:R0:\(file):1048576"
-        let run = try Harness.run(program, [daemon.runDir, resource, "C", "R0", file, "1048576"])
+        let run = try Harness.run(program, [daemon.runDir, resource, "C", "R0", file, "1048576", "C:\(file):2097152"])
         #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
         #expect(run.stdout.contains("0 failures"), "\(run.stdout)")
         #expect(!run.stdout.contains("FAIL"), "\(run.stdout)")

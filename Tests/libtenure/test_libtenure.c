@@ -1,6 +1,7 @@
 /*
  * Exercises libtenure against a running daemon, as libvirt would use it:
- *   test_libtenure RUN_DIR RESOURCE_STRING LOCKSPACE NAME PATH OFFSET
+ *   test_libtenure RUN_DIR RESOURCE_STRING LOCKSPACE NAME PATH OFFSET INDEX
+ * (INDEX: a resource index laid out on PATH, LOCKSPACE:PATH:OFFSET.)
  * Prints one line per step ("ok ..." or "FAIL ...") and exits 0 only if
  * every step held. The Swift test (LibtenureTests) starts the daemon,
  * builds this with cc against libtenure.so and checks its output.
@@ -17,7 +18,7 @@ static int failures = 0;
 #define CHECK(cond, ...) do { if (cond) { printf("ok   "); } else { printf("FAIL "); failures++; } printf(__VA_ARGS__); printf("\n"); fflush(stdout); } while (0)
 
 int main(int argc, char **argv) {
-    if (argc != 7) { fprintf(stderr, "usage: %s RUN_DIR RESOURCE LOCKSPACE NAME PATH OFFSET\n", argv[0]); return 2; }
+    if (argc != 8) { fprintf(stderr, "usage: %s RUN_DIR RESOURCE LOCKSPACE NAME PATH OFFSET INDEX\n", argv[0]); return 2; }
     const char *run_dir = argv[1], *resource = argv[2];
     char built[512], state[1024];
     struct tenure_error err;
@@ -152,6 +153,22 @@ int main(int argc, char **argv) {
     /* Host events: sent to one host, or to all. */
     CHECK(tenure_set_event(fd, argv[3], 2, 1, 7, &err) == 0, "set_event to host 2");
     CHECK(tenure_set_event(fd, argv[3], 0, 2, 0, &err) == 0, "set_event to every other host");
+
+    /* The resource index: create, look up by name, find the first free area, delete. */
+    char entry[64];
+    uint64_t at = 0, free_at = 0;
+    rc = tenure_index(fd, "create", argv[7], "vm1", 0, entry, sizeof(entry), &at, &err);
+    CHECK(rc == 0 && strcmp(entry, "vm1") == 0 && at > 0, "index create: %d %s -> %s at %llu", rc, rc ? err.message : "", entry, (unsigned long long)at);
+    uint64_t found = 0;
+    rc = tenure_index(fd, "lookup", argv[7], "vm1", 0, entry, sizeof(entry), &found, &err);
+    CHECK(rc == 0 && found == at, "index lookup by name: %d -> %llu", rc, (unsigned long long)found);
+    rc = tenure_index(fd, "lookup", argv[7], NULL, 0, entry, sizeof(entry), &free_at, &err);
+    CHECK(rc == 0 && entry[0] == 0 && free_at > at, "index lookup of the first free area: %d -> \"%s\" at %llu", rc, entry, (unsigned long long)free_at);
+    CHECK(tenure_index(fd, "create", argv[7], "vm1", 0, entry, sizeof(entry), &found, &err) > 0, "a second vm1 is refused: %s", err.message);
+    CHECK(tenure_index(fd, "frobnicate", argv[7], "vm1", 0, entry, sizeof(entry), &found, &err) == TENURE_E_BAD_ARGUMENT, "an unknown action is refused: %s", err.message);
+    rc = tenure_index(fd, "delete", argv[7], "vm1", 0, entry, sizeof(entry), &found, &err);
+    CHECK(rc == 0 && found == at, "index delete: %d %s", rc, rc ? err.message : "");
+    CHECK(tenure_index(fd, "lookup", argv[7], "vm1", 0, entry, sizeof(entry), &found, &err) > 0, "vm1 is no longer listed");
     close(fd);
     printf("%d failures\n", failures);
     return failures ? 1 : 0;

@@ -77,6 +77,17 @@ int tenure_release_orphans(int fd, const char *lockspace, int nnames, const char
  * every other host for host_id 0, through this host's delta lease. Root only. */
 int tenure_set_event(int fd, const char *lockspace, uint64_t host_id, uint64_t event, uint64_t data, struct tenure_error *err);
 
+/* A resource index ("LOCKSPACE:PATH:OFFSET", laid out by sanlock's
+ * format_rindex or `sanlock direct format -x`): action "lookup" finds an
+ * entry by name, by offset, or (both empty) the first free area; "create"
+ * lays out a new lease named name in the first free area and lists it;
+ * "delete" unlists name and clears its area. name may be NULL or "", offset
+ * 0 for none. The entry found, created or deleted is copied to name_out
+ * (name_len bytes) and *offset_out. create and delete need an administrator;
+ * the index's lockspace must be joined. */
+int tenure_index(int fd, const char *action, const char *index, const char *name, uint64_t offset,
+                 char *name_out, size_t name_len, uint64_t *offset_out, struct tenure_error *err);
+
 /* Builds "LS:NAME:PATH:OFFSET[:LVER]" with ':' and ' ' in the path escaped;
  * lver 0 leaves it out. Returns the length, or -ENAMETOOLONG if it does not fit. */
 int tenure_resource_string(char *out, size_t len, const char *lockspace, const char *name,
