@@ -149,7 +149,7 @@ public struct SimConfig: Sendable {
 
     /// The timeouts of the slowest host (the longest io_timeout): what the
     /// simulation's own bounds are computed from.
-    public var timeouts: Timeouts { Timeouts(ioTimeout: .seconds(Int64(largestIOTimeout.seconds)), watchdogFire: watchdogFire) }
+    public var timeouts: Timeouts { Timeouts(largestIOTimeout, watchdogFire: watchdogFire) }
 
     /// The io_timeout host `index` runs with.
     public func ioTimeout(ofHost index: Int) -> IOTimeout {

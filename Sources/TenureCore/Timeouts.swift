@@ -34,7 +34,11 @@ public struct Timeouts: Hashable, Sendable, CustomStringConvertible {
     }
 
     public init(_ ioTimeout: IOTimeout, watchdogFireSeconds: Int = Timeouts.defaultWatchdogFireSeconds) {
-        self.init(ioTimeout: .seconds(ioTimeout.seconds), watchdogFire: .seconds(watchdogFireSeconds))
+        self.init(ioTimeout, watchdogFire: .seconds(watchdogFireSeconds))
+    }
+
+    public init(_ ioTimeout: IOTimeout, watchdogFire: Duration) {
+        self.init(ioTimeout: ioTimeout.duration, watchdogFire: watchdogFire)
     }
 
     /// How often a host being watched (for a join or an acquire) is re-read:
@@ -134,4 +138,11 @@ public struct Timeouts: Hashable, Sendable, CustomStringConvertible {
     /// often it looks whether they are out.
     public static let shutdownReplyDrain: Duration = .seconds(2)
     public static let shutdownReplyPoll: Duration = .milliseconds(20)
+}
+
+extension IOTimeout {
+    /// The one conversion of an io_timeout to a duration: its seconds,
+    /// never less than ``minimumSeconds`` (a record carrying 0 means the
+    /// smallest the engine uses).
+    public var duration: Duration { .seconds(Swift.max(seconds, IOTimeout.minimumSeconds)) }
 }
