@@ -37,7 +37,11 @@ public final class Trace: @unchecked Sendable {
 ///    exclusive one's (the fencing token only grows) — except a process that
 ///    joins its own host's shared hold, which gets that hold's lver;
 /// 3. no process holds a lease after its host's lockspace expired plus W
-///    (its holders must have died, or the watchdog reset the host, by then).
+///    (its holders must have died, or the watchdog reset the host, by then);
+/// 4. an orphan is adopted only where it is kept, and once: a process may
+///    take over a lease at the lver it already has (no new acquisition)
+///    only from a persistent holder of its host that ended, and only one
+///    process per such ending.
 ///
 /// A holding begins when the host core hands a lease to a simulated process
 /// and ends when that process releases it, dies, or its host is reset —
@@ -62,6 +66,9 @@ public final class Checker: @unchecked Sendable {
     /// acquisition shared, or a convert to shared): what a local process
     /// joining the host's hold gets.
     private(set) var sharedHold: [Int: [Int: LeaseVersion]] = [:]
+    /// resource → the orphans hosts may keep of it: the persistent holders
+    /// that ended without releasing, by host, lver and mode.
+    private(set) var orphans: [Int: [(host: Int, lver: LeaseVersion, shared: Bool)]] = [:]
     public private(set) var violations: [String] = []
     public private(set) var acquisitions = 0
 
@@ -107,14 +114,46 @@ public final class Checker: @unchecked Sendable {
         }
     }
 
-    /// A host's process stopped holding `resource` (released it, or died).
-    func released(host: Int, process: Int32, resource: Int) {
+    /// A host's process stopped holding `resource` (released it, or died);
+    /// a `persistent` holder that did not release leaves its host an orphan to keep.
+    func released(host: Int, process: Int32, resource: Int, persistent: Bool) {
+        if persistent, let h = holders[resource]?.first(where: { $0.isSame(host: host, process: process) }) {
+            orphans[resource, default: []].append((host, h.lver, h.shared))
+        }
         holders[resource]?.removeAll { $0.isSame(host: host, process: process) }
+    }
+
+    /// A host's process took over an orphan of `resource` (rule 4): one
+    /// its host keeps, at that orphan's lver; no new acquisition, so the
+    /// lver rule does not apply, but rule 1 does.
+    func adopted(_ h: Holding, resource: Int, trace: Trace, at time: String) {
+        acquisitions += 1
+        if let i = orphans[resource]?.firstIndex(where: { $0.host == h.host && $0.lver == h.lver }) {
+            orphans[resource]!.remove(at: i)
+        } else {
+            violation("R\(resource): \(h) adopted an orphan its host does not keep at that lver (adopted already, or never left)", trace: trace, at: time)
+        }
+        let others = holders[resource, default: []].filter { !$0.isSame(host: h.host, process: h.process) }
+        if let conflict = others.first(where: { !$0.shared || !h.shared }) {
+            violation("R\(resource): \(h) adopted it while \(conflict) holds it", trace: trace, at: time)
+        }
+        holders[resource, default: []].removeAll { $0.isSame(host: h.host, process: h.process) }
+        holders[resource, default: []].append(h)
+        if h.shared { sharedHold[resource, default: [:]][h.host] = h.lver }
+    }
+
+    /// The host released the orphans it kept of `resources` (nil: all of
+    /// them). Only those: a holder that died a moment ago may not be an
+    /// orphan yet (its host's core hears of the exit at its next look), and
+    /// stays one to adopt.
+    func orphansReleased(host: Int, resources: Set<Int>? = nil) {
+        for key in orphans.keys where resources?.contains(key) ?? true { orphans[key]!.removeAll { $0.host == host } }
     }
 
     /// Every process of `host` is gone (a crash, or a reset by its watchdog).
     func droppedAll(host: Int) {
         for key in holders.keys { holders[key]!.removeAll { $0.host == host } }
+        orphansReleased(host: host)
         for key in sharedHold.keys { sharedHold[key]![host] = nil }
     }
 

@@ -103,7 +103,7 @@ final class SimHost: @unchecked Sendable {
         let shared = random
         context = makeContext()
         devices = sim.storages.indices.map { d in
-            MemoryDevice(storage: sim.storages[d], path: "disk\(d)", clock: clock, ioTimeout: .seconds(Int64(config.ioTimeout(ofHost: index).seconds)),
+            MemoryDevice(storage: sim.storages[d], path: "disk\(d)", clock: clock, ioTimeout: config.ioTimeout(ofHost: index).duration,
                          logCapacity: 0, faultSource: sim.faultSource(random: shared))
         }
         cutOffRules = [:]
@@ -350,8 +350,10 @@ final class SimHost: @unchecked Sendable {
         }
     }
 
-    static func resourceIndex(_ lease: HeldLease) -> Int? {
-        Int(lease.resource.name.description.dropFirst())
+    static func resourceIndex(_ lease: HeldLease) -> Int? { resourceIndex(lease.resource) }
+
+    static func resourceIndex(_ spec: ResourceSpec) -> Int? {
+        Int(spec.name.description.dropFirst())
     }
 
     // MARK: Processes
@@ -372,10 +374,18 @@ final class SimHost: @unchecked Sendable {
     /// A stop that reached the process (``SimulatedProcesses`` decides
     /// whether it does): SIGKILL ends it within 50 ms, SIGTERM or its
     /// killpath within 300 ms.
+    /// Half the processes asked to stop (SIGTERM, a killpath) close
+    /// their connection first and take up to 2 s more to exit, using
+    /// their leases until then (a VM manager that lets go of its daemon
+    /// connection while its VM still runs): the core must keep their
+    /// leases held until they are gone.
     func dieSoon(_ pid: ProcessID, after signal: StopSignal, _ boot: Int) {
         guard processes[pid] != nil else { return }
-        let delay = Duration.milliseconds(Int64(draw(signal == .kill ? 50 : 300)))
+        let closesFirst = signal != .kill && daemonUp && chance(0.5)
+        let delay = Duration.milliseconds(Int64(draw(signal == .kill ? 50 : closesFirst ? 2000 : 300)))
+        let run = daemonRun
         sim.scheduler.spawn {
+            if closesFirst, self.isCurrent(run) { await self.disconnect(pid, run) }
             try? await self.clock.sleep(for: delay)
             guard self.isBooted(boot) else { return }
             self.die(pid)
@@ -388,7 +398,9 @@ final class SimHost: @unchecked Sendable {
     func die(_ pid: ProcessID, reported: Bool = false) {
         guard let process = processes.removeValue(forKey: pid) else { return }
         machine.end(pid, reported: reported)
-        for r in process.holding.sorted() { sim.checker.released(host: index, process: pid.rawValue, resource: r) }
+        for r in process.holding.sorted() {
+            sim.checker.released(host: index, process: pid.rawValue, resource: r, persistent: process.persistent.contains(r))
+        }
     }
 
     /// A process that holds nothing ends; the core has been told, or never tracked it.
@@ -409,12 +421,16 @@ final class SimHost: @unchecked Sendable {
         processes.values.filter { $0.holding.contains(r) }.map(\.pid).sorted()
     }
 
-    func holding(_ pid: ProcessID, _ r: Int, lver: LeaseVersion, shared: Bool) {
+    func holding(_ pid: ProcessID, _ r: Int, lver: LeaseVersion, shared: Bool, adopted: Bool = false) {
         processes[pid]?.holding.insert(r)
         processes[pid]?.epoch = joinEpoch
-        sim.checker.acquired(Checker.Holding(host: index, incarnation: incarnation, process: pid.rawValue, hostID: id, lver: lver, shared: shared),
-                             resource: r, trace: sim.trace, at: sim.time)
-        note("pid \(pid) holds R\(r) lver \(lver)\(shared ? " shared" : "")")
+        let holding = Checker.Holding(host: index, incarnation: incarnation, process: pid.rawValue, hostID: id, lver: lver, shared: shared)
+        if adopted {
+            sim.checker.adopted(holding, resource: r, trace: sim.trace, at: sim.time)
+        } else {
+            sim.checker.acquired(holding, resource: r, trace: sim.trace, at: sim.time)
+        }
+        note("pid \(pid) \(adopted ? "adopts" : "holds") R\(r) lver \(lver)\(shared ? " shared" : "")")
     }
 
     /// Processes that still hold a lease past their lockspace's expiry plus
@@ -498,6 +514,7 @@ final class SimHost: @unchecked Sendable {
         for r in 0..<sim.config.resources {
             for pid in holders(of: r) { await release(pid, r, generation) }
         }
+        await releaseOrphans(generation)
         guard isCurrent(generation) else { return }
         do {
             try core.checkMayLeave(Simulation.lockspaceName)
@@ -581,13 +598,28 @@ final class SimHost: @unchecked Sendable {
             }
             let r = draw(sim.config.resources)
             let roll = draw(100)
+            // A quarter of acquires are persistent (their leases outlive the
+            // process as orphans); some take two resources, all or nothing.
+            let options = LeaseOptions(persistent: chance(0.25))
+            let rs = sim.config.resources > 1 && chance(0.15) ? [r, (r + 1 + draw(sim.config.resources - 1)) % sim.config.resources] : [r]
             switch roll {
-            case 0..<35: await acquire(r, ls: ls, local: local, shared: false, generation)
-            case 35..<45: await acquire(r, ls: ls, local: local, shared: true, generation)
-            case 45..<65: if let pid = willingHolder(of: r) { await release(pid, r, generation) }
-            case 65..<75: if let pid = willingHolder(of: r) { await exit(pid, generation) }
-            case 75..<83: if let pid = holders(of: r).randomElement(draw) { await convert(pid, r, ls: ls, generation) }
-            case 83..<90: await request(r, generation)
+            case 0..<32: await acquire(rs, ls: ls, local: local, shared: false, options: options, generation)
+            case 32..<41: await acquire(rs, ls: ls, local: local, shared: true, options: options, generation)
+            case 41..<58: if let pid = willingHolder(of: r) { await release(pid, r, generation) }
+            case 58..<67: if let pid = willingHolder(of: r) { await exit(pid, generation) }
+            case 67..<74: if let pid = holders(of: r).randomElement(draw) { await convert(pid, r, ls: ls, generation) }
+            case 74..<81:
+                // A requester wants the lease: it tries for it once the holder had time to go.
+                guard await request(r, generation) else { continue }
+                try? await clock.sleep(for: .milliseconds(Int64(50 + draw(600))))
+                guard isCurrent(generation), await ls.isValid(at: clock.now()), let local = await ls.localHost else { return }
+                await acquire([r], ls: ls, local: local, shared: false, generation)
+            case 81..<86: await adopt(ls: ls, local: local, generation)
+            case 86..<88: await releaseOrphans(generation)
+            case 88..<91:
+                // Half the time a process being stopped, if there is one.
+                let stopping = core.fencedProcesses.filter { processes[$0] != nil }
+                if let pid = chance(0.5) ? stopping.randomElement(draw) : willingHolder(of: r) { await disconnect(pid, generation) }
             default: await handover(ls: ls, local: local, generation)
             }
         }
@@ -601,59 +633,145 @@ final class SimHost: @unchecked Sendable {
         return resource
     }
 
-    /// A new process acquires `r` through the core, as `acquireOne` does in the daemon.
-    func acquire(_ r: Int, ls: Lockspace, local: LocalHost, shared: Bool, requiredLver: LeaseVersion? = nil, _ generation: Int) async {
+    /// A new process acquires `rs` (all or nothing) through the core's
+    /// acquire procedure, the one the daemon runs (``AcquireProcedure``):
+    /// this machine does only the ballots' I/O and carries out directives.
+    func acquire(_ rs: [Int], ls: Lockspace, local: LocalHost, shared: Bool, requiredLver: LeaseVersion? = nil,
+                 options: LeaseOptions = LeaseOptions(), _ generation: Int) async {
         // The caller's last await may have spanned a crash; a local share
-        // below is handed over with no await that would notice it.
-        guard isCurrent(generation), let resource = participating(r, ls) else { return }
-        let kind = requiredLver != nil ? "handover" : shared ? "acquire.shared" : "acquire"
-        var spec = sim.resourceSpec(r)
-        spec.lver = requiredLver
+        // or an adoption below is handed over with no await that would notice it.
+        guard isCurrent(generation) else { return }
+        let kind = options.adoptOrphan ? "adopt" : requiredLver != nil ? "handover" : (shared ? "acquire.shared" : "acquire") + (rs.count > 1 ? ".multi" : "")
+        let specs = rs.map { r in
+            var spec = sim.resourceSpec(r)
+            spec.lver = requiredLver
+            return spec
+        }
         let process = spawnProcess()
         observeLockspace()
+        var procedure: AcquireProcedure
         do {
-            switch try core.arbitrate(spec, for: process.pid, shared: shared, at: clock.now()) {
-            case .shareLocalHold(let lease):
-                sim.count("\(kind).local-share")
-                holding(process.pid, r, lver: lease.lver, shared: true)
-                return
-            case .ballot:
+            procedure = try AcquireProcedure(specs, for: process.pid, shared: shared, options: options, requester: .root, holderUID: 0, core: core)
+        } catch {
+            sim.count("\(kind).refused-locally")
+            forget(process.pid)
+            return
+        }
+        var adopted: Set<Int> = []
+        while true {
+            let step: AcquireProcedure.Step
+            do {
+                observeLockspace()
+                step = try procedure.next(&core, at: clock.now())
+            } catch let error as TenureError {
+                sim.count("\(kind).refused-locally.\(error.code.rawValue)")
+                break
+            } catch {
                 break
             }
-        } catch let error as TenureError {
-            sim.count("\(kind).refused-locally.\(error.code.rawValue)")
-            forget(process.pid)
-            return
-        } catch {
-            return
+            switch step {
+            case .adopted(let orphan):
+                sim.count("\(kind).adopted")
+                if let r = Self.resourceIndex(orphan) { adopted.insert(r) }
+                continue
+            case .sharedLocally:
+                sim.count("\(kind).local-share")
+                continue
+            case .ballot(let spec, let asShared):
+                guard let r = Self.resourceIndex(spec), let resource = participating(r, ls) else {
+                    _ = procedure.ballotEnded(&core, won: nil, at: clock.now())
+                    break
+                }
+                let won: HeldLease?
+                do {
+                    won = try await PaxosLease.acquire(resource, host: local, oracle: ls.observer,
+                                                       options: AcquireOptions(shared: asShared, requiredLver: spec.lver, noWait: chance(0.5)),
+                                                       context: context)
+                } catch let error as TenureError {
+                    sim.count("\(kind).refused.\(error.code.rawValue)")
+                    won = nil
+                } catch {
+                    sim.count("\(kind).cancelled")
+                    won = nil
+                }
+                guard isCurrent(generation) else { return }
+                observeLockspace()
+                switch procedure.ballotEnded(&core, won: won, at: clock.now()) {
+                case .held:
+                    continue
+                case .failed:
+                    break
+                case .refused(let error, let directives):
+                    sim.count("\(kind).not-handed-over.\(error.code.rawValue)")
+                    await carryOut(directives, generation)
+                    guard isCurrent(generation) else { return }
+                }
+            case .done(let taken):
+                // No await from the core's hand-over to the record: a crash
+                // in between would leave a dead host holding.
+                sim.count(kind)
+                if options.persistent { process.persistent = Set(taken.compactMap(Self.resourceIndex)) }
+                for lease in taken {
+                    guard let r = Self.resourceIndex(lease) else { continue }
+                    holding(process.pid, r, lver: lease.lver, shared: lease.shared, adopted: adopted.contains(r))
+                }
+                return
+            }
+            break
         }
-        let won: HeldLease?
-        do {
-            won = try await PaxosLease.acquire(resource, host: local, oracle: ls.observer,
-                                               options: AcquireOptions(shared: shared, requiredLver: requiredLver, noWait: chance(0.5)),
-                                               context: context)
-        } catch let error as TenureError {
-            sim.count("\(kind).refused.\(error.code.rawValue)")
-            won = nil
-        } catch {
-            sim.count("\(kind).cancelled")
-            won = nil
-        }
-        guard isCurrent(generation) else { return }
-        // No await from the core's check to the record: a crash in between
-        // would leave a dead host holding.
+        // All or nothing: what was taken is given up again.
         observeLockspace()
-        switch core.ballotEnded(spec, for: process.pid, won: won, at: clock.now()) {
-        case .handedOver(let lease):
-            sim.count(kind)
-            holding(process.pid, r, lver: lease.lver, shared: lease.shared)
-        case .refused(let error, let directives):
-            sim.count("\(kind).not-handed-over.\(error.code.rawValue)")
-            forget(process.pid)
-            await carryOut(directives, generation)
-        case nil:
-            forget(process.pid)
+        let abandoned = procedure.abandon(&core, at: clock.now())
+        if !abandoned.isEmpty { sim.count("\(kind).abandoned") }
+        forget(process.pid)
+        await carryOut(abandoned, generation)
+    }
+
+    /// A process adopts one of this host's orphans (sanlock's
+    /// SANLK_ACQUIRE_ORPHAN_ONLY), persistent again half the time.
+    func adopt(ls: Lockspace, local: LocalHost, _ generation: Int) async {
+        guard let orphan = core.orphans.values.sorted(by: { $0.resource.name.description < $1.resource.name.description }).randomElement(draw),
+              let r = Self.resourceIndex(orphan) else { return }
+        await acquire([r], ls: ls, local: local, shared: orphan.shared,
+                      options: LeaseOptions(persistent: chance(0.5), adoptOrphan: true, orphanOnly: true), generation)
+    }
+
+    /// Releases every orphan this host keeps (sanlock's SANLK_REL_ORPHAN).
+    func releaseOrphans(_ generation: Int) async {
+        guard !core.orphans.isEmpty else { return }
+        observeLockspace()
+        guard let directives = try? core.releaseOrphans(["*"], in: Simulation.lockspaceName, at: clock.now()) else { return }
+        var released: Set<Int> = []
+        for directive in directives {
+            switch directive {
+            case .writeRelease(_, let lease), .forget(_, let lease): if let r = Self.resourceIndex(lease) { released.insert(r) }
+            default: break
+            }
         }
+        sim.checker.orphansReleased(host: index, resources: released)
+        sim.count("release-orphans")
+        await carryOut(directives, generation)
+    }
+
+    /// A process closes its connection while it runs. One that is not
+    /// being stopped stops using its leases first (its part of the
+    /// contract); one being stopped still uses them until it is gone — the
+    /// core must keep them held until then.
+    func disconnect(_ pid: ProcessID, _ generation: Int) async {
+        guard let process = processes[pid] else { return }
+        let beingStopped = core.isFencing(pid)
+        if !beingStopped {
+            for r in process.holding.sorted() {
+                sim.checker.released(host: index, process: pid.rawValue, resource: r, persistent: process.persistent.contains(r))
+            }
+            process.holding = []
+        }
+        note("pid \(pid) closes its connection\(beingStopped ? " while being stopped" : "")")
+        sim.count(beingStopped ? "disconnect.stopping" : "disconnect")
+        observeLockspace()
+        let directives = core.disconnected(pid, stillRunning: true, at: clock.now())
+        if !beingStopped { forget(pid) }
+        await carryOut(directives, generation)
     }
 
     /// The process releases `r` and then ends.
@@ -661,7 +779,8 @@ final class SimHost: @unchecked Sendable {
         guard let process = processes[pid], process.holding.contains(r) else { return }
         // The process stops using the lease before the release is written.
         process.holding.remove(r)
-        sim.checker.released(host: index, process: pid.rawValue, resource: r)
+        process.persistent.remove(r)
+        sim.checker.released(host: index, process: pid.rawValue, resource: r, persistent: false)
         note("pid \(pid) releases R\(r)")
         observeLockspace()
         guard let directives = try? core.release([sim.resourceSpec(r).name.description], of: pid, at: clock.now()) else { return }
@@ -712,20 +831,24 @@ final class SimHost: @unchecked Sendable {
             }
         } catch let error as TenureError {
             sim.count("convert.refused.\(error.code.rawValue)")
-            // A failed exclusive → shared leaves us exclusive on disk only if
-            // nothing was written; keep the checker conservative: still shared.
+            // A failed exclusive → shared may still land: the core (since
+            // the convert began) and the checker both count the lease shared.
         } catch {
             sim.count("convert.cancelled")
         }
     }
 
-    func request(_ r: Int, _ generation: Int) async {
-        guard holders(of: r).isEmpty, let resource = resources[r] else { return }
+    /// Writes a request for `r` (force or graceful) unless a process here
+    /// holds it; whether one was written.
+    func request(_ r: Int, _ generation: Int) async -> Bool {
+        guard holders(of: r).isEmpty, let resource = resources[r] else { return false }
         do {
             try await PaxosLease.request(resource, lver: nil, mode: chance(0.5) ? .force : .graceful, context: context)
             sim.count("request")
+            return true
         } catch {
             sim.count("request.failed")
+            return false
         }
     }
 
@@ -751,13 +874,15 @@ final class SimHost: @unchecked Sendable {
         }
         guard !sim.handovers.isEmpty else { return }
         let offer = sim.handovers.remove(at: draw(sim.handovers.count))
-        await acquire(offer.resource, ls: ls, local: local, shared: false, requiredLver: offer.lver, generation)
+        await acquire([offer.resource], ls: ls, local: local, shared: false, requiredLver: offer.lver, generation)
     }
 
     // MARK: Liveness
 
     /// Every resource once, in a random order, retrying until held.
     func livenessRound(_ ls: Lockspace, _ generation: Int) async {
+        // Orphans would keep their resources from every other host.
+        await releaseOrphans(generation)
         var order = Array(0..<sim.config.resources)
         for i in order.indices.reversed() { order.swapAt(i, draw(i + 1)) }
         for r in order {
@@ -765,7 +890,7 @@ final class SimHost: @unchecked Sendable {
                 if resources[r] == nil {
                     resources[r] = try? await PaxosResource.open(sim.resourceSpec(r), devices: sim.resourceDisks.map { devices[$0] })
                 }
-                if let local = await ls.localHost { await acquire(r, ls: ls, local: local, shared: false, generation) }
+                if let local = await ls.localHost { await acquire([r], ls: ls, local: local, shared: false, generation) }
                 if let pid = holders(of: r).first {
                     try? await clock.sleep(for: .milliseconds(Int64(10 + draw(90))))
                     await release(pid, r, generation)
@@ -790,6 +915,8 @@ final class SimProcess {
     /// Rarely lets go of its leases of its own accord.
     let longLived: Bool
     var holding: Set<Int> = []
+    /// What it acquired persistent: kept by the host as orphans when it goes.
+    var persistent: Set<Int> = []
     /// The host's join its leases were acquired under (``SimHost/joinEpoch``).
     var epoch = 0
 

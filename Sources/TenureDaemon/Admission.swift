@@ -15,7 +15,7 @@ import TenureClient
 /// - what reaches *processes* beyond the caller's own is root's (or the
 ///   daemon user's) alone: acting for a process that never registered,
 ///   adopting another user's orphan (``Daemon/target(_:_:)``,
-///   ``Daemon/checkMayAdopt(_:_:)``).
+///   ``HostCore/adoptOrphan(_:for:by:at:)``).
 enum Privilege: Sendable, Equatable {
     case anyone
     case admin

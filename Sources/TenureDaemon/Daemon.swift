@@ -70,7 +70,7 @@ public struct DaemonConfig: Sendable {
         self.hostName = hostName
     }
 
-    var timeouts: Timeouts { Timeouts(ioTimeout: .seconds(Int64(ioTimeout.seconds)), watchdogFire: watchdogFire) }
+    var timeouts: Timeouts { Timeouts(ioTimeout, watchdogFire: watchdogFire) }
     var effectiveKillGrace: Duration { killGrace ?? timeouts.killGrace }
 }
 
@@ -197,9 +197,6 @@ public actor Daemon {
     nonisolated let requestStages = RequestStages()
     /// Connections that sent `register`: they are never closed for idling.
     var registered: Set<UInt64> = []
-    /// The user whose process acquired each persistent lease ("LOCKSPACE:NAME"):
-    /// its orphan is adopted only by that user or root (``checkMayAdopt``).
-    var persistentOwners: [String: UInt32] = [:]
     /// Lockspaces whose loss the core has been told of (``fenceLost(_:_:)``).
     var fencedLockspaces: Set<LeaseName> = []
     /// Lockspaces being joined (an add in progress), by name.

@@ -98,7 +98,7 @@ extension Daemon {
         let name = try LeaseName(hostName ?? config.hostName, what: "host name")
         // Renewal has a handle, an io_context and a reaper of its own, and
         // runs on the renewal thread (its clock too), real-time by default.
-        let renewalDevice = try openBlockDevice(path: spec.disk.path, engine: .aio, ioTimeout: .seconds(Int64(io.seconds)),
+        let renewalDevice = try openBlockDevice(path: spec.disk.path, engine: .aio, ioTimeout: io.duration,
                                                 realtimePriority: config.realtime ? Starvation.realtimePriority : nil)
         let renewalContext = context.with(clock: renewalThread)
         var clientPath: String?
@@ -245,46 +245,26 @@ extension Daemon {
         return opened
     }
 
-    /// Acquires every resource for `pid`, all or nothing; returns their
-    /// state strings. `peer` asked: an orphan is adopted only for root or
-    /// the orphan's own user.
+    /// Acquires every resource for `pid`, all or nothing, by the core's
+    /// procedure (``AcquireProcedure``, the one the simulator runs too);
+    /// returns their state strings. `peer` asked: an orphan is adopted
+    /// only for root or the orphan's own user.
     func acquire(_ specs: [ResourceSpec], for pid: Int32, by peer: Peer, shared: Bool, options: LeaseOptions = LeaseOptions()) async throws -> [String] {
-        guard !specs.isEmpty, specs.count <= Wire.maxResourcesPerRequest else {
-            throw TenureError(.invalidArgument, "An acquire names \(specs.count) resources; it takes 1...\(Wire.maxResourcesPerRequest).")
+        guard specs.count <= Wire.maxResourcesPerRequest else {
+            throw TenureError(.invalidArgument, "An acquire names \(specs.count) resources; it takes 1...\(Wire.maxResourcesPerRequest).",
+                              remedy: "Acquire at most \(Wire.maxResourcesPerRequest) at once.")
         }
-        try core.checkRoom(for: specs.count)
-        var taken: [HeldLease] = []
+        var procedure = try AcquireProcedure(specs, for: ProcessID(pid), shared: shared, options: options,
+                                             requester: Requester(uid: peer.uid, isRoot: peer.isRoot),
+                                             holderUID: processes.live(pid)?.uid ?? peer.uid, core: core)
+        let taken: [HeldLease]
         do {
-            for spec in specs {
-                observeLockspaces()
-                // An orphan of the resource is adopted as it is: no I/O, its devices already retained.
-                if options.adoptOrphan, core.orphans[HostCore.key(spec)] != nil {
-                    try checkMayAdopt(spec, peer)
-                }
-                if options.adoptOrphan, let orphan = try core.adoptOrphan(spec, for: ProcessID(pid), at: context.clock.now()) {
-                    taken.append(orphan)
-                    log.info("process \(pid) adopted the orphan \(orphan)")
-                    continue
-                }
-                if options.orphanOnly {
-                    throw TenureError(.notOwner, "\(spec.name) has no orphan on this host to adopt.", remedy: "Acquire it without SANLK_ACQUIRE_ORPHAN_ONLY.")
-                }
-                let held = try await withDevices(of: spec) {
-                    let held = try await acquireOne(spec, for: ProcessID(pid), shared: shared)
-                    try retainDevices(of: held)
-                    return held
-                }
-                taken.append(held)
-                if options.persistent {
-                    core.markPersistent(spec, of: ProcessID(pid))
-                    persistentOwners[HostCore.key(spec)] = processes.live(pid)?.uid ?? peer.uid
-                }
-                if options.lvb { try await readLVB(of: held) }
-                log.info("process \(pid) acquired \(held)")
-            }
+            taken = try await carryOutAcquire(&procedure)
+            if options.lvb { for lease in taken { try await readLVB(of: lease) } }
         } catch {
             counters.acquireRefusals += 1
-            await carryOut(core.abandon(taken.map(\.resource.name.description), of: ProcessID(pid), at: context.clock.now()))
+            observeLockspaces()
+            await carryOut(procedure.abandon(&core, at: context.clock.now()))
             throw error
         }
         counters.acquires += UInt64(taken.count)
@@ -293,53 +273,55 @@ extension Daemon {
         return taken.map(\.stateString)
     }
 
-    /// An orphan is adopted by root, or by its own user (whose process
-    /// acquired it persistent): never by another user let in through the
-    /// socket group, who would hold — and free — root's lease.
-    func checkMayAdopt(_ spec: ResourceSpec, _ peer: Peer) throws {
-        guard !peer.isRoot else { return }
-        let owner = persistentOwners[HostCore.key(spec)]
-        guard owner == peer.uid else {
-            throw TenureError(.permissionDenied, "The orphan of \(spec.name) belongs to user \(owner.map(String.init) ?? "unknown"); process \(peer.pid) (user \(peer.uid)) may not adopt it.",
-                              remedy: "Adopt it as root or as its own user, or release it (release-orphans, as root).")
+    /// Runs the procedure's steps: the ballots' I/O (with the devices
+    /// retained around each, and kept for the lease won), nothing decided here.
+    private func carryOutAcquire(_ procedure: inout AcquireProcedure) async throws -> [HeldLease] {
+        let pid = procedure.pid
+        while true {
+            observeLockspaces()
+            switch try procedure.next(&core, at: context.clock.now()) {
+            case .adopted(let orphan):
+                log.info("process \(pid) adopted the orphan \(orphan)")
+            case .sharedLocally(let held):
+                log.info("process \(pid) shares \(held) with another local process")
+            case .ballot(let spec, let shared):
+                let won: HeldLease
+                do {
+                    won = try await withDevices(of: spec) {
+                        let won = try await ballot(spec, shared: shared)
+                        try retainDevices(of: won)
+                        return won
+                    }
+                } catch {
+                    observeLockspaces()
+                    _ = procedure.ballotEnded(&core, won: nil, at: context.clock.now())
+                    throw error
+                }
+                observeLockspaces()
+                switch procedure.ballotEnded(&core, won: won, at: context.clock.now()) {
+                case .held(let held):
+                    log.info("process \(pid) acquired \(held)")
+                case .refused(let error, let directives):
+                    await carryOut(directives, leasesHoldDevices: false)
+                    throw error
+                case .failed:
+                    preconditionFailure("the core refused a lease it was given")
+                }
+            case .done(let taken):
+                return taken
+            }
         }
     }
 
-    /// One resource of an acquire: the core's local arbitration, the
-    /// ballot, and the core's check that the lockspace was still valid when
-    /// it was won.
-    func acquireOne(_ spec: ResourceSpec, for pid: ProcessID, shared: Bool) async throws -> HeldLease {
-        observeLockspaces()
-        switch try core.arbitrate(spec, for: pid, shared: shared, at: context.clock.now()) {
-        case .shareLocalHold(let held):
-            return held
-        case .ballot:
-            break
-        }
-        let won: HeldLease
-        do {
-            let (joined, host) = try await self.joined(spec.lockspace)
-            var resource = try await self.resource(spec)
-            // Ballots read only the dblocks of hosts that can take part.
-            resource.participants = joined.lockspace.observer
-            try resource.validate(host: host.id)
-            won = try await PaxosLease.acquire(resource, host: host, oracle: joined.lockspace.observer,
-                                               options: AcquireOptions(shared: shared || spec.shared, requiredLver: spec.lver, noWait: true),
-                                               context: context)
-        } catch {
-            _ = core.ballotEnded(spec, for: pid, won: nil, at: context.clock.now())
-            throw error
-        }
-        observeLockspaces()
-        switch core.ballotEnded(spec, for: pid, won: won, at: context.clock.now()) {
-        case .handedOver(let held):
-            return held
-        case .refused(let error, let directives):
-            await carryOut(directives, leasesHoldDevices: false)
-            throw error
-        case nil:
-            preconditionFailure("the core refused a lease it was given")
-        }
+    /// The engine's acquire of one resource for this host: the ballot.
+    private func ballot(_ spec: ResourceSpec, shared: Bool) async throws -> HeldLease {
+        let (joined, host) = try await self.joined(spec.lockspace)
+        var resource = try await self.resource(spec)
+        // Ballots read only the dblocks of hosts that can take part.
+        resource.participants = joined.lockspace.observer
+        try resource.validate(host: host.id)
+        return try await PaxosLease.acquire(resource, host: host, oracle: joined.lockspace.observer,
+                                            options: AcquireOptions(shared: shared, requiredLver: spec.lver, noWait: true), context: context)
     }
 
     /// Releases `names` (or "*" for all) of `pid`.
@@ -483,9 +465,17 @@ extension Daemon {
         }
         let (joined, _) = try await self.joined(held.resource.lockspace)
         let resource = try await self.resource(held.resource)
-        let converted = shared
-            ? try await PaxosLease.convertToShared(resource, held: held, context: context)
-            : try await PaxosLease.convertToExclusive(resource, held: held, oracle: joined.lockspace.observer, context: context)
+        let converted: HeldLease
+        do {
+            converted = shared
+                ? try await PaxosLease.convertToShared(resource, held: held, context: context)
+                : try await PaxosLease.convertToExclusive(resource, held: held, oracle: joined.lockspace.observer, context: context)
+        } catch {
+            // The core counts the lease shared since the convert began (``HostCore/prepareConvert``).
+            guard shared, let error = error as? TenureError else { throw error }
+            throw TenureError(error.code, "\(error.message) The lease is held shared from now on: its writes may still land, so its exclusive mode is given up.",
+                              remedy: error.remedy)
+        }
         core.converted(name, of: ProcessID(pid), to: converted)
         log.info("process \(pid) converted \(converted)")
         return converted.stateString

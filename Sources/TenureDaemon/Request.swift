@@ -117,19 +117,6 @@ enum LeaseReference: Sendable, Equatable {
     case onThisHost(lockspace: LeaseName, name: LeaseName)
 }
 
-/// What an acquire asks beyond the lease itself (sanlock's flags, and
-/// Tenure's TENURE_ACQUIRE_* beyond shared).
-struct LeaseOptions: Sendable, Equatable {
-    /// Read the lock value block (SANLK_ACQUIRE_LVB).
-    var lvb = false
-    /// Keep the lease as an orphan when the process goes (SANLK_RES_PERSISTENT).
-    var persistent = false
-    /// Adopt an orphan of the resource if there is one (SANLK_ACQUIRE_ORPHAN)…
-    var adoptOrphan = false
-    /// …and only that (SANLK_ACQUIRE_ORPHAN_ONLY).
-    var orphanOnly = false
-}
-
 /// What a process restricts itself to (sanlock_restrict, tenure_restrict).
 struct RestrictOptions: OptionSet, Sendable, Hashable {
     let rawValue: UInt8

@@ -43,7 +43,7 @@ public struct EngineContext: Sendable {
 
     /// Timeouts for a host whose io_timeout is `ioTimeout`.
     public func timeouts(_ ioTimeout: IOTimeout) -> Timeouts {
-        Timeouts(ioTimeout: .seconds(max(ioTimeout.seconds, IOTimeout.minimumSeconds)), watchdogFire: watchdogFire)
+        Timeouts(ioTimeout, watchdogFire: watchdogFire)
     }
 
     /// The current time as a delta-lease timestamp (never 0, which means free).
@@ -122,9 +122,20 @@ public enum InjectedBug: String, Sendable, CaseIterable {
     /// A daemon that restarts after a crash knows nothing of the holders
     /// its earlier incarnation left running, and pets the watchdog at once.
     case rearmAfterRestart = "rearm-after-restart"
+    /// The host core hands an orphan to the process that adopts it but
+    /// keeps it as an orphan too, so a second process adopts it again.
+    case orphanAdoptedTwice = "orphan-adopted-twice"
+    /// The host core gives up the leases of a process being stopped when
+    /// it closes its connection, although it still runs (and uses them).
+    case disconnectReleasesUnfenced = "disconnect-releases-unfenced"
 
     /// The bugs inside the host core (the rest are the engine's).
-    public var isInHostCore: Bool { self == .keepPettingAfterLoss || self == .fenceSkipsAHolder || self == .rearmAfterRestart }
+    public var isInHostCore: Bool {
+        switch self {
+        case .keepPettingAfterLoss, .fenceSkipsAHolder, .rearmAfterRestart, .orphanAdoptedTwice, .disconnectReleasesUnfenced: true
+        case .ignoreLiveOwner, .skipPhase2Read, .staleParticipantView: false
+        }
+    }
 }
 
 /// Something the engine reports; `message` is for people, `kind` for counters and tests.

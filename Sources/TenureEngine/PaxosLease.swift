@@ -11,6 +11,11 @@ public struct HeldLease: Sendable, CustomStringConvertible {
     public var leader: LeaderRecord
     public var shared: Bool
     public var host: LocalHost
+    /// Shared after a convert to shared that failed part-way: its writes
+    /// (our shared mark, then the freed leader) may land late or never, so
+    /// the leader may still name this host. Its release frees such a
+    /// leader as an exclusive holder's would.
+    public var leaderMayBeOurs = false
 
     public init(resource: ResourceSpec, lver: LeaseVersion, leader: LeaderRecord, shared: Bool, host: LocalHost) {
         self.resource = resource
@@ -141,7 +146,10 @@ public enum PaxosLease {
                 context.log(EngineEvent(.ownerJudged, "owner host \(owner) of \(resource.spec.name) is dead"))
                 return .takeOver
             case .live:
-                if ownerReleasedBehindCommit(leader, areas: areas) { return .takeOver }
+                if ownerReleasedBehindCommit(leader, areas: areas) {
+                    context.log(EngineEvent(.ownerJudged, "owner host \(owner) of \(resource.spec.name) released lver \(leader.lver), which host \(leader.writeID) committed for it"))
+                    return .takeOver
+                }
                 if InjectedBug.ignoreLiveOwner.isOn(in: context.injectedBugs) { return .takeOver }
                 throw TenureError(.heldByLiveHost,
                                   "\(resource.spec.name) is held by live host \(owner) (\"\(record.resourceName)\", generation \(leader.ownerGeneration), lver \(leader.lver)).",
@@ -483,6 +491,13 @@ public enum PaxosLease {
     static func release(_ resource: PaxosResource, held: HeldLease, keeping mode: ModeBlock, context: EngineContext) async throws {
         try await markReleased(resource, held: held, mode: mode)
         guard !held.shared else {
+            if held.leaderMayBeOurs {
+                let leader = try await resource.readLeader()
+                if leader.lver == held.lver, leader.ownerID == held.host.id, leader.ownerGeneration == held.host.generation, !leader.timestamp.isFree,
+                   leader.writeID == held.host.id, leader.writeGeneration == held.host.generation {
+                    _ = try await freeLeader(resource, leader, by: held.host, context: context)
+                }
+            }
             context.log(EngineEvent(.leaseReleased, "\(held.host) released shared \(held)"))
             return
         }

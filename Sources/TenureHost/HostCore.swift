@@ -78,6 +78,12 @@ public struct HostCore: Sendable {
     /// (``releaseOrphans``). No process means nothing to fence: a lost
     /// lockspace's orphans are forgotten (nothing written).
     public private(set) var orphans: [String: HeldLease] = [:]
+    /// The user whose process holds (or held) each persistent lease, by
+    /// "LOCKSPACE:NAME": its orphan is adopted only by that user or root,
+    /// never by another user let in through the socket group (who would
+    /// hold — and free — root's lease). Kept while the lease is persistent
+    /// or an orphan, dropped with it.
+    public private(set) var persistentOwners: [String: UInt32] = [:]
     /// An earlier incarnation's holders still running (``earlierIncarnationLeft``).
     var inherited: [ProcessID: InheritedHolder] = [:]
     var inheritedGaveUp = false
@@ -190,6 +196,7 @@ public struct HostCore: Sendable {
         var out: [HostDirective] = []
         for (key, orphan) in orphans.sorted(by: { $0.key < $1.key }) where orphan.resource.lockspace == name {
             orphans[key] = nil
+            persistentOwners[key] = nil
             out += [.log(.warning, "lockspace \(name) lost: orphan \(orphan) forgotten (no process uses it)"), .forget(ProcessID(0), orphan)]
         }
         guard !victims.isEmpty else { return out }
@@ -278,7 +285,7 @@ public struct HostCore: Sendable {
             untrack(pid)
             return []
         }
-        if fencing[pid] != nil && stillRunning {
+        if fencing[pid] != nil && stillRunning && !InjectedBug.disconnectReleasesUnfenced.isOn(in: settings.injectedBugs) {
             return [.log(.warning, "process \(pid), being stopped, closed its last connection; its leases stay held until it is gone")]
         }
         var out: [HostDirective] = [.log(.info, "process \(pid) closed its last connection; releasing its leases")]
@@ -302,23 +309,37 @@ public struct HostCore: Sendable {
             }
         }
         if leases[pid]?.isEmpty == true { leases[pid] = nil }
+        for key in kept where orphans[key] == nil { persistentOwners[key] = nil }
         return out
     }
 
-    /// The lease `pid` was just handed is persistent: it outlives the process.
-    public mutating func markPersistent(_ spec: ResourceSpec, of pid: ProcessID) {
+    /// The lease `pid` was just handed is persistent: it outlives the
+    /// process, as an orphan of user `owner` (the process's user).
+    public mutating func markPersistent(_ spec: ResourceSpec, of pid: ProcessID, owner: UInt32) {
         persistent[pid, default: []].insert(Self.key(spec))
+        persistentOwners[Self.key(spec)] = owner
     }
 
-    /// `pid` adopts the orphan of `spec` (sanlock's SANLK_ACQUIRE_ORPHAN):
-    /// the lease is its own now, with no I/O; nil when there is none.
-    public mutating func adoptOrphan(_ spec: ResourceSpec, for pid: ProcessID, at now: MonotonicInstant) throws -> HeldLease? {
-        guard let orphan = orphans[Self.key(spec)] else { return nil }
+    /// `pid` adopts the orphan of `spec` (sanlock's SANLK_ACQUIRE_ORPHAN)
+    /// for `requester`: the lease is its own now, with no I/O; nil when
+    /// there is none. Refused unless the requester is root or the orphan's
+    /// own user.
+    public mutating func adoptOrphan(_ spec: ResourceSpec, for pid: ProcessID, by requester: Requester, at now: MonotonicInstant) throws -> HeldLease? {
+        let key = Self.key(spec)
+        guard let orphan = orphans[key] else { return nil }
+        let owner = persistentOwners[key]
+        guard requester.isRoot || owner == requester.uid else {
+            throw TenureError(.permissionDenied, "The orphan of \(spec.name) belongs to user \(owner.map(String.init) ?? "unknown"); user \(requester.uid) may not adopt it.",
+                              remedy: "Adopt it as root or as its own user, or release it (release-orphans, as root).")
+        }
         try requireValid(spec.lockspace, at: now)
         guard leases[pid]?[spec.name.description] == nil else {
             throw TenureError(.alreadyExists, "Process \(pid) holds \(spec.name) already.")
         }
-        orphans[Self.key(spec)] = nil
+        if !InjectedBug.orphanAdoptedTwice.isOn(in: settings.injectedBugs) {
+            orphans[key] = nil
+        }
+        persistentOwners[key] = nil
         track(pid)
         leases[pid, default: [:]][spec.name.description] = orphan
         return orphan
@@ -335,7 +356,16 @@ public struct HostCore: Sendable {
         var out: [HostDirective] = []
         for (key, lease) in chosen.sorted(by: { $0.key < $1.key }) {
             orphans[key] = nil
-            out += isValid(lockspace, at: now) ? [releaseWrite(ProcessID(0), lease)] : [.forget(ProcessID(0), lease)]
+            persistentOwners[key] = nil
+            if lease.shared, let sharer = localHolder(of: lease.resource, except: ProcessID(0)) {
+                // The host's one shared mark is the live sharer's too: writing
+                // the release would strip it from under that process (the
+                // simulator found another host taking the lease exclusively
+                // beside it).
+                out += [.log(.info, "orphan \(lease) released; process \(sharer.pid) still shares it, so nothing is written"), .forget(ProcessID(0), lease)]
+            } else {
+                out += isValid(lockspace, at: now) ? [releaseWrite(ProcessID(0), lease)] : [.forget(ProcessID(0), lease)]
+            }
         }
         return out
     }
@@ -347,6 +377,11 @@ public struct HostCore: Sendable {
     mutating func giveUp(_ name: String, of pid: ProcessID, at now: MonotonicInstant) -> [HostDirective] {
         guard let lease = leases[pid]?.removeValue(forKey: name) else { return [] }
         if leases[pid]?.isEmpty == true { leases[pid] = nil }
+        let key = Self.key(lease.resource)
+        if persistent[pid]?.remove(key) != nil {
+            if persistent[pid]?.isEmpty == true { persistent[pid] = nil }
+            if orphans[key] == nil { persistentOwners[key] = nil }
+        }
         if lease.shared, localHolder(of: lease.resource, except: pid) != nil {
             return [.log(.info, "process \(pid) released \(lease); other local sharers keep it"), .forget(pid, lease)]
         }
@@ -511,7 +546,19 @@ public struct HostCore: Sendable {
         case run(HeldLease)
     }
 
-    public func prepareConvert(_ name: String, of pid: ProcessID, toShared shared: Bool, at now: MonotonicInstant) throws -> ConvertStep {
+    /// Checks a convert of `pid`'s lease `name`. A convert to shared counts
+    /// the lease shared *before* its I/O: the downgrade's writes (our shared
+    /// mark, then the freed leader) may land whatever becomes of the
+    /// convert — it fails, a write lands past its deadline, the process
+    /// exits meanwhile and its lease becomes an orphan or is released — and
+    /// once the leader is free another host may share the lease. So
+    /// nothing here treats it as exclusive again (an orphan of it, its
+    /// adoption, a local acquire), and its release frees a leader that
+    /// still names this host (``HeldLease/leaderMayBeOurs``). The simulator
+    /// found an orphan of a lease whose holder died mid-convert adopted as
+    /// exclusive beside another host's sharer (swarm seed 90009063).
+    /// `.run` carries the lease as it was, for the engine.
+    public mutating func prepareConvert(_ name: String, of pid: ProcessID, toShared shared: Bool, at now: MonotonicInstant) throws -> ConvertStep {
         guard let held = leases[pid]?[name] else {
             throw TenureError(.notOwner, "Process \(pid) does not hold \(name).")
         }
@@ -523,6 +570,12 @@ public struct HostCore: Sendable {
         // Only a holder alone can be exclusive: with other local sharers, it is shared already.
         if shared, other != nil { return .done(held) }
         try requireValid(held.resource.lockspace, at: now)
+        if shared {
+            var counted = held
+            counted.shared = true
+            counted.leaderMayBeOurs = true
+            leases[pid]![name] = counted
+        }
         return .run(held)
     }
 
@@ -575,6 +628,7 @@ public struct HostCore: Sendable {
         let key = Self.key(spec)
         guard force, let lease = orphans[key], !lease.shared else { return [] }
         orphans[key] = nil
+        persistentOwners[key] = nil
         let release: HostDirective = isValid(spec.lockspace, at: now) ? releaseWrite(ProcessID(0), lease) : .forget(ProcessID(0), lease)
         return [.log(.warning, "forced request for the orphan \(lease) at lver \(lver): released (no process uses it)"), release]
     }

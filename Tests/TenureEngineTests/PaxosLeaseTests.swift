@@ -293,6 +293,22 @@ import TenureTestKit
         #expect(!mode.isShared)
     }
 
+    /// A convert to shared that failed before its writes landed leaves the
+    /// leader naming this host; the host counts the lease shared all the
+    /// same (HostCore.prepareConvert). Its release must free that leader, or
+    /// no other host could take the lease while this one lives.
+    @Test func releasingALeaseWhoseDowngradeFailedFreesTheLeaderStillOurs() async throws {
+        let c = try await Cluster()
+        let r = try await c.resource(0)
+        var held = try await PaxosLease.acquire(r, host: host(2), oracle: nil, context: c.context)
+        held.shared = true
+        held.leaderMayBeOurs = true
+        try await PaxosLease.release(r, held: held, context: c.context)
+        #expect(c.leader(0).timestamp.isFree, "the leader still names the host that released")
+        let next = try await PaxosLease.acquire(r, host: host(3), oracle: nil, context: c.context)
+        #expect(next.lver == LeaseVersion(2))
+    }
+
     @Test func requestsReachTheHolderButNotTheNextOne() async throws {
         let c = try await Cluster()
         let r = try await c.resource(0)

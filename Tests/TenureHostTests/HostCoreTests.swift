@@ -113,7 +113,7 @@ import TenureFormat
         var c = core()
         let r = try spec("R")
         let held = try acquire(&c, "R", pid: 10, lver: 3)
-        c.markPersistent(r, of: ProcessID(10))
+        c.markPersistent(r, of: ProcessID(10), owner: 0)
         _ = c.processExited(ProcessID(10), at: at(1))
         let watched = c.leasesToWatchForRequests
         #expect(watched.count == 1 && watched[0].0 == ProcessID(0), "the orphan is not watched for requests: \(watched)")
@@ -302,16 +302,16 @@ import TenureFormat
     @Test func aPersistentLeaseBecomesAnOrphanThatIsAdoptedReleasedOrForgotten() throws {
         var c = core()
         try acquire(&c, "R0", pid: 10, lver: 1)
-        c.markPersistent(try spec("R0"), of: ProcessID(10))
+        c.markPersistent(try spec("R0"), of: ProcessID(10), owner: 0)
         try acquire(&c, "R1", pid: 10, lver: 1)
         let exited = c.processExited(ProcessID(10), at: at(2))
         #expect(releases(exited) == ["write 10 R1"], "only the ordinary lease is released: \(exited)")
         #expect(c.orphans.keys.sorted() == ["LS:R0"])
         #expect(throws: TenureError.self) { try c.arbitrate(try spec("R0"), for: ProcessID(11), shared: false, at: at(3)) }
         #expect(throws: TenureError.self) { try c.checkMayLeave(Self.ls) }
-        let adopted = try c.adoptOrphan(try spec("R0"), for: ProcessID(11), at: at(3))
+        let adopted = try c.adoptOrphan(try spec("R0"), for: ProcessID(11), by: .root, at: at(3))
         #expect(adopted?.lver == LeaseVersion(1) && c.orphans.isEmpty && c.leases[ProcessID(11)]?["R0"] != nil)
-        c.markPersistent(try spec("R0"), of: ProcessID(11))
+        c.markPersistent(try spec("R0"), of: ProcessID(11), owner: 0)
         _ = c.processExited(ProcessID(11), at: at(4))
         #expect(c.orphans.count == 1)
         let released = try c.releaseOrphans(["R0"], in: Self.ls, at: at(5))
@@ -320,7 +320,7 @@ import TenureFormat
         for case .writeRelease(_, let lease) in released { c.releaseWritten(lease) }
         // Orphaned once more, then the lockspace is lost: forgotten, not written.
         try acquire(&c, "R0", pid: 12, lver: 2, now: 6)
-        c.markPersistent(try spec("R0"), of: ProcessID(12))
+        c.markPersistent(try spec("R0"), of: ProcessID(12), owner: 0)
         _ = c.processExited(ProcessID(12), at: at(7))
         #expect(releases(c.lockspaceLost(Self.ls, why: "test", at: at(8))) == ["forget 0 R0"])
         #expect(c.orphans.isEmpty)

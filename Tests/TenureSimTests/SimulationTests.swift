@@ -43,7 +43,11 @@ struct SimulationTests {
     @Test(arguments: InjectedBug.allCases)
     func theCheckerCatchesAnInjectedBug(_ bug: InjectedBug) throws {
         var caught: [UInt64] = []
-        for seed in UInt64(1)...10 {
+        // A process that closes its connection while it is being stopped is
+        // rarer (a stop that reaches it, then a hand-over within its last
+        // second): twice the seeds.
+        let seeds: ClosedRange<UInt64> = bug == .disconnectReleasesUnfenced ? 1...20 : 1...10
+        for seed in seeds {
             var c = Self.config(seed: seed, steps: 30_000, faults: .none)
             if bug == .staleParticipantView {
                 // Views keep every host that ever joined, so a stale view
@@ -62,10 +66,14 @@ struct SimulationTests {
                 // when a holder cannot be killed (stuck processes). A
                 // restart that pets at once is seen when a daemon dies
                 // while a long-lived process holds a lease.
+                // An orphan adopted twice, or a disconnect that releases
+                // the leases of a process being stopped, shows without
+                // faults: persistent holders exit, requests stop holders.
                 switch bug {
                 case .keepPettingAfterLoss: c.faults = try FaultMix(parsing: "cutoff=0.05,stuck=0.3")
                 case .rearmAfterRestart: c.faults = try FaultMix(parsing: "restart=0.05")
-                default: c.faults = try FaultMix(parsing: "cutoff=0.08")
+                case .orphanAdoptedTwice, .disconnectReleasesUnfenced: c.faults = .none
+                default: c.faults = try FaultMix(parsing: "cutoff=0.1")
                 }
                 c.resources = 2
                 c.steps = 100_000
@@ -75,7 +83,7 @@ struct SimulationTests {
             let summary = try Simulation(config: c).run()
             if !summary.passed { caught.append(seed) }
         }
-        #expect(caught.count >= 5, "\(bug) was caught in only \(caught.count) of 10 seeds: \(caught)")
+        #expect(caught.count >= 5, "\(bug) was caught in only \(caught.count) of \(seeds.count) seeds: \(caught)")
     }
 
     /// Without faults every host gets every resource, well inside the bound.
