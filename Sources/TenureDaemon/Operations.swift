@@ -180,10 +180,10 @@ extension Daemon {
 
     /// The core's decisions, carried out. Writes of releases are awaited;
     /// the first error among them is returned (for a client's release).
-    /// `leasesHoldDevices`: false for a lease won but never handed over,
-    /// which took no device references of its own.
+    /// Every lease given up holds references to its devices (taken when it
+    /// was won), released here.
     @discardableResult
-    func carryOut(_ directives: [HostDirective], leasesHoldDevices: Bool = true) async -> Error? {
+    func carryOut(_ directives: [HostDirective]) async -> Error? {
         var firstError: Error?
         for directive in directives {
             switch directive {
@@ -210,11 +210,11 @@ extension Daemon {
                 }
                 core.releaseWritten(lease)
                 heldSince[Self.heldKey(pid, lease)] = nil
-                if leasesHoldDevices { await releaseDevices(of: lease) }
+                await releaseDevices(of: lease)
             case .forget(let pid, let lease):
                 heldSince[Self.heldKey(pid, lease)] = nil
                 dropUnheldLVBs()
-                if leasesHoldDevices { await releaseDevices(of: lease) }
+                await releaseDevices(of: lease)
             case .pet:
                 pet()
             case .log(let level, let text):
@@ -302,7 +302,8 @@ extension Daemon {
                 case .held(let held):
                     log.info("process \(pid) acquired \(held)")
                 case .refused(let error, let directives):
-                    await carryOut(directives, leasesHoldDevices: false)
+                    // The lease won retained its devices (above): giving it up releases them.
+                    await carryOut(directives)
                     throw error
                 case .failed:
                     preconditionFailure("the core refused a lease it was given")
