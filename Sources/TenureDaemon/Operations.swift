@@ -428,6 +428,7 @@ extension Daemon {
             }
             directives += core.tick(at: now)
             await carryOut(directives)
+            processes.reapChildren()
             try? await context.clock.sleep(for: Timeouts.fencePoll)
         }
     }

@@ -73,6 +73,9 @@ public func processCredentials(_ pid: Int32) -> (uid: UInt32, gid: UInt32)? {
 /// or holding leases), each named by a pidfd.
 public final class PidfdProcesses: LocalProcesses, Sendable {
     private let table = Mutex<[Int32: LocalProcess]>([:])
+    /// Killpath programs still running, by pid, each named by a pidfd:
+    /// reaped by ``reapChildren()`` once their pidfd says they exited.
+    private let children = Mutex<[Int32: LocalProcess]>([:])
     /// The environment variable a killpath finds the holder's pid in.
     public let killPidVariable: String
 
@@ -104,17 +107,32 @@ public final class PidfdProcesses: LocalProcesses, Sendable {
         let environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "\(killPidVariable)=\(pid)"]
         let child = Self.spawn(program, argv, environment: environment, uid: process.uid, gid: process.gid)
         guard child > 0 else { return false }
-        // The killpath is reaped by a thread of its own: waitpid blocks for as
-        // long as the program runs, which on the cooperative pool would stall
-        // the daemon's other tasks (ThreadRole). Without a thread it stays a
-        // zombie until the daemon exits, which is untidy, not unsafe.
-        try? DetachedThread.start(name: "tenure-reap", for: program) {
-            ThreadRole.checkMayBlock("waitpid of the killpath \(program)")
-            var status: Int32 = 0
-            _ = try? Syscall.run(SyscallContext("waitpid", path: program)) { waitpid(child, &status, 0) }
+        // Named by a pidfd (our child: its pid cannot be reused before we
+        // reap it) and reaped once it exited, by the fence loop's
+        // ``reapChildren()``: nothing waits for it, nothing blocks. A pidfd
+        // that cannot be opened leaves a zombie until the daemon exits,
+        // which is untidy, not unsafe.
+        if let named = try? LocalProcess.open(pid: child, uid: process.uid, gid: process.gid) {
+            children.withLock { $0[child] = named }
         }
         return true
     }
+
+    /// Reaps the killpath programs that exited (waitpid without waiting);
+    /// the fence loop calls it every tick. Returns how many it reaped.
+    @discardableResult
+    public func reapChildren() -> Int {
+        let exited = children.withLock { table in table.filter { $0.value.exited }.map(\.key) }
+        for pid in exited {
+            var status: Int32 = 0
+            _ = try? Syscall.run(SyscallContext("waitpid", path: "killpath process \(pid)")) { waitpid(pid, &status, WNOHANG) }
+            children.withLock { $0[pid] = nil }
+        }
+        return exited.count
+    }
+
+    /// The killpath programs not yet reaped, by pid.
+    public var unreapedChildren: [Int32] { children.withLock { $0.keys.sorted() } }
 
     public func hasExited(_ pid: ProcessID) -> Bool {
         guard let process = table.withLock({ $0[pid.rawValue] }) else { return !Self.alive(pid.rawValue) }
