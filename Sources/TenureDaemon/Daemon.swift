@@ -179,9 +179,6 @@ public actor Daemon {
     var deliveredEvents: [LeaseName: [HostID: DeliveredEvent]] = [:]
     /// The event this host last set in each lockspace, and when.
     var eventSet: [LeaseName: (event: HostEvent, at: MonotonicInstant)] = [:]
-    /// Lockspaces marked used by something outside the daemon (sanlock's
-    /// set_config, as lvmlockd does): leaving them is refused.
-    var externallyUsed: Set<LeaseName> = []
     /// Lock value blocks of resources held here, by ``lvbKey(_:)``.
     var lvbs: [String: LockValueBlock] = [:]
     /// Handles closed while a write through them could still land (a close

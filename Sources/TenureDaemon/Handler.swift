@@ -164,8 +164,8 @@ extension Daemon {
     private func markUsed(_ lockspace: LeaseName, _ use: LockspaceUse) throws {
         let key = try joinedLockspace(lockspace.description).key
         switch use {
-        case .used: externallyUsed.insert(key)
-        case .unused: externallyUsed.remove(key)
+        case .used: core.markUsed(key, true)
+        case .unused: core.markUsed(key, false)
         // Orphans always keep their lockspace from being left here.
         case .usedByOrphans: break
         case .unusedByOrphans:

@@ -128,11 +128,6 @@ extension Daemon {
     func removeLockspace(_ name: String) async throws {
         let (key, joined) = try joinedLockspace(name)
         try core.checkMayLeave(key)
-        guard !externallyUsed.contains(key) else {
-            throw TenureError(.leaseInUse, "Lockspace \(name) is marked used (sanlock's set_config).",
-                              remedy: "Whoever marked it unmarks it (SANLK_CONFIG_UNUSED) before it is left.")
-        }
-        externallyUsed.remove(key)
         lockspaces[key] = nil
         fencedLockspaces.remove(key)
         core.lockspaceLeft(key)

@@ -84,6 +84,9 @@ public struct HostCore: Sendable {
     /// hold — and free — root's lease). Kept while the lease is persistent
     /// or an orphan, dropped with it.
     public private(set) var persistentOwners: [String: UInt32] = [:]
+    /// Lockspaces something outside the daemon marked used (sanlock's
+    /// set_config, as lvmlockd does): leaving them is refused.
+    public private(set) var externallyUsed: Set<LeaseName> = []
     /// An earlier incarnation's holders still running (``earlierIncarnationLeft``).
     var inherited: [ProcessID: InheritedHolder] = [:]
     var inheritedGaveUp = false
@@ -181,10 +184,21 @@ public struct HostCore: Sendable {
             throw TenureError(.leaseInUse, "Lockspace \(name) has acquires in progress (\(inFlight.joined(separator: ", "))).",
                               remedy: "Retry once they finish, and release what they acquired first.")
         }
+        guard !externallyUsed.contains(name) else {
+            throw TenureError(.leaseInUse, "Lockspace \(name) is marked used (sanlock's set_config).",
+                              remedy: "Whoever marked it unmarks it (SANLK_CONFIG_UNUSED) before it is left.")
+        }
+    }
+
+    /// Something outside the daemon marks lockspace `name` used, or unused
+    /// (sanlock's SANLK_CONFIG_USED, _UNUSED): while used, it is not left.
+    public mutating func markUsed(_ name: LeaseName, _ used: Bool) {
+        if used { externallyUsed.insert(name) } else { externallyUsed.remove(name) }
     }
 
     public mutating func lockspaceLeft(_ name: LeaseName) {
         lockspaces[name] = nil
+        externallyUsed.remove(name)
     }
 
     /// The lockspace is lost: every process holding a lease in it is

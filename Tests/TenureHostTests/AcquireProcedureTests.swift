@@ -169,3 +169,19 @@ extension HostCoreTests {
         #expect(try AcquireProcedureTests().run(&adopt, &c).map(\.shared) == [true], "adopted as exclusive")
     }
 }
+
+/// sanlock's set_config, as lvmlockd uses it: a lockspace marked used is not left.
+@Suite struct LockspaceUseTests {
+    let h = HostCoreTests()
+
+    @Test func aLockspaceMarkedUsedIsNotLeftUntilUnmarked() throws {
+        var c = h.core()
+        c.markUsed(HostCoreTests.ls, true)
+        #expect(throws: TenureError.self) { try c.checkMayLeave(HostCoreTests.ls) }
+        c.markUsed(HostCoreTests.ls, false)
+        try c.checkMayLeave(HostCoreTests.ls)
+        c.markUsed(HostCoreTests.ls, true)
+        c.lockspaceLeft(HostCoreTests.ls)
+        #expect(c.externallyUsed.isEmpty, "the mark outlived its lockspace")
+    }
+}
