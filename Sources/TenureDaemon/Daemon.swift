@@ -214,9 +214,6 @@ public actor Daemon {
     var counters = DaemonCounters()
     /// When each process's lease was handed to it ("PID:LS:NAME"), for status.
     var heldSince: [String: MonotonicInstant] = [:]
-    /// Leases ("LOCKSPACE:NAME") whose release under way renames them
-    /// (sanlock's SANLK_REL_RENAME), with the new name.
-    var renameOnRelease: [String: LeaseName] = [:]
     public internal(set) var shuttingDown = false
     var background: [Task<Void, Never>] = []
 

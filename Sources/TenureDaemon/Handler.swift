@@ -23,7 +23,7 @@ extension Daemon {
             try await release(names, of: try target(subject, peer))
             return .done
         case .releaseRenaming(let subject, let lockspace, let name, let newName):
-            try await releaseRenaming(name.description, lockspace: lockspace.description, of: try target(subject, peer), to: newName.description)
+            try await releaseRenaming(name, lockspace: lockspace, of: try target(subject, peer), to: newName)
             return .done
         case .releaseOrphans(let lockspace, let names):
             observeLockspaces()

@@ -191,7 +191,7 @@ extension Daemon {
             case .writeRelease(let pid, let lease):
                 do {
                     try await writeLVBBeforeRelease(lease)
-                    if let newName = renameOnRelease[HostCore.key(lease.resource)] {
+                    if let newName = core.renameOnRelease(of: lease) {
                         try await PaxosLease.releaseRenaming(try await resource(lease.resource), held: lease, to: newName, context: context)
                         log.info("process \(pid) released \(lease), renamed \(newName)")
                     } else {
@@ -329,20 +329,9 @@ extension Daemon {
 
     /// sanlock's release with SANLK_REL_RENAME: `pid` releases `name`,
     /// and the lease is renamed `newName` on disk in the same write.
-    func releaseRenaming(_ name: String, lockspace: String, of pid: Int32, to newName: String) async throws {
+    func releaseRenaming(_ name: LeaseName, lockspace: LeaseName, of pid: Int32, to newName: LeaseName) async throws {
         observeLockspaces()
-        let renamed = try LeaseName(newName, what: "new resource name")
-        guard !renamed.isEmpty else { throw TenureError(.invalidArgument, "A release with SANLK_REL_RENAME names no new name.") }
-        guard let lease = core.leases[ProcessID(pid)]?[name], lease.resource.lockspace.description == lockspace else {
-            throw TenureError(.notOwner, "Process \(pid) does not hold \(lockspace):\(name).", remedy: "`sanlock client inquire -p \(pid)` lists what it holds.")
-        }
-        guard !lease.shared else {
-            throw TenureError(.invalidArgument, "\(name) is held shared; only an exclusive lease is renamed as it is released.")
-        }
-        let key = HostCore.key(lease.resource)
-        renameOnRelease[key] = renamed
-        defer { renameOnRelease[key] = nil }
-        let directives = try core.release([name], of: ProcessID(pid), at: context.clock.now())
+        let directives = try core.releaseRenaming(name, of: lockspace, by: ProcessID(pid), to: newName, at: context.clock.now())
         if let error = await carryOut(directives) { throw error }
     }
 

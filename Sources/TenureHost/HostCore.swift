@@ -87,6 +87,9 @@ public struct HostCore: Sendable {
     /// Lockspaces something outside the daemon marked used (sanlock's
     /// set_config, as lvmlockd does): leaving them is refused.
     public private(set) var externallyUsed: Set<LeaseName> = []
+    /// Releases to write renaming the lease (sanlock's SANLK_REL_RENAME),
+    /// by "LOCKSPACE:NAME", until the write is reported done.
+    private(set) var renames: [String: LeaseName] = [:]
     /// An earlier incarnation's holders still running (``earlierIncarnationLeft``).
     var inherited: [ProcessID: InheritedHolder] = [:]
     var inheritedGaveUp = false
@@ -412,9 +415,36 @@ public struct HostCore: Sendable {
         return .writeRelease(pid, lease)
     }
 
+    /// `release` of `pid`'s exclusive lease `name` of `lockspace`, renamed
+    /// `newName` on disk in the same write (sanlock's SANLK_REL_RENAME, which
+    /// lvmlockd uses to retire a lock). The `.writeRelease` directive's
+    /// lease is renamed as ``renameOnRelease(of:)`` says.
+    public mutating func releaseRenaming(_ name: LeaseName, of lockspace: LeaseName, by pid: ProcessID, to newName: LeaseName,
+                                         at now: MonotonicInstant) throws -> [HostDirective] {
+        guard !newName.isEmpty else {
+            throw TenureError(.invalidArgument, "A release with SANLK_REL_RENAME names no new name.", remedy: "Give the new name.")
+        }
+        guard let lease = leases[pid]?[name.description], lease.resource.lockspace == lockspace else {
+            throw TenureError(.notOwner, "Process \(pid) does not hold \(lockspace):\(name).", remedy: "`sanlock client inquire -p \(pid)` lists what it holds.")
+        }
+        guard !lease.shared else {
+            throw TenureError(.invalidArgument, "\(name) is held shared; only an exclusive lease is renamed as it is released.",
+                              remedy: "Release it without the rename.")
+        }
+        let directives = try release([name.description], of: pid, at: now)
+        if directives.contains(where: { if case .writeRelease = $0 { true } else { false } }) {
+            renames[Self.key(lease.resource)] = newName
+        }
+        return directives
+    }
+
+    /// The name a `.writeRelease` of `lease` writes on disk instead of its own, if any.
+    public func renameOnRelease(of lease: HeldLease) -> LeaseName? { renames[Self.key(lease.resource)] }
+
     /// The shell finished (or failed) writing a `.writeRelease`.
     public mutating func releaseWritten(_ lease: HeldLease) {
         let key = Self.key(lease.resource)
+        renames[key] = nil
         guard let count = releasing[key] else { return }
         releasing[key] = count > 1 ? count - 1 : nil
     }

@@ -185,3 +185,28 @@ extension HostCoreTests {
         #expect(c.externallyUsed.isEmpty, "the mark outlived its lockspace")
     }
 }
+
+/// sanlock's SANLK_REL_RENAME, decided in the core: only an exclusive
+/// holder's lease, and the rename lasts as long as its release's write.
+@Suite struct ReleaseRenamingTests {
+    let h = HostCoreTests()
+
+    @Test func anExclusiveLeaseIsReleasedUnderItsNewName() throws {
+        var c = h.core()
+        try h.acquire(&c, "R0", pid: 10, lver: 1)
+        let directives = try c.releaseRenaming("R0", of: HostCoreTests.ls, by: ProcessID(10), to: "R0-retired", at: h.at(2))
+        #expect(h.releases(directives) == ["write 10 R0"])
+        let lease = try #require(directives.compactMap { if case .writeRelease(_, let l) = $0 { l } else { nil } }.first)
+        #expect(c.renameOnRelease(of: lease) == LeaseName("R0-retired"))
+        c.releaseWritten(lease)
+        #expect(c.renameOnRelease(of: lease) == nil, "the rename outlived its write")
+    }
+
+    @Test func aSharedLeaseOrANameNotHeldIsRefused() throws {
+        var c = h.core()
+        h.acquireShared(&c, pid: 10, persistentOwner: nil)
+        #expect(throws: TenureError.self) { try c.releaseRenaming("R0", of: HostCoreTests.ls, by: ProcessID(10), to: "X", at: h.at(2)) }
+        #expect(throws: TenureError.self) { try c.releaseRenaming("R9", of: HostCoreTests.ls, by: ProcessID(10), to: "X", at: h.at(2)) }
+        #expect(c.leases[ProcessID(10)]?["R0"] != nil, "a refused rename released the lease")
+    }
+}
