@@ -196,10 +196,7 @@ public actor Daemon {
     var registered: Set<UInt64> = []
     /// Lockspaces whose loss the core has been told of (``fenceLost(_:_:)``).
     var fencedLockspaces: Set<LeaseName> = []
-    /// Lockspaces being joined (an add in progress), by name.
-    var joining: [LeaseName: LockspaceSpec] = [:]
-
-    func finishedJoining(_ name: LeaseName) { joining[name] = nil }
+    func finishedJoining(_ name: LeaseName) { core.joinEnded(name) }
 
     /// When each lockspace's held leases' request records are next read
     /// whether or not anyone signalled.
@@ -283,15 +280,11 @@ public actor Daemon {
 
     // MARK: Requests from clients
 
-    /// Marks `name` as being joined, refusing a second join of the same name
-    /// (synchronous or not) until the first has finished or failed.
+    /// Marks `spec` as being joined (``HostCore/beginJoin(_:)``; the core
+    /// knows every lockspace the shell runs: ``lockspaces`` and the core's
+    /// facts are set and cleared together).
     func reserveJoin(_ spec: LockspaceSpec) throws {
-        let name = spec.name
-        guard lockspaces[name] == nil, joining[name] == nil else {
-            throw TenureError(.alreadyExists, "Lockspace \(name) is joined or being joined already.",
-                              remedy: "Remove it first (`tenure client rem-lockspace \(name)`) to join with another host id.")
-        }
-        joining[name] = spec
+        try core.beginJoin(spec)
     }
 
     /// The process a request acts for: the caller (pid 0 or its own), or

@@ -16,10 +16,10 @@ extension Daemon {
     /// unless `.none`), being joined, or neither (a lockspace lost here
     /// too). With `wait`, a join in progress is waited out.
     func lockspaceState(_ name: LeaseName, hostID: HostID, wait: Bool) async -> LockspaceState {
-        while wait && joining[name] != nil {
+        while wait && core.joining[name] != nil {
             try? await context.clock.sleep(for: Timeouts.sanlockJoinPoll)
         }
-        if joining[name] != nil { return .joining }
+        if core.joining[name] != nil { return .joining }
         guard let joined = lockspaces[name], joined.spec.hostID == hostID || hostID.isNone else { return .absent }
         let now = context.clock.now()
         return await onRenewalThread { await joined.lockspace.isValid(at: now) } ? .joined : .absent
@@ -28,7 +28,7 @@ extension Daemon {
     /// Every lockspace joined or being joined here.
     func lockspaceList() -> [LockspaceListing] {
         lockspaces.values.sorted { $0.spec.name.description < $1.spec.name.description }.map { LockspaceListing(spec: $0.spec, joining: false) }
-            + joining.values.sorted { $0.name.description < $1.name.description }.map { LockspaceListing(spec: $0, joining: true) }
+            + core.joining.values.sorted { $0.name.description < $1.name.description }.map { LockspaceListing(spec: $0, joining: true) }
     }
 
     // MARK: Status

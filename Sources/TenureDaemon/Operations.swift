@@ -625,7 +625,7 @@ extension Daemon {
                                      "lease_count": all.count, "leases_omitted": all.count - leases.count,
                                      "orphans": core.orphans.values.map(\.stateString).sorted(),
                                      "resident_kib": Self.residentKiB() ?? 0,
-                                     "joining": joining.keys.map(\.description).sorted(),
+                                     "joining": core.joining.keys.map(\.description).sorted(),
                                      "fencing": core.fencedProcesses.map { Int($0.rawValue) },
                                      "watchdog_pet_failures": petFailures,
                                      "open_devices": devices.count,

@@ -87,6 +87,8 @@ public struct HostCore: Sendable {
     /// Lockspaces something outside the daemon marked used (sanlock's
     /// set_config, as lvmlockd does): leaving them is refused.
     public private(set) var externallyUsed: Set<LeaseName> = []
+    /// Lockspaces being joined (an add in progress), by name.
+    public private(set) var joining: [LeaseName: LockspaceSpec] = [:]
     /// Releases to write renaming the lease (sanlock's SANLK_REL_RENAME),
     /// by "LOCKSPACE:NAME", until the write is reported done.
     private(set) var renames: [String: LeaseName] = [:]
@@ -192,6 +194,21 @@ public struct HostCore: Sendable {
                               remedy: "Whoever marked it unmarks it (SANLK_CONFIG_UNUSED) before it is left.")
         }
     }
+
+    /// A join of `spec` begins: refused while a lockspace of that name is
+    /// joined (or lost and not yet left) or being joined, synchronously or
+    /// not, until the first has finished or failed (``joinEnded(_:)``).
+    public mutating func beginJoin(_ spec: LockspaceSpec) throws {
+        let name = spec.name
+        guard lockspaces[name] == nil, joining[name] == nil else {
+            throw TenureError(.alreadyExists, "Lockspace \(name) is joined or being joined already.",
+                              remedy: "Remove it first (`tenure client rem-lockspace \(name)`) to join with another host id.")
+        }
+        joining[name] = spec
+    }
+
+    /// The join of `name` finished, or failed.
+    public mutating func joinEnded(_ name: LeaseName) { joining[name] = nil }
 
     /// Something outside the daemon marks lockspace `name` used, or unused
     /// (sanlock's SANLK_CONFIG_USED, _UNUSED): while used, it is not left.

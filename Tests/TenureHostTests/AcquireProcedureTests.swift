@@ -210,3 +210,21 @@ extension HostCoreTests {
         #expect(c.leases[ProcessID(10)]?["R0"] != nil, "a refused rename released the lease")
     }
 }
+
+/// Joins, decided in the core: one join of a name at a time, none of a
+/// name joined already.
+@Suite struct JoinTests {
+    let h = HostCoreTests()
+
+    @Test func aSecondJoinOfANameIsRefusedUntilTheFirstEnds() throws {
+        var c = h.core()
+        let other = LockspaceSpec(name: "OTHER", hostID: HostID(1), disk: try LeaseDisk(path: "/var/tmp/leases", offset: 0))
+        try c.beginJoin(other)
+        #expect(throws: TenureError.self) { try c.beginJoin(other) }
+        #expect(c.joining[other.name] != nil)
+        c.joinEnded(other.name)
+        try c.beginJoin(other)
+        let joined = LockspaceSpec(name: HostCoreTests.ls, hostID: HostID(1), disk: try LeaseDisk(path: "/var/tmp/leases", offset: 0))
+        #expect(throws: TenureError.self) { try c.beginJoin(joined) }
+    }
+}
