@@ -33,6 +33,11 @@ final class SimHost: @unchecked Sendable {
     /// processes the core had handed leases to when the daemon died. It
     /// survives the daemon, not the machine.
     private var holderRecord: Set<ProcessID> = []
+    /// Whether the running daemon has replaced the record with its own:
+    /// only once it fenced what the earlier one left (as the daemon creates
+    /// its `HolderRecord` after `EarlierIncarnation.fenceHolders`), so a
+    /// daemon killed while still fencing leaves the earlier record intact.
+    private var recordReplaced = false
     private(set) var clock: SimClock
     private var random: SharedRandom
     private var devices: [MemoryDevice] = []
@@ -136,6 +141,7 @@ final class SimHost: @unchecked Sendable {
     private func startDaemon(after delay: Duration) {
         daemonRun += 1
         daemonUp = true
+        recordReplaced = false
         let run = daemonRun
         core = HostCore(settings: Self.coreSettings(sim.config))
         resources = Array(repeating: nil, count: sim.config.resources)
@@ -149,6 +155,7 @@ final class SimHost: @unchecked Sendable {
                 self.machineTasks = [self.sim.scheduler.spawn { await self.watchdog(boot) }]
             }
             guard await self.fenceEarlierIncarnation(run) else { return }
+            self.recordReplaced = true
             self.tasks += [self.sim.scheduler.spawn { await self.petLoop(run) },
                            self.sim.scheduler.spawn { await self.fenceLoop(run) }]
             await self.main(run)
@@ -213,7 +220,7 @@ final class SimHost: @unchecked Sendable {
     func crashDaemon() {
         guard !crashed, daemonUp else { return }
         daemonUp = false
-        holderRecord = Set(core.holders)
+        if recordReplaced { holderRecord = Set(core.holders) }
         for task in tasks { task.cancel() }
         tasks = []
         rememberExpiry()
