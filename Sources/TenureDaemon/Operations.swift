@@ -278,6 +278,9 @@ extension Daemon {
             case .adopted(let orphan):
                 log.info("process \(pid) adopted the orphan \(orphan)")
             case .sharedLocally(let held):
+                // Each holder keeps its own references to the lease's
+                // devices: the other sharer's release drops only its own.
+                try retainDevices(of: held)
                 log.info("process \(pid) shares \(held) with another local process")
             case .ballot(let spec, let shared):
                 let won: HeldLease

@@ -69,8 +69,11 @@ public final class ManualClock: MonotonicClock {
         }
 
         /// Moves now to `target` and takes every sleeper due by then, in wake order.
+        /// The one rule of moving the clock: forward, or not at all.
+        func mayMove(to target: MonotonicInstant) -> Bool { target >= now }
+
         mutating func advance(to target: MonotonicInstant) -> [CheckedContinuation<Void, any Error>] {
-            precondition(target >= now, "ManualClock cannot go backwards: from \(now) to \(target)")
+            precondition(mayMove(to: target), "ManualClock cannot go backwards: from \(now) to \(target)")
             now = target
             let due = sleepers.filter { $0.deadline <= target }
                 .sorted { ($0.deadline, $0.id) < ($1.deadline, $1.id) }
@@ -96,6 +99,10 @@ public final class ManualClock: MonotonicClock {
         precondition(duration >= .zero, "ManualClock cannot go backwards: advance by \(duration)")
         resume(state.withLock { s in s.advance(to: s.now + duration) })
     }
+
+    /// Whether ``advance(to:)`` may move to `instant`: forward, or not at
+    /// all. Moving backwards is a programmer error (a precondition).
+    public func mayAdvance(to instant: MonotonicInstant) -> Bool { state.withLock { $0.mayMove(to: instant) } }
 
     /// Moves time forward to `instant` and resumes every sleeper now due.
     /// Moving backwards is a programmer error.
